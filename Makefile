@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv when missing and
+# reinstall only when pyproject.toml changed, so the second run starts at once.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEMO   := runs/demo
+LINTED := engine tests tools benchmarks
+
+# Caches stay inside the project, never in the home folder.
+export MPLCONFIGDIR := $(CURDIR)/.cache/matplotlib
+export HF_HOME := $(CURDIR)/.cache/huggingface
+export TORCH_HOME := $(CURDIR)/.cache/torch
+export VLLM_CACHE_ROOT := $(CURDIR)/.cache/vllm
+
+.PHONY: install test lint demo clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+
+test: lint
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/hardaug oof --out-dir $(DEMO)/oof --test engine/data/sample/test.csv
+	$(BIN)/hardaug mine --input $(DEMO)/oof/oof.parquet --out-dir $(DEMO)/mine \
+		--class-names "strong neg,weak neg,weak pos,strong pos" --preset notebook
+
+clean:
+	rm -rf runs/demo .cache .pytest_cache .ruff_cache

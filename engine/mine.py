@@ -1,0 +1,286 @@
+"""Hardness scores and composable selection over out-of-fold predictions (Polars expressions).
+
+Score columns added by `score` (direction in brackets):
+- `p_true`: probability the out-of-fold model gave the row's own label [higher = easier]
+- `hardness`: 1 - p_true, in [0, 1] [higher = harder]
+- `oof_pred`, `oof_confidence`: argmax class and its probability
+- `is_correct`: oof_pred == label
+- `margin`: p_true minus the largest probability of any other class, in [-1, 1] [lower = harder;
+  negative = misclassified]
+- `entropy`: Shannon entropy of the class distribution in nats, in [0, ln K] [higher = less sure]
+- `label_issue`: flagged as likely mislabeled by confident learning (cleanlab `find_label_issues`)
+- `n_chars`: text length in characters
+- `hardness_rank`: 1 = hardest row
+
+Selection is a list of steps applied in order, each to the rows the previous steps left, so quantile
+steps are relative to the current set (as in the motivating notebook's chain).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from engine.errors import InputError
+from engine.io import read_table
+from engine.schema import argmax_expr, prob_columns
+from engine.validate import find_prob_columns, prepare_dataset, prepare_probs
+
+log = logging.getLogger(__name__)
+
+SCORE_COLUMNS = (
+    "p_true",
+    "hardness",
+    "oof_pred",
+    "oof_confidence",
+    "is_correct",
+    "margin",
+    "entropy",
+    "label_issue",
+    "n_chars",
+    "hardness_rank",
+)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+def load_predictions(
+    path: str | Path,
+    *,
+    text_col: str = "text",
+    label_col: str = "label",
+    id_col: str = "id",
+    prob_cols: Sequence[str] | None = None,
+    class_names: Sequence[str] | None = None,
+    renormalize: bool = False,
+) -> tuple[pl.DataFrame, list[str]]:
+    """Read our oof.parquet or an outside CSV/Parquet of predictions into canonical columns.
+
+    Returns the frame (id, text, label, prob_0..prob_{K-1}, other columns kept) and the class names.
+    A `label_map.json` beside the file (written by `hardaug oof` for string labels) names the classes.
+    """
+    path = Path(path)
+    source = str(path)
+    frame = read_table(path)
+    cols = list(prob_cols) if prob_cols else find_prob_columns(frame, source)
+    k = len(cols)
+    label_map = path.parent / "label_map.json" if path.is_file() else None
+    if class_names is None and label_map is not None and label_map.exists():
+        class_names = json.loads(label_map.read_text(encoding="utf-8"))["classes"]
+    if class_names is not None and len(class_names) != k:
+        raise InputError(
+            f"{source}: {len(class_names)} class names {list(class_names)} for {k} probability "
+            f"columns {cols}. Give one name per probability column, in column order."
+        )
+    frame, names = prepare_dataset(
+        frame,
+        source=source,
+        text_col=text_col,
+        label_col=label_col,
+        id_col=id_col,
+        label_names=class_names,
+        num_classes=k,
+    )
+    frame = prepare_probs(frame, cols, source=source, renormalize=renormalize)
+    return frame, names
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def score_exprs(k: int) -> list[pl.Expr]:
+    """Per-row score expressions over `label` and `prob_0..prob_{K-1}` (no cross-row state)."""
+    probs = [pl.col(c) for c in prob_columns(k)]
+    label = pl.col("label")
+    p_true = pl.coalesce([pl.when(label == i).then(p) for i, p in enumerate(probs)])
+    # max_horizontal skips nulls, so this is the best probability among the other classes.
+    best_other = pl.max_horizontal([pl.when(label != i).then(p) for i, p in enumerate(probs)])
+    entropy = -pl.sum_horizontal([pl.when(p > 0).then(p * p.log()).otherwise(0.0) for p in probs])
+    pred = argmax_expr(probs)
+    return [
+        p_true.alias("p_true"),
+        (1.0 - p_true).alias("hardness"),
+        pred.alias("oof_pred"),
+        pl.max_horizontal(probs).alias("oof_confidence"),
+        (pred == label).alias("is_correct"),
+        (p_true - best_other).alias("margin"),
+        entropy.alias("entropy"),
+    ]
+
+
+def score(frame: pl.DataFrame, k: int, *, label_issues: bool = True, n_jobs: int | None = 1) -> pl.DataFrame:
+    """Add the score columns (see module docstring) to validated predictions."""
+    scored = frame.with_columns(score_exprs(k)).with_columns(
+        pl.col("text").str.len_chars().alias("n_chars"),
+        pl.col("hardness").rank("ordinal", descending=True).cast(pl.Int64).alias("hardness_rank"),
+    )
+    flags = (
+        find_label_issues_mask(scored["label"].to_numpy(), scored.select(prob_columns(k)).to_numpy(), n_jobs=n_jobs)
+        if label_issues
+        else np.zeros(scored.height, dtype=bool)
+    )
+    return scored.with_columns(pl.Series("label_issue", flags))
+
+
+def find_label_issues_mask(labels: np.ndarray, probs: np.ndarray, *, n_jobs: int | None = 1) -> np.ndarray:
+    """Confident learning (Northcutt et al. 2021) via cleanlab: rows whose given label is unlikely given
+    the out-of-fold probabilities and the estimated class-conditional noise rates."""
+    from cleanlab.filter import find_label_issues  # imports pandas: load only when used
+
+    present = np.unique(labels)
+    if len(present) < 2:
+        log.warning("only one class present; label issues cannot be estimated")
+        return np.zeros(len(labels), dtype=bool)
+    return find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=n_jobs)
+
+
+# -------------------------------------------------------------------------------------------- selection
+@dataclass(frozen=True)
+class OnlyMisclassified:
+    def expr(self) -> pl.Expr:
+        return ~pl.col("is_correct")
+
+    def describe(self) -> str:
+        return "misclassified only"
+
+
+@dataclass(frozen=True)
+class TopQuantile:
+    """The hardest `q` share of the current rows (hardness >= its (1-q) quantile, linear interpolation as
+    pandas' default), over all rows or within each class."""
+
+    q: float
+    per_class: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.q <= 1:
+            raise ValueError(f"top quantile must be in (0, 1], got {self.q}")
+
+    def expr(self) -> pl.Expr:
+        threshold = pl.col("hardness").quantile(1 - self.q, interpolation="linear")
+        return pl.col("hardness") >= (threshold.over("label") if self.per_class else threshold)
+
+    def describe(self) -> str:
+        return f"top {self.q:.0%} hardness" + (" per class" if self.per_class else "")
+
+
+@dataclass(frozen=True)
+class MinHardness:
+    value: float
+
+    def expr(self) -> pl.Expr:
+        return pl.col("hardness") >= self.value
+
+    def describe(self) -> str:
+        return f"hardness >= {self.value:g}"
+
+
+@dataclass(frozen=True)
+class MaxConfidence:
+    value: float
+
+    def expr(self) -> pl.Expr:
+        return pl.col("oof_confidence") <= self.value
+
+    def describe(self) -> str:
+        return f"confidence <= {self.value:g}"
+
+
+@dataclass(frozen=True)
+class Classes:
+    ids: tuple[int, ...]
+
+    def expr(self) -> pl.Expr:
+        return pl.col("label").is_in(list(self.ids))
+
+    def describe(self) -> str:
+        return f"classes {','.join(map(str, self.ids))}"
+
+
+@dataclass(frozen=True)
+class MinChars:
+    n: int
+
+    def expr(self) -> pl.Expr:
+        return pl.col("n_chars") >= self.n
+
+    def describe(self) -> str:
+        return f"at least {self.n} chars"
+
+
+@dataclass(frozen=True)
+class ExcludeLabelIssues:
+    def expr(self) -> pl.Expr:
+        return ~pl.col("label_issue")
+
+    def describe(self) -> str:
+        return "no suspected label errors"
+
+
+@dataclass(frozen=True)
+class Limit:
+    """The `n` hardest of the current rows (ties keep file order)."""
+
+    n: int
+
+    def expr(self) -> pl.Expr:
+        return pl.col("hardness").rank("ordinal", descending=True) <= self.n
+
+    def describe(self) -> str:
+        return f"hardest {self.n}"
+
+
+Step = OnlyMisclassified | TopQuantile | MinHardness | MaxConfidence | Classes | MinChars | ExcludeLabelIssues | Limit
+
+PRESETS: dict[str, tuple[Step, ...]] = {
+    # The motivating notebook: top 20% hardness, then >= 10 chars, confidence <= 0.7, the two minority
+    # classes (1 weak negative, 3 strong positive), then the top 30% hardness of what is left.
+    "notebook": (TopQuantile(0.2), MinChars(10), MaxConfidence(0.7), Classes((1, 3)), TopQuantile(0.3)),
+}
+
+
+def check_steps(steps: Sequence[Step], k: int, class_names: Sequence[str]) -> None:
+    for step in steps:
+        if isinstance(step, Classes):
+            bad = [c for c in step.ids if not 0 <= c < k]
+            if bad:
+                raise InputError(
+                    f"--classes {','.join(map(str, step.ids))}: classes {bad} do not exist; the predictions have "
+                    f"{k} classes, ids 0..{k - 1} ({', '.join(f'{i}={n}' for i, n in enumerate(class_names))})."
+                )
+
+
+def select(scored: pl.DataFrame, steps: Sequence[Step]) -> tuple[pl.DataFrame, list[dict]]:
+    """Apply `steps` in order; returns the frame with a boolean `selected` column and the row count left
+    after each step (the trace the summary and report show)."""
+    current = scored.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), *SELECT_COLUMNS)
+    trace = [{"step": "all rows", "rows": current.height}]
+    for step in steps:
+        current = current.filter(step.expr())
+        trace.append({"step": step.describe(), "rows": current.height})
+    mask = np.zeros(scored.height, dtype=bool)
+    mask[current["_row"].to_numpy()] = True
+    return scored.with_columns(pl.Series("selected", mask)), trace
+
+
+SELECT_COLUMNS = ("label", "hardness", "oof_confidence", "is_correct", "label_issue", "n_chars")
+
+
+def per_class_table(mined: pl.DataFrame, class_names: Sequence[str]) -> pl.DataFrame:
+    """One row per class: rows, misclassified, suspected label errors, selected, mean hardness."""
+    table = (
+        mined.group_by("label")
+        .agg(
+            pl.len().alias("rows"),
+            (~pl.col("is_correct")).sum().alias("misclassified"),
+            pl.col("label_issue").sum().alias("label_issues"),
+            pl.col("selected").sum().alias("selected"),
+            pl.col("hardness").mean().alias("mean_hardness"),
+        )
+        .sort("label")
+    )
+    names = pl.DataFrame({"label": list(range(len(class_names))), "class": list(class_names)})
+    return names.join(table, on="label", how="left").fill_null(0)

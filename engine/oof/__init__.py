@@ -1,0 +1,5 @@
+"""Out-of-fold predictions: every training row is predicted by a model that never saw it."""
+
+from engine.oof.kfold import OofResult, assign_folds, run_oof
+
+__all__ = ["OofResult", "assign_folds", "run_oof"]

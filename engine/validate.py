@@ -1,0 +1,258 @@
+"""Input checks at the public edge. Each stops with an `InputError` that names the file, the column,
+the first offending rows and the fix, before any work is done or any output is written.
+
+After validation every frame has the canonical columns `id` (unique, non-empty), `text` (String, never
+null) and `label` (Int64 in 0..K-1); the stages inside trust them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import re
+from collections.abc import Mapping, Sequence
+
+import polars as pl
+
+from engine.errors import InputError
+from engine.schema import prob_columns
+
+log = logging.getLogger(__name__)
+
+SHOW_ROWS = 5
+PROB_SUM_TOLERANCE = 1e-3
+_PROB_PATTERNS = (re.compile(r"^prob_(\d+)$"), re.compile(r"^class_(\d+)_prob$"))
+
+
+def _show(frame: pl.DataFrame, mask: pl.Expr, columns: Sequence[str]) -> str:
+    """The first offending rows as 'row 12 (id=..., label=...)', 0-based like the file's data rows."""
+    bad = frame.with_row_index("_row").filter(mask)
+    shown = []
+    for row in bad.head(SHOW_ROWS).iter_rows(named=True):
+        fields = ", ".join(f"{c}={row[c]!r}" for c in columns if c in row)
+        shown.append(f"row {row['_row']} ({fields})")
+    more = f" and {bad.height - SHOW_ROWS} more" if bad.height > SHOW_ROWS else ""
+    return "; ".join(shown) + more
+
+
+def _missing_column(source: str, column: str, frame: pl.DataFrame, option: str) -> InputError:
+    close = difflib.get_close_matches(column, frame.columns, n=1)
+    hint = f" Did you mean {close[0]!r}? Pass {option} {close[0]}." if close else f" Pass {option} <column>."
+    return InputError(f"{source}: no column {column!r}; the file has {frame.columns}.{hint}")
+
+
+def check_columns(frame: pl.DataFrame, source: str, columns: Mapping[str, str]) -> None:
+    """`columns` maps a required column to the CLI option that names it."""
+    for column, option in columns.items():
+        if column not in frame.columns:
+            raise _missing_column(source, column, frame, option)
+
+
+def prepare_dataset(
+    frame: pl.DataFrame,
+    *,
+    source: str,
+    text_col: str = "text",
+    label_col: str | None = "label",
+    id_col: str = "id",
+    label_names: Sequence[str] | None = None,
+    num_classes: int | None = None,
+) -> tuple[pl.DataFrame, list[str]]:
+    """Validate and rename to `id`, `text`, `label`; map string labels to 0..K-1.
+
+    Returns the frame and the class names (index = class id). With `label_col=None` (an unlabeled test
+    set) no `label` column is produced and the names are `label_names` or [].
+    """
+    if frame.height == 0:
+        raise InputError(f"{source} has no rows.")
+    required = {text_col: "--text-col"}
+    if label_col is not None:
+        required[label_col] = "--label-col"
+    check_columns(frame, source, required)
+
+    renames = {text_col: "text", id_col: "id"}
+    if label_col is not None:
+        renames[label_col] = "label"
+    # A column that already uses a canonical name for something else keeps its data under a new name.
+    clashes = {c: f"{c}_original" for c in ("id", "text", "label") if c in frame.columns and c not in renames}
+    frame = frame.rename(clashes)
+    if id_col not in frame.columns:
+        if id_col != "id":
+            raise _missing_column(source, id_col, frame, "--id-col")
+        log.info("%s has no id column; using the row number as id", source)
+        frame = frame.with_row_index("id").with_columns(pl.col("id").cast(pl.Int64))
+        renames.pop(id_col)
+    frame = frame.rename({k: v for k, v in renames.items() if k != v})
+
+    frame = _check_ids(frame, source, id_col)
+    frame = _check_texts(frame, source, text_col)
+    names = list(label_names) if label_names is not None else []
+    if label_col is not None:
+        frame, names = _check_labels(frame, source, label_col, names or None, num_classes)
+    return frame, names
+
+
+def _check_ids(frame: pl.DataFrame, source: str, id_col: str) -> pl.DataFrame:
+    ids = pl.col("id")
+    empty = ids.is_null()
+    if frame.schema["id"] == pl.String:
+        empty = empty | (ids.str.strip_chars() == "")
+    if frame.select(empty.any()).item():
+        raise InputError(
+            f"{source}: column {id_col!r} has empty ids at {_show(frame, empty, ['id', 'text'])}. "
+            "Every row needs a unique id; fill them in, or drop the column to number rows automatically."
+        )
+    dup = ids.is_duplicated()
+    if frame.select(dup.any()).item():
+        n = frame.select(dup.sum()).item()
+        raise InputError(
+            f"{source}: column {id_col!r} has {n} rows with duplicate ids, first at "
+            f"{_show(frame, dup, ['id', 'text'])}. Ids must be unique: de-duplicate the rows, or drop the "
+            "id column to number rows automatically."
+        )
+    return frame
+
+
+def _check_texts(frame: pl.DataFrame, source: str, text_col: str) -> pl.DataFrame:
+    dtype = frame.schema["text"]
+    if dtype in (pl.Categorical, pl.Enum) or isinstance(dtype, pl.Enum):
+        frame = frame.with_columns(pl.col("text").cast(pl.String))
+    elif dtype != pl.String and dtype != pl.Null:
+        raise InputError(
+            f"{source}: column {text_col!r} holds {dtype} values, not text (first values: "
+            f"{frame['text'].head(3).to_list()}). Pass the column with the texts via --text-col."
+        )
+    nulls = frame.select(pl.col("text").is_null().sum()).item()
+    if nulls:
+        log.warning("%s: %d empty texts in %r are kept as empty strings", source, nulls, text_col)
+        frame = frame.with_columns(pl.col("text").cast(pl.String).fill_null(""))
+    return frame
+
+
+def _check_labels(
+    frame: pl.DataFrame,
+    source: str,
+    label_col: str,
+    label_names: Sequence[str] | None,
+    num_classes: int | None,
+) -> tuple[pl.DataFrame, list[str]]:
+    label = pl.col("label")
+    if frame.select(label.is_null().any()).item():
+        raise InputError(
+            f"{source}: column {label_col!r} has missing labels at "
+            f"{_show(frame, label.is_null(), ['id', 'text'])}. Drop or label those rows."
+        )
+    dtype = frame.schema["label"]
+    if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
+        values = frame["label"].cast(pl.String)
+        names = list(label_names) if label_names is not None else sorted(values.unique().to_list())
+        unknown = ~values.is_in(names)
+        if unknown.any():
+            raise InputError(
+                f"{source}: labels {sorted(values.filter(unknown).unique().to_list())[:SHOW_ROWS]} in "
+                f"{label_col!r} are not in the label map {names}. Add them to the map or fix the rows."
+            )
+        log.info("%s: mapped string labels to ids: %s", source, {n: i for i, n in enumerate(names)})
+        return frame.with_columns(
+            values.replace_strict(names, list(range(len(names))), return_dtype=pl.Int64).alias("label")
+        ), names
+    if dtype == pl.Boolean:
+        frame = frame.with_columns(label.cast(pl.Int64))
+    elif dtype.is_float():
+        fractional = label != label.round()
+        if frame.select(fractional.any()).item():
+            raise InputError(
+                f"{source}: column {label_col!r} has non-integer labels at "
+                f"{_show(frame, fractional, ['id', 'label'])}. Labels must be class ids 0..K-1 or names."
+            )
+        frame = frame.with_columns(label.cast(pl.Int64))
+    elif not dtype.is_integer():
+        raise InputError(f"{source}: column {label_col!r} holds {dtype}; expected class ids 0..K-1 or names.")
+    frame = frame.with_columns(label.cast(pl.Int64))
+    k = num_classes if num_classes is not None else int(frame["label"].max()) + 1
+    out_of_range = (label < 0) | (label >= k)
+    if frame.select(out_of_range.any()).item():
+        raise InputError(
+            f"{source}: column {label_col!r} has labels outside 0..{k - 1} at "
+            f"{_show(frame, out_of_range, ['id', 'label'])}. Labels must be class ids 0..K-1 "
+            f"(K={k}{' from the probability columns' if num_classes is not None else ''}); "
+            "renumber them, or use class names as labels."
+        )
+    names = list(label_names) if label_names else [str(i) for i in range(k)]
+    if len(names) != k:
+        raise InputError(f"{source}: {len(names)} class names given for {k} classes: {names}.")
+    return frame, names
+
+
+def find_prob_columns(frame: pl.DataFrame, source: str) -> list[str]:
+    """Find `prob_0..prob_{K-1}` or the notebook's `class_0_prob..class_{K-1}_prob`, in class order."""
+    for pattern in _PROB_PATTERNS:
+        found = {int(m.group(1)): c for c in frame.columns if (m := pattern.match(c))}
+        if found:
+            k = max(found) + 1
+            missing = [i for i in range(k) if i not in found]
+            if missing:
+                raise InputError(
+                    f"{source}: probability columns for classes {missing} are missing (found "
+                    f"{sorted(found.values())}). Add them, or name the columns in order with --prob-cols."
+                )
+            return [found[i] for i in range(k)]
+    raise InputError(
+        f"{source}: no class-probability columns found; expected prob_0..prob_{{K-1}} or "
+        f"class_0_prob..class_{{K-1}}_prob, the file has {frame.columns}. Name them with --prob-cols a,b,c."
+    )
+
+
+def prepare_probs(
+    frame: pl.DataFrame, prob_cols: Sequence[str], *, source: str, renormalize: bool = False
+) -> pl.DataFrame:
+    """Check class probabilities and store them as Float64 `prob_0..prob_{K-1}` (in `prob_cols` order)."""
+    check_columns(frame, source, dict.fromkeys(prob_cols, "--prob-cols"))
+    if len(prob_cols) < 2:
+        raise InputError(f"{source}: need at least 2 probability columns, got {list(prob_cols)}.")
+    for col in prob_cols:
+        if not frame.schema[col].is_numeric():
+            raise InputError(
+                f"{source}: probability column {col!r} holds {frame.schema[col]}, not numbers "
+                f"(first values {frame[col].head(3).to_list()}). Check --prob-cols."
+            )
+    k = len(prob_cols)
+    targets = prob_columns(k)
+    clashes = {c: f"{c}_original" for c in targets if c in frame.columns and c not in prob_cols}
+    frame = frame.rename(clashes).with_columns(
+        [pl.col(c).cast(pl.Float64).alias(t) for c, t in zip(prob_cols, targets, strict=True)]
+    )
+    frame = frame.drop([c for c in prob_cols if c not in targets])
+    probs = [pl.col(c) for c in targets]
+    show = ["id", *targets]
+    bad = pl.any_horizontal([p.is_null() | p.is_nan() | p.is_infinite() for p in probs])
+    if frame.select(bad.any()).item():
+        raise InputError(
+            f"{source}: missing or NaN probabilities at {_show(frame, bad, show)}. Every row needs a "
+            "finite probability for every class; re-run the predictions for those rows or drop them."
+        )
+    negative = pl.any_horizontal([p < 0 for p in probs])
+    if frame.select(negative.any()).item():
+        raise InputError(
+            f"{source}: negative probabilities at {_show(frame, negative, show)}. These look like logits "
+            "or log-probabilities: apply softmax (or exp) first."
+        )
+    total = pl.sum_horizontal(probs)
+    off = (total - 1).abs() > PROB_SUM_TOLERANCE
+    n_off = frame.select(off.sum()).item()
+    if n_off and not renormalize:
+        raise InputError(
+            f"{source}: {n_off} rows have probabilities that do not sum to 1 (tolerance "
+            f"{PROB_SUM_TOLERANCE}), first at {_show(frame, off, show)}. If they are unnormalized scores "
+            "pass --renormalize to divide each row by its sum; if they are logits apply softmax first."
+        )
+    if renormalize:
+        zero = total <= 0
+        if frame.select(zero.any()).item():
+            raise InputError(
+                f"{source}: rows whose probabilities sum to 0 cannot be renormalized: {_show(frame, zero, show)}."
+            )
+        if n_off:
+            log.warning("%s: renormalized %d rows whose probabilities did not sum to 1", source, n_off)
+        frame = frame.with_columns([(p / total).alias(c) for p, c in zip(probs, targets, strict=True)])
+    return frame

@@ -1,0 +1,61 @@
+"""Shared fixtures: generated data with known answers, and real predictions on the bundled sample."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+SAMPLE = Path(__file__).resolve().parents[1] / "engine" / "data" / "sample"
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _syllables(rng: np.random.Generator, n: int, length: int) -> list[str]:
+    # Random Hangul "words": TF-IDF character n-grams can learn them, nobody has to invent a vocabulary.
+    codes = rng.integers(0xAC00, 0xD7A3, size=(n, length))
+    return ["".join(chr(c) for c in row) for row in codes]
+
+
+def make_noisy_dataset(n: int = 1200, k: int = 4, flip: float = 0.1, seed: int = 0) -> tuple[pl.DataFrame, np.ndarray]:
+    """Texts whose class is visible in their words, with a known share of labels flipped.
+
+    Returns the frame (id, text, label = observed, possibly wrong) and a boolean mask of flipped rows.
+    """
+    rng = np.random.default_rng(seed)
+    class_words = [_syllables(rng, 25, 2) for _ in range(k)]
+    shared = _syllables(rng, 60, 2)
+    true = rng.integers(0, k, size=n)
+    texts = []
+    for label in true:
+        words = [
+            class_words[label][rng.integers(25)] if rng.random() < 0.6 else shared[rng.integers(60)]
+            for _ in range(rng.integers(6, 12))
+        ]
+        texts.append(" ".join(words))
+    flipped = rng.random(n) < flip
+    observed = true.copy()
+    observed[flipped] = (true[flipped] + rng.integers(1, k, size=flipped.sum())) % k
+    frame = pl.DataFrame({"id": [f"r{i:05d}" for i in range(n)], "text": texts, "label": observed})
+    return frame, flipped
+
+
+@pytest.fixture(scope="session")
+def noisy_dataset() -> tuple[pl.DataFrame, np.ndarray]:
+    return make_noisy_dataset()
+
+
+@pytest.fixture(scope="session")
+def sample_oof(tmp_path_factory) -> Path:
+    """`hardaug oof` on the first 3,000 rows of the bundled sample, 3 folds, with a test set."""
+    from engine.cli import main
+
+    root = tmp_path_factory.mktemp("sample_oof")
+    train = root / "train.csv"
+    pl.read_csv(SAMPLE / "train.csv").head(3000).write_csv(train)
+    test = root / "test.csv"
+    pl.read_csv(SAMPLE / "test.csv").head(500).write_csv(test)
+    out = root / "oof"
+    assert main(["oof", "--train", str(train), "--test", str(test), "--folds", "3", "--out-dir", str(out)]) == 0
+    return out

@@ -1,0 +1,95 @@
+"""The analysis numbers and the HTML report, end to end on real predictions of the bundled sample."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from engine.analyze import detect_tokenizer, log_odds_z, tokenize
+from engine.cli import main
+
+
+def test_log_odds_z_direction_and_symmetry():
+    hard = np.array([50.0, 10.0, 10.0, 0.0])
+    easy = np.array([10.0, 10.0, 50.0, 0.0])
+    z = log_odds_z(hard, easy, prior_weight=0.1)
+    assert z[0] > 2 and z[2] < -2 and abs(z[1]) < 1 and abs(z[3]) < 1e-6
+    np.testing.assert_allclose(log_odds_z(easy, hard, prior_weight=0.1), -z)
+    # the same ratio on more evidence is more significant
+    assert log_odds_z(hard * 10, easy * 10, 0.1)[0] > z[0]
+
+
+def test_tokenizers():
+    kiwi = tokenize(["이 영화 진짜 재밌다 ㅋㅋ!!"], kind="kiwi", threads=1)[0]
+    assert "영화/NNG" in kiwi and not any(t.endswith("/SF") for t in kiwi)
+    assert tokenize(["Great movie, GREAT cast"], kind="whitespace") == [["great", "movie", "great", "cast"]]
+    assert detect_tokenizer(["이 영화 진짜 재밌다", "최고"]) == "kiwi"
+    assert detect_tokenizer(["a fine film", "bad"]) == "whitespace"
+
+
+def test_mine_cli_end_to_end_on_the_sample(sample_oof: Path, tmp_path: Path, capsys):
+    out = tmp_path / "mine"
+    code = main(
+        [
+            "mine",
+            "--input",
+            str(sample_oof / "oof.parquet"),
+            "--out-dir",
+            str(out),
+            "--class-names",
+            "강한 부정,약한 부정,약한 긍정,강한 긍정",
+            "--preset",
+            "notebook",
+            "--examples",
+            "10",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert code == 0
+    for line in ("top 20% hardness", "classes 1,3", "약한 부정", "report:"):
+        assert line in printed
+
+    scores = pl.read_parquet(out / "scores.parquet")
+    hard = pl.read_parquet(out / "hard.parquet")
+    assert scores.height == 3000 and hard.height == scores["selected"].sum() > 0
+    assert set(hard["label"].unique().to_list()) <= {1, 3}
+    assert hard["hardness"].is_sorted(descending=True)
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["counts"]["selected"] == hard.height
+    assert next(s["rows"] for s in summary["selection"]) == 3000 and len(summary["selection"]) == 6
+    assert np.asarray(summary["confusion"]).sum() == 3000
+    assert sum(sum(c) for c in summary["hardness_histogram"]["counts"]) == 3000
+    assert sum(b["rows"] for b in summary["by_length"]) == 3000
+    assert set(summary["terms"]) == {"강한 부정", "약한 부정", "약한 긍정", "강한 긍정"}
+    for side in summary["terms"].values():
+        assert side["hard"] and all(t["z"] > 0 for t in side["hard"])
+        assert all(t["z"] < 0 for t in side["easy"])
+    assert summary["tokenizer"] == "kiwi" and summary["findings"]
+
+    html = (out / "report.html").read_text()
+    assert html.count("<svg") == 4  # class shares, confusion, hardness histograms, length
+    for anchor in (
+        "overview",
+        "classes",
+        "confusions",
+        "hardness",
+        "length",
+        "terms",
+        "examples",
+        "label-errors",
+    ):
+        assert f'id="{anchor}"' in html
+    assert not re.search(r"""(src|href)=["']https?://""", html)  # self-contained: nothing to fetch
+    by_hardness = scores.sort("hardness", descending=True, maintain_order=True)
+    shown = [by_hardness.filter("label_issue")["text"][0]]  # the hardest suspected label error
+    clean = by_hardness.filter(pl.col("selected") & ~pl.col("label_issue"))
+    if clean.height:
+        shown.append(clean["text"][0])  # the hardest selected row whose label looks right
+    for text in shown:
+        assert escape(text) in html
