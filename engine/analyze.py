@@ -12,6 +12,7 @@ of hardness.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -81,15 +82,20 @@ def tokenize(texts: list[str], kind: str = "kiwi", threads: int | None = None) -
     """Terms of each text: Korean morphemes as 'form/TAG' (kiwipiepy), or lower-cased words."""
     if kind == "whitespace":
         return [_WORD.findall(t.lower()) for t in texts]
-    from kiwipiepy import Kiwi
-
-    workers = threads or len(os.sched_getaffinity(0))
-    # Kiwi's batch API needs a worker pool; one worker is its single-threaded mode.
-    kiwi = Kiwi(num_workers=max(workers, 1))
+    kiwi = _kiwi(max(threads or len(os.sched_getaffinity(0)), 1))
     return [
         [f"{t.form}/{t.tag}" for t in tokens if t.tag not in _SKIP_TAGS and not t.tag.startswith(_SKIP_PREFIXES)]
         for tokens in kiwi.tokenize(texts)
     ]
+
+
+@functools.lru_cache(maxsize=2)
+def _kiwi(workers: int):
+    """Loading Kiwi's model takes seconds: keep one per thread count. Its batch API needs a worker pool;
+    one worker is its single-threaded mode."""
+    from kiwipiepy import Kiwi
+
+    return Kiwi(num_workers=workers)
 
 
 def log_odds_z(hard: np.ndarray, easy: np.ndarray, prior_weight: float) -> np.ndarray:

@@ -1,0 +1,43 @@
+"""`hardaug` command line: parse options, build configs, call the library, show progress.
+
+One module per subcommand, each with `register(subparsers)`; nothing heavy is imported at module load,
+so `hardaug --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from engine.cli import mine, oof
+from engine.errors import InputError
+
+COMMANDS = (oof, mine)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hardaug",
+        description="Targeted data augmentation: find the samples a classifier gets wrong, understand them, "
+        "augment only those, and measure whether it helped.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for command in COMMANDS:
+        command.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        return args.func(args)
+    except ValueError as exc:  # InputError (bad files) and config dataclasses rejecting option values
+        if args.verbose and not isinstance(exc, InputError):
+            raise
+        print(f"hardaug {args.command}: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,36 @@
+"""Argument types and helpers shared by the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+from importlib import resources
+
+SAMPLE_DIR = resources.files("engine") / "data" / "sample"
+
+
+def comma_list(value: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list, got an empty value")
+    return items
+
+
+def class_ids(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in comma_list(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected class ids like 1,3, got {value!r}") from None
+
+
+def fraction(value: str) -> float:
+    q = float(value)
+    if not 0 < q <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+    return q
+
+
+def positive_int(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return n
