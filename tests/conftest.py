@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-SAMPLE = Path(__file__).resolve().parents[1] / "engine" / "data" / "sample"
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "engine" / "data" / "sample"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+# Model libraries write caches, compiled kernels and sockets under the home folder and /tmp by default;
+# keep them in the project, and never reach for a model hub (tests build their models locally).
+_CACHE = ROOT / ".cache"
+for _var, _sub in (
+    ("HF_HOME", "huggingface"),
+    ("TORCH_HOME", "torch"),
+    ("VLLM_CACHE_ROOT", "vllm"),
+    ("TORCHINDUCTOR_CACHE_DIR", "torchinductor"),
+    ("MPLCONFIGDIR", "matplotlib"),
+):
+    os.environ.setdefault(_var, str(_CACHE / _sub))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def _syllables(rng: np.random.Generator, n: int, length: int) -> list[str]:

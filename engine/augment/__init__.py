@@ -1,0 +1,1 @@
+"""Augmenters: back-translation (CTranslate2), paraphrasing (vLLM), EDA (rule-based); shared output in common."""

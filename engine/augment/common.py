@@ -1,0 +1,213 @@
+"""What every augmenter shares: reading the sources, the augmented schema, and resumable output.
+
+Augmented rows (one per kept generated text):
+- `id`: `{source_id}:{method}:{variant}`, deterministic, so a resumed run writes the same ids
+- `source_id`, `label` (the source's), `hardness` (the source's, null when the input has none)
+- `text`: the generated text
+- `method`: backtranslate | paraphrase | eda; `model`: model path or name; `params`: JSON of the options
+  that produced the row (pivot language, temperature, prompt version, ...); `variant`: a short tag that is
+  unique per source and method (e.g. `en_XX.0`); `round`: augmentation round (1 for a first pass)
+- `extra`: JSON of method-specific details kept for inspection (the pivot text of a back-translation)
+
+Resumability: the engine processes sources in chunks; each finished chunk is saved under
+`.<out name>.parts/` with every row it produced, kept or dropped (with `drop_reason`), so a restart skips
+every source already seen and the drop counts survive restarts. `finish` writes the final file (kept rows,
+in input order) atomically, writes the drop counts beside it, and removes the parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from engine.errors import InputError
+from engine.io import read_table, write_json, write_parquet, write_text
+from engine.validate import prepare_dataset
+
+log = logging.getLogger(__name__)
+
+AUGMENTED_SCHEMA = {
+    "id": pl.String,
+    "source_id": pl.String,
+    "text": pl.String,
+    "label": pl.Int64,
+    "method": pl.String,
+    "model": pl.String,
+    "params": pl.String,
+    "variant": pl.String,
+    "round": pl.Int64,
+    "hardness": pl.Float64,
+    "extra": pl.String,
+}
+PART_SCHEMA = {**AUGMENTED_SCHEMA, "source_order": pl.Int64, "drop_reason": pl.String}
+
+
+def load_sources(
+    path: str | Path, *, text_col: str = "text", label_col: str = "label", id_col: str = "id"
+) -> pl.DataFrame:
+    """Read the texts to augment (hard.parquet from `hardaug mine`, or any dataset with id/text/label).
+
+    Returns `id` (as String), `text`, `label`, `hardness` (null when absent) and `source_order`.
+    """
+    path = Path(path)
+    frame, _ = prepare_dataset(
+        read_table(path), source=str(path), text_col=text_col, label_col=label_col, id_col=id_col
+    )
+    hardness = pl.col("hardness").cast(pl.Float64) if "hardness" in frame.columns else pl.lit(None, dtype=pl.Float64)
+    return frame.select(
+        pl.col("id").cast(pl.String),
+        "text",
+        "label",
+        hardness.alias("hardness"),
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("source_order"),
+    )
+
+
+def params_json(params: dict) -> str:
+    return json.dumps(params, ensure_ascii=False, sort_keys=True)
+
+
+def job_fingerprint(sources: pl.DataFrame, method: str, model: str, params: dict) -> str:
+    digest = hashlib.sha256(params_json({"method": method, "model": model, "params": params}).encode())
+    digest.update(sources.select("id", "text", "label").hash_rows(seed=11).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One generated text for one source, before schema and filtering."""
+
+    source_index: int  # row of the sources frame
+    variant: str
+    text: str
+    extra: dict | None = None
+    drop_reason: str | None = None  # set by the engine for drops only it can judge (e.g. "too_short")
+
+
+def check_output(out: str | Path) -> Path:
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(f"--out {out} is a folder; pass a file name such as {out / 'augmented.parquet'}.")
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise InputError(f"--out {out}: augmented rows are written as Parquet; use a .parquet file name.")
+    return out
+
+
+class AugmentedOutput:
+    """Chunked, resumable output of one augmentation job; see the module docstring."""
+
+    def __init__(self, out: str | Path, *, fingerprint: str, restart: bool = False) -> None:
+        self.out = check_output(out)
+        self.parts = self.out.with_name(f".{self.out.name}.parts")
+        manifest = self.parts / "manifest.json"
+        if restart and self.parts.exists():
+            shutil.rmtree(self.parts)
+        if manifest.exists():
+            found = json.loads(manifest.read_text())["fingerprint"]
+            if found != fingerprint:
+                raise InputError(
+                    f"{self.parts} holds chunks of a different job (input, model or options changed). "
+                    "Pass --restart to discard them, or choose another --out."
+                )
+        else:
+            self.parts.mkdir(parents=True, exist_ok=True)
+            write_text(json.dumps({"fingerprint": fingerprint}) + "\n", manifest)
+        self._chunks = sorted(self.parts.glob("chunk_*.parquet"))
+
+    def done_sources(self) -> set[str]:
+        """Source ids already processed (whatever their outputs), to skip on restart."""
+        if not self._chunks:
+            return set()
+        return set(pl.scan_parquet(self._chunks).select("source_id").unique().collect()["source_id"])
+
+    def write_chunk(self, rows: pl.DataFrame, processed: Sequence[str]) -> None:
+        """Save one finished chunk. `processed` lists every source id of the chunk, so sources whose
+        outputs were all dropped (or that were skipped) are remembered too."""
+        seen = set(rows["source_id"].to_list())
+        markers = pl.DataFrame(
+            {"source_id": [s for s in processed if s not in seen], "drop_reason": "(processed)"},
+            schema={"source_id": pl.String, "drop_reason": pl.String},
+        )
+        chunk = pl.concat([rows.select(PART_SCHEMA.keys()).cast(PART_SCHEMA), markers], how="diagonal_relaxed")
+        path = self.parts / f"chunk_{len(self._chunks):05d}.parquet"
+        write_parquet(chunk, path)
+        self._chunks.append(path)
+
+    def finish(self) -> tuple[pl.DataFrame, dict[str, int]]:
+        """Write the kept rows (input order, then variant) and the drop counts; remove the parts."""
+        every = (
+            pl.read_parquet(self._chunks).filter(pl.col("drop_reason").ne_missing("(processed)"))
+            if self._chunks
+            else pl.DataFrame(schema=PART_SCHEMA)
+        )
+        counts = {
+            "generated": every.height,
+            **{
+                r["drop_reason"]: r["len"]
+                for r in every.filter(pl.col("drop_reason").is_not_null())
+                .group_by("drop_reason")
+                .len()
+                .sort("drop_reason")
+                .iter_rows(named=True)
+            },
+        }
+        kept = (
+            every.filter(pl.col("drop_reason").is_null())
+            .sort("source_order", "variant")
+            .select(AUGMENTED_SCHEMA.keys())
+        )
+        counts["kept"] = kept.height
+        write_parquet(kept, self.out)
+        write_json(counts, self.out.with_suffix(".drops.json"))
+        shutil.rmtree(self.parts, ignore_errors=True)
+        return kept, counts
+
+
+def chunks(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
+    for start in range(0, frame.height, size):
+        yield frame.slice(start, size)
+
+
+def to_rows(
+    sources: pl.DataFrame,
+    generated: Sequence[Generated],
+    *,
+    method: str,
+    model: str,
+    params: dict,
+    round_: int = 1,
+) -> pl.DataFrame:
+    """Rows in PART_SCHEMA with the cheap drops applied: empty output, output identical to the source."""
+    src = sources.to_dicts()
+    records = []
+    for g in generated:
+        s = src[g.source_index]
+        text = g.text.strip()
+        reason = g.drop_reason or (
+            "empty" if not text else "identical_to_source" if text == s["text"].strip() else None
+        )
+        records.append(
+            {
+                "id": f"{s['id']}:{method}:{g.variant}",
+                "source_id": s["id"],
+                "text": text,
+                "label": s["label"],
+                "method": method,
+                "model": model,
+                "params": params_json(params),
+                "variant": g.variant,
+                "round": round_,
+                "hardness": s["hardness"],
+                "extra": params_json(g.extra) if g.extra else None,
+                "source_order": s["source_order"],
+                "drop_reason": reason,
+            }
+        )
+    return pl.DataFrame(records, schema=PART_SCHEMA)

@@ -1,0 +1,90 @@
+"""The augmented schema and resumable chunked output shared by every augmenter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from engine.augment.common import (
+    AUGMENTED_SCHEMA,
+    AugmentedOutput,
+    Generated,
+    job_fingerprint,
+    load_sources,
+    to_rows,
+)
+from engine.errors import InputError
+
+
+@pytest.fixture
+def sources(tmp_path: Path) -> pl.DataFrame:
+    path = tmp_path / "hard.parquet"
+    pl.DataFrame(
+        {
+            "id": [10, 11, 12],
+            "text": ["재밌는 영화였다", "별로였어요", "그냥 그래"],
+            "label": [3, 1, 2],
+            "hardness": [0.9, 0.8, 0.7],
+        }
+    ).write_parquet(path)
+    return load_sources(path)
+
+
+def _generated() -> list[Generated]:
+    return [
+        Generated(0, "x.0", "정말 재밌는 영화", {"pivot": "fun film"}),
+        Generated(0, "x.1", "재밌는 영화였다"),  # identical to the source
+        Generated(1, "x.0", "  "),  # empty
+        Generated(1, "x.1", "별로였음"),
+        Generated(2, "-", "", drop_reason="too_short"),
+    ]
+
+
+def test_rows_follow_the_schema_and_count_drops(sources):
+    rows = to_rows(sources, _generated(), method="test", model="m", params={"p": 1})
+    assert rows["id"].to_list()[0] == "10:test:x.0"
+    assert rows["drop_reason"].to_list() == [None, "identical_to_source", "empty", None, "too_short"]
+    assert rows["hardness"].to_list()[:2] == [0.9, 0.9] and rows["label"].to_list()[3] == 1
+
+
+def test_chunks_resume_and_finish_in_input_order(sources, tmp_path: Path):
+    out = tmp_path / "aug.parquet"
+    key = job_fingerprint(sources, "test", "m", {"p": 1})
+    rows = to_rows(sources, _generated(), method="test", model="m", params={"p": 1})
+    writer = AugmentedOutput(out, fingerprint=key)
+    # second chunk first: the final file must still follow the input order
+    writer.write_chunk(rows.filter(pl.col("source_id") != "10"), ["11", "12"])
+    assert not out.exists()
+    resumed = AugmentedOutput(out, fingerprint=key)
+    assert resumed.done_sources() == {"11", "12"}
+    resumed.write_chunk(rows.filter(pl.col("source_id") == "10"), ["10"])
+    kept, counts = resumed.finish()
+    assert kept.columns == list(AUGMENTED_SCHEMA)
+    assert kept["id"].to_list() == ["10:test:x.0", "11:test:x.1"]
+    assert counts == {"generated": 5, "empty": 1, "identical_to_source": 1, "too_short": 1, "kept": 2}
+    assert pl.read_parquet(out).equals(kept)
+    assert not resumed.parts.exists()
+
+
+def test_sources_seen_without_outputs_are_remembered(sources, tmp_path: Path):
+    out = tmp_path / "aug.parquet"
+    writer = AugmentedOutput(out, fingerprint="k")
+    writer.write_chunk(to_rows(sources, [], method="t", model="m", params={}), ["10", "11"])
+    assert AugmentedOutput(out, fingerprint="k").done_sources() == {"10", "11"}
+
+
+def test_parts_of_another_job_are_refused(tmp_path: Path):
+    out = tmp_path / "aug.parquet"
+    AugmentedOutput(out, fingerprint="a")
+    with pytest.raises(InputError, match="different job"):
+        AugmentedOutput(out, fingerprint="b")
+    AugmentedOutput(out, fingerprint="b", restart=True)
+
+
+def test_bad_output_paths(tmp_path: Path):
+    with pytest.raises(InputError, match="is a folder"):
+        AugmentedOutput(tmp_path, fingerprint="a")
+    with pytest.raises(InputError, match=r"\.parquet"):
+        AugmentedOutput(tmp_path / "aug.csv", fingerprint="a")
