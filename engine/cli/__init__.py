@@ -10,10 +10,10 @@ import argparse
 import logging
 import sys
 
-from engine.cli import mine, oof
+from engine.cli import compare, mine, oof
 from engine.errors import InputError
 
-COMMANDS = (oof, mine)
+COMMANDS = (oof, mine, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

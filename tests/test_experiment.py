@@ -1,0 +1,163 @@
+"""The comparison: arm construction, the paired bootstrap, resumable cells, the CLI end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from engine.cli import main
+from engine.cli.common import SAMPLE_DIR
+from engine.errors import InputError
+from engine.experiment import CompareConfig, arm_training_sets, compare, paired_bootstrap
+
+SAMPLE = Path(str(SAMPLE_DIR))
+
+
+def _aug(n_by_method: dict[str, int], offset: int = 0) -> pl.DataFrame:
+    rows = [
+        {"text": f"{m} 증강 문장 {offset + i}", "label": i % 4, "method": m}
+        for m, n in n_by_method.items()
+        for i in range(n)
+    ]
+    return pl.DataFrame(rows, schema={"text": pl.String, "label": pl.Int64, "method": pl.String})
+
+
+def test_random_arm_adds_as_many_rows_per_method_as_targeted():
+    train = pl.DataFrame({"text": ["a", "b"], "label": [0, 1]})
+    targeted = _aug({"eda": 30, "backtranslate": 12})
+    pool = _aug({"eda": 100, "backtranslate": 50}, offset=1000)
+    sets = arm_training_sets(train, targeted=targeted, random_pool=pool, all_pool=None, seed=3)
+    assert sets["random"].height == sets["targeted"].height == train.height + 42
+    drawn = sets["random"].tail(42)
+    assert drawn.filter(pl.col("text").str.starts_with("eda")).height == 30
+    assert drawn.filter(pl.col("text").str.starts_with("backtranslate")).height == 12
+    other = arm_training_sets(train, targeted=targeted, random_pool=pool, all_pool=None, seed=4)["random"]
+    assert other.tail(42)["text"].to_list() != drawn["text"].to_list()  # seeds draw different rows
+    with pytest.raises(InputError, match=r"eda: need 30, have 5"):
+        arm_training_sets(
+            train, targeted=targeted, random_pool=_aug({"eda": 5, "backtranslate": 50}), all_pool=None, seed=0
+        )
+
+
+def test_bootstrap_interval_covers_a_known_difference():
+    rng = np.random.default_rng(0)
+    n = 4000
+    labels = rng.integers(0, 2, size=n)
+    # arm a is right 80% of the time, arm b 70%: the true accuracy difference is 0.10
+    a = [np.where(rng.random(n) < 0.8, labels, 1 - labels) for _ in range(3)]
+    b = [np.where(rng.random(n) < 0.7, labels, 1 - labels) for _ in range(3)]
+    result = paired_bootstrap(labels, a, b, lambda y, p: float((y == p).mean()), resamples=400)
+    assert result["ci_low"] < 0.10 < result["ci_high"]
+    assert result["ci_low"] > 0.05 and result["p_le_0"] == 0.0
+    same = paired_bootstrap(labels, a, a, lambda y, p: float((y == p).mean()), resamples=200)
+    assert same["diff"] == 0.0 and same["ci_low"] == 0.0 == same["ci_high"]
+
+
+@pytest.fixture(scope="module")
+def small_data() -> tuple[pl.DataFrame, pl.DataFrame]:
+    train = pl.read_csv(SAMPLE / "train.csv").head(1500).with_columns(pl.col("text").fill_null(""))
+    test = pl.read_csv(SAMPLE / "test.csv").head(400).with_columns(pl.col("text").fill_null(""))
+    return train, test
+
+
+def test_cells_resume_after_a_kill(small_data, tmp_path: Path):
+    train, test = small_data
+    targeted = train.head(200).select(pl.col("text") + " 진짜", "label").with_columns(method=pl.lit("eda"))
+    pool = train.tail(300).select(pl.col("text") + " 진짜", "label").with_columns(method=pl.lit("eda"))
+    config = CompareConfig(seeds=(0, 1), bootstrap=100)
+    kwargs = {
+        "k": 4,
+        "class_names": list("0123"),
+        "targeted": targeted,
+        "random_pool": pool,
+        "all_pool": None,
+        "config": config,
+        "cells_dir": tmp_path / "cells",
+    }
+
+    def kill_after_two(arm: str, seed: int, done=[]) -> None:  # noqa: B006 (counts calls within this test)
+        done.append(arm)
+        if len(done) == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        compare(train, test, on_cell_done=kill_after_two, **kwargs)
+    saved = sorted(p.name for p in (tmp_path / "cells").glob("*.parquet"))
+    assert saved == ["baseline_seed0.parquet", "targeted_seed0.parquet"]
+    before = {p: (tmp_path / "cells" / p).stat().st_mtime_ns for p in saved}
+    resumed = compare(train, test, **kwargs)
+    assert {p: (tmp_path / "cells" / p).stat().st_mtime_ns for p in saved} == before  # reused
+    fresh = compare(train, test, **{**kwargs, "cells_dir": tmp_path / "fresh"})
+    assert resumed == fresh
+    assert set(resumed["arms"]) == {"baseline", "targeted", "random"}
+    assert resumed["arms"]["random"]["added_rows"] == resumed["arms"]["targeted"]["added_rows"] == 200
+    assert set(resumed["comparisons"]) == {"targeted_vs_baseline", "targeted_vs_random", "random_vs_baseline"}
+
+
+def test_compare_cli_end_to_end(small_data, tmp_path: Path, capsys):
+    train, test = small_data
+    train_path, test_path = tmp_path / "train.csv", tmp_path / "test.csv"
+    train.write_csv(train_path)
+    test.write_csv(test_path)
+    aug = (
+        train.head(100)
+        .select("id", pl.col("text") + " ㅋㅋ", "label")
+        .with_columns(method=pl.lit("eda"), kept=pl.Series([True, False] * 50))
+    )
+    aug.write_parquet(tmp_path / "targeted.parquet")
+    train.tail(200).select("id", pl.col("text") + " ㅋㅋ", "label").with_columns(method=pl.lit("eda")).write_parquet(
+        tmp_path / "random.parquet"
+    )
+    out = tmp_path / "cmp"
+    code = main(
+        [
+            "compare",
+            "--train",
+            str(train_path),
+            "--test",
+            str(test_path),
+            "--targeted",
+            str(tmp_path / "targeted.parquet"),
+            "--random",
+            str(tmp_path / "random.parquet"),
+            "--seeds",
+            "0",
+            "--bootstrap",
+            "100",
+            "--out-dir",
+            str(out),
+        ]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "targeted vs random" in printed and "| baseline | 0 |" in printed
+    results = json.loads((out / "results.json").read_text())
+    assert results["arms"]["targeted"]["added_rows"] == 50  # only kept rows
+    assert (out / "results.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_compare_refuses_augmentations_without_labels(small_data, tmp_path: Path, capsys):
+    train, test = small_data
+    train.write_csv(tmp_path / "train.csv")
+    test.write_csv(tmp_path / "test.csv")
+    pl.DataFrame({"text": ["x"], "method": ["eda"]}).write_parquet(tmp_path / "aug.parquet")
+    out = tmp_path / "cmp"
+    code = main(
+        [
+            "compare",
+            "--train",
+            str(tmp_path / "train.csv"),
+            "--test",
+            str(tmp_path / "test.csv"),
+            "--targeted",
+            str(tmp_path / "aug.parquet"),
+            "--out-dir",
+            str(out),
+        ]
+    )
+    assert code == 2 and "no column 'label'" in capsys.readouterr().err
+    assert not out.exists()
