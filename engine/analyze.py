@@ -8,6 +8,11 @@ Distinctive terms use the log-odds ratio with an informative Dirichlet prior (Mo
 easiest rows, the prior being the counts of both together, and each term gets a z-score. Comparing within
 a class keeps words that merely mark the class (e.g. "최고" for strong positive) from looking like signs
 of hardness.
+
+When the mined frame has training dynamics (`dyn_confidence`, `dyn_variability`, `data_map`; see
+`engine.mine`), the summary gains `data_map`: a 2-D histogram of the rows on the data map (variability
+on x, confidence on y: binned, so 275k rows stay a few kilobytes) and, per region, counts by class, errors,
+suspected label errors and selection. Without those columns nothing changes.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ class Analysis:
     hardest: pl.DataFrame  # selected rows whose label looks right, hardest first
     label_issues: pl.DataFrame  # rows flagged as likely mislabeled, hardest first
     terms: dict[int, dict[str, list[dict]]] = field(default_factory=dict)  # class -> {"hard": [...], "easy": [...]}
+    # data-map region -> its most typical rows (only with training dynamics)
+    data_map_examples: dict[str, pl.DataFrame] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------------------------- tokens
@@ -155,6 +162,10 @@ def analyze(
         "hardness_histogram": _hardness_histogram(mined, k),
         "by_length": _by_length(mined),
     }
+    data_map_examples = {}
+    if "data_map" in mined.columns:
+        summary["data_map"] = data_map_summary(mined, names)
+        data_map_examples = _data_map_examples(mined, n=min(config.n_examples, 10))
     terms = _distinctive_terms(mined, k, config)
     summary["terms"] = {names[c]: t for c, t in terms.items()}
     summary["tokenizer"] = (
@@ -191,7 +202,80 @@ def analyze(
         .head(config.n_examples)
         .select(columns)
     )
-    return Analysis(summary=summary, class_names=names, hardest=hardest, label_issues=issues, terms=terms)
+    return Analysis(
+        summary=summary,
+        class_names=names,
+        hardest=hardest,
+        label_issues=issues,
+        terms=terms,
+        data_map_examples=data_map_examples,
+    )
+
+
+# -------------------------------------------------------------------------------------------- data map
+def data_map_summary(mined: pl.DataFrame, names: list[str], bins: int = 40) -> dict:
+    """Region counts and a (confidence x variability) histogram of the data map.
+
+    `histogram.counts[i][j]` counts rows with confidence in bin i (of `confidence_edges`, 0..1) and
+    variability in bin j (of `variability_edges`, 0..the largest variability, at least 0.05).
+    """
+    from engine.mine import AMBIGUOUS_QUANTILE, CONFIDENCE_SPLIT, DATA_MAP_REGIONS
+
+    confidence = mined["dyn_confidence"].to_numpy()
+    variability = mined["dyn_variability"].to_numpy()
+    top = max(float(variability.max()), 0.05)
+    conf_edges = np.linspace(0.0, 1.0, bins + 1)
+    var_edges = np.linspace(0.0, np.ceil(top * 20) / 20, bins + 1)
+    counts, _, _ = np.histogram2d(confidence, variability, bins=[conf_edges, var_edges])
+    k = len(names)
+    regions = []
+    for region in DATA_MAP_REGIONS:
+        rows = mined.filter(pl.col("data_map") == region)
+        by_class = np.bincount(rows["label"].to_numpy(), minlength=k)
+        regions.append(
+            {
+                "region": region,
+                "rows": rows.height,
+                "share": rows.height / max(mined.height, 1),
+                "per_class": {names[c]: int(by_class[c]) for c in range(k)},
+                "misclassified": int((~rows["is_correct"]).sum()),
+                "label_issues": int(rows["label_issue"].sum()),
+                "selected": int(rows["selected"].sum()),
+                "mean_confidence": float(rows["dyn_confidence"].mean()) if rows.height else None,
+                "mean_variability": float(rows["dyn_variability"].mean()) if rows.height else None,
+                "mean_hardness": float(rows["hardness"].mean()) if rows.height else None,
+            }
+        )
+    ambiguous = mined.filter(pl.col("data_map") == "ambiguous")
+    return {
+        "regions": regions,
+        "rule": {
+            "ambiguous_quantile": AMBIGUOUS_QUANTILE,
+            "ambiguous_min_variability": float(ambiguous["dyn_variability"].min()) if ambiguous.height else None,
+            "confidence_split": CONFIDENCE_SPLIT,
+        },
+        "constant_variability": bool(variability.max() == 0),
+        "histogram": {
+            "confidence_edges": conf_edges.tolist(),
+            "variability_edges": var_edges.tolist(),
+            "counts": counts.astype(np.int64).tolist(),
+        },
+    }
+
+
+def _data_map_examples(mined: pl.DataFrame, n: int) -> dict[str, pl.DataFrame]:
+    """The most ambiguous rows (highest variability) and the hardest to learn (lowest confidence)."""
+    columns = ["id", "text", "label", "oof_pred", "dyn_confidence", "dyn_variability", "hardness", "label_issue"]
+    return {
+        "ambiguous": mined.filter(pl.col("data_map") == "ambiguous")
+        .sort("dyn_variability", descending=True, maintain_order=True)
+        .head(n)
+        .select(columns),
+        "hard-to-learn": mined.filter(pl.col("data_map") == "hard-to-learn")
+        .sort("dyn_confidence", maintain_order=True)
+        .head(n)
+        .select(columns),
+    }
 
 
 def _per_class(mined: pl.DataFrame, confusion: np.ndarray, names: list[str]) -> list[dict]:
@@ -430,6 +514,8 @@ def findings(summary: dict) -> list[str]:
                 "genuinely ambiguous rows too; flags from a stronger model deserve more trust."
             )
         out.append(msg)
+    if "data_map" in summary:
+        out.append(_data_map_finding(summary["data_map"], n, counts))
     for name, side in summary.get("terms", {}).items():
         if side.get("hard"):
             t = side["hard"][0]
@@ -442,3 +528,18 @@ def findings(summary: dict) -> list[str]:
 
 def _cname(c: dict) -> str:
     return f"{c['class']} ({c['name']})" if c["name"] != str(c["class"]) else str(c["class"])
+
+
+def _data_map_finding(data_map: dict, n: int, counts: dict) -> str:
+    regions = {r["region"]: r for r in data_map["regions"]}
+    parts = ", ".join(f"{r['rows']:,} {name} ({r['share']:.1%})" for name, r in regions.items())
+    msg = f"Data map (training dynamics): {parts}."
+    hard = regions["hard-to-learn"]
+    if hard["rows"] and counts["label_issues"]:
+        msg += (
+            f" {hard['label_issues'] / hard['rows']:.1%} of the hard-to-learn rows are suspected label errors "
+            f"(overall {counts['label_issues'] / n:.1%}): rows the model never learns are often mislabeled."
+        )
+    if data_map["constant_variability"]:
+        msg += " Variability is 0 everywhere (one training epoch): train >= 2 epochs for a data map."
+    return msg

@@ -11,6 +11,13 @@ Score columns added by `score` (direction in brackets):
 - `label_issue`: flagged as likely mislabeled by confident learning (cleanlab `find_label_issues`)
 - `n_chars`: text length in characters
 - `hardness_rank`: 1 = hardest row
+- `data_map` (only when the input has the training-dynamics columns `dyn_confidence`, `dyn_variability`
+  of `hardaug oof --backend transformers --dynamics`): the row's region of the data map (Swayamdipta et
+  al. 2020, "Dataset Cartography"): "ambiguous" = variability in the top third of all rows (and above 0);
+  of the others, "easy-to-learn" = confidence >= 0.5 (the model learned the label and kept it),
+  "hard-to-learn" = confidence < 0.5 (it rarely learned it: often a label error). The paper's subsets
+  are the top third by variability and the top and bottom thirds by confidence, which overlap; this
+  rule makes them a partition and splits confidence where p(label) starts winning.
 
 Selection is a list of steps applied in order, each to the rows the previous steps left, so quantile
 steps are relative to the current set (as in the motivating notebook's chain).
@@ -46,6 +53,11 @@ SCORE_COLUMNS = (
     "n_chars",
     "hardness_rank",
 )
+
+DYNAMICS_COLUMNS = ("dyn_confidence", "dyn_variability")
+DATA_MAP_REGIONS = ("easy-to-learn", "ambiguous", "hard-to-learn")
+AMBIGUOUS_QUANTILE = 2 / 3  # variability at or above this quantile of all rows = ambiguous
+CONFIDENCE_SPLIT = 0.5  # below: hard-to-learn, at or above: easy-to-learn (when not ambiguous)
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -87,7 +99,38 @@ def load_predictions(
         num_classes=k,
     )
     frame = prepare_probs(frame, cols, source=source, renormalize=renormalize)
-    return frame, names
+    return check_dynamics(frame, source), names
+
+
+def check_dynamics(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Training-dynamics columns, if present, as Float64 in range: both or neither, no missing values,
+    confidence in [0, 1], variability in [0, 0.5] (the largest standard deviation of values in [0, 1])."""
+    present = [c for c in DYNAMICS_COLUMNS if c in frame.columns]
+    if not present:
+        return frame
+    if len(present) == 1:
+        missing = next(c for c in DYNAMICS_COLUMNS if c not in present)
+        raise InputError(
+            f"{source}: has {present[0]!r} but not {missing!r}; the data map needs both (hardaug oof --backend "
+            f"transformers --dynamics writes them). Add the column, or drop {present[0]!r}."
+        )
+    for col, top in zip(DYNAMICS_COLUMNS, (1.0, 0.5), strict=True):
+        if not frame.schema[col].is_numeric():
+            raise InputError(f"{source}: column {col!r} holds {frame.schema[col]}, not numbers.")
+        value = pl.col(col).cast(pl.Float64)
+        bad = value.is_null() | value.is_nan() | (value < 0) | (value > top)
+        n = frame.select(bad.sum()).item()
+        if n:
+            shown = frame.filter(bad).select("id", col).head(5).rows()
+            raise InputError(
+                f"{source}: {n} rows have {col} missing or outside [0, {top:g}] (first: {shown}). It should come "
+                "from hardaug oof --dynamics unchanged; re-run it, or drop both dyn_* columns."
+            )
+    return frame.with_columns(pl.col(c).cast(pl.Float64) for c in DYNAMICS_COLUMNS)
+
+
+def has_dynamics(frame: pl.DataFrame) -> bool:
+    return all(c in frame.columns for c in DYNAMICS_COLUMNS)
 
 
 # ---------------------------------------------------------------------------------------------- scoring
@@ -122,7 +165,21 @@ def score(frame: pl.DataFrame, k: int, *, label_issues: bool = True, n_jobs: int
         if label_issues
         else np.zeros(scored.height, dtype=bool)
     )
-    return scored.with_columns(pl.Series("label_issue", flags))
+    scored = scored.with_columns(pl.Series("label_issue", flags))
+    return scored.with_columns(data_map_expr().alias("data_map")) if has_dynamics(scored) else scored
+
+
+def data_map_expr() -> pl.Expr:
+    """The data-map region of each row (see the module docstring) from `dyn_confidence`, `dyn_variability`."""
+    variability, confidence = pl.col("dyn_variability"), pl.col("dyn_confidence")
+    ambiguous = (variability >= variability.quantile(AMBIGUOUS_QUANTILE, interpolation="linear")) & (variability > 0)
+    return (
+        pl.when(ambiguous)
+        .then(pl.lit("ambiguous"))
+        .when(confidence >= CONFIDENCE_SPLIT)
+        .then(pl.lit("easy-to-learn"))
+        .otherwise(pl.lit("hard-to-learn"))
+    )
 
 
 def find_label_issues_mask(labels: np.ndarray, probs: np.ndarray, *, n_jobs: int | None = 1) -> np.ndarray:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import re
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 
 import numpy as np
@@ -136,6 +136,45 @@ def plot_by_length(analysis: Analysis) -> str:
     ax.set_xlabel("text length in characters (deciles)")
     ax.set_ylim(0, 1)
     ax.legend(frameon=False, ncols=3, loc="upper center", bbox_to_anchor=(0.5, 1.18))
+    return _svg(fig)
+
+
+def plot_data_map(analysis: Analysis) -> str:
+    """The data map as a 2-D histogram (log colour scale), drawn as one small embedded image whatever the
+    number of rows, with the region boundaries of `engine.mine.data_map_expr`."""
+    from matplotlib.colors import LogNorm
+
+    plt = _pyplot()
+    data_map = analysis.summary["data_map"]
+    hist = data_map["histogram"]
+    counts = np.asarray(hist["counts"], dtype=float)
+    var_edges, conf_edges = hist["variability_edges"], hist["confidence_edges"]
+    fig, ax = plt.subplots(figsize=(5.6, 4.2))
+    shown = np.ma.masked_equal(counts, 0)
+    image = ax.imshow(
+        shown,
+        origin="lower",
+        aspect="auto",
+        extent=(var_edges[0], var_edges[-1], conf_edges[0], conf_edges[-1]),
+        cmap="viridis",
+        norm=LogNorm(vmin=1, vmax=max(counts.max(), 2)),
+        interpolation="nearest",
+    )
+    image.set_rasterized(True)
+    rule = data_map["rule"]
+    cut = rule["ambiguous_min_variability"]
+    split = rule["confidence_split"]
+    right = var_edges[-1]
+    label = {"fontsize": 9, "bbox": {"facecolor": "white", "alpha": 0.75, "edgecolor": "none", "pad": 1.5}}
+    if cut is not None:
+        ax.axvline(cut, color="#c44e52", lw=1, ls="--")
+        ax.text(min(cut + 0.01 * right, right * 0.98), 0.97, "ambiguous", color="#c44e52", va="top", **label)
+    ax.plot([0, cut if cut is not None else right], [split, split], color="#444", lw=1, ls="--")
+    ax.text(0.01 * right, 0.97, "easy-to-learn", color="#222", va="top", **label)
+    ax.text(0.01 * right, 0.03, "hard-to-learn", color="#222", va="bottom", **label)
+    ax.set_xlabel("variability (std of p(label) over epochs)")
+    ax.set_ylabel("confidence (mean p(label))")
+    fig.colorbar(image, ax=ax, fraction=0.046, label="rows")
     return _svg(fig)
 
 
@@ -307,7 +346,7 @@ def render_report(analysis: Analysis) -> str:
         ]
         for r in s["by_length"]
     ]
-    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     sections = [
         (
             "overview",
@@ -417,6 +456,8 @@ than augment them; "predicted" is the likely correct label.</p>
 {_examples_table(analysis.label_issues, names)}""",
         ),
     ]
+    if "data_map" in s:
+        sections.insert(4, ("data-map", "Data map: training dynamics", _data_map_section(analysis)))
     nav = "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title, _ in sections)
     body = "".join(f'<h2 id="{key}">{escape(title)}</h2>{html}' for key, title, html in sections)
     return f"""<!doctype html>
@@ -430,6 +471,89 @@ than augment them; "predicted" is the likely correct label.</p>
 {_compact(body)}
 </main></body></html>
 """
+
+
+def _data_map_section(analysis: Analysis) -> str:
+    data_map = analysis.summary["data_map"]
+    names = analysis.class_names
+    rule = data_map["rule"]
+    cut = rule["ambiguous_min_variability"]
+    rows = [
+        [
+            escape(r["region"]),
+            _num(r["rows"]),
+            f"{r['share']:.1%}",
+            *[_num(r["per_class"][name]) for name in names],
+            _num(r["misclassified"]),
+            _num(r["label_issues"]),
+            _num(r["selected"]),
+            f"{r['mean_confidence']:.3f}" if r["mean_confidence"] is not None else "",
+            f"{r['mean_variability']:.3f}" if r["mean_variability"] is not None else "",
+        ]
+        for r in data_map["regions"]
+    ]
+    header = [
+        ("region", ""),
+        ("rows", "num"),
+        ("share", "num"),
+        *[(name, "num") for name in names],
+        ("misclassified", "num"),
+        ("label errors?", "num"),
+        ("selected", "num"),
+        ("confidence", "num"),
+        ("variability", "num"),
+    ]
+    warning = (
+        '<p class="how flag">Variability is 0 for every row: the model trained one epoch. Train at least 2 '
+        "(hardaug oof --epochs 3 --dynamics) for a meaningful map.</p>"
+        if data_map["constant_variability"]
+        else ""
+    )
+    examples = "".join(
+        f"<h3>{escape(title)}</h3>{_dynamics_table(analysis.data_map_examples.get(region), names)}"
+        for region, title in (
+            ("ambiguous", "Most ambiguous rows (highest variability)"),
+            ("hard-to-learn", "Hardest to learn (lowest confidence)"),
+        )
+    )
+    return f"""
+<p class="how">Each training row, placed by how its p(label) moved while the fold models trained on it
+(Swayamdipta et al. 2020, "Dataset Cartography"): confidence = mean p(label) at the end of each epoch,
+variability = its standard deviation over the epochs, both averaged over the K-1 folds that trained on the row.
+Ambiguous = variability in the top third ({"at least " + format(cut, ".3f") if cut is not None else "none"});
+of the rest, easy-to-learn = confidence &ge; {rule["confidence_split"]:g}, hard-to-learn = below. Ambiguous rows
+are the ones that teach a model most; hard-to-learn rows are often mislabeled. Colour = rows per cell (log).</p>
+{warning}<div class="grid2"><div class="figure">{plot_data_map(analysis)}</div>
+<div>{_table(header, rows)}</div></div>{examples}"""
+
+
+def _dynamics_table(frame: pl.DataFrame | None, names: list[str]) -> str:
+    if frame is None or frame.height == 0:
+        return '<p class="how">None.</p>'
+    rows = [
+        [
+            escape(str(r["id"])),
+            escape(r["text"]),
+            _class_label(names, r["label"]),
+            _class_label(names, r["oof_pred"]),
+            f"{r['dyn_confidence']:.3f}",
+            f"{r['dyn_variability']:.3f}",
+            f"{r['hardness']:.3f}",
+            '<span class="flag">yes</span>' if r["label_issue"] else "",
+        ]
+        for r in frame.iter_rows(named=True)
+    ]
+    header = [
+        ("id", ""),
+        ("text", "text"),
+        ("label", ""),
+        ("predicted", ""),
+        ("confidence", "num"),
+        ("variability", "num"),
+        ("hardness", "num"),
+        ("label error?", ""),
+    ]
+    return _table(header, rows)
 
 
 def _compact(html: str) -> str:

@@ -8,7 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-from engine.cli.common import SAMPLE_DIR
+from engine.cli.common import SAMPLE_DIR, comma_list, positive_int
 
 log = logging.getLogger("engine")
 
@@ -22,7 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
             "gets probabilities from a model that never saw it. Writes OUT_DIR/oof.parquet (dataset columns + "
             "fold, oof_pred, oof_confidence, prob_0..prob_{K-1}), OUT_DIR/metrics.json, and with --test "
             "OUT_DIR/test_probs.parquet (fold-averaged) and OUT_DIR/test_fold_probs.parquet (per fold). "
-            "Each fold is saved when done (OUT_DIR/.parts); a killed run resumes at the next unfinished fold."
+            "Each fold is saved when done (OUT_DIR/.parts); a killed run resumes at the next unfinished fold. "
+            "--backend transformers fine-tunes a model per fold (defaults: the motivating notebook's recipe); "
+            "with --dynamics it adds dyn_confidence and dyn_variability (training dynamics for the data map)."
+        ),
+        epilog=(
+            "example: hardaug oof --backend transformers --model kykim/bert-kor-base --device cuda --dynamics "
+            "--train data/train.csv --test data/test.csv --out-dir runs/oof_bert"
         ),
     )
     p.add_argument(
@@ -40,9 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", type=Path, default=Path("runs/oof"), help="output folder (default: runs/oof)")
     p.add_argument(
         "--backend",
-        choices=["tfidf"],
+        choices=["tfidf", "transformers"],
         default="tfidf",
-        help="classifier: tfidf = character n-gram TF-IDF + logistic regression (CPU)",
+        help="classifier: tfidf = character n-gram TF-IDF + logistic regression (CPU, minutes); transformers "
+        "= fine-tune a pretrained encoder per fold (a GPU is advised)",
     )
     p.add_argument("--folds", type=int, default=10, help="number of stratified folds (default: 10)")
     p.add_argument("--seed", type=int, default=42, help="fold shuffling seed (default: 42)")
@@ -53,26 +60,108 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-features", type=int, default=300_000, help="tfidf: vocabulary size (default: 300000)")
     p.add_argument("--C", type=float, default=2.0, dest="C", help="tfidf: inverse regularization (default: 2.0)")
     p.add_argument("--restart", action="store_true", help="discard saved folds of an earlier run and start over")
+    p.add_argument(
+        "--only-folds",
+        type=fold_ids,
+        default=None,
+        metavar="IDS",
+        help="run only these folds (e.g. 0,4,8), save them and stop: one process per GPU on disjoint folds "
+        "(CUDA_VISIBLE_DEVICES=i), then the same command without --only-folds assembles the result",
+    )
+    t = p.add_argument_group("transformers backend (defaults: the motivating notebook's recipe)")
+    t.add_argument(
+        "--model",
+        default="kykim/bert-kor-base",
+        help="hub id or local folder (config.json, weights, tokenizer); a base model gets a fresh K-label head "
+        "(default: kykim/bert-kor-base)",
+    )
+    t.add_argument("--epochs", type=positive_int, default=3, help="training epochs per fold (default: 3)")
+    t.add_argument("--lr", type=float, default=5e-5, help="peak learning rate of AdamW (default: 5e-5)")
+    t.add_argument("--warmup-steps", type=int, default=500, help="linear warmup, in optimizer steps (default: 500)")
+    t.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default: 0.05)")
+    t.add_argument(
+        "--train-batch-size",
+        type=positive_int,
+        default=128,
+        help="rows per forward pass in training (default: 128); an optimizer step sees this x --grad-accum",
+    )
+    t.add_argument("--eval-batch-size", type=positive_int, default=256, help="rows per prediction batch (default: 256)")
+    t.add_argument("--grad-accum", type=positive_int, default=1, help="batches per optimizer step (default: 1)")
+    t.add_argument("--max-length", type=int, default=128, help="truncate texts to this many tokens (default: 128)")
+    t.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        default="auto",
+        help="autocast precision: auto = bf16 on a GPU that has it, else fp16; fp32 on CPU (default: auto)",
+    )
+    t.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to train (default: cpu)")
+    t.add_argument(
+        "--select-epoch",
+        choices=["best", "last"],
+        default="best",
+        help="best = the epoch with the best held-out accuracy (the notebook's choice, slightly optimistic "
+        "OOF numbers); last = the final epoch (default: best)",
+    )
+    t.add_argument(
+        "--dynamics",
+        action="store_true",
+        help="record p(label) of every training row after each epoch (one extra forward pass over the train "
+        "split) and write dyn_confidence / dyn_variability for the data map; needs --epochs >= 2 to vary",
+    )
+    t.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep each fold's selected model in OUT_DIR/checkpoints/fold_XX (default: delete it once the "
+        "fold's predictions are saved; at most one checkpoint is on disk at a time)",
+    )
     p.set_defaults(func=run_oof_command)
+
+
+def fold_ids(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in comma_list(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected fold ids like 0,4,8, got {value!r}") from None
 
 
 def run_oof_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.config import OofConfig, TfidfConfig
+    from engine.config import OofConfig, TfidfConfig, TransformerConfig
     from engine.io import check_output_dir, read_table, write_json, write_parquet
     from engine.oof import run_oof
-    from engine.oof.kfold import fingerprint
+    from engine.oof.kfold import fingerprint, run_folds
     from engine.validate import prepare_dataset
 
     train_path = args.train or Path(str(SAMPLE_DIR / "train.csv"))
     out_dir = check_output_dir(args.out_dir)
+    transformers = args.backend == "transformers"
+    if args.only_folds is not None and args.restart:
+        raise ValueError("--only-folds cannot be combined with --restart (it would delete the other processes' folds)")
     config = OofConfig(
         n_folds=args.folds,
         seed=args.seed,
         backend=args.backend,
         tfidf=TfidfConfig(ngram_max=args.ngram_max, max_features=args.max_features, C=args.C),
+        transformer=TransformerConfig(
+            model=args.model,
+            epochs=args.epochs,
+            lr=args.lr,
+            warmup_steps=args.warmup_steps,
+            weight_decay=args.weight_decay,
+            train_batch_size=args.train_batch_size,
+            eval_batch_size=args.eval_batch_size,
+            grad_accum=args.grad_accum,
+            max_length=args.max_length,
+            precision=args.precision,
+            device=args.device,
+            select_epoch=args.select_epoch,
+            dynamics=args.dynamics,
+            keep_checkpoints=args.keep_checkpoints,
+        ),
     )
+    if transformers and args.dynamics and args.epochs < 2:
+        log.warning("--dynamics with 1 epoch: variability is 0 for every row; the data map needs >= 2 epochs")
     train, names = prepare_dataset(
         read_table(train_path),
         source=str(train_path),
@@ -102,22 +191,40 @@ def run_oof_command(args: argparse.Namespace) -> int:
         return 0
 
     started = time.perf_counter()
-    with tqdm(total=config.n_folds, desc="folds", unit="fold") as bar:
+    n_run = len(set(args.only_folds)) if args.only_folds is not None else config.n_folds
+    with (
+        tqdm(total=n_run, desc="folds", unit="fold") as bar,
+        tqdm(desc="steps", unit="step", leave=False, disable=not transformers) as steps,
+    ):
 
         def on_fold_done(fold: int, metrics: dict) -> None:
             bar.set_postfix(acc=f"{metrics['accuracy']:.4f}")
             bar.update()
 
-        result = run_oof(
-            train,
-            test,
-            config=config,
-            k=k,
-            class_names=names,
-            parts_dir=out_dir / ".parts",
-            restart=args.restart,
-            on_fold_done=on_fold_done,
-        )
+        def on_step(fold: int, done: int, total: int) -> None:
+            if done == 1:
+                steps.reset(total=total)
+                steps.set_description(f"fold {fold} steps")
+            steps.update()
+
+        common = {
+            "config": config,
+            "k": k,
+            "class_names": names,
+            "parts_dir": out_dir / ".parts",
+            "on_fold_done": on_fold_done,
+            "checkpoint_dir": out_dir / "checkpoints",
+            "on_step": on_step,
+        }
+        if args.only_folds is not None:
+            saved = run_folds(train, test, folds=args.only_folds, **common)
+            print(_format_oof_metrics({"folds": saved}))
+            print(
+                f"\nsaved folds {','.join(str(m['fold']) for m in saved)} in {out_dir / '.parts'}; when every fold "
+                "is saved, run the same command without --only-folds to write oof.parquet"
+            )
+            return 0
+        result = run_oof(train, test, restart=args.restart, **common)
     result.metrics["seconds"] = round(time.perf_counter() - started, 2)
     result.metrics["train"] = str(train_path)
     result.metrics["classes"] = names
@@ -148,11 +255,25 @@ def _finished_oof(out_dir: Path, key: str, *, with_test: bool) -> dict | None:
 
 
 def _format_oof_metrics(metrics: dict) -> str:
-    lines = ["fold  rows    accuracy  macro-F1"]
-    for m in metrics["folds"]:
-        lines.append(f"{m['fold']:>4}  {m['n']:>6}  {m['accuracy']:.4f}    {m['macro_f1']:.4f}")
-    o = metrics["oof"]
-    lines.append(f" all  {o['n']:>6}  {o['accuracy']:.4f}    {o['macro_f1']:.4f}   (out-of-fold)")
+    folds = metrics["folds"]
+    with_test = any("test_accuracy" in m for m in folds)
+    with_epoch = any("best_epoch" in m for m in folds)
+    header = "fold  rows    accuracy  macro-F1"
+    header += "  test acc" * with_test + "  epoch" * with_epoch
+    lines = [header]
+    for m in folds:
+        line = f"{m['fold']:>4}  {m['n']:>6}  {m['accuracy']:.4f}    {m['macro_f1']:.4f}"
+        if with_test:
+            line += f"    {m['test_accuracy']:.4f}"
+        if with_epoch:
+            line += f"  {m['best_epoch']:>5}"
+        lines.append(line)
+    if "oof" in metrics:
+        o = metrics["oof"]
+        lines.append(f" all  {o['n']:>6}  {o['accuracy']:.4f}    {o['macro_f1']:.4f}   (out-of-fold)")
+    if with_test:
+        mean = sum(m["test_accuracy"] for m in folds) / len(folds)
+        lines.append(f"test  {'':>6}  {mean:.4f}              (mean of the single fold models)")
     if "test" in metrics:
         t = metrics["test"]
         lines.append(f"test  {t['n']:>6}  {t['accuracy']:.4f}    {t['macro_f1']:.4f}   (fold-averaged ensemble)")

@@ -1,9 +1,16 @@
 """Stratified K-fold runner, resumable at fold granularity.
 
-Each finished fold is written to `<parts_dir>/fold_XX.parquet` (held-out rows and test rows with their
-probabilities) before the next one starts. A manifest pins the configuration and a fingerprint of the
-data, so a restart reuses finished folds only when they came from the same job; folds are deterministic
-given the seed, so a resumed run ends with the same final file as an uninterrupted one.
+Each finished fold is written to `<parts_dir>/fold_XX.parquet` before the next one starts: one row per
+held-out row (`split` = "oof") and per test row ("test") with its probabilities, and with the
+transformers backend's training dynamics one row per training row ("train") with that fold's
+`dyn_confidence` and `dyn_variability`. The transformers backend writes `fold_XX.json` (epoch history,
+selected epoch) just before the part; the part's presence marks the fold done. A manifest pins the
+configuration and a fingerprint of the data, so a restart reuses finished folds only when they came from
+the same job; folds are deterministic given the seed, so a resumed run ends with the same final file as
+an uninterrupted one (on CUDA, folds recomputed after a crash match up to the GPU's nondeterminism).
+
+Backends: `tfidf` (CPU, scikit-learn, `engine.oof.tfidf`) and `transformers` (fine-tuning,
+`engine.oof.transformer`, imported only when chosen, so the TF-IDF path never loads torch).
 """
 
 from __future__ import annotations
@@ -12,8 +19,8 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,18 +30,20 @@ from sklearn.model_selection import StratifiedKFold
 
 from engine.config import OofConfig
 from engine.errors import InputError
-from engine.io import write_parquet, write_text
+from engine.io import write_json, write_parquet, write_text
 from engine.oof.tfidf import TfidfBackend
 from engine.schema import argmax_expr, prob_columns
 
 log = logging.getLogger(__name__)
 
 FoldCallback = Callable[[int, dict], None]
+StepCallback = Callable[[int, int, int], None]  # (fold, optimizer steps done, steps in the fold)
+DYNAMICS = ("dyn_confidence", "dyn_variability")
 
 
 @dataclass(frozen=True)
 class OofResult:
-    oof: pl.DataFrame  # train columns + fold, oof_pred, oof_confidence, prob_0..prob_{K-1}
+    oof: pl.DataFrame  # train columns + fold, oof_pred, oof_confidence, prob_0..prob_{K-1} [+ dyn_*]
     test: pl.DataFrame | None  # test columns + fold-averaged prob_*, pred, confidence
     test_folds: pl.DataFrame | None  # long form: id, fold, prob_* (one row per test row and fold)
     metrics: dict
@@ -50,7 +59,7 @@ def assign_folds(labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
 
 
 def fingerprint(config: OofConfig, k: int, train: pl.DataFrame, test: pl.DataFrame | None) -> str:
-    digest = hashlib.sha256(json.dumps([asdict(config), k], sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps([config.job(), k], sort_keys=True).encode())
     for frame in (train, test):
         if frame is not None:
             cols = [c for c in ("id", "text", "label") if c in frame.columns]
@@ -93,6 +102,101 @@ def _fold_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
     }
 
 
+def _make_backend(config: OofConfig, k: int, class_names: list[str], train: pl.DataFrame, test: pl.DataFrame | None):
+    """The backend object; for transformers this checks model, tokenizer, device and texts (InputError)."""
+    if config.backend == "tfidf":
+        return TfidfBackend(config.tfidf)
+    from engine.oof.transformer import TransformerBackend, check_texts
+
+    check_texts(train, "training data")
+    if test is not None:
+        check_texts(test, "test data")
+    return TransformerBackend(config.transformer, k=k, class_names=class_names)
+
+
+def _tfidf_fold(backend, fold, folds, texts, test_texts, labels, k) -> pl.DataFrame:
+    probs = prob_columns(k)
+    held_out = np.flatnonzero(folds == fold)
+    trained_on = np.flatnonzero(folds != fold)
+    oof_probs, test_probs = backend.fit_predict(
+        [texts[i] for i in trained_on],
+        labels[trained_on],
+        k,
+        [[texts[i] for i in held_out], test_texts],
+    )
+    return pl.concat(
+        [
+            pl.DataFrame({"split": "oof", "row": held_out}).hstack(pl.DataFrame(oof_probs, schema=probs)),
+            pl.DataFrame({"split": "test", "row": np.arange(len(test_texts), dtype=np.int64)}).hstack(
+                pl.DataFrame(test_probs.reshape(-1, k), schema=probs)
+            ),
+        ]
+    ).with_columns(pl.lit(fold, dtype=pl.Int64).alias("fold"))
+
+
+def _transformer_fold(backend, fold, folds, encoded, test_encoded, labels, k, seed, parts_dir, on_step):
+    """Train fold `fold`; returns the part frame, the fold's extra metrics and its checkpoint (or None)."""
+    probs = prob_columns(k)
+    held_out = np.flatnonzero(folds == fold)
+    trained_on = np.flatnonzero(folds != fold)
+    out = backend.fit_predict_fold(
+        seed=seed + fold,
+        encoded=encoded,
+        train_rows=trained_on,
+        train_labels=labels[trained_on],
+        eval_rows=held_out,
+        eval_labels=labels[held_out],
+        test=test_encoded,
+        checkpoint=parts_dir / f"ckpt_fold_{fold:02d}",
+        on_step=(lambda done, total: on_step(fold, done, total)) if on_step is not None else None,
+    )
+    n_test = len(test_encoded) if test_encoded is not None else 0
+    frames = [
+        pl.DataFrame({"split": "oof", "row": held_out}).hstack(pl.DataFrame(out.eval_probs, schema=probs)),
+        pl.DataFrame({"split": "test", "row": np.arange(n_test, dtype=np.int64)}).hstack(
+            pl.DataFrame(out.test_probs.reshape(-1, k), schema=probs)
+        ),
+    ]
+    if out.dyn_confidence is not None:
+        frames.append(
+            pl.DataFrame(
+                {
+                    "split": "train",
+                    "row": trained_on,
+                    "dyn_confidence": out.dyn_confidence,
+                    "dyn_variability": out.dyn_variability,
+                }
+            )
+        )
+    part = pl.concat(frames, how="diagonal").with_columns(pl.lit(fold, dtype=pl.Int64).alias("fold"))
+    extra = {"best_epoch": out.best_epoch, "history": out.history}
+    return part, extra, out.checkpoint
+
+
+def _settle_checkpoint(checkpoint: Path | None, fold: int, keep_in: Path | None) -> None:
+    """After a fold's part is saved: move its checkpoint to `keep_in/fold_XX`, or delete it."""
+    if checkpoint is None or not checkpoint.exists():
+        return
+    if keep_in is None:
+        shutil.rmtree(checkpoint, ignore_errors=True)
+        return
+    target = keep_in / f"fold_{fold:02d}"
+    keep_in.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.move(checkpoint, target)
+    log.info("fold %d: kept the model in %s", fold, target)
+
+
+def _leftover_checkpoints(parts_dir: Path, keep_in: Path | None) -> None:
+    """Checkpoints a killed run left behind: the selected model of a fold whose part was saved is kept
+    (if asked) or deleted; a half-trained fold's is always deleted (that fold trains again)."""
+    for path in sorted(parts_dir.glob("ckpt_fold_*")):
+        name = path.name.removesuffix(".tmp")
+        fold = int(name.rsplit("_", 1)[1])
+        finished = (parts_dir / f"fold_{fold:02d}.parquet").exists() and not path.name.endswith(".tmp")
+        _settle_checkpoint(path, fold, keep_in if finished else None)
+
+
 def run_oof(
     train: pl.DataFrame,
     test: pl.DataFrame | None,
@@ -103,56 +207,137 @@ def run_oof(
     parts_dir: Path,
     restart: bool = False,
     on_fold_done: FoldCallback | None = None,
+    checkpoint_dir: Path | None = None,
+    on_step: StepCallback | None = None,
 ) -> OofResult:
     """Out-of-fold class probabilities for every row of `train` (validated: id, text, label).
 
-    `on_fold_done(fold, metrics)` is called after each fold is saved (the CLI advances a progress bar).
+    `on_fold_done(fold, metrics)` is called after each fold is saved (the CLI advances a progress bar);
+    `on_step(fold, done, total)` after each optimizer step of the transformers backend. With
+    `config.transformer.keep_checkpoints`, each fold's selected model is moved to
+    `checkpoint_dir/fold_XX` (default: beside `parts_dir`, in `checkpoints/`).
     """
+    key, parts = _run(
+        train,
+        test,
+        config=config,
+        k=k,
+        class_names=class_names,
+        parts_dir=parts_dir,
+        folds_to_run=None,
+        restart=restart,
+        on_fold_done=on_fold_done,
+        checkpoint_dir=checkpoint_dir,
+        on_step=on_step,
+    )
+    return _assemble(train, test, parts, k, key, config)
+
+
+def run_folds(
+    train: pl.DataFrame,
+    test: pl.DataFrame | None,
+    *,
+    config: OofConfig,
+    k: int,
+    class_names: list[str],
+    parts_dir: Path,
+    folds: Sequence[int],
+    on_fold_done: FoldCallback | None = None,
+    checkpoint_dir: Path | None = None,
+    on_step: StepCallback | None = None,
+) -> list[dict]:
+    """Run (or reuse) only `folds` and save their parts; returns their metrics. For several GPUs: one
+    process per GPU on disjoint folds sharing `parts_dir`, then `run_oof` once to assemble (it reuses
+    every saved fold)."""
+    bad = [f for f in folds if not 0 <= f < config.n_folds]
+    if bad:
+        raise InputError(f"folds {bad} do not exist; with {config.n_folds} folds the ids are 0..{config.n_folds - 1}.")
+    _, parts = _run(
+        train,
+        test,
+        config=config,
+        k=k,
+        class_names=class_names,
+        parts_dir=parts_dir,
+        folds_to_run=sorted(set(folds)),
+        restart=False,
+        on_fold_done=on_fold_done,
+        checkpoint_dir=checkpoint_dir,
+        on_step=on_step,
+    )
+    return [metrics for _, metrics in parts]
+
+
+def _run(
+    train: pl.DataFrame,
+    test: pl.DataFrame | None,
+    *,
+    config: OofConfig,
+    k: int,
+    class_names: list[str],
+    parts_dir: Path,
+    folds_to_run: list[int] | None,
+    restart: bool,
+    on_fold_done: FoldCallback | None,
+    checkpoint_dir: Path | None,
+    on_step: StepCallback | None,
+) -> tuple[str, list]:
     labels = train["label"].to_numpy()
     _check_class_sizes(labels, k, config.n_folds, class_names)
+    backend = _make_backend(config, k, class_names, train, test)  # every check before anything is written
     key = fingerprint(config, k, train, test)
     _open_parts(parts_dir, key, restart)
     folds = assign_folds(labels, config.n_folds, config.seed)
     texts = train["text"].to_list()
     test_texts = test["text"].to_list() if test is not None else []
-    backend = TfidfBackend(config.tfidf)
     probs = prob_columns(k)
+    transformers = config.backend == "transformers"
+    keep_in = None
+    if transformers and config.transformer.keep_checkpoints:
+        keep_in = checkpoint_dir or parts_dir.parent / "checkpoints"
+    if transformers:
+        _leftover_checkpoints(parts_dir, keep_in)
+    encoded = test_encoded = None
 
     parts = []
-    for fold in range(config.n_folds):
+    for fold in folds_to_run if folds_to_run is not None else range(config.n_folds):
         path = parts_dir / f"fold_{fold:02d}.parquet"
+        sidecar = path.with_suffix(".json")
+        extra: dict = {}
         if path.exists():
             log.info("fold %d: reusing %s", fold, path)
             part = pl.read_parquet(path)
-        else:
-            held_out = np.flatnonzero(folds == fold)
-            trained_on = np.flatnonzero(folds != fold)
-            oof_probs, test_probs = backend.fit_predict(
-                [texts[i] for i in trained_on],
-                labels[trained_on],
-                k,
-                [[texts[i] for i in held_out], test_texts],
+            if sidecar.exists():
+                extra = json.loads(sidecar.read_text(encoding="utf-8"))
+        elif transformers:
+            if encoded is None:  # tokenize once per run, and only if a fold has to be trained
+                encoded = backend.encode(texts)
+                test_encoded = backend.encode(test_texts) if test is not None else None
+            part, extra, checkpoint = _transformer_fold(
+                backend, fold, folds, encoded, test_encoded, labels, k, config.seed, parts_dir, on_step
             )
-            part = pl.concat(
-                [
-                    pl.DataFrame({"split": "oof", "row": held_out}).hstack(pl.DataFrame(oof_probs, schema=probs)),
-                    pl.DataFrame({"split": "test", "row": np.arange(len(test_texts), dtype=np.int64)}).hstack(
-                        pl.DataFrame(test_probs.reshape(-1, k), schema=probs)
-                    ),
-                ]
-            ).with_columns(pl.lit(fold, dtype=pl.Int64).alias("fold"))
+            write_json(extra, sidecar)  # before the part: a part on disk always has its sidecar
+            write_parquet(part, path)
+            _settle_checkpoint(checkpoint, fold, keep_in)
+        else:
+            part = _tfidf_fold(backend, fold, folds, texts, test_texts, labels, k)
             write_parquet(part, path)
         held = part.filter(pl.col("split") == "oof")
         metrics = {
             "fold": fold,
             **_fold_metrics(labels[held["row"].to_numpy()], held.select(probs).to_numpy()),
         }
+        if test is not None and "label" in test.columns:
+            rows = part.filter(pl.col("split") == "test").sort("row")
+            metrics["test_accuracy"] = _fold_metrics(test["label"].to_numpy(), rows.select(probs).to_numpy())[
+                "accuracy"
+            ]
+        metrics |= extra
         log.info("fold %d: accuracy %.4f, macro-F1 %.4f", fold, metrics["accuracy"], metrics["macro_f1"])
         parts.append((part, metrics))
         if on_fold_done is not None:
             on_fold_done(fold, metrics)
-
-    return _assemble(train, test, parts, k, key, config)
+    return key, parts
 
 
 def _assemble(
@@ -171,9 +356,11 @@ def _assemble(
         .select(*train.columns, "fold", "oof_pred", "oof_confidence", *probs)
     )
     labels = oof["label"].to_numpy()
+    if DYNAMICS[0] in every.columns:
+        oof = oof.hstack(_dynamics(every, train.height, config.n_folds))
     metrics: dict = {
         "fingerprint": key,
-        "config": asdict(config),
+        "config": config.job(),
         "num_classes": k,
         "folds": [m for _, m in parts],
         "oof": _fold_metrics(labels, oof.select(probs).to_numpy()),
@@ -184,7 +371,7 @@ def _assemble(
 
     test_out = test_folds = None
     if test is not None:
-        test_rows = every.filter(pl.col("split") == "test").sort("fold", "row")
+        test_rows = every.filter(pl.col("split") == "test").sort("fold", "row").select("row", "fold", *probs)
         ids = test.select("id").with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
         test_folds = test_rows.join(ids, on="row", maintain_order="left").select("id", "fold", *probs)
         # numpy mean over a fixed (fold, row) layout: the same bytes on every run, resumed or not.
@@ -204,3 +391,11 @@ def _assemble(
                 zero_division=0,
             ).tolist()
     return OofResult(oof=oof, test=test_out, test_folds=test_folds, metrics=metrics)
+
+
+def _dynamics(every: pl.DataFrame, n: int, n_folds: int) -> pl.DataFrame:
+    """Per row, the mean over the K-1 folds that trained on it of that fold's confidence and variability.
+    numpy over a fixed (row, fold) layout: the same bytes on every run, resumed or not."""
+    rows = every.filter(pl.col("split") == "train").sort("row", "fold")
+    values = rows.select(DYNAMICS).to_numpy().reshape(n, n_folds - 1, 2).mean(axis=1)
+    return pl.DataFrame(values, schema=list(DYNAMICS))

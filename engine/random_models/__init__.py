@@ -1,0 +1,1 @@
+"""Random-weight models of real architectures, built locally for tests and benchmarks."""
