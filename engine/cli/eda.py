@@ -1,0 +1,131 @@
+"""`hardaug eda`: rule-based augmentation (random deletion, swap, insertion of whole Korean words) on CPU."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import textwrap
+import time
+from pathlib import Path
+
+from engine.cli.common import positive_int
+
+log = logging.getLogger("engine")
+
+
+def _rate(value: str) -> float:
+    x = float(value)
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1], got {value}")
+    return x
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eda",
+        help="rule-based augmentation: random deletion, swap, insertion of whole words (Kiwi), CPU only",
+        description=textwrap.fill(
+            "Easy Data Augmentation for Korean. Each source text is cut into word units with kiwipiepy: a content "
+            "morpheme with the particles, endings and punctuation that follow it (the space-separated word in "
+            "spaced text; Kiwi's boundaries in text written without spaces), so particles stay on their words. "
+            "Variant V applies one operation, cycling delete -> swap -> insert over the enabled ones: delete drops "
+            "each movable unit with probability --p-delete (at least one); swap exchanges two movable units "
+            "max(1, round(--p-swap x words)) times; insert puts a noun or adverb of the same text before a random "
+            "unit max(1, round(--p-insert x words)) times. Units that end a sentence, the last word and "
+            "(unless --move-negations) units with a negation (안, 못, 없다, 않다) never move or disappear, "
+            "so no output is empty. Deterministic: each source has its own random generator seeded from --seed "
+            "and its id. Writes the augmented schema (method=eda, model=kiwipiepy version, params with the rates, "
+            "variant = V.op, extra with the edit); variants identical to the source or to an earlier variant are "
+            "dropped and counted in OUT with the suffix .drops.json. Finished chunks are saved: rerunning the same "
+            "command resumes. No synonym replacement: no Korean synonym resource with a clear license is "
+            "installable from PyPI.",
+            width=100,
+        ),
+        epilog=(
+            "examples:\n"
+            "  hardaug eda --input runs/mine/hard.parquet --n 4 --out runs/eda/augmented.parquet\n"
+            "  hardaug eda --p-delete 0.2 --p-swap 0 --p-insert 0.1 --seed 7   # deletion and insertion only"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--input",
+        type=Path,
+        default=Path("runs/mine/hard.parquet"),
+        help="sources: hard.parquet from `hardaug mine`, or any CSV/Parquet with id, text, label "
+        "(default: runs/mine/hard.parquet)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/eda/augmented.parquet"),
+        help="output Parquet file (default: runs/eda/augmented.parquet)",
+    )
+    p.add_argument("--n", type=positive_int, default=4, help="variants per source (default: 4)")
+    p.add_argument("--p-delete", type=_rate, default=0.1, help="deletion: chance to drop each unit; 0 disables (0.1)")
+    p.add_argument("--p-swap", type=_rate, default=0.1, help="swap: swaps per word, at least 1; 0 disables (0.1)")
+    p.add_argument(
+        "--p-insert", type=_rate, default=0.1, help="insertion: words per word, at least 1; 0 disables (0.1)"
+    )
+    p.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
+    p.add_argument(
+        "--move-negations",
+        action="store_true",
+        help="let delete and swap touch units with a negation (by default they stay, so the label holds)",
+    )
+    p.add_argument("--max-tries", type=positive_int, default=10, help="attempts per variant to get a new text (10)")
+    p.add_argument("--text-col", default="text", help="column with the texts (default: text)")
+    p.add_argument("--label-col", default="label", help="column with the labels (default: label)")
+    p.add_argument("--id-col", default="id", help="unique id column (default: id; row numbers if absent)")
+    p.add_argument("--threads", type=positive_int, default=None, help="Kiwi threads (default: the usable cores)")
+    p.add_argument("--chunk-size", type=positive_int, default=5000, help="sources per saved chunk (default: 5000)")
+    p.add_argument("--restart", action="store_true", help="discard finished chunks of an earlier run and start over")
+    p.set_defaults(func=run_eda_command)
+
+
+def run_eda_command(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.augment.eda import EdaConfig, run_eda
+
+    config = EdaConfig(
+        n=args.n,
+        p_delete=args.p_delete,
+        p_swap=args.p_swap,
+        p_insert=args.p_insert,
+        seed=args.seed,
+        protect_negation=not args.move_negations,
+        max_tries=args.max_tries,
+    )
+    started = time.perf_counter()
+    bar = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, initial=0, desc="eda", unit="source")
+        bar.update(done - bar.n)
+
+    try:
+        _, counts = run_eda(
+            args.input,
+            args.out,
+            config=config,
+            chunk_size=args.chunk_size,
+            restart=args.restart,
+            threads=args.threads,
+            text_col=args.text_col,
+            label_col=args.label_col,
+            id_col=args.id_col,
+            progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    drops = ", ".join(f"{k} {v:,}" for k, v in counts.items() if k not in ("generated", "kept")) or "none"
+    print(
+        f"eda: {counts['generated']:,} variants generated, {counts['kept']:,} kept (dropped: {drops}) "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,234 @@
+"""`hardaug filter`: keep augmented texts that are faithful, label-consistent and new."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+from engine.cli.common import SAMPLE_DIR
+
+log = logging.getLogger("engine")
+
+DEFAULT_EMBED_MODEL = (
+    "jhgan/ko-sroberta-multitask"  # engine.filters.DEFAULT_EMBED_MODEL, not imported: --help stays fast
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "filter",
+        help="quality filters for augmented text: similarity, label consistency, near-duplicates, cheap checks",
+        description=(
+            "Check every augmented row (hardaug backtranslate/paraphrase/eda output, or any file with id, "
+            "source_id, text, label) with every enabled filter, mark it kept or rejected with the FIRST failing "
+            "filter in this order: empty, identical_to_source, length_ratio, low_hangul, repetition, "
+            "near_duplicate_train, low_similarity, label_mismatch, near_duplicate_augmented. Writes OUT (kept rows "
+            "with the columns length_ratio, hangul_share, repeat_share, duplicate_of, duplicate_similarity, "
+            "similarity, label_prob, label_consistent, kept, reject_reason), a summary JSON (counts per filter per "
+            "method, similarity distribution) and, with --rejected, the rejected rows with their source text. "
+            "Nothing is written until every filter has run."
+        ),
+        epilog=(
+            "example: hardaug filter --input runs/augmented.parquet --train data/train.csv --out runs/kept.parquet "
+            "--rejected runs/rejected.parquet --embed-model models/ko-sroberta-multitask --device cuda"
+        ),
+    )
+    io = p.add_argument_group("files")
+    io.add_argument(
+        "--input", type=Path, required=True, help="augmented rows (Parquet/CSV): id, source_id, text, label"
+    )
+    io.add_argument(
+        "--train",
+        type=Path,
+        default=None,
+        help="the original training set (id, text, label): near-duplicate reference, TF-IDF label model data, and "
+        "where source texts are looked up (default: the bundled nsmc4 sample)",
+    )
+    io.add_argument(
+        "--sources",
+        type=Path,
+        default=None,
+        help="file with the source rows (id, text), e.g. hard.parquet, when their ids are not --train ids "
+        "(default: --train)",
+    )
+    io.add_argument("--out", type=Path, default=Path("runs/filter/kept.parquet"), help="kept rows (Parquet)")
+    io.add_argument("--rejected", type=Path, default=None, help="also write the rejected rows here (Parquet)")
+    io.add_argument("--summary", type=Path, default=None, help="summary JSON (default: OUT with .summary.json)")
+    io.add_argument("--text-col", default="text", help="text column of --train/--sources (default: text)")
+    io.add_argument("--label-col", default="label", help="label column of --train (default: label)")
+    io.add_argument("--id-col", default="id", help="id column of --train/--sources (default: id)")
+
+    ch = p.add_argument_group("cheap checks (lengths count non-space characters)")
+    ch.add_argument("--no-cheap-checks", action="store_true", help="skip identical/length/Hangul/repetition checks")
+    ch.add_argument("--min-length-ratio", type=float, default=0.5, help="shortest allowed length x source's (0.5)")
+    ch.add_argument("--max-length-ratio", type=float, default=2.0, help="longest allowed length x source's (2.0)")
+    ch.add_argument("--length-slack", type=int, default=5, help="characters of leeway on both length bounds (5)")
+    ch.add_argument(
+        "--min-hangul-share",
+        type=float,
+        default=0.5,
+        help="for Korean sources: least share of Hangul among the letters of the text (0.5; 0 disables)",
+    )
+    ch.add_argument(
+        "--korean-source-share",
+        type=float,
+        default=0.5,
+        help="a source is Korean when at least this share of its letters is Hangul (0.5)",
+    )
+    ch.add_argument(
+        "--max-repeat-share",
+        type=float,
+        default=0.5,
+        help="reject texts whose longest run of one repeated 1-10 character unit covers more than this share, "
+        "when the source repeats less (0.5; 1 disables)",
+    )
+
+    du = p.add_argument_group("near-duplicates (character 1-3-gram TF-IDF cosine, exact search)")
+    du.add_argument("--dup-threshold", type=float, default=0.95, help="cosine at or above which texts are duplicates")
+    du.add_argument("--no-dedup-train", action="store_true", help="do not compare with the original training set")
+    du.add_argument("--no-dedup-augmented", action="store_true", help="do not compare augmented rows with each other")
+    du.add_argument("--dup-ngram-max", type=int, choices=[1, 2, 3], default=3, help="longest character n-gram (3)")
+
+    se = p.add_argument_group("semantic similarity to the source (sentence-transformers)")
+    se.add_argument("--no-similarity", action="store_true", help="skip the embedding filter")
+    se.add_argument("--min-similarity", type=float, default=0.80, help="least cosine to the source (0.80)")
+    se.add_argument(
+        "--embed-model",
+        default=DEFAULT_EMBED_MODEL,
+        help=f"sentence-transformers folder or hub id (default: {DEFAULT_EMBED_MODEL}, the notebook's model; "
+        "needs hub access or a local copy)",
+    )
+
+    la = p.add_argument_group("label consistency")
+    la.add_argument("--no-label-check", action="store_true", help="skip the label filter")
+    la.add_argument(
+        "--label-model",
+        default="tfidf",
+        help="tfidf = character TF-IDF + logistic regression trained on --train (~2 min for 275k rows); "
+        "a .joblib file saved by --save-label-model; or a transformers sequence-classification folder whose "
+        "output i is class id i",
+    )
+    la.add_argument(
+        "--min-label-prob",
+        type=float,
+        default=None,
+        help="require at least this probability of the source's label (default: it must be the top class)",
+    )
+    la.add_argument("--save-label-model", type=Path, default=None, help="save the trained TF-IDF model (.joblib)")
+
+    co = p.add_argument_group("compute")
+    co.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps for the neural models (default: cpu)")
+    co.add_argument("--batch-size", type=int, default=64, help="texts per batch for the neural models (64)")
+    co.add_argument("--max-length", type=int, default=128, help="tokens per text for a transformers label model")
+    p.set_defaults(func=run_filter_command)
+
+
+def run_filter_command(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.augment.common import check_output
+    from engine.config import TfidfConfig
+    from engine.errors import InputError
+    from engine.filters import FilterConfig, attach_sources, filter_augmented, format_summary, load_augmented
+    from engine.filters.core import check_labels, load_dataset
+    from engine.filters.label import LabelModel, label_model_kind
+    from engine.filters.semantic import Embedder
+    from engine.io import write_json, write_parquet
+
+    config = FilterConfig(
+        cheap_checks=not args.no_cheap_checks,
+        min_length_ratio=args.min_length_ratio,
+        max_length_ratio=args.max_length_ratio,
+        length_slack=args.length_slack,
+        korean_source_share=args.korean_source_share,
+        min_hangul_share=args.min_hangul_share,
+        max_repeat_share=args.max_repeat_share,
+        dedup_train=not args.no_dedup_train,
+        dedup_augmented=not args.no_dedup_augmented,
+        dup_threshold=args.dup_threshold,
+        dup_ngram_max=args.dup_ngram_max,
+        similarity=not args.no_similarity,
+        min_similarity=args.min_similarity,
+        embed_model=args.embed_model,
+        label_check=not args.no_label_check,
+        label_model=args.label_model,
+        min_label_prob=args.min_label_prob,
+        tfidf=TfidfConfig(),
+        device=args.device,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+    )
+    out = check_output(args.out)
+    summary_path = args.summary or out.with_suffix(".summary.json")
+    if args.rejected is not None and check_output(args.rejected).resolve() == out.resolve():
+        raise InputError(f"--rejected {args.rejected} is the same file as --out; choose another name.")
+    if args.save_label_model is not None and (not config.label_check or config.label_model != "tfidf"):
+        raise InputError("--save-label-model saves the TF-IDF model trained here; use it with --label-model tfidf.")
+    if config.label_check:
+        label_model_kind(config.label_model)  # a missing file or folder fails now, before any work
+
+    train_path = args.train or Path(str(SAMPLE_DIR / "train.csv"))
+    augmented = load_augmented(args.input)
+    train, names = load_dataset(train_path, text_col=args.text_col, label_col=args.label_col, id_col=args.id_col)
+    if args.sources is not None:
+        sources, _ = load_dataset(args.sources, text_col=args.text_col, label_col=None, id_col=args.id_col)
+        rows = attach_sources(augmented, sources, where=f"--sources {args.sources}")
+    else:
+        rows = attach_sources(augmented, train, where=f"--train {train_path}")
+    k = len(names)
+    check_labels(augmented, k, where=f"--train {train_path}")
+    log.info("%d augmented rows, %d training rows, %d classes", rows.height, train.height, k)
+
+    # Load the models before any work, so a wrong folder stops the run in seconds.
+    embedder = None
+    if config.similarity:
+        embedder = Embedder(config.embed_model, device=config.device, batch_size=config.batch_size)
+    label_model = None
+    if config.label_check and config.label_model != "tfidf":
+        label_model = LabelModel.load(
+            config.label_model, k, device=config.device, batch_size=config.batch_size, max_length=config.max_length
+        )
+
+    started = time.perf_counter()
+    if config.label_check and label_model is None:
+        print(f"training the TF-IDF label model on {train.height:,} texts ...", flush=True)
+        label_model = LabelModel.train_tfidf(train["text"].to_list(), train["label"].to_numpy(), k, config.tfidf)
+    bars: dict[str, tqdm] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="row")
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    result = filter_augmented(rows, train, config=config, embedder=embedder, label_model=label_model, progress=progress)
+    for bar in bars.values():
+        bar.close()
+    summary = result.summary
+    summary.update(
+        {
+            "input": str(args.input),
+            "train": str(train_path),
+            "sources": str(args.sources or train_path),
+            "classes": names,
+            "total_seconds": round(time.perf_counter() - started, 2),
+        }
+    )
+
+    kept = result.rows.filter("kept").drop("source_text")
+    write_parquet(kept, out)
+    if args.rejected is not None:
+        write_parquet(result.rows.filter(~result.rows["kept"]), args.rejected)
+    if args.save_label_model is not None:
+        label_model.save(args.save_label_model)
+    write_json(summary, summary_path)
+
+    print(format_summary(summary))
+    print(f"\nkept {kept.height:,} of {result.rows.height:,} rows: {out}; summary: {summary_path}")
+    if args.rejected is not None:
+        print(f"rejected rows with their source text: {args.rejected}")
+    return 0
