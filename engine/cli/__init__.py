@@ -10,10 +10,10 @@ import argparse
 import logging
 import sys
 
-from engine.cli import compare, mine, oof
+from engine.cli import backtranslate, compare, eda, filter, mine, oof, paraphrase
 from engine.errors import InputError
 
-COMMANDS = (oof, mine, compare)
+COMMANDS = (oof, mine, eda, backtranslate, paraphrase, filter, compare)
 
 
 def build_parser() -> argparse.ArgumentParser:

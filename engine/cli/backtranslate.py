@@ -1,0 +1,291 @@
+"""`hardaug backtranslate` (ko -> pivot -> ko with mBART-50 on CTranslate2) and `hardaug convert-mbart`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import textwrap
+import time
+from pathlib import Path
+
+from engine.augment.convert_mbart import QUANTIZATIONS
+from engine.cli.common import comma_list, positive_int
+
+log = logging.getLogger("engine")
+
+
+def _positive_float(value: str) -> float:
+    x = float(value)
+    if x <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return x
+
+
+def _non_negative_int(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return n
+
+
+def _device_indices(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in comma_list(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GPU numbers like 0 or 0,1, got {value!r}") from None
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    _register_backtranslate(sub)
+    _register_convert(sub)
+
+
+def _register_backtranslate(sub: argparse._SubParsersAction) -> None:
+    from engine.augment.backtranslate import COMPUTE_TYPES
+
+    p = sub.add_parser(
+        "backtranslate",
+        help="back-translate the hard samples ko -> pivot -> ko with mBART-50 on CTranslate2",
+        description=textwrap.fill(
+            "Translate every source text into each pivot language and back with a CTranslate2 mBART-50 model "
+            "(convert one with `hardaug convert-mbart`), and write one row per kept back-translation with the "
+            "augmented schema (id, source_id, text, label, method=backtranslate, model, params with the "
+            "pivot and decoding options, variant = PIVOT.K, round, hardness, extra with the pivot text). Per "
+            "source and pivot, variant 0 is beam search and variants 1..N-1 are samples, so --pivot en_XX "
+            "--pivot ja_XX --variants 3 gives up to 6 rows per source. Sources shorter than --min-chars are "
+            "skipped (too_short); empty outputs, outputs identical to the source and variants whose pivot "
+            "came out empty are dropped; the counts go to OUT with the suffix .drops.json. Each leg is one "
+            "engine call per chunk: CTranslate2 sorts the inputs by length, cuts batches of at most "
+            "--max-batch-tokens source tokens, spreads them over the devices and returns them in input "
+            "order. Finished chunks are saved: rerunning the same command after a crash or kill resumes.",
+            width=100,
+        ),
+        epilog=(
+            "examples:\n"
+            "  hardaug convert-mbart facebook/mbart-large-50-many-to-many-mmt models/mbart50-int8\n"
+            "  hardaug backtranslate --input runs/mine/hard.parquet --model models/mbart50-int8\n"
+            "  hardaug backtranslate --model models/mbart50-f16 --device cuda --device-index 0,1 \\\n"
+            "      --pivot en_XX --pivot ja_XX --variants 2 --out runs/bt/augmented.parquet"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--input",
+        type=Path,
+        default=Path("runs/mine/hard.parquet"),
+        help="sources: hard.parquet from `hardaug mine`, or any CSV/Parquet with id, text, label "
+        "(default: runs/mine/hard.parquet)",
+    )
+    p.add_argument("--model", type=Path, required=True, help="CTranslate2 mBART-50 folder (from convert-mbart)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/backtranslate/augmented.parquet"),
+        help="output Parquet file (default: runs/backtranslate/augmented.parquet)",
+    )
+    p.add_argument("--text-col", default="text", help="column with the texts (default: text)")
+    p.add_argument("--label-col", default="label", help="column with the labels (default: label)")
+    p.add_argument("--id-col", default="id", help="unique id column (default: id; row numbers if absent)")
+    d = p.add_argument_group("translation")
+    d.add_argument("--source-lang", default="ko_KR", help="mBART-50 code of the texts' language (default: ko_KR)")
+    d.add_argument(
+        "--pivot",
+        action="append",
+        dest="pivots",
+        metavar="CODE",
+        help="pivot language, mBART-50 code; repeat for several (each adds --variants rows per source; default: en_XX)",
+    )
+    d.add_argument(
+        "--variants",
+        type=positive_int,
+        default=1,
+        help="outputs per source and pivot: 1 = beam search only; N = beam + N-1 samples (default: 1)",
+    )
+    d.add_argument("--beam-size", type=positive_int, default=4, help="beam size of variant 0; 1 = greedy (default: 4)")
+    d.add_argument(
+        "--top-k",
+        type=_non_negative_int,
+        default=20,
+        help="sampled variants: sample among the K most likely tokens; 0 = all (default: 20)",
+    )
+    d.add_argument(
+        "--temperature", type=_positive_float, default=0.9, help="sampled variants: temperature (default: 0.9)"
+    )
+    d.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the sampled variants (default: 0)")
+    d.add_argument(
+        "--max-input-tokens",
+        type=positive_int,
+        default=256,
+        help="longer inputs are cut to this many tokens, language code and </s> included (default: 256)",
+    )
+    d.add_argument(
+        "--max-output-tokens",
+        type=positive_int,
+        default=256,
+        help="longest output of each leg in tokens, language code included (default: 256)",
+    )
+    d.add_argument(
+        "--min-chars",
+        type=_non_negative_int,
+        default=10,
+        help="skip sources shorter than this many characters; counted as too_short (default: 10)",
+    )
+    e = p.add_argument_group("engine")
+    e.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default: cpu)")
+    e.add_argument(
+        "--device-index",
+        type=_device_indices,
+        default=(0,),
+        help="GPU numbers, comma-separated; batches are spread over all of them (default: 0)",
+    )
+    e.add_argument(
+        "--compute-type",
+        choices=[c for c in COMPUTE_TYPES if c not in ("default", "auto")],
+        default=None,
+        help="computation type (default: int8 on CPU, int8_float16 on CUDA); the model is converted on load",
+    )
+    e.add_argument(
+        "--threads",
+        type=_non_negative_int,
+        default=0,
+        help="CPU threads for the model; 0 = the cores this process may use, at most 16 (default: 0). "
+        "Never more than the free cores: an oversubscribed CPU is many times slower",
+    )
+    e.add_argument(
+        "--max-batch-tokens",
+        type=positive_int,
+        default=None,
+        help="batch budget in source tokens (default: 2048 on CPU, 16384 on CUDA; raise it on large GPUs)",
+    )
+    e.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        default=None,
+        help="sources per saved chunk; a rerun skips finished chunks (default: 256 on CPU, 8192 on CUDA)",
+    )
+    e.add_argument("--restart", action="store_true", help="discard finished chunks of an earlier run and start over")
+    p.set_defaults(func=run_backtranslate_command)
+
+
+def _register_convert(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "convert-mbart",
+        help="convert a Hugging Face mBART-50 model to a CTranslate2 folder for backtranslate",
+        description=textwrap.fill(
+            "Check the source config (refusing the ones CTranslate2 converts silently wrong: a missing "
+            "tokenizer_class or normalize_before, a decoder start token other than </s>, a tokenizer that does "
+            "not match the vocabulary), convert with CTranslate2's Transformers converter, write the tokenizer "
+            "(tokenizer.json, sentencepiece.bpe.model) and conversion.json beside the model, and translate one "
+            "sentence on CPU to check that the target language code comes out first.",
+            width=100,
+        ),
+        epilog=(
+            "examples:\n"
+            "  hardaug convert-mbart facebook/mbart-large-50-many-to-many-mmt models/mbart50-int8\n"
+            "  hardaug convert-mbart ./my-finetuned-mbart models/mbart50-f16 --quantization int8_float16"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("source", help="Hugging Face model folder, or a hub id (needs hub access)")
+    p.add_argument("out", type=Path, help="output folder (created; must not exist unless --force)")
+    p.add_argument(
+        "--quantization",
+        choices=QUANTIZATIONS,
+        default="int8",
+        help="stored weight type: int8 for CPU, int8_float16 or float16 for GPU (default: int8)",
+    )
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    p.add_argument("--no-verify", action="store_true", help="skip the one-sentence translation check")
+    p.set_defaults(func=run_convert_command)
+
+
+def build_config(args: argparse.Namespace):
+    from engine.augment.backtranslate import BacktranslateConfig
+
+    return BacktranslateConfig(
+        model=args.model,
+        source_lang=args.source_lang,
+        pivots=tuple(args.pivots or ("en_XX",)),
+        variants=args.variants,
+        beam_size=args.beam_size,
+        sampling_topk=args.top_k,
+        sampling_temperature=args.temperature,
+        max_input_tokens=args.max_input_tokens,
+        max_output_tokens=args.max_output_tokens,
+        min_chars=args.min_chars,
+        seed=args.seed,
+        device=args.device,
+        device_index=args.device_index,
+        compute_type=args.compute_type,
+        threads=args.threads,
+        max_batch_tokens=args.max_batch_tokens,
+    )
+
+
+def run_backtranslate_command(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.augment.backtranslate import ChunkDone, backtranslate_file
+
+    config = build_config(args)
+    started = time.perf_counter()
+    totals = {"outputs": 0, "tokens": 0, "seconds": 0.0}
+    bar = None
+
+    def on_chunk(chunk: ChunkDone) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=chunk.total, initial=chunk.done - chunk.sources, desc="backtranslate", unit="samples")
+        totals["outputs"] += chunk.outputs
+        totals["tokens"] += chunk.output_tokens
+        totals["seconds"] += chunk.seconds
+        bar.update(chunk.sources)
+        bar.set_postfix_str(f"{chunk.output_tokens / max(chunk.seconds, 1e-9):,.0f} output tokens/s")
+
+    try:
+        kept, counts = backtranslate_file(
+            args.input,
+            args.out,
+            config,
+            chunk_size=args.chunk_size,
+            restart=args.restart,
+            text_col=args.text_col,
+            label_col=args.label_col,
+            id_col=args.id_col,
+            on_chunk=on_chunk,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    print(_format_summary(counts, totals, time.perf_counter() - started))
+    print(f"\nwrote {args.out} ({kept.height} rows) and {Path(args.out).with_suffix('.drops.json')}")
+    return 0
+
+
+def _format_summary(counts: dict[str, int], totals: dict, wall: float) -> str:
+    lines = [f"{'candidates':<24}{counts.get('generated', 0):>8,}"]
+    for reason, count in counts.items():
+        if reason not in ("generated", "kept"):
+            lines.append(f"  dropped: {reason:<14}{count:>8,}")
+    lines.append(f"{'kept':<24}{counts.get('kept', 0):>8,}")
+    if totals["seconds"] > 0:
+        lines.append(
+            f"translation: {totals['outputs']:,} round trips, {totals['tokens']:,} output tokens in "
+            f"{totals['seconds']:.1f} s ({totals['outputs'] / totals['seconds']:.1f} round trips/s); "
+            f"{wall:.1f} s in all (model load included)"
+        )
+    else:
+        lines.append("every source was already done: nothing translated (--restart to redo)")
+    return "\n".join(lines)
+
+
+def run_convert_command(args: argparse.Namespace) -> int:
+    from engine.augment.convert_mbart import convert_mbart
+
+    started = time.perf_counter()
+    out = convert_mbart(
+        args.source, args.out, quantization=args.quantization, force=args.force, verify=not args.no_verify
+    )
+    print(f"wrote {out} ({args.quantization}) in {time.perf_counter() - started:.1f} s")
+    print(f"use it with: hardaug backtranslate --model {out}")
+    return 0
