@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-DEMO   := runs/demo
 LINTED := engine tests tools benchmarks
 
 # Caches stay inside the project, never in the home folder.
@@ -34,9 +33,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/hardaug oof --out-dir $(DEMO)/oof --test engine/data/sample/test.csv
-	$(BIN)/hardaug mine --input $(DEMO)/oof/oof.parquet --out-dir $(DEMO)/mine \
-		--class-names "strong neg,weak neg,weak pos,strong pos" --preset notebook
+	$(BIN)/hardaug run engine/data/pipelines/cpu.toml
 
 clean:
 	rm -rf runs/demo .cache .pytest_cache .ruff_cache

@@ -10,10 +10,10 @@ import argparse
 import logging
 import sys
 
-from engine.cli import backtranslate, compare, eda, filter, mine, oof, paraphrase
+from engine.cli import backtranslate, compare, eda, filter, mine, oof, paraphrase, run
 from engine.errors import InputError
 
-COMMANDS = (oof, mine, eda, backtranslate, paraphrase, filter, compare)
+COMMANDS = (oof, mine, eda, backtranslate, paraphrase, filter, compare, run)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,239 @@
+"""All stages from one TOML file, each cached by a hash of its inputs and options.
+
+    oof -> mine -> (random control sample) -> augment (eda / backtranslate / paraphrase) on the hard and the
+    random samples -> filter both -> compare
+
+Every stage runs as its `hardaug` subcommand with options taken from its TOML table (`key = value` becomes
+`--key value`, `true` a bare flag, a list a repeated option), in a folder named after the stage and a hash
+of (its options, the content of its input files). A stage whose folder holds a finished marker is skipped,
+so a rerun after changing only the filter threshold reruns only filter and compare; a killed stage resumes
+through the stage's own resumability.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shlex
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from engine.errors import InputError
+from engine.io import write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+AUGMENTERS = ("eda", "backtranslate", "paraphrase")
+DONE = ".done.json"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    path: Path
+    out: Path
+    train: Path
+    test: Path
+    predictions: Path | None = None  # existing out-of-fold predictions: skip the oof stage
+    oof: dict = field(default_factory=dict)
+    mine: dict = field(default_factory=dict)
+    select: list[str] = field(default_factory=list)
+    random: dict = field(default_factory=dict)
+    augment: dict[str, dict] = field(default_factory=dict)
+    filter: dict = field(default_factory=dict)
+    compare: dict = field(default_factory=dict)
+
+
+def load_config(path: str | Path, *, default_data: Path) -> PipelineConfig:
+    """Read and check a pipeline TOML. Relative paths are relative to the current folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such pipeline file. Start from engine/data/pipelines/cpu.toml.")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{path}: not valid TOML ({exc}).") from exc
+    known = {"data", "oof", "mine", "random", "augment", "filter", "compare"}
+    unknown = set(raw) - known
+    if unknown:
+        raise InputError(f"{path}: unknown sections {sorted(unknown)}; expected {sorted(known)}.")
+    data = raw.get("data", {})
+    augment = raw.get("augment", {})
+    if not augment:
+        raise InputError(f"{path}: no [augment.<method>] section; add one of {list(AUGMENTERS)}, e.g. [augment.eda].")
+    bad = set(augment) - set(AUGMENTERS)
+    if bad:
+        raise InputError(f"{path}: unknown augmenters {sorted(bad)} in [augment]; expected {list(AUGMENTERS)}.")
+    mine = dict(raw.get("mine", {}))
+    select = shlex.split(mine.pop("select", "--preset notebook"))
+    return PipelineConfig(
+        path=path,
+        out=Path(data.get("out", "runs/pipeline")),
+        train=Path(data.get("train", default_data / "train.csv")),
+        test=Path(data.get("test", default_data / "test.csv")),
+        predictions=Path(data["predictions"]) if "predictions" in data else None,
+        oof=raw.get("oof", {}),
+        mine=mine,
+        select=select,
+        random=raw.get("random", {}),
+        augment=augment,
+        filter=raw.get("filter", {}),
+        compare=raw.get("compare", {}),
+    )
+
+
+def options(table: dict) -> list[str]:
+    """TOML table -> CLI options: `k = v` -> --k v; `k = true` -> --k; `k = false` -> nothing; lists repeat."""
+    argv: list[str] = []
+    for key, value in table.items():
+        flag = f"--{key.replace('_', '-')}"
+        if value is True:
+            argv.append(flag)
+        elif value is False:
+            continue
+        elif isinstance(value, list):
+            for item in value:
+                argv += [flag, str(item)]
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass
+class Runner:
+    """Runs stages through `run_command(argv) -> exit code`, skipping finished ones."""
+
+    out: Path
+    run_command: Callable[[list[str]], int]
+    log_lines: list[dict] = field(default_factory=list)
+
+    def stage(self, name: str, argv: Sequence[str], inputs: Sequence[Path], output_flag: str, output: str) -> Path:
+        """Run `hardaug <argv> <output_flag> <folder>/<output>` unless done; returns the output path."""
+        digest = hashlib.sha256(json.dumps([name, list(argv)]).encode())
+        for path in inputs:
+            digest.update(file_digest(path).encode())
+        key = digest.hexdigest()[:12]
+        folder = self.out / "stages" / f"{name}-{key}"
+        target = folder / output
+        marker = folder / DONE
+        if marker.exists():
+            log.info("stage %s: cached (%s)", name, folder)
+            # The time it took when it ran, so pipeline.json always gives the cost of every stage.
+            seconds = json.loads(marker.read_text(encoding="utf-8")).get("seconds")
+            self.log_lines.append({"stage": name, "folder": str(folder), "cached": True, "seconds": seconds})
+            return target
+        folder.mkdir(parents=True, exist_ok=True)
+        command = [*argv, output_flag, str(folder if output_flag == "--out-dir" else target)]
+        log.info("stage %s: hardaug %s", name, " ".join(shlex.quote(c) for c in command))
+        started = time.perf_counter()
+        code = self.run_command(command)
+        if code != 0:
+            raise RuntimeError(f"stage {name} failed (exit code {code}); its partial output is in {folder}")
+        seconds = round(time.perf_counter() - started, 1)
+        write_json({"stage": name, "argv": command, "inputs": [str(p) for p in inputs], "seconds": seconds}, marker)
+        self.log_lines.append({"stage": name, "folder": str(folder), "cached": False, "seconds": seconds})
+        return target
+
+
+def draw_random_sources(scores: Path, hard: Path, out: Path, *, factor: float, seed: int) -> Path:
+    """The control sample: `factor` x as many rows as the hard set, uniformly from all training rows, so
+    that after filtering the random arm can still match the targeted arm's count per method."""
+    n_hard = pl.scan_parquet(hard).select(pl.len()).collect().item()
+    every = pl.read_parquet(scores)
+    n = min(every.height, max(1, round(n_hard * factor)))
+    sample = every.sample(n=n, seed=seed, shuffle=True).select("id", "text", "label", "hardness")
+    write_parquet(sample, out)
+    return out
+
+
+def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]) -> dict:
+    """Run every stage; returns where each result is."""
+    runner = Runner(config.out, run_command)
+    train, test = config.train, config.test
+    for path in (train, test):
+        if not path.is_file():
+            raise InputError(f"{config.path}: data file {path} does not exist.")
+
+    if config.predictions is not None:  # out-of-fold predictions made elsewhere (e.g. the notebook's CSV)
+        predictions = config.predictions
+        if not predictions.is_file():
+            raise InputError(f"{config.path}: [data] predictions = {predictions} does not exist.")
+    else:
+        oof_argv = ["oof", "--train", str(train), "--test", str(test), *options(config.oof)]
+        predictions = runner.stage("oof", oof_argv, [train, test], "--out-dir", "") / "oof.parquet"
+    mine_argv = ["mine", "--input", str(predictions), *options(config.mine), *config.select]
+    mine_dir = runner.stage("mine", mine_argv, [predictions], "--out-dir", "")
+    hard = mine_dir / "hard.parquet"
+    random_sources = config.out / "stages" / "random_sources.parquet"
+    random_key = config.out / "stages" / "random_sources.key"
+    seed = int(config.random.get("seed", 13))
+    factor = float(config.random.get("factor", 1.5))
+    key = json.dumps([file_digest(hard), seed, factor])
+    if not random_sources.exists() or not random_key.exists() or random_key.read_text() != key:
+        draw_random_sources(mine_dir / "scores.parquet", hard, random_sources, factor=factor, seed=seed)
+        random_key.write_text(key)
+
+    kept: dict[str, list[Path]] = {"targeted": [], "random": []}
+    for method, table in config.augment.items():
+        for arm, sources in (("targeted", hard), ("random", random_sources)):
+            augmented = runner.stage(
+                f"{method}-{arm}",
+                [method, "--input", str(sources), *options(table)],
+                [sources],
+                "--out",
+                "augmented.parquet",
+            )
+            filtered = runner.stage(
+                f"filter-{method}-{arm}",
+                ["filter", "--input", str(augmented), "--train", str(train), *options(config.filter)],
+                [augmented, train],
+                "--out",
+                "kept.parquet",
+            )
+            kept[arm].append(filtered)
+
+    merged = {}
+    for arm, paths in kept.items():
+        merged[arm] = config.out / "stages" / f"kept_{arm}.parquet"
+        write_parquet(pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed"), merged[arm])
+    compare_dir = runner.stage(
+        "compare",
+        [
+            "compare",
+            "--train",
+            str(train),
+            "--test",
+            str(test),
+            "--targeted",
+            str(merged["targeted"]),
+            "--random",
+            str(merged["random"]),
+            *options(config.compare),
+        ],
+        [train, test, merged["targeted"], merged["random"]],
+        "--out-dir",
+        "",
+    )
+    summary = {
+        "config": str(config.path),
+        "report": str(mine_dir / "report.html"),
+        "hard": str(hard),
+        "kept": {arm: [str(p) for p in paths] for arm, paths in kept.items()},
+        "comparison": str(compare_dir / "results.md"),
+        "stages": runner.log_lines,
+    }
+    write_json(summary, config.out / "pipeline.json")
+    return summary

@@ -1,0 +1,112 @@
+"""`hardaug run`: every stage end to end on a few hundred rows, and the stage cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from engine.cli import main
+from engine.cli.common import SAMPLE_DIR
+from engine.errors import InputError
+from engine.pipeline import load_config, options, run_pipeline
+
+SAMPLE = Path(str(SAMPLE_DIR))
+
+CONFIG = """
+[data]
+train = "{train}"
+test = "{test}"
+out = "{out}"
+
+[oof]
+folds = 3
+
+[mine]
+select = "--top-quantile 0.3 --min-chars 5"
+no-label-issues = true
+
+[random]
+factor = 1.5
+
+[augment.eda]
+n = 2
+
+[filter]
+no-similarity = true
+dup-threshold = {dup}
+
+[compare]
+seeds = "0"
+bootstrap = 100
+"""
+
+
+def _write_config(tmp_path: Path, dup: float = 0.95) -> Path:
+    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+    if not train.exists():
+        pl.read_csv(SAMPLE / "train.csv").head(600).write_csv(train)
+        pl.read_csv(SAMPLE / "test.csv").head(200).write_csv(test)
+    path = tmp_path / "pipeline.toml"
+    path.write_text(CONFIG.format(train=train, test=test, out=tmp_path / "runs", dup=dup), encoding="utf-8")
+    return path
+
+
+def test_options_map_toml_to_cli():
+    assert options({"folds": 3, "no_report": True, "skip": False, "pivot": ["en_XX", "ja_XX"]}) == [
+        "--folds",
+        "3",
+        "--no-report",
+        "--pivot",
+        "en_XX",
+        "--pivot",
+        "ja_XX",
+    ]
+
+
+def test_bad_configs_are_refused(tmp_path: Path):
+    with pytest.raises(InputError, match="no such pipeline file"):
+        load_config(tmp_path / "missing.toml", default_data=SAMPLE)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[augment.magic]\nn = 1\n")
+    with pytest.raises(InputError, match=r"unknown augmenters \['magic'\]"):
+        load_config(bad, default_data=SAMPLE)
+    bad.write_text("[oof]\nfolds = 3\n")
+    with pytest.raises(InputError, match=r"no \[augment.<method>\] section"):
+        load_config(bad, default_data=SAMPLE)
+
+
+def test_pipeline_end_to_end_and_cache(tmp_path: Path):
+    config = load_config(_write_config(tmp_path), default_data=SAMPLE)
+    summary = run_pipeline(config, main)
+    assert [s["cached"] for s in summary["stages"]] == [False] * len(summary["stages"])
+    assert [s["stage"] for s in summary["stages"]] == [
+        "oof",
+        "mine",
+        "eda-targeted",
+        "filter-eda-targeted",
+        "eda-random",
+        "filter-eda-random",
+        "compare",
+    ]
+    results = json.loads((Path(summary["comparison"]).parent / "results.json").read_text())
+    assert set(results["arms"]) == {"baseline", "targeted", "random"}
+    assert results["arms"]["random"]["added_rows"] == results["arms"]["targeted"]["added_rows"] > 0
+    assert Path(summary["report"]).exists()
+
+    again = run_pipeline(config, main)
+    assert all(s["cached"] for s in again["stages"])
+    # a cached stage still reports what it cost when it ran
+    assert [s["seconds"] for s in again["stages"]] == [s["seconds"] for s in summary["stages"]]
+
+    # a new filter threshold reruns both filters; compare reruns exactly when what was kept changed
+    kept_before = [pl.read_parquet(p) for arm in ("targeted", "random") for p in again["kept"][arm]]
+    changed = load_config(_write_config(tmp_path, dup=0.8), default_data=SAMPLE)
+    third = run_pipeline(changed, main)
+    rerun = [s["stage"] for s in third["stages"] if not s["cached"]]
+    kept_after = [pl.read_parquet(p) for arm in ("targeted", "random") for p in third["kept"][arm]]
+    kept_changed = any(not a.equals(b) for a, b in zip(kept_before, kept_after, strict=True))
+    assert rerun == ["filter-eda-targeted", "filter-eda-random"] + (["compare"] if kept_changed else [])
+    assert kept_changed  # 0.8 rejects more near-duplicates than 0.95 on this data
