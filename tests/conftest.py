@@ -11,7 +11,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "engine" / "data" / "sample"
-SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # Model libraries write caches, compiled kernels and sockets under the home folder and /tmp by default;
 # keep them in the project, and never reach for a model hub (tests build their models locally).

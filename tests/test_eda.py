@@ -17,7 +17,6 @@ from engine.augment.eda import EdaConfig, apply_op, augment_units, generate, run
 from engine.cli import main
 
 SAMPLE = Path(__file__).resolve().parents[1] / "engine" / "data" / "sample" / "train.csv"
-NSMC4 = Path(__file__).resolve().parents[2] / "shared" / "data" / "nsmc4"
 VARIANT = re.compile(r"^\d+\.(delete|swap|insert)$")
 
 # Well-spaced sentences whose particles and endings Kiwi reads without doubt.
@@ -32,8 +31,7 @@ SPACED = [
 
 @pytest.fixture(scope="module")
 def reviews() -> pl.DataFrame:
-    path = NSMC4 / "train.csv" if NSMC4.exists() else SAMPLE
-    return pl.read_csv(path, n_rows=400).with_columns(pl.col("id").cast(pl.String))
+    return pl.read_csv(SAMPLE, n_rows=400).with_columns(pl.col("id").cast(pl.String))
 
 
 def by_source(generated, frame: pl.DataFrame) -> dict[str, list[tuple]]:

@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "targeted (+ kept augmentations of the hard samples), random (+ the same number of kept "
             "augmentations per method, of randomly chosen samples: the control) and optionally all "
             "(+ augmentations of every sample). Several seeds; accuracy, macro-F1, per-class F1, confidently "
-            "wrong test predictions; differences with paired bootstrap 95%% intervals. Each (arm, seed) cell "
+            "wrong test predictions; differences with paired bootstrap 95% intervals. Each (arm, seed) cell "
             "is saved in OUT_DIR/cells and skipped on a rerun. Writes OUT_DIR/results.json, results.md and "
             "results.svg."
         ),
