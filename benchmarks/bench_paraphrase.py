@@ -17,8 +17,8 @@ Peak memory is the resident set of the engine's process tree (polled), plus GPU 
 compare output tokens/s, so engines timed on fewer prompts (the slow HF loops on a GPU) compare fairly;
 their time for all prompts is extrapolated and labeled so.
 
-    /tmp/venv-full/bin/python benchmarks/bench_paraphrase.py            # CPU, ~90M model: see benchmarks/README
-    /tmp/venv-full/bin/python benchmarks/bench_paraphrase.py --quick    # tiny model, checks the script end to end
+    .venv/bin/python benchmarks/bench_paraphrase.py            # CPU, ~90M model: see benchmarks/README
+    .venv/bin/python benchmarks/bench_paraphrase.py --quick    # tiny model, checks the script end to end
 
 The GPU run (real Qwen2-7B shape, random weights via vLLM load_format="dummy") is benchmarks/gpu_paraphrase.sh.
 """
