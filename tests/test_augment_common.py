@@ -68,6 +68,16 @@ def test_chunks_resume_and_finish_in_input_order(sources, tmp_path: Path):
     assert not resumed.parts.exists()
 
 
+def test_variants_keep_the_order_they_were_made_in(sources, tmp_path: Path):
+    out = tmp_path / "aug.parquet"
+    made = [Generated(0, str(v), f"변형 {v}") for v in range(12)]  # as strings "10" < "2"
+    rows = to_rows(sources, made, method="test", model="m", params={})
+    writer = AugmentedOutput(out, fingerprint="k")
+    writer.write_chunk(rows, ["10", "11", "12"])
+    kept, _ = writer.finish()
+    assert kept["variant"].to_list() == [str(v) for v in range(12)]
+
+
 def test_sources_seen_without_outputs_are_remembered(sources, tmp_path: Path):
     out = tmp_path / "aug.parquet"
     writer = AugmentedOutput(out, fingerprint="k")

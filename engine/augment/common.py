@@ -141,7 +141,8 @@ class AugmentedOutput:
         self._chunks.append(path)
 
     def finish(self) -> tuple[pl.DataFrame, dict[str, int]]:
-        """Write the kept rows (input order, then variant) and the drop counts; remove the parts."""
+        """Write the kept rows (input order, then the order the augmenter made them) and the drop counts;
+        remove the parts."""
         every = (
             pl.read_parquet(self._chunks).filter(pl.col("drop_reason").ne_missing("(processed)"))
             if self._chunks
@@ -160,7 +161,8 @@ class AugmentedOutput:
         }
         kept = (
             every.filter(pl.col("drop_reason").is_null())
-            .sort("source_order", "variant")
+            # a stable sort on the source alone: sorting by the variant tag would put "10" before "2"
+            .sort("source_order", maintain_order=True)
             .select(AUGMENTED_SCHEMA.keys())
         )
         counts["kept"] = kept.height
