@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import shlex
+import shutil
 import time
 import tomllib
 from collections.abc import Callable, Sequence
@@ -227,13 +228,36 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]
         "--out-dir",
         "",
     )
+    results = collect_results(config.out / "results", mine_dir, kept, compare_dir)
     summary = {
         "config": str(config.path),
-        "report": str(mine_dir / "report.html"),
+        "results": str(config.out / "results"),
+        "report": str(results["report.html"]),
         "hard": str(hard),
         "kept": {arm: [str(p) for p in paths] for arm, paths in kept.items()},
-        "comparison": str(compare_dir / "results.md"),
+        "comparison": str(results["comparison.md"]),
         "stages": runner.log_lines,
     }
     write_json(summary, config.out / "pipeline.json")
     return summary
+
+
+def collect_results(folder: Path, mine_dir: Path, kept: dict[str, list[Path]], compare_dir: Path) -> dict[str, Path]:
+    """Copy what people read into one folder: the miner's report, every filter summary, the comparison.
+    Copies, not links: the folder stays readable when it is zipped or moved, and the files are small."""
+    wanted = {
+        "report.html": mine_dir / "report.html",
+        "mine_summary.json": mine_dir / "summary.json",
+        "comparison.md": compare_dir / "results.md",
+        "comparison.json": compare_dir / "results.json",
+        "comparison.svg": compare_dir / "results.svg",
+    }
+    for paths in kept.values():
+        for path in paths:  # .../stages/filter-<method>-<arm>-<hash>/kept.parquet
+            stage = path.parent.name.rsplit("-", 1)[0]
+            wanted[f"{stage}.summary.json"] = path.with_suffix(".summary.json")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, source in wanted.items():
+        if source.exists():
+            shutil.copyfile(source, folder / name)
+    return {name: folder / name for name in wanted}

@@ -91,10 +91,20 @@ def test_pipeline_end_to_end_and_cache(tmp_path: Path):
         "filter-eda-random",
         "compare",
     ]
-    results = json.loads((Path(summary["comparison"]).parent / "results.json").read_text())
+    results = json.loads((Path(summary["results"]) / "comparison.json").read_text())
     assert set(results["arms"]) == {"baseline", "targeted", "random"}
     assert results["arms"]["random"]["added_rows"] == results["arms"]["targeted"]["added_rows"] > 0
     assert Path(summary["report"]).exists()
+    # one folder with what people read
+    assert sorted(p.name for p in Path(summary["results"]).iterdir()) == [
+        "comparison.json",
+        "comparison.md",
+        "comparison.svg",
+        "filter-eda-random.summary.json",
+        "filter-eda-targeted.summary.json",
+        "mine_summary.json",
+        "report.html",
+    ]
 
     again = run_pipeline(config, main)
     assert all(s["cached"] for s in again["stages"])

@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "filtering of both, and the comparison. Each stage runs as its hardaug subcommand (options from "
             "its TOML table: key = value becomes --key value) in OUT/stages/<stage>-<hash>, where the hash "
             "covers its options and the content of its inputs; finished stages are skipped, so changing only "
-            "[filter] reruns only filter and compare. Examples: engine/data/pipelines/cpu.toml and gpu.toml."
+            "[filter] reruns only filter and compare. OUT/results gathers the report, the filter summaries and the "
+            "comparison; OUT/pipeline.json lists every stage with its folder and seconds. Examples: "
+            "engine/data/pipelines/cpu.toml and gpu.toml."
         ),
     )
     p.add_argument(
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(path, default_data=Path(str(SAMPLE_DIR)))
     summary = run_pipeline(config, _run_stage)
     print(Path(summary["comparison"]).read_text(encoding="utf-8"))
+    print(f"results: {summary['results']} (the report, the filter summaries, the comparison)")
     print(f"report: {summary['report']}")
-    print(f"comparison: {summary['comparison']}")
     print(f"stages: {config.out / 'pipeline.json'}")
     return 0
