@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from engine.augment.convert_mbart import QUANTIZATIONS
-from engine.cli.common import comma_list, positive_int
+from engine.cli.common import comma_list, drop_count_lines, positive_int
 
 log = logging.getLogger("engine")
 
@@ -263,11 +263,7 @@ def run_backtranslate_command(args: argparse.Namespace) -> int:
 
 
 def _format_summary(counts: dict[str, int], totals: dict, wall: float) -> str:
-    lines = [f"{'candidates':<24}{counts.get('generated', 0):>8,}"]
-    for reason, count in counts.items():
-        if reason not in ("generated", "kept"):
-            lines.append(f"  dropped: {reason:<14}{count:>8,}")
-    lines.append(f"{'kept':<24}{counts.get('kept', 0):>8,}")
+    lines = drop_count_lines(counts)
     if totals["seconds"] > 0:
         lines.append(
             f"translation: {totals['outputs']:,} round trips, {totals['tokens']:,} output tokens in "

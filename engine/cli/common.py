@@ -34,3 +34,13 @@ def positive_int(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return n
+
+
+def drop_count_lines(counts: dict[str, int]) -> list[str]:
+    """The augmenters' `.drops.json` counts as aligned lines: candidates, each drop reason, kept."""
+    lines = [f"{'candidates':<24}{counts.get('generated', 0):>8,}"]
+    lines += [
+        f"  dropped: {reason:<14}{count:>8,}" for reason, count in counts.items() if reason not in ("generated", "kept")
+    ]
+    lines.append(f"{'kept':<24}{counts.get('kept', 0):>8,}")
+    return lines

@@ -8,7 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from engine.cli.common import positive_int
+from engine.cli.common import drop_count_lines, positive_int
 
 log = logging.getLogger("engine")
 
@@ -297,11 +297,7 @@ def run_paraphrase_command(args: argparse.Namespace) -> int:
 
 
 def _format_summary(counts: dict[str, int], totals: dict, wall: float) -> str:
-    lines = [f"{'candidates':<22}{counts.get('generated', 0):>8,}"]
-    for reason, count in counts.items():
-        if reason not in ("generated", "kept"):
-            lines.append(f"  dropped: {reason:<12}{count:>8,}")
-    lines.append(f"{'kept':<22}{counts.get('kept', 0):>8,}")
+    lines = drop_count_lines(counts)
     if totals["seconds"] > 0:
         lines.append(
             f"generation: {totals['completions']:,} answers, {totals['tokens']:,} output tokens in "
