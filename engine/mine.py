@@ -290,7 +290,35 @@ class Limit:
         return f"hardest {self.n}"
 
 
-Step = OnlyMisclassified | TopQuantile | MinHardness | MaxConfidence | Classes | MinChars | ExcludeLabelIssues | Limit
+@dataclass(frozen=True)
+class DataMapRegions:
+    """Rows in these regions of the data map (needs the training-dynamics columns)."""
+
+    regions: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        bad = [r for r in self.regions if r not in DATA_MAP_REGIONS]
+        if bad or not self.regions:
+            raise ValueError(f"data map regions must be among {', '.join(DATA_MAP_REGIONS)}; got {list(self.regions)}")
+
+    def expr(self) -> pl.Expr:
+        return pl.col("data_map").is_in(list(self.regions))
+
+    def describe(self) -> str:
+        return f"data map: {', '.join(self.regions)}"
+
+
+Step = (
+    OnlyMisclassified
+    | TopQuantile
+    | MinHardness
+    | MaxConfidence
+    | Classes
+    | MinChars
+    | ExcludeLabelIssues
+    | Limit
+    | DataMapRegions
+)
 
 PRESETS: dict[str, tuple[Step, ...]] = {
     # The motivating notebook: top 20% hardness, then >= 10 chars, confidence <= 0.7, the two minority
@@ -299,8 +327,14 @@ PRESETS: dict[str, tuple[Step, ...]] = {
 }
 
 
-def check_steps(steps: Sequence[Step], k: int, class_names: Sequence[str]) -> None:
+def check_steps(steps: Sequence[Step], k: int, class_names: Sequence[str], *, dynamics: bool = False) -> None:
+    """Refuse steps the predictions cannot answer; `dynamics`: the input has the training-dynamics columns."""
     for step in steps:
+        if isinstance(step, DataMapRegions) and not dynamics:
+            raise InputError(
+                f"--data-map {','.join(step.regions)}: the predictions have no training dynamics "
+                f"({', '.join(DYNAMICS_COLUMNS)}). Make them with `hardaug oof --backend transformers --dynamics`."
+            )
         if isinstance(step, Classes):
             bad = [c for c in step.ids if not 0 <= c < k]
             if bad:
@@ -313,7 +347,8 @@ def check_steps(steps: Sequence[Step], k: int, class_names: Sequence[str]) -> No
 def select(scored: pl.DataFrame, steps: Sequence[Step]) -> tuple[pl.DataFrame, list[dict]]:
     """Apply `steps` in order; returns the frame with a boolean `selected` column and the row count left
     after each step (the trace the summary and report show)."""
-    current = scored.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), *SELECT_COLUMNS)
+    columns = [*SELECT_COLUMNS, *(["data_map"] if "data_map" in scored.columns else [])]
+    current = scored.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), *columns)
     trace = [{"step": "all rows", "rows": current.height}]
     for step in steps:
         current = current.filter(step.expr())

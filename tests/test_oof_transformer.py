@@ -282,6 +282,10 @@ def test_cli_then_mine_shows_the_data_map(models, data, tmp_path: Path, capsys):
 
     mined = tmp_path / "mine"
     assert main(["mine", "--input", str(out / "oof.parquet"), "--out-dir", str(mined), "--examples", "5"]) == 0
+    by_region = tmp_path / "mine_region"
+    argv = ["mine", "--input", str(out / "oof.parquet"), "--out-dir", str(by_region), "--no-report"]
+    assert main([*argv, "--data-map", "hard-to-learn,ambiguous"]) == 0
+    assert set(pl.read_parquet(by_region / "hard.parquet")["data_map"]) <= {"hard-to-learn", "ambiguous"}
     scores = pl.read_parquet(mined / "scores.parquet")
     assert set(scores["data_map"].unique()) <= set(m.DATA_MAP_REGIONS)
     assert {"dyn_confidence", "dyn_variability", "data_map"} <= set(pl.read_parquet(mined / "hard.parquet").columns)
@@ -385,3 +389,13 @@ def test_data_map_regions_and_checks():
         m.check_dynamics(dyn.drop("dyn_variability"), "x")
     with pytest.raises(InputError, match=r"outside \[0, 0.5\]"):
         m.check_dynamics(dyn.with_columns(pl.lit(0.7).alias("dyn_variability")), "x")
+
+    # selection by region, in order with the other steps; refused without dynamics
+    picked, trace = m.select(scored, [m.DataMapRegions(("hard-to-learn", "ambiguous")), m.Limit(4)])
+    assert picked.filter("selected")["id"].to_list() == [3, 4, 5, 6]  # ties: file order
+    assert [t["rows"] for t in trace] == [9, 6, 4]
+    m.check_steps([m.DataMapRegions(("ambiguous",))], 2, ["a", "b"], dynamics=True)
+    with pytest.raises(InputError, match="no training dynamics"):
+        m.check_steps([m.DataMapRegions(("ambiguous",))], 2, ["a", "b"], dynamics=False)
+    with pytest.raises(ValueError, match="must be among"):
+        m.DataMapRegions(("hard",))

@@ -21,7 +21,10 @@ class _AddStep(argparse.Action):
 
     def __call__(self, parser, namespace, values, option_string=None):
         steps = list(getattr(namespace, "steps", None) or [])
-        made = self.make(values)
+        try:
+            made = self.make(values)
+        except ValueError as exc:  # a step that checks its own values: show it as a usage error
+            parser.error(f"{option_string}: {exc}")
         steps.extend(made if isinstance(made, list) else [made])
         namespace.steps = steps
 
@@ -152,6 +155,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep the N hardest of the current rows",
     )
     sel.add_argument(
+        "--data-map",
+        type=comma_list,
+        action=_AddStep,
+        dest="steps",
+        metavar="REGIONS",
+        make=lambda regions: m.DataMapRegions(tuple(regions)),
+        help="keep rows in these data-map regions, e.g. hard-to-learn,ambiguous (needs dyn_confidence and "
+        "dyn_variability: hardaug oof --backend transformers --dynamics)",
+    )
+    sel.add_argument(
         "--per-class",
         action="store_true",
         help="compute every --top-quantile within each class instead of over all rows",
@@ -199,7 +212,7 @@ def run_mine_command(args: argparse.Namespace) -> int:
         renormalize=args.renormalize,
     )
     k = len(names)
-    m.check_steps(steps, k, names)
+    m.check_steps(steps, k, names, dynamics=m.has_dynamics(frame))
     started = time.perf_counter()
     scored = m.score(frame, k, label_issues=not args.no_label_issues)
     mined, trace = m.select(scored, steps)
