@@ -175,9 +175,10 @@ def test_job_rows_follow_the_augmented_schema_with_provenance(tiny_mbart, hard_p
     assert (kept["id"] == kept["source_id"] + ":backtranslate:" + kept["variant"]).all()
     joined = kept.join(sources, left_on="source_id", right_on="id", suffix="_src")
     assert (joined["label"] == joined["label_src"]).all() and (joined["hardness"] == joined["hardness_src"]).all()
-    # input order, then variant
+    # input order, then the order they were made in: pivots as given, variants by number
     order = {s: i for i, s in enumerate(sources["id"])}
-    keys = [(order[s], v) for s, v in zip(kept["source_id"], kept["variant"], strict=True)]
+    rank = {v: i for i, v in enumerate(["en_XX.0", "en_XX.1", "de_DE.0", "de_DE.1"])}
+    keys = [(order[s], rank[v]) for s, v in zip(kept["source_id"], kept["variant"], strict=True)]
     assert keys == sorted(keys)
     for row in kept.iter_rows(named=True):
         params, extra = json.loads(row["params"]), json.loads(row["extra"])
