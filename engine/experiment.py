@@ -32,7 +32,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from engine.config import TfidfConfig
 from engine.errors import InputError
 from engine.io import write_json, write_parquet
-from engine.oof.tfidf import build_model, predict_proba
+from engine.oof.tfidf import FIT, fit_model, predict_proba
 from engine.schema import prob_columns
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def _macro_f1(k: int) -> Callable[[np.ndarray, np.ndarray], float]:
 def _cell_key(config: CompareConfig, train_set: pl.DataFrame, test: pl.DataFrame) -> str:
     # TF-IDF + logistic regression (lbfgs) has no randomness: the model depends only on its training rows,
     # so the key leaves the arm and seed out and identical training sets are trained once.
-    digest = hashlib.sha256(json.dumps(asdict(config.tfidf), sort_keys=True).encode())
+    digest = hashlib.sha256(json.dumps({**asdict(config.tfidf), "fit": FIT}, sort_keys=True).encode())
     for frame in (train_set, test.select("text", "label")):
         digest.update(frame.hash_rows(seed=3).to_numpy().tobytes())
     return digest.hexdigest()[:16]
@@ -186,7 +186,7 @@ def run_cell(
     if key in memo:
         probs = memo[key]
     else:
-        model = build_model(config.tfidf).fit(train_set["text"].to_list(), train_set["label"].to_numpy())
+        model = fit_model(config.tfidf, train_set["text"].to_list(), train_set["label"].to_numpy())
         probs = memo[key] = predict_proba(model, test["text"].to_list(), k)
     write_parquet(pl.DataFrame(probs, schema=prob_columns(k)).with_columns(pl.lit(key).alias("key")), path)
     return probs

@@ -62,10 +62,10 @@ class LabelModel:
 
     @classmethod
     def train_tfidf(cls, texts: Sequence[str], labels: np.ndarray, k: int, config: TfidfConfig) -> LabelModel:
-        from engine.oof.tfidf import build_model
+        from engine.oof.tfidf import fit_model
 
         log.info("training the TF-IDF label model on %d texts", len(texts))
-        return cls("tfidf", build_model(config).fit(list(texts), np.asarray(labels)), k)
+        return cls("tfidf", fit_model(config, texts, labels), k)
 
     @classmethod
     def load(cls, spec: str, k: int, *, device: str = "cpu", batch_size: int = 64, max_length: int = 128) -> LabelModel:
