@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from engine.augment.convert_mbart import QUANTIZATIONS
-from engine.cli.common import comma_list, drop_count_lines, positive_int
+from engine.cli.common import add_source_options, comma_list, drop_count_lines, positive_int
 
 log = logging.getLogger("engine")
 
@@ -69,23 +69,8 @@ def _register_backtranslate(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--input",
-        type=Path,
-        default=Path("runs/mine/hard.parquet"),
-        help="sources: hard.parquet from `hardaug mine`, or any CSV/Parquet with id, text, label "
-        "(default: runs/mine/hard.parquet)",
-    )
+    add_source_options(p, "backtranslate")
     p.add_argument("--model", type=Path, required=True, help="CTranslate2 mBART-50 folder (from convert-mbart)")
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/backtranslate/augmented.parquet"),
-        help="output Parquet file (default: runs/backtranslate/augmented.parquet)",
-    )
-    p.add_argument("--text-col", default="text", help="column with the texts (default: text)")
-    p.add_argument("--label-col", default="label", help="column with the labels (default: label)")
-    p.add_argument("--id-col", default="id", help="unique id column (default: id; row numbers if absent)")
     d = p.add_argument_group("translation")
     d.add_argument("--source-lang", default="ko_KR", help="mBART-50 code of the texts' language (default: ko_KR)")
     d.add_argument(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from importlib import resources
+from pathlib import Path
 
 SAMPLE_DIR = resources.files("engine") / "data" / "sample"
 
@@ -44,3 +45,19 @@ def drop_count_lines(counts: dict[str, int]) -> list[str]:
     ]
     lines.append(f"{'kept':<24}{counts.get('kept', 0):>8,}")
     return lines
+
+
+def add_source_options(p: argparse.ArgumentParser, method: str) -> None:
+    """--input, --out and the column names, the same for every augmenter."""
+    p.add_argument(
+        "--input",
+        type=Path,
+        default=Path("runs/mine/hard.parquet"),
+        help="sources: hard.parquet from `hardaug mine`, or any CSV/Parquet with id, text, label "
+        "(default: runs/mine/hard.parquet)",
+    )
+    out = f"runs/{method}/augmented.parquet"
+    p.add_argument("--out", type=Path, default=Path(out), help=f"output Parquet file (default: {out})")
+    p.add_argument("--text-col", default="text", help="column with the texts (default: text)")
+    p.add_argument("--label-col", default="label", help="column with the labels (default: label)")
+    p.add_argument("--id-col", default="id", help="column with unique ids (default: id; row numbers if absent)")

@@ -6,9 +6,8 @@ import argparse
 import logging
 import textwrap
 import time
-from pathlib import Path
 
-from engine.cli.common import positive_int
+from engine.cli.common import add_source_options, positive_int
 
 log = logging.getLogger("engine")
 
@@ -48,19 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--input",
-        type=Path,
-        default=Path("runs/mine/hard.parquet"),
-        help="sources: hard.parquet from `hardaug mine`, or any CSV/Parquet with id, text, label "
-        "(default: runs/mine/hard.parquet)",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/eda/augmented.parquet"),
-        help="output Parquet file (default: runs/eda/augmented.parquet)",
-    )
+    add_source_options(p, "eda")
     p.add_argument("--n", type=positive_int, default=4, help="variants per source (default: 4)")
     p.add_argument("--p-delete", type=_rate, default=0.1, help="deletion: chance to drop each unit; 0 disables (0.1)")
     p.add_argument("--p-swap", type=_rate, default=0.1, help="swap: swaps per word, at least 1; 0 disables (0.1)")
@@ -74,9 +61,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="let delete and swap touch units with a negation (by default they stay, so the label holds)",
     )
     p.add_argument("--max-tries", type=positive_int, default=10, help="attempts per variant to get a new text (10)")
-    p.add_argument("--text-col", default="text", help="column with the texts (default: text)")
-    p.add_argument("--label-col", default="label", help="column with the labels (default: label)")
-    p.add_argument("--id-col", default="id", help="unique id column (default: id; row numbers if absent)")
     p.add_argument("--threads", type=positive_int, default=None, help="Kiwi threads (default: the usable cores)")
     p.add_argument("--chunk-size", type=positive_int, default=5000, help="sources per saved chunk (default: 5000)")
     p.add_argument("--restart", action="store_true", help="discard finished chunks of an earlier run and start over")

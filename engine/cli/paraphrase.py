@@ -8,7 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from engine.cli.common import drop_count_lines, positive_int
+from engine.cli.common import add_source_options, drop_count_lines, positive_int
 
 log = logging.getLogger("engine")
 
@@ -45,28 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--input",
-        type=Path,
-        default=Path("runs/mine/hard.parquet"),
-        help="sources: hard.parquet from `hardaug mine`, or any CSV/Parquet with id, text, label "
-        "(default: runs/mine/hard.parquet)",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=Path("runs/paraphrase/augmented.parquet"),
-        help="output Parquet file (default: runs/paraphrase/augmented.parquet)",
-    )
+    add_source_options(p, "paraphrase")
     p.add_argument(
         "--model",
         required=True,
         help="chat model: a local folder (config.json, weights, tokenizer with a chat template) or a hub id "
         "such as spow12/Ko-Qwen2-7B-Instruct",
     )
-    p.add_argument("--text-col", default="text", help="column with the texts (default: text)")
-    p.add_argument("--label-col", default="label", help="column with the labels (default: label)")
-    p.add_argument("--id-col", default="id", help="column with unique ids (default: id; row numbers if absent)")
 
     s = p.add_argument_group("sampling")
     s.add_argument(

@@ -76,9 +76,16 @@ def build_tokenizer(texts: Iterable[str] | None = None, *, vocab_size: int = 200
         vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), min_frequency=2, show_progress=False
     )
     tok.train_from_iterator(texts, trainer=trainer)
+    # The trainer picks the same tokens every time but numbers tied ones in hash-map order, which differs
+    # from run to run; WordPiece only needs the set, so number it in a fixed order: the same texts then give
+    # the same token ids, and a random model built on them trains the same way in every test run.
+    tokens = [*SPECIAL_TOKENS, *sorted(set(tok.get_vocab()) - set(SPECIAL_TOKENS))]
     # BertTokenizer builds its own normalizer, pre-tokenizer and [CLS] ... [SEP] template from these options.
     return BertTokenizer(
-        vocab=tok.get_vocab(), do_lower_case=False, strip_accents=False, model_max_length=model_max_length
+        vocab={token: i for i, token in enumerate(tokens)},
+        do_lower_case=False,
+        strip_accents=False,
+        model_max_length=model_max_length,
     )
 
 
