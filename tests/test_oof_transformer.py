@@ -400,3 +400,22 @@ def test_data_map_regions_and_checks():
         m.check_steps([m.DataMapRegions(("ambiguous",))], 2, ["a", "b"], dynamics=False)
     with pytest.raises(ValueError, match="must be among"):
         m.DataMapRegions(("hard",))
+
+
+def test_the_test_bert_is_the_same_in_every_build(noisy_dataset, tmp_path: Path):
+    """The WordPiece trainer numbers tied tokens in hash-map order; the builder must not, or every test run
+    trains another model (one CI run failed the data-map test above that way)."""
+    from transformers import AutoModelForSequenceClassification
+
+    from engine.random_models.bert import build_random_bert, build_tokenizer
+
+    texts = noisy_dataset[0]["text"].to_list()
+    assert build_tokenizer(texts, vocab_size=500).get_vocab() == build_tokenizer(texts, vocab_size=500).get_vocab()
+    a = AutoModelForSequenceClassification.from_pretrained(
+        build_random_bert(tmp_path / "a", "tiny", texts=texts, vocab_size=500, num_labels=4)
+    )
+    b = AutoModelForSequenceClassification.from_pretrained(
+        build_random_bert(tmp_path / "b", "tiny", texts=texts, vocab_size=500, num_labels=4)
+    )
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(x, y), name
