@@ -115,7 +115,8 @@ def file_digest(path: Path) -> str:
 
 @dataclass
 class Runner:
-    """Runs stages through `run_command(argv) -> exit code`, skipping finished ones."""
+    """Runs stages, skipping finished ones: `hardaug` subcommands through `run_command(argv) -> exit code`,
+    and in-process tasks (`task`) under the same cache keys, markers and timings."""
 
     out: Path
     run_command: Callable[[list[str]], int]
@@ -123,7 +124,23 @@ class Runner:
 
     def stage(self, name: str, argv: Sequence[str], inputs: Sequence[Path], output_flag: str, output: str) -> Path:
         """Run `hardaug <argv> <output_flag> <folder>/<output>` unless done; returns the output path."""
-        digest = hashlib.sha256(json.dumps([name, list(argv)]).encode())
+
+        def run(folder: Path, target: Path) -> dict:
+            command = [*argv, output_flag, str(folder if output_flag == "--out-dir" else target)]
+            log.info("stage %s: hardaug %s", name, " ".join(shlex.quote(c) for c in command))
+            code = self.run_command(command)
+            if code != 0:
+                raise RuntimeError(f"stage {name} failed (exit code {code}); its partial output is in {folder}")
+            return {"argv": command}
+
+        return self.task(name, list(argv), inputs, output, run)
+
+    def task(
+        self, name: str, options: list, inputs: Sequence[Path], output: str, run: Callable[[Path, Path], dict]
+    ) -> Path:
+        """`run(folder, target)` unless a finished marker exists for this name, these options (JSON-able) and
+        the content of `inputs`; returns `<folder>/<output>`. What `run` returns goes into the marker."""
+        digest = hashlib.sha256(json.dumps([name, options]).encode())
         for path in inputs:
             digest.update(file_digest(path).encode())
         key = digest.hexdigest()[:12]
@@ -137,14 +154,10 @@ class Runner:
             self.log_lines.append({"stage": name, "folder": str(folder), "cached": True, "seconds": seconds})
             return target
         folder.mkdir(parents=True, exist_ok=True)
-        command = [*argv, output_flag, str(folder if output_flag == "--out-dir" else target)]
-        log.info("stage %s: hardaug %s", name, " ".join(shlex.quote(c) for c in command))
         started = time.perf_counter()
-        code = self.run_command(command)
-        if code != 0:
-            raise RuntimeError(f"stage {name} failed (exit code {code}); its partial output is in {folder}")
+        extra = run(folder, target)
         seconds = round(time.perf_counter() - started, 1)
-        write_json({"stage": name, "argv": command, "inputs": [str(p) for p in inputs], "seconds": seconds}, marker)
+        write_json({"stage": name, **extra, "inputs": [str(p) for p in inputs], "seconds": seconds}, marker)
         self.log_lines.append({"stage": name, "folder": str(folder), "cached": False, "seconds": seconds})
         return target
 
@@ -160,12 +173,11 @@ def draw_random_sources(scores: Path, hard: Path, out: Path, *, factor: float, s
     return out
 
 
-def shared_label_model(table: dict, train: Path, folder: Path, stages: list[dict] | None = None) -> Path | None:
-    """The filters' default label model (TF-IDF trained on the training set), trained once for every filter
-    stage instead of once per stage: about 2.5 minutes on 275k reviews, times methods x arms. None when the
-    [filter] table turns the check off or names its own model. The file name carries a hash of the training
-    data and the model options, so the filter stages' cache keys change exactly when the model would. Its
-    time goes into `stages` as the "label-model" stage (what it cost when it ran, also when cached)."""
+def shared_label_model(table: dict, train: Path, runner: Runner) -> Path | None:
+    """The filters' default label model (TF-IDF trained on the training set), trained once, as the
+    "label-model" stage, for every filter stage instead of once per stage: about 2.5 minutes on 275k
+    reviews, times methods x arms. None when the [filter] table turns the check off or names its own model.
+    Its path carries the stage's hash, so the filter stages' cache keys change exactly when the model would."""
     table = {key.replace("_", "-"): value for key, value in table.items()}
     if table.get("no-label-check") or table.get("label-model", "tfidf") != "tfidf" or "save-label-model" in table:
         return None
@@ -176,25 +188,14 @@ def shared_label_model(table: dict, train: Path, folder: Path, stages: list[dict
 
     columns = {f"{c}_col": table[f"{c}-col"] for c in ("text", "label", "id") if f"{c}-col" in table}
     tfidf = TfidfConfig()  # what `hardaug filter` trains; it has no options for it
-    key = hashlib.sha256(json.dumps([file_digest(train), asdict(tfidf), FIT, columns]).encode()).hexdigest()[:12]
-    path = folder / f"label_model-{key}.joblib"
-    marker = path.with_suffix(".json")
-    if path.exists() and marker.exists():
-        log.info("label model: cached (%s)", path)
-        seconds = json.loads(marker.read_text(encoding="utf-8"))["seconds"]
-        if stages is not None:
-            stages.append({"stage": "label-model", "folder": str(path), "cached": True, "seconds": seconds})
-        return path
-    frame, names = load_dataset(train, **columns)
-    log.info("label model: training TF-IDF on %d texts, shared by every filter stage", frame.height)
-    started = time.perf_counter()
-    LabelModel.train_tfidf(frame["text"].to_list(), frame["label"].to_numpy(), len(names), tfidf).save(path)
-    seconds = round(time.perf_counter() - started, 1)
-    write_json({"stage": "label-model", "train": str(train), "seconds": seconds}, marker)
-    log.info("label model: %s in %.1f s", path, seconds)
-    if stages is not None:
-        stages.append({"stage": "label-model", "folder": str(path), "cached": False, "seconds": seconds})
-    return path
+
+    def train_model(folder: Path, target: Path) -> dict:
+        frame, names = load_dataset(train, **columns)
+        log.info("label model: training TF-IDF on %d texts, shared by every filter stage", frame.height)
+        LabelModel.train_tfidf(frame["text"].to_list(), frame["label"].to_numpy(), len(names), tfidf).save(target)
+        return {}
+
+    return runner.task("label-model", [asdict(tfidf), FIT, columns], [train], "label_model.joblib", train_model)
 
 
 def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]) -> dict:
@@ -225,7 +226,7 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]
         random_key.write_text(key)
 
     filter_options = options(config.filter)
-    label_model = shared_label_model(config.filter, train, config.out / "stages", runner.log_lines)
+    label_model = shared_label_model(config.filter, train, runner)
     if label_model is not None:
         filter_options += ["--label-model", str(label_model)]
     kept: dict[str, list[Path]] = {"targeted": [], "random": []}
