@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from engine.augment.convert_mbart import QUANTIZATIONS
-from engine.cli.common import add_source_options, comma_list, drop_count_lines, positive_int
+from engine.cli.common import ChunkProgress, add_source_options, comma_list, positive_int
 
 log = logging.getLogger("engine")
 
@@ -208,25 +208,13 @@ def build_config(args: argparse.Namespace):
 
 
 def run_backtranslate_command(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from engine.augment.backtranslate import ChunkDone, backtranslate_file
+    from engine.augment.backtranslate import backtranslate_file
 
     config = build_config(args)
     started = time.perf_counter()
-    totals = {"outputs": 0, "tokens": 0, "seconds": 0.0}
-    bar = None
-
-    def on_chunk(chunk: ChunkDone) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=chunk.total, initial=chunk.done - chunk.sources, desc="backtranslate", unit="samples")
-        totals["outputs"] += chunk.outputs
-        totals["tokens"] += chunk.output_tokens
-        totals["seconds"] += chunk.seconds
-        bar.update(chunk.sources)
-        bar.set_postfix_str(f"{chunk.output_tokens / max(chunk.seconds, 1e-9):,.0f} output tokens/s")
-
+    progress = ChunkProgress(
+        "backtranslate", "outputs", lambda c: f"{c.output_tokens / max(c.seconds, 1e-9):,.0f} output tokens/s"
+    )
     try:
         kept, counts = backtranslate_file(
             args.input,
@@ -237,27 +225,20 @@ def run_backtranslate_command(args: argparse.Namespace) -> int:
             text_col=args.text_col,
             label_col=args.label_col,
             id_col=args.id_col,
-            on_chunk=on_chunk,
+            on_chunk=progress,
         )
     finally:
-        if bar is not None:
-            bar.close()
-    print(_format_summary(counts, totals, time.perf_counter() - started))
+        progress.close()
+    print(progress.summary(counts, time.perf_counter() - started, _translated))
     print(f"\nwrote {args.out} ({kept.height} rows) and {Path(args.out).with_suffix('.drops.json')}")
     return 0
 
 
-def _format_summary(counts: dict[str, int], totals: dict, wall: float) -> str:
-    lines = drop_count_lines(counts)
-    if totals["seconds"] > 0:
-        lines.append(
-            f"translation: {totals['outputs']:,} round trips, {totals['tokens']:,} output tokens in "
-            f"{totals['seconds']:.1f} s ({totals['outputs'] / totals['seconds']:.1f} round trips/s); "
-            f"{wall:.1f} s in all (model load included)"
-        )
-    else:
-        lines.append("every source was already done: nothing translated (--restart to redo)")
-    return "\n".join(lines)
+def _translated(p: ChunkProgress) -> str:
+    return (
+        f"translation: {p.outputs:,} round trips, {p.tokens:,} output tokens in {p.seconds:.1f} s "
+        f"({p.outputs / p.seconds:.1f} round trips/s)"
+    )
 
 
 def run_convert_command(args: argparse.Namespace) -> int:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 SAMPLE_DIR = resources.files("engine") / "data" / "sample"
 
@@ -61,3 +63,40 @@ def add_source_options(p: argparse.ArgumentParser, method: str) -> None:
     p.add_argument("--text-col", default="text", help="column with the texts (default: text)")
     p.add_argument("--label-col", default="label", help="column with the labels (default: label)")
     p.add_argument("--id-col", default="id", help="column with unique ids (default: id; row numbers if absent)")
+
+
+class ChunkProgress:
+    """`on_chunk` of the chunked augmenters (backtranslate, paraphrase): one progress bar over sources, which
+    starts at the sources an earlier run finished, and the totals of this run for the closing summary.
+
+    `outputs` names the chunk's count of generated outputs (`outputs`, `completions`); `rate` renders a
+    chunk's speed for the bar."""
+
+    def __init__(self, desc: str, outputs: str, rate: Callable[[Any], str]) -> None:
+        self.desc, self.outputs_field, self.rate = desc, outputs, rate
+        self.outputs, self.tokens, self.seconds = 0, 0, 0.0
+        self.bar = None
+
+    def __call__(self, chunk: Any) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=chunk.total, initial=chunk.done - chunk.sources, desc=self.desc, unit="src")
+        self.outputs += getattr(chunk, self.outputs_field)
+        self.tokens += chunk.output_tokens
+        self.seconds += chunk.seconds
+        self.bar.update(chunk.sources)
+        self.bar.set_postfix_str(self.rate(chunk))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def summary(self, counts: dict[str, int], wall: float, work: Callable[[ChunkProgress], str]) -> str:
+        """Drop counts, then what this run generated (`work(self)`) or that everything was done before."""
+        lines = drop_count_lines(counts)
+        if self.seconds > 0:
+            lines.append(f"{work(self)}; {wall:.1f} s in all (model load included)")
+        else:
+            lines.append("every source was already done: nothing generated (--restart to redo)")
+        return "\n".join(lines)

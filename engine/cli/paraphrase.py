@@ -8,7 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from engine.cli.common import add_source_options, drop_count_lines, positive_int
+from engine.cli.common import ChunkProgress, add_source_options, positive_int
 
 log = logging.getLogger("engine")
 
@@ -238,26 +238,15 @@ def run_paraphrase_command(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from engine.augment.paraphrase import ChunkDone, paraphrase_file
+    from engine.augment.paraphrase import paraphrase_file
 
     config = build_config(args)
     started = time.perf_counter()
-    totals = {"completions": 0, "tokens": 0, "seconds": 0.0}
-    bar = None
-
-    def on_chunk(chunk: ChunkDone) -> None:
-        nonlocal bar
-        if bar is None:  # opened at the first chunk's end, so its rate counts from there
-            bar = tqdm(total=chunk.total, initial=chunk.done, desc="sources", unit="src")
-        else:
-            bar.update(chunk.sources)
-        totals["completions"] += chunk.completions
-        totals["tokens"] += chunk.output_tokens
-        totals["seconds"] += chunk.seconds
-        bar.set_postfix_str(
-            f"{chunk.sources / chunk.seconds:.1f} prompts/s, {chunk.output_tokens / chunk.seconds:.0f} tokens/s"
-        )
-
+    progress = ChunkProgress(
+        "sources",
+        "completions",
+        lambda c: f"{c.sources / c.seconds:.1f} prompts/s, {c.output_tokens / c.seconds:.0f} tokens/s",
+    )
     # the engine's own bar shows progress inside a chunk (vLLM: prompts done, input/output tokens/s)
     inner = partial(tqdm, leave=False, dynamic_ncols=True)
     try:
@@ -271,24 +260,17 @@ def run_paraphrase_command(args: argparse.Namespace) -> int:
             label_col=args.label_col,
             id_col=args.id_col,
             progress=inner,
-            on_chunk=on_chunk,
+            on_chunk=progress,
         )
     finally:
-        if bar is not None:
-            bar.close()
-    print(_format_summary(counts, totals, time.perf_counter() - started))
+        progress.close()
+    print(progress.summary(counts, time.perf_counter() - started, _generated))
     print(f"\nwrote {args.out} ({kept.height} rows) and {Path(args.out).with_suffix('.drops.json')}")
     return 0
 
 
-def _format_summary(counts: dict[str, int], totals: dict, wall: float) -> str:
-    lines = drop_count_lines(counts)
-    if totals["seconds"] > 0:
-        lines.append(
-            f"generation: {totals['completions']:,} answers, {totals['tokens']:,} output tokens in "
-            f"{totals['seconds']:.1f} s ({totals['tokens'] / totals['seconds']:.0f} tokens/s); "
-            f"{wall:.1f} s in all (model load included)"
-        )
-    else:
-        lines.append("every source was already done: nothing generated (--restart to redo)")
-    return "\n".join(lines)
+def _generated(p: ChunkProgress) -> str:
+    return (
+        f"generation: {p.outputs:,} answers, {p.tokens:,} output tokens in {p.seconds:.1f} s "
+        f"({p.tokens / p.seconds:.0f} tokens/s)"
+    )
