@@ -168,6 +168,7 @@ def test_prompt_template_file_and_version(tmp_path: Path):
         ({"dtype": "int4"}, "dtype"),
         ({"max_model_len": 64, "max_tokens": 64}, "below max_model_len"),
         ({"cpu_threads_bind": "all of them"}, "cpu_threads_bind"),
+        ({"block_size": 20}, "block_size"),
         ({"prompt_template": "no placeholder"}, "placeholder"),
     ],
 )
@@ -316,6 +317,14 @@ def test_empty_input_stops_before_output(tiny_qwen2, tmp_path: Path, content):
 
 
 # ------------------------------------------------------------------------------------------ vLLM engine
+def test_prompts_share_their_instruction_in_cpu_sized_kv_blocks(vllm_engine):
+    # vLLM-CPU's own 128-token blocks are longer than the shared instruction: the prefix cache would share
+    # none of it (measured 226 -> 307 tokens/s with 32)
+    from engine.augment.paraphrase import CPU_BLOCK_SIZE
+
+    assert vllm_engine.llm.llm_engine.vllm_config.cache_config.block_size == CPU_BLOCK_SIZE == 32
+
+
 def test_prompts_render_through_the_chat_template(vllm_engine):
     (result,) = vllm_engine.generate([SOURCE])
     assert result.prompt.startswith(f"<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n")
