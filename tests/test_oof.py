@@ -81,6 +81,16 @@ def test_resume_after_interruption_gives_identical_result(noisy_dataset, tmp_pat
     assert resumed.metrics == full.metrics
 
 
+def test_tfidf_folds_fitted_another_way_are_another_job(noisy_dataset, monkeypatch):
+    # folds saved before every TF-IDF fit ran on one thread must not be resumed as if they were the same job
+    from engine.oof import kfold, tfidf
+
+    frame, _ = noisy_dataset
+    before = kfold.fingerprint(OofConfig(n_folds=3), 4, frame, None)
+    monkeypatch.setattr(tfidf, "FIT", "threads")
+    assert kfold.fingerprint(OofConfig(n_folds=3), 4, frame, None) != before
+
+
 def test_parts_of_another_job_are_refused(noisy_dataset, tmp_path: Path):
     frame, _ = noisy_dataset
     run_oof(frame, None, config=OofConfig(n_folds=3), k=4, class_names=list("0123"), parts_dir=tmp_path)

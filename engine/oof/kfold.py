@@ -31,6 +31,7 @@ from sklearn.model_selection import StratifiedKFold
 from engine.config import OofConfig
 from engine.errors import InputError
 from engine.io import write_json, write_parquet, write_text
+from engine.oof import tfidf
 from engine.oof.tfidf import TfidfBackend
 from engine.schema import argmax_expr, prob_columns
 
@@ -59,7 +60,10 @@ def assign_folds(labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
 
 
 def fingerprint(config: OofConfig, k: int, train: pl.DataFrame, test: pl.DataFrame | None) -> str:
-    digest = hashlib.sha256(json.dumps([config.job(), k], sort_keys=True).encode())
+    job: list = [config.job(), k]
+    if config.backend == "tfidf":  # folds fitted before every fit ran on one thread are another job
+        job.append(tfidf.FIT)
+    digest = hashlib.sha256(json.dumps(job, sort_keys=True).encode())
     for frame in (train, test):
         if frame is not None:
             cols = [c for c in ("id", "text", "label") if c in frame.columns]
