@@ -289,6 +289,16 @@ def test_non_causal_model_stops_before_output(sources, tmp_path: Path):
     assert _nothing_written(out)
 
 
+def test_block_size_the_cpu_attention_cannot_take_stops_before_output(tiny_qwen2, sources, tmp_path: Path):
+    pytest.importorskip("vllm")
+    from engine.augment.paraphrase import paraphrase_file
+
+    out = tmp_path / "aug.parquet"
+    with pytest.raises(ValueError, match="multiple of 32"):
+        paraphrase_file(sources, out, _config(tiny_qwen2, block_size=48))
+    assert _nothing_written(out)
+
+
 def test_model_without_chat_template_stops(tiny_qwen2, sources, tmp_path: Path):
     import shutil
 

@@ -410,6 +410,18 @@ def _cpu_bind_all(tensor_parallel_size: int) -> str | None:
     return "|".join(",".join(map(str, g)) for g in groups)
 
 
+def check_block_size(config: ParaphraseConfig) -> None:
+    """vLLM-CPU's attention takes KV blocks in multiples of 32 only; say so before anything starts."""
+    if config.backend != "vllm" or config.block_size is None or config.block_size % 32 == 0:
+        return
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        raise ValueError(
+            f"block_size {config.block_size}: vLLM's CPU attention needs a multiple of 32 (default 32 on CPU)"
+        )
+
+
 class VllmParaphraser(Paraphraser):
     """Owns one `vllm.LLM`; every call hands all its conversations to `LLM.chat` at once."""
 
@@ -434,9 +446,8 @@ class VllmParaphraser(Paraphraser):
             "enforce_eager": config.enforce_eager,
             "load_format": config.load_format,
         }
+        check_block_size(config)
         if config.block_size is not None:
-            if self._on_cpu() and config.block_size % 32:
-                raise ValueError(f"block_size {config.block_size}: vLLM's CPU attention needs a multiple of 32")
             kwargs["block_size"] = config.block_size
         elif self._on_cpu():
             kwargs["block_size"] = CPU_BLOCK_SIZE
@@ -691,6 +702,7 @@ def paraphrase_file(
     sources = load_sources(input, text_col=text_col, label_col=label_col, id_col=id_col)
     check_output(out)
     info = engine.info if engine is not None else check_model(config.model, backend=config.backend)
+    check_block_size(config)
     # The fingerprint covers what was asked for; the rows' params also say what the engine could do
     # (guided JSON falls back to free text where structured output is unavailable).
     requested = {**_requested_params(config), "backend": config.backend}
