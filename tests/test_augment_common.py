@@ -85,6 +85,21 @@ def test_sources_seen_without_outputs_are_remembered(sources, tmp_path: Path):
     assert AugmentedOutput(out, fingerprint="k").done_sources() == {"10", "11"}
 
 
+def test_a_finished_job_is_found_by_its_fingerprint_alone(sources, tmp_path: Path):
+    out = tmp_path / "aug.parquet"
+    rows = to_rows(sources, _generated(), method="test", model="m", params={})
+    writer = AugmentedOutput(out, fingerprint="a")
+    assert writer.finished() is None
+    writer.write_chunk(rows, ["10", "11", "12"])
+    kept, counts = writer.finish()
+    found = AugmentedOutput(out, fingerprint="a").finished()
+    assert found is not None and found[0].equals(kept) and found[1] == counts
+    assert not AugmentedOutput(out, fingerprint="a").parts.exists()  # nothing opened for a finished job
+    assert AugmentedOutput(out, fingerprint="b").finished() is None
+    assert AugmentedOutput(out, fingerprint="a", restart=True).finished() is None
+    assert AugmentedOutput(out, fingerprint="a").finished() is None  # restart dropped the marker
+
+
 def test_parts_of_another_job_are_refused(tmp_path: Path):
     out = tmp_path / "aug.parquet"
     AugmentedOutput(out, fingerprint="a")

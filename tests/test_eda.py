@@ -154,6 +154,22 @@ def test_resume_after_a_crash_gives_the_same_file(reviews, tmp_path):
     assert resumed.equals(whole)
 
 
+def test_a_finished_job_is_not_redone(reviews, tmp_path):
+    src = tmp_path / "hard.parquet"
+    reviews.head(60).write_parquet(src)
+    out = tmp_path / "aug.parquet"
+    first, counts = run_eda(src, out, config=EdaConfig(n=2), threads=1)
+    written = out.stat().st_mtime_ns
+    calls = []
+    again, again_counts = run_eda(src, out, config=EdaConfig(n=2), threads=1, progress=lambda *a: calls.append(a))
+    assert again.equals(first) and again_counts == counts
+    assert out.stat().st_mtime_ns == written and calls == []  # read back, nothing generated
+    other, _ = run_eda(src, out, config=EdaConfig(n=3), threads=1)  # another job writes its own output
+    assert other.height > first.height and out.stat().st_mtime_ns != written
+    redone, _ = run_eda(src, out, config=EdaConfig(n=3), threads=1, restart=True, progress=lambda *a: calls.append(a))
+    assert redone.equals(other) and calls  # restart generates again, the same rows
+
+
 def test_cli(reviews, tmp_path, capsys):
     src = tmp_path / "hard.csv"
     reviews.head(50).write_csv(src)

@@ -12,7 +12,9 @@ Augmented rows (one per kept generated text):
 Resumability: the engine processes sources in chunks; each finished chunk is saved under
 `.<out name>.parts/` with every row it produced, kept or dropped (with `drop_reason`), so a restart skips
 every source already seen and the drop counts survive restarts. `finish` writes the final file (kept rows,
-in input order) atomically, writes the drop counts beside it, and removes the parts.
+in input order) atomically, writes the drop counts beside it, then `.<out name>.job.json` with the job's
+fingerprint, and removes the parts. Run again, the same job finds its finished output (`finished()`) and
+is not redone; another job, or `restart`, writes it anew.
 """
 
 from __future__ import annotations
@@ -105,10 +107,17 @@ class AugmentedOutput:
 
     def __init__(self, out: str | Path, *, fingerprint: str, restart: bool = False) -> None:
         self.out = check_output(out)
+        self.fingerprint = fingerprint
         self.parts = self.out.with_name(f".{self.out.name}.parts")
+        self.drops = self.out.with_suffix(".drops.json")
+        self.job = self.out.with_name(f".{self.out.name}.job.json")
         manifest = self.parts / "manifest.json"
-        if restart and self.parts.exists():
-            shutil.rmtree(self.parts)
+        if restart:
+            shutil.rmtree(self.parts, ignore_errors=True)
+            self.job.unlink(missing_ok=True)
+        self._chunks: list[Path] = []
+        if self._complete():
+            return
         if manifest.exists():
             found = json.loads(manifest.read_text())["fingerprint"]
             if found != fingerprint:
@@ -120,6 +129,21 @@ class AugmentedOutput:
             self.parts.mkdir(parents=True, exist_ok=True)
             write_text(json.dumps({"fingerprint": fingerprint}) + "\n", manifest)
         self._chunks = sorted(self.parts.glob("chunk_*.parquet"))
+
+    def _complete(self) -> bool:
+        """This very job ran to the end here: its marker (written last) names this fingerprint."""
+        if not (self.out.is_file() and self.drops.is_file() and self.job.is_file()):
+            return False
+        try:
+            return json.loads(self.job.read_text())["fingerprint"] == self.fingerprint
+        except (OSError, ValueError, KeyError, TypeError):
+            return False  # unreadable marker: the job runs again and rewrites it
+
+    def finished(self) -> tuple[pl.DataFrame, dict[str, int]] | None:
+        """The kept rows and drop counts of this very job if it already ran to the end here, else None."""
+        if not self._complete():
+            return None
+        return pl.read_parquet(self.out), json.loads(self.drops.read_text())
 
     def done_sources(self) -> set[str]:
         """Source ids already processed (whatever their outputs), to skip on restart."""
@@ -166,8 +190,10 @@ class AugmentedOutput:
             .select(AUGMENTED_SCHEMA.keys())
         )
         counts["kept"] = kept.height
+        self.job.unlink(missing_ok=True)  # an older job's marker must not outlive its output
         write_parquet(kept, self.out)
-        write_json(counts, self.out.with_suffix(".drops.json"))
+        write_json(counts, self.drops)
+        write_json({"fingerprint": self.fingerprint}, self.job)  # last: the output is complete
         shutil.rmtree(self.parts, ignore_errors=True)
         return kept, counts
 

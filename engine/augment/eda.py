@@ -316,6 +316,9 @@ def run_eda(
     sources = load_sources(input_path, text_col=text_col, label_col=label_col, id_col=id_col)
     model, job = model_name(), params(config)
     writer = AugmentedOutput(out, fingerprint=job_fingerprint(sources, METHOD, model, job), restart=restart)
+    if (finished_job := writer.finished()) is not None:
+        log.info("%s already holds this job's output from an earlier run: nothing to do (--restart redoes it)", out)
+        return finished_job
     done = writer.done_sources()
     todo = sources.filter(~pl.col("id").is_in(list(done))) if done else sources
     if done:

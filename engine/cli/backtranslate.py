@@ -230,7 +230,7 @@ def run_backtranslate_command(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     print(progress.summary(counts, time.perf_counter() - started, _translated))
-    print(f"\nwrote {args.out} ({kept.height} rows) and {Path(args.out).with_suffix('.drops.json')}")
+    print(f"\noutput: {args.out} ({kept.height} rows) and {Path(args.out).with_suffix('.drops.json')}")
     return 0
 
 

@@ -98,5 +98,5 @@ class ChunkProgress:
         if self.seconds > 0:
             lines.append(f"{work(self)}; {wall:.1f} s in all (model load included)")
         else:
-            lines.append("every source was already done: nothing generated (--restart to redo)")
+            lines.append("every source was done by an earlier run: nothing generated (--restart redoes them)")
         return "\n".join(lines)

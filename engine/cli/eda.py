@@ -111,5 +111,5 @@ def run_eda_command(args: argparse.Namespace) -> int:
         f"eda: {counts['generated']:,} variants generated, {counts['kept']:,} kept (dropped: {drops}) "
         f"in {time.perf_counter() - started:.1f} s"
     )
-    print(f"wrote {args.out}")
+    print(f"output: {args.out}")
     return 0

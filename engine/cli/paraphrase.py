@@ -273,7 +273,7 @@ def run_paraphrase_command(args: argparse.Namespace) -> int:
     finally:
         progress.close()
     print(progress.summary(counts, time.perf_counter() - started, _generated))
-    print(f"\nwrote {args.out} ({kept.height} rows) and {Path(args.out).with_suffix('.drops.json')}")
+    print(f"\noutput: {args.out} ({kept.height} rows) and {Path(args.out).with_suffix('.drops.json')}")
     return 0
 
 
