@@ -610,7 +610,6 @@ def backtranslate_file(
             out, fingerprint=job_fingerprint(sources, METHOD, model, config.params()), restart=restart
         )
         if (finished_job := writer.finished()) is not None:
-            log.info("%s already holds this job's output from an earlier run: nothing to do (--restart redoes it)", out)
             return finished_job
         done = writer.done_sources()
         pending = sources.filter(~pl.col("id").is_in(list(done))) if done else sources

@@ -143,6 +143,9 @@ class AugmentedOutput:
         """The kept rows and drop counts of this very job if it already ran to the end here, else None."""
         if not self._complete():
             return None
+        log.info(
+            "%s already holds this job's output from an earlier run: nothing to do (--restart redoes it)", self.out
+        )
         return pl.read_parquet(self.out), json.loads(self.drops.read_text())
 
     def done_sources(self) -> set[str]:

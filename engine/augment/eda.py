@@ -317,7 +317,6 @@ def run_eda(
     model, job = model_name(), params(config)
     writer = AugmentedOutput(out, fingerprint=job_fingerprint(sources, METHOD, model, job), restart=restart)
     if (finished_job := writer.finished()) is not None:
-        log.info("%s already holds this job's output from an earlier run: nothing to do (--restart redoes it)", out)
         return finished_job
     done = writer.done_sources()
     todo = sources.filter(~pl.col("id").is_in(list(done))) if done else sources

@@ -710,7 +710,6 @@ def paraphrase_file(
         out, fingerprint=job_fingerprint(sources, METHOD, config.model, requested), restart=restart
     )
     if (finished_job := writer.finished()) is not None:
-        log.info("%s already holds this job's output from an earlier run: nothing to do (--restart redoes it)", out)
         return finished_job
     done = writer.done_sources()
     pending = sources.filter(~pl.col("id").is_in(list(done)))
