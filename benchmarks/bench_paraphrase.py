@@ -131,13 +131,14 @@ def _run_floor(spec: dict) -> dict:
             best = min(best, perf_counter() - start)
         return best / rows
 
-    layers, head = config["num_hidden_layers"], [(config["hidden_size"], config["vocab_size"])]
+    layers, shapes = config["num_hidden_layers"], linear_shapes(config)
+    head = [(config["hidden_size"], config["vocab_size"])]
     decode_rows = spec["prompts"]["vllm"] * SAMPLES
     return {
         "prefill_rows": 2048,
         "decode_rows": decode_rows,
-        "prefill_s_per_token": per_row(2048, linear_shapes(config)) * layers,
-        "decode_s_per_token": per_row(decode_rows, linear_shapes(config)) * layers + per_row(decode_rows, head),
+        "prefill_s_per_token": per_row(2048, shapes) * layers,
+        "decode_s_per_token": per_row(decode_rows, shapes) * layers + per_row(decode_rows, head),
     }
 
 
@@ -506,7 +507,9 @@ def floor_lines(results: dict) -> list[str]:
     work, low, split = results.get("workload"), results.get("floor"), results.get("vllm_breakdown")
     rows = {r["engine"]: r for r in results["rows"] if "error" not in r}
     if work:
-        block = results["vllm_options"].get("block_size") or 32
+        from engine.augment.paraphrase import CPU_BLOCK_SIZE
+
+        block = results["vllm_options"].get("block_size") or CPU_BLOCK_SIZE
         shared = work["common_prefix_tokens"] // block * block
         lines.append(
             f"Prompts: {work['prompt_tokens'] / work['prompts']:.0f} tokens on average, the first "
