@@ -7,10 +7,11 @@ fully written (`os.replace` is atomic on one file system).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,46 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
-def write_parquet(frame: pl.DataFrame, path: str | Path) -> Path:
+class OutputGroup:
+    """Outputs that appear together or not at all: each is written to a temporary name beside its final
+    path, and all are renamed into place only when every one is written (see `output_group`)."""
+
+    def __init__(self) -> None:
+        self.pending: list[tuple[Path, Path]] = []
+
+    def path(self, final: str | Path) -> Path:
+        """The temporary path to write `final` to."""
+        final = Path(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        self.pending.append((tmp, final))
+        return tmp
+
+
+@contextlib.contextmanager
+def output_group() -> Iterator[OutputGroup]:
+    """Write several outputs, then rename them all into place; if any write fails (a full disk, a
+    read-only folder) none of them appears and the temporary files are removed."""
+    group = OutputGroup()
+    try:
+        yield group
+        for tmp, final in group.pending:
+            os.replace(tmp, final)
+    except OSError as exc:
+        if exc.filename is None and group.pending:  # some writers (Parquet) do not say which file failed
+            exc.filename = str(group.pending[-1][1])
+        raise
+    finally:
+        for tmp, _ in group.pending:
+            tmp.unlink(missing_ok=True)
+
+
+def write_parquet(frame: pl.DataFrame, path: str | Path, *, classes: Sequence[str] | None = None) -> Path:
+    """Write `frame` atomically; `classes` (the label map) goes into the file's metadata (engine.labels)."""
+    from engine.labels import metadata
+
     with atomic_path(path) as tmp:
-        frame.write_parquet(tmp, compression="zstd", statistics=True)
+        frame.write_parquet(tmp, compression="zstd", statistics=True, metadata=metadata(classes))
     log.info("wrote %s (%d rows)", path, frame.height)
     return Path(path)
 
@@ -80,8 +118,12 @@ def write_text(text: str, path: str | Path) -> Path:
     return Path(path)
 
 
+def json_text(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, indent=2, default=_json_default) + "\n"
+
+
 def write_json(obj: Any, path: str | Path) -> Path:
-    return write_text(json.dumps(obj, ensure_ascii=False, indent=2, default=_json_default) + "\n", path)
+    return write_text(json_text(obj), path)
 
 
 def _json_default(value: Any) -> Any:
@@ -98,4 +140,78 @@ def check_output_dir(path: str | Path) -> Path:
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise InputError(f"output folder {path} is an existing file. Pass a folder path with --out-dir.")
+    check_writable(path, option="--out-dir")
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """True when `a` and `b` name one file: the same path after resolving symlinks, or a hard link."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet: then only the resolved paths could match
+        return False
+
+
+PathsByOption = Mapping[str, str | Path | None] | Iterable[tuple[str, str | Path | None]]
+
+
+def _pairs(paths: PathsByOption) -> list[tuple[str, str | Path | None]]:
+    return list(paths.items()) if isinstance(paths, Mapping) else list(paths)
+
+
+def refuse_overwrite(outputs: PathsByOption, inputs: PathsByOption) -> None:
+    """Stop before any work if an output would replace one of the command's inputs.
+
+    `outputs` and `inputs` pair the option that names a path (for the message) with the path (a mapping or
+    pairs, since one --out-dir names several files); None is skipped. A symlink or a hard link to an input
+    counts as the input: writing the output would replace its data.
+    """
+    inputs = _pairs(inputs)
+    for out_option, out in _pairs(outputs):
+        if out is None:
+            continue
+        for in_option, source in inputs:
+            if source is not None and _same_file(Path(out), Path(source)):
+                raise InputError(
+                    f"{out_option} {out} is the same file as {in_option} {source}: writing it would replace the "
+                    f"input. Choose another {out_option} path."
+                )
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_writable(folder: str | Path, *, option: str = "--out") -> None:
+    """Stop before any work if `folder` (or, when it does not exist yet, the folder that would hold it)
+    cannot be written: a read-only folder or file system would otherwise fail after the work is done."""
+    folder = Path(folder)
+    base = _existing_parent(folder)
+    if not base.is_dir():
+        raise InputError(f"{option}: {base} is a file, so {folder} cannot be created as a folder. Choose another path.")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise InputError(
+            f"{option}: cannot write in {base} (permission denied or a read-only file system). Choose a folder you "
+            "can write, or fix its permissions."
+        )
+    try:  # os.access does not see read-only mounts for root, nor every ACL: probe with a real file
+        probe = base / f".hardaug-write-test-{os.getpid()}"
+        probe.touch()
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(
+            f"{option}: cannot write in {base} ({os.strerror(exc.errno or errno.EIO)}). "
+            "Choose a folder you can write, or fix its permissions."
+        ) from None
+
+
+def check_writable_files(paths: Iterable[tuple[str, str | Path | None]]) -> None:
+    """`check_writable` for the folder of every (option, output file) pair."""
+    for option, path in paths:
+        if path is not None:
+            check_writable(Path(path).parent, option=option)

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 from engine.errors import InputError
+from engine.labels import show_map
 from engine.schema import prob_columns
 
 log = logging.getLogger(__name__)
@@ -57,11 +58,15 @@ def prepare_dataset(
     id_col: str = "id",
     label_names: Sequence[str] | None = None,
     num_classes: int | None = None,
+    map_source: str | None = None,
+    complete: bool = False,
 ) -> tuple[pl.DataFrame, list[str]]:
     """Validate and rename to `id`, `text`, `label`; map string labels to 0..K-1.
 
     Returns the frame and the class names (index = class id). With `label_col=None` (an unlabeled test
-    set) no `label` column is produced and the names are `label_names` or [].
+    set) no `label` column is produced and the names are `label_names` or []. `map_source` says where
+    `label_names` came from (for messages). `complete`: the file holds every class (a training set), so
+    integer labels 0..3 and one 7 mean a wrong row, not 8 classes.
     """
     if frame.height == 0:
         raise InputError(f"{source} has no rows.")
@@ -88,7 +93,7 @@ def prepare_dataset(
     frame = _check_texts(frame, source, text_col)
     names = list(label_names) if label_names is not None else []
     if label_col is not None:
-        frame, names = _check_labels(frame, source, label_col, names or None, num_classes)
+        frame, names = _check_labels(frame, source, label_col, names or None, num_classes, map_source, complete)
     return frame, names
 
 
@@ -135,12 +140,16 @@ def _check_labels(
     label_col: str,
     label_names: Sequence[str] | None,
     num_classes: int | None,
+    map_source: str | None = None,
+    complete: bool = False,
 ) -> tuple[pl.DataFrame, list[str]]:
     label = pl.col("label")
-    if frame.select(label.is_null().any()).item():
+    # NaN is how pandas writes a missing label
+    label_missing = label.is_null() | label.is_nan() if frame.schema["label"].is_float() else label.is_null()
+    if frame.select(label_missing.any()).item():
         raise InputError(
             f"{source}: column {label_col!r} has missing labels at "
-            f"{_show(frame, label.is_null(), ['id', 'text'])}. Drop or label those rows."
+            f"{_show(frame, label_missing, ['id', 'text'])}. Drop or label those rows."
         )
     dtype = frame.schema["label"]
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
@@ -148,6 +157,13 @@ def _check_labels(
         names = list(label_names) if label_names is not None else sorted(values.unique().to_list())
         unknown = ~values.is_in(names)
         if unknown.any():
+            if map_source is not None:  # another file's map: show both, the user must pick one
+                raise InputError(
+                    f"{source}: labels {sorted(values.filter(unknown).unique().to_list())[:SHOW_ROWS]} in "
+                    f"{label_col!r} are not classes of {map_source}, whose label map is {show_map(names)}; this "
+                    f"file's labels would map as {show_map(sorted(values.unique().to_list()))}. Use the same "
+                    "labels (names or ids) in both files."
+                )
             raise InputError(
                 f"{source}: labels {sorted(values.filter(unknown).unique().to_list())[:SHOW_ROWS]} in "
                 f"{label_col!r} are not in the label map {names}. Add them to the map or fix the rows."
@@ -169,6 +185,8 @@ def _check_labels(
     elif not dtype.is_integer():
         raise InputError(f"{source}: column {label_col!r} holds {dtype}; expected class ids 0..K-1 or names.")
     frame = frame.with_columns(label.cast(pl.Int64))
+    if complete and num_classes is None and label_names is None:
+        _check_no_gaps(frame, source, label_col)
     k = num_classes if num_classes is not None else int(frame["label"].max()) + 1
     out_of_range = (label < 0) | (label >= k)
     if frame.select(out_of_range.any()).item():
@@ -182,6 +200,22 @@ def _check_labels(
     if len(names) != k:
         raise InputError(f"{source}: {len(names)} class names given for {k} classes: {names}.")
     return frame, names
+
+
+def _check_no_gaps(frame: pl.DataFrame, source: str, label_col: str) -> None:
+    """Integer labels of a full dataset are 0..K-1 with rows for each: a class id with no rows below the
+    largest one means the rows above it are wrong (labels 0..3 and one 7), not that there are 8 classes."""
+    present = set(frame["label"].unique().to_list())
+    missing = [i for i in range(max(present) + 1) if i not in present]
+    if not missing or min(present) < 0:
+        return  # negative ids get the out-of-range message below
+    above = pl.col("label") > missing[0]
+    raise InputError(
+        f"{source}: column {label_col!r} has classes {sorted(i for i in present if i < missing[0])} and then "
+        f"{sorted(i for i in present if i > missing[0])[:SHOW_ROWS]} with no rows of class(es) {missing[:SHOW_ROWS]} "
+        f"between them, at {_show(frame, above, ['id', 'label'])}. Class ids must be 0..K-1, each with rows: fix "
+        "those labels, or renumber the classes."
+    )
 
 
 def find_prob_columns(frame: pl.DataFrame, source: str) -> list[str]:

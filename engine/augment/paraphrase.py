@@ -43,6 +43,7 @@ from engine.augment.common import (
     Generated,
     check_output,
     chunks,
+    classes_of,
     job_fingerprint,
     load_sources,
     to_rows,
@@ -707,7 +708,10 @@ def paraphrase_file(
     # (guided JSON falls back to free text where structured output is unavailable).
     requested = {**_requested_params(config), "backend": config.backend}
     writer = AugmentedOutput(
-        out, fingerprint=job_fingerprint(sources, METHOD, config.model, requested), restart=restart
+        out,
+        fingerprint=job_fingerprint(sources, METHOD, config.model, requested),
+        restart=restart,
+        classes=classes_of(input),
     )
     if (finished_job := writer.finished()) is not None:
         return finished_job

@@ -65,6 +65,16 @@ def add_source_options(p: argparse.ArgumentParser, method: str) -> None:
     p.add_argument("--id-col", default="id", help="column with unique ids (default: id; row numbers if absent)")
 
 
+def check_source_paths(args: argparse.Namespace) -> None:
+    """Before any work: the augmenter's --out (and its .drops.json) must not be its --input, and its folder
+    must be writable."""
+    from engine.io import check_writable, refuse_overwrite
+
+    out = Path(args.out)
+    refuse_overwrite({"--out": out, "--out's drop counts": out.with_suffix(".drops.json")}, {"--input": args.input})
+    check_writable(out.parent, option="--out")
+
+
 class ChunkProgress:
     """`on_chunk` of the chunked augmenters (backtranslate, paraphrase): one progress bar over sources, which
     starts at the sources an earlier run finished, and the totals of this run for the closing summary.

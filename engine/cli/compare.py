@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.experiment import CompareConfig, compare, kept_rows, write_results
-    from engine.io import check_output_dir, read_table
+    from engine.io import check_output_dir, read_table, refuse_overwrite
+    from engine.labels import check_same_classes, saved_classes
     from engine.validate import prepare_dataset
 
     config = CompareConfig(
@@ -63,23 +64,39 @@ def run(args: argparse.Namespace) -> int:
     out_dir = check_output_dir(args.out_dir)
     train_path = args.train or Path(str(SAMPLE_DIR / "train.csv"))
     test_path = args.test or Path(str(SAMPLE_DIR / "test.csv"))
+    refuse_overwrite(
+        [("--out-dir", out_dir / n) for n in ("results.json", "results.md", "results.svg")],
+        {
+            "--train": train_path,
+            "--test": test_path,
+            "--targeted": args.targeted,
+            "--random": args.random_,
+            "--all": args.all_,
+        },
+    )
     train, names = prepare_dataset(
-        read_table(train_path), source=str(train_path), text_col=args.text_col, label_col=args.label_col
+        read_table(train_path),
+        source=str(train_path),
+        text_col=args.text_col,
+        label_col=args.label_col,
+        complete=True,
     )
     k = len(names)
-    named = names != [str(i) for i in range(k)]
     test, _ = prepare_dataset(
         read_table(test_path),
         source=str(test_path),
         text_col=args.text_col,
         label_col=args.label_col,
-        label_names=names if named else None,
+        label_names=names,  # the training set's map: the test set's names are never renumbered on their own
         num_classes=k,
+        map_source=f"--train {train_path}",
     )
     pools = {}
     for name, path in (("targeted", args.targeted), ("random", args.random_), ("all", args.all_)):
         if path is None:
             continue
+        if (saved := saved_classes(path)) is not None:
+            check_same_classes(saved[0], saved[1], names, f"--train {train_path}")
         rows = kept_rows(read_table(path), str(path))
         bad = rows.filter((rows["label"] < 0) | (rows["label"] >= k))
         if bad.height:
