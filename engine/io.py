@@ -39,6 +39,8 @@ def read_table(path: str | Path) -> pl.DataFrame:
         raise InputError(f"{path}: unknown file type {suffix!r}; expected one of {', '.join(TABLE_SUFFIXES)}.")
     if path.stat().st_size == 0:
         raise InputError(f"{path} is empty (0 bytes). Expected a header and at least one row.")
+    if suffix in (".csv", ".tsv"):
+        _check_text_file(path, separator="\t" if suffix == ".tsv" else ",")
     try:
         if suffix in (".parquet", ".pq"):
             frame = pl.read_parquet(path)
@@ -52,6 +54,50 @@ def read_table(path: str | Path) -> pl.DataFrame:
     if frame.height == 0:
         raise InputError(f"{path} has a header but no rows. Expected at least one row of data.")
     return frame
+
+
+# Tried in order when a text file is not UTF-8: Korean data first (cp949 is a superset of euc-kr), then
+# UTF-16 with a byte-order mark, then the other common legacy encodings.
+_ENCODINGS = ("cp949", "utf-16", "shift_jis", "gb18030", "cp1252")
+_SNIFF_BYTES = 1 << 20
+
+
+def _check_text_file(path: Path, *, separator: str) -> None:
+    """Name the two mistakes polars reports obscurely: a file that is not UTF-8, and a tab-separated file
+    named .csv (or a comma-separated one named .tsv)."""
+    with open(path, "rb") as fh:
+        head = fh.read(_SNIFF_BYTES)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # not just a character cut at the end of the sample
+            raise InputError(_encoding_message(path, head, exc)) from None
+        text = head[: exc.start].decode("utf-8")
+    header = text.lstrip("\ufeff").split("\n", 1)[0]
+    other, name = ("\t", ".tsv") if separator == "," else (",", ".csv")
+    if separator not in header and other in header:
+        kind = "tab" if other == "\t" else "comma"
+        raise InputError(
+            f"{path}: the header {header[:80]!r} looks {kind}-separated, but the file is named "
+            f"{path.suffix}. Rename it to {path.with_suffix(name).name} (or save it with the separator of its name)."
+        )
+
+
+def _encoding_message(path: Path, head: bytes, exc: UnicodeDecodeError) -> str:
+    found = f"byte 0x{head[exc.start]:02x} at offset {exc.start} is not UTF-8"
+    for encoding in _ENCODINGS:
+        if encoding == "utf-16" and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            continue
+        try:
+            head[: len(head) - 4].decode(encoding)  # the sample may end in the middle of a character
+        except UnicodeDecodeError:
+            continue
+        converted = path.with_name(f"{path.stem}.utf8{path.suffix}")
+        return (
+            f"{path}: {found}; it looks like {encoding}. Convert it to UTF-8 first, e.g. "
+            f"iconv -f {encoding} -t UTF-8 {path} > {converted}"
+        )
+    return f"{path}: {found}, and it is no common encoding either. Save it as UTF-8."
 
 
 @contextlib.contextmanager

@@ -37,7 +37,7 @@ from engine.errors import InputError
 from engine.io import read_table
 from engine.labels import saved_classes
 from engine.schema import argmax_expr, prob_columns
-from engine.validate import find_prob_columns, prepare_dataset, prepare_probs
+from engine.validate import check_columns, find_prob_columns, prepare_dataset, prepare_probs
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ def load_predictions(
     path = Path(path)
     source = str(path)
     frame = read_table(path)
+    if prob_cols:  # before the labels: a wrong --prob-cols would show up as labels outside 0..K-1
+        check_columns(frame, source, dict.fromkeys(prob_cols, "--prob-cols"))
     cols = list(prob_cols) if prob_cols else find_prob_columns(frame, source)
     k = len(cols)
     map_source = "--class-names"

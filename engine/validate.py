@@ -70,6 +70,15 @@ def prepare_dataset(
     """
     if frame.height == 0:
         raise InputError(f"{source} has no rows.")
+    options = {"--text-col": text_col, "--label-col": label_col, "--id-col": id_col}
+    named = [(option, column) for option, column in options.items() if column is not None]
+    for i, (option, column) in enumerate(named):
+        for other, other_column in named[i + 1 :]:
+            if column == other_column:
+                raise InputError(
+                    f"{source}: {option} and {other} both name the column {column!r}; each must name its own "
+                    f"column (the file has {frame.columns}). Pass the other column's name to one of them."
+                )
     required = {text_col: "--text-col"}
     if label_col is not None:
         required[label_col] = "--label-col"
@@ -78,12 +87,12 @@ def prepare_dataset(
     renames = {text_col: "text", id_col: "id"}
     if label_col is not None:
         renames[label_col] = "label"
+    if id_col not in frame.columns and id_col != "id":  # suggest from the file's own columns, before renames
+        raise _missing_column(source, id_col, frame, "--id-col")
     # A column that already uses a canonical name for something else keeps its data under a new name.
     clashes = {c: f"{c}_original" for c in ("id", "text", "label") if c in frame.columns and c not in renames}
     frame = frame.rename(clashes)
     if id_col not in frame.columns:
-        if id_col != "id":
-            raise _missing_column(source, id_col, frame, "--id-col")
         log.info("%s has no id column; using the row number as id", source)
         frame = frame.with_row_index("id").with_columns(pl.col("id").cast(pl.Int64))
         renames.pop(id_col)
@@ -126,6 +135,12 @@ def _check_texts(frame: pl.DataFrame, source: str, text_col: str) -> pl.DataFram
         raise InputError(
             f"{source}: column {text_col!r} holds {dtype} values, not text (first values: "
             f"{frame['text'].head(3).to_list()}). Pass the column with the texts via --text-col."
+        )
+    blank = pl.col("text").is_null() | (pl.col("text").cast(pl.String).str.strip_chars() == "")
+    if frame.select(blank.all()).item():
+        raise InputError(
+            f"{source}: every text in column {text_col!r} is empty or whitespace ({frame.height} rows). Check "
+            f"--text-col (the file has {frame.columns}); a model cannot learn from empty texts."
         )
     nulls = frame.select(pl.col("text").is_null().sum()).item()
     if nulls:
@@ -216,6 +231,30 @@ def _check_no_gaps(frame: pl.DataFrame, source: str, label_col: str) -> None:
         f"between them, at {_show(frame, above, ['id', 'label'])}. Class ids must be 0..K-1, each with rows: fix "
         "those labels, or renumber the classes."
     )
+
+
+def check_augmented_pool(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Augmented rows to train on (hardaug filter's kept.parquet, or augmenter output): texts present,
+    integer labels present, and `kept`, when there, Boolean. Returns the frame unchanged."""
+    for column in ("text", "label"):
+        if column in frame.columns and frame.select(pl.col(column).is_null().any()).item():
+            raise InputError(
+                f"{source}: column {column!r} is empty at {_show(frame, pl.col(column).is_null(), ['id', 'text'])}. "
+                "Augmented rows to train on need a text and a label: drop those rows, or run the file through "
+                "hardaug filter (it rejects empty texts)."
+            )
+    if "label" in frame.columns and not frame.schema["label"].is_integer():
+        raise InputError(
+            f"{source}: column 'label' holds {frame.schema['label']}, not class ids (first values "
+            f"{frame['label'].head(3).to_list()}). Augmented rows carry the class ids of the training set."
+        )
+    if "kept" in frame.columns and frame.schema["kept"] != pl.Boolean:
+        raise InputError(
+            f"{source}: column 'kept' holds {frame.schema['kept']} values (first {frame['kept'].head(3).to_list()}), "
+            "not true/false. Write it as a Boolean column, as hardaug filter does (e.g. in Polars "
+            "pl.col('kept') == 'true')."
+        )
+    return frame
 
 
 def find_prob_columns(frame: pl.DataFrame, source: str) -> list[str]:

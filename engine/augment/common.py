@@ -139,7 +139,7 @@ class AugmentedOutput:
         self.parts = self.out.with_name(f".{self.out.name}.parts")
         self.drops = self.out.with_suffix(".drops.json")
         self.job = self.out.with_name(f".{self.out.name}.job.json")
-        manifest = self.parts / "manifest.json"
+        self.manifest = manifest = self.parts / "manifest.json"
         if restart:
             shutil.rmtree(self.parts, ignore_errors=True)
             self.job.unlink(missing_ok=True)
@@ -153,9 +153,6 @@ class AugmentedOutput:
                     f"{self.parts} holds chunks of a different job (input, model or options changed). "
                     "Pass --restart to discard them, or choose another --out."
                 )
-        else:
-            self.parts.mkdir(parents=True, exist_ok=True)
-            write_text(json.dumps({"fingerprint": fingerprint}) + "\n", manifest)
         self._chunks = sorted(self.parts.glob("chunk_*.parquet"))
 
     def _complete(self) -> bool:
@@ -191,6 +188,9 @@ class AugmentedOutput:
             schema={"source_id": pl.String, "drop_reason": pl.String},
         )
         chunk = pl.concat([rows.select(PART_SCHEMA.keys()).cast(PART_SCHEMA), markers], how="diagonal_relaxed")
+        if not self.manifest.exists():  # made with the first chunk: a run that fails to start leaves nothing
+            self.parts.mkdir(parents=True, exist_ok=True)
+            write_text(json.dumps({"fingerprint": self.fingerprint}) + "\n", self.manifest)
         path = self.parts / f"chunk_{len(self._chunks):05d}.parquet"
         write_parquet(chunk, path)
         self._chunks.append(path)

@@ -25,6 +25,17 @@ def class_ids(value: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected class ids like 1,3, got {value!r}") from None
 
 
+def seed_list(value: str) -> tuple[int, ...]:
+    """Comma-separated random seeds, integers >= 0 (one flag holds the whole list: --seeds 0,1,2)."""
+    try:
+        seeds = tuple(int(v) for v in comma_list(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 (integers >= 0), got {value!r}") from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be integers >= 0, got {value!r}")
+    return seeds
+
+
 def fraction(value: str) -> float:
     q = float(value)
     if not 0 < q <= 1:
