@@ -11,6 +11,7 @@ import errno
 import json
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,22 @@ def _encoding_message(path: Path, head: bytes, exc: UnicodeDecodeError) -> str:
     return f"{path}: {found}, and it is no common encoding either. Save it as UTF-8."
 
 
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+@contextlib.contextmanager
+def os_errors_from_polars(path: Path | None) -> Iterator[None]:
+    """Polars reports a failed write (a full disk) as a ComputeError holding "(os error 28)": raise it as
+    the OSError it is, so the CLI can say "the disk is full" instead of a traceback."""
+    try:
+        yield
+    except pl.exceptions.PolarsError as exc:
+        if (found := _OS_ERROR.search(str(exc))) is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), None if path is None else str(path)) from exc
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` only if the block finishes."""
@@ -107,7 +124,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        yield tmp
+        with os_errors_from_polars(path):
+            yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -135,7 +153,8 @@ def output_group() -> Iterator[OutputGroup]:
     read-only folder) none of them appears and the temporary files are removed."""
     group = OutputGroup()
     try:
-        yield group
+        with os_errors_from_polars(None):
+            yield group
         for tmp, final in group.pending:
             os.replace(tmp, final)
     except OSError as exc:

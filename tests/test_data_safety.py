@@ -284,3 +284,179 @@ def test_a_label_model_file_never_runs_code(tmp_path: Path, train_csv: Path, cap
     refused(code, capsys, str(evil))
     assert not marker.exists(), "loading the label model ran code from the file"
     assert not out.parent.exists()
+
+
+# ----------------------------------------------------------------- 5. engine processes die with the command
+@pytest.fixture(scope="module")
+def tiny_qwen2(tmp_path_factory) -> Path:
+    from engine.random_models.qwen2 import build_tiny_qwen2, sample_texts
+
+    return build_tiny_qwen2(tmp_path_factory.mktemp("models") / "tiny-qwen2", "tiny", texts=sample_texts(3000))
+
+
+def test_kill_9_of_paraphrase_leaves_no_engine_process(tmp_path: Path, tiny_qwen2: Path):
+    """A real `hardaug paraphrase` on vLLM in its default multiprocess mode, killed with SIGKILL once its
+    engine runs: the EngineCore and Worker processes must go with it."""
+    pytest.importorskip("vllm")
+    psutil = pytest.importorskip("psutil")
+    import signal
+    import sys
+    import time
+
+    sources = tmp_path / "hard.parquet"
+    pl.read_csv(SAMPLE / "train.csv").head(400).write_parquet(sources)
+    out = tmp_path / "aug.parquet"
+    root = Path(__file__).resolve().parents[1]
+    env = os.environ | {"PYTHONPATH": str(root), "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_CPU_OMP_THREADS_BIND": "0"}
+    argv = ["paraphrase", "--input", str(sources), "--out", str(out), "--model", str(tiny_qwen2)]
+    argv += ["--max-tokens", "32", "--chunk-size", "4", "--max-model-len", "512"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine.cli", *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    parts = out.with_name(f".{out.name}.parts")
+    seen: dict[int, psutil.Process] = {}
+    try:
+        deadline = time.monotonic() + 900  # the engine starts in 15 s on an idle machine, minutes on a busy one
+        while not list(parts.glob("chunk_*.parquet")):  # a chunk is done: the engine is up and working
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            assert time.monotonic() < deadline, "the engine did not start"
+            time.sleep(0.5)
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            seen[child.pid] = child
+        engine = [p.name() for p in seen.values() if p.name().startswith("VLLM")]
+        assert engine, f"no vLLM engine process among {[p.name() for p in seen.values()]}"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+
+    def running() -> list:
+        out = []
+        for p in seen.values():
+            with contextlib.suppress(psutil.Error):
+                if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(p)
+        return out
+
+    deadline = time.monotonic() + 60
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = running()
+    for p in left:  # never leave them to the next test
+        p.kill()
+    assert not left, f"still running after the command was killed: {[(p.pid, p.name()) for p in left]}"
+
+
+# ------------------------------------------------------------------- 6. ordinary faults: one clear line
+def test_a_nan_label_in_a_float_column_names_the_row(tmp_path: Path, train_csv: Path, capsys):
+    train = tmp_path / "nan.parquet"
+    frame = pl.read_csv(train_csv).with_columns(pl.col("label").cast(pl.Float64))
+    nan = pl.when(pl.int_range(pl.len()) == 7).then(float("nan")).otherwise(pl.col("label"))
+    frame.with_columns(nan.alias("label")).write_parquet(train)
+    out = tmp_path / "oof"
+    refused(main(["oof", "--train", str(train), "--out-dir", str(out)]), capsys, "missing labels at row 7")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "option", [["--text-col", "label"], ["--label-col", "text"], ["--id-col", "label"], ["--id-col", "text"]]
+)
+def test_two_column_options_naming_one_column(tmp_path: Path, train_csv: Path, capsys, option: list[str]):
+    out = tmp_path / "oof"
+    refused(main(["oof", "--train", str(train_csv), "--out-dir", str(out), *option]), capsys, "both name the column")
+    assert not out.exists()
+
+
+def test_read_only_output_folders_stop_before_any_work(tmp_path: Path, train_csv: Path, capsys):
+    sources = tmp_path / "s.parquet"
+    pl.read_csv(train_csv).head(10).write_parquet(sources)
+    with mounted(tmp_path / "ro", "ro,size=1m") as ro:
+        refused(main(["oof", "--train", str(train_csv), "--out-dir", str(ro / "oof")]), capsys, "cannot write in")
+        refused(main(["eda", "--input", str(sources), "--out", str(ro / "a.parquet")]), capsys, "cannot write in")
+        refused(main(["mine", "--input", str(sources), "--out-dir", str(ro)]), capsys, "cannot write in")
+
+
+def test_a_full_disk_keeps_finished_parts_and_the_same_command_resumes(tmp_path: Path, train_csv: Path, capsys):
+    sources = tmp_path / "s.parquet"
+    pl.read_csv(train_csv).head(300).write_parquet(sources)
+    reference = tmp_path / "ref.parquet"
+    args = ["--input", str(sources), "--n", "2", "--chunk-size", "30"]
+    assert main(["eda", *args, "--out", str(reference)]) == 0
+    with mounted(tmp_path / "small", "size=48k") as small:
+        out = small / "aug.parquet"
+        refused(main(["eda", *args, "--out", str(out)]), capsys, "disk is full", "run the same command", exit_code=1)
+        parts = list(small.glob(".aug.parquet.parts/chunk_*.parquet"))
+        assert parts and not out.exists()  # finished chunks kept, no output that looks complete
+        subprocess.run(["mount", "-o", "remount,size=8m", str(small)], check=True)
+        assert main(["eda", *args, "--out", str(out)]) == 0
+        assert pl.read_parquet(out).equals(pl.read_parquet(reference))
+
+
+def test_compare_refuses_bad_pools_and_seeds(tmp_path: Path, train_csv: Path, capsys):
+    rows = augmented_rows(train_csv).with_columns(pl.lit(True).alias("kept"))
+    null = pl.when(pl.int_range(pl.len()) == 3).then(None)
+    pools = {
+        "null_text": (rows.with_columns(null.otherwise(pl.col("text")).alias("text")), "'text' is empty at row 3"),
+        "null_label": (rows.with_columns(null.otherwise(pl.col("label")).alias("label")), "'label' is empty at row 3"),
+        "kept_strings": (rows.with_columns(pl.col("kept").cast(pl.String)), "'kept' holds String"),
+    }
+    out = tmp_path / "cmp"
+    common = ["compare", "--train", str(train_csv), "--test", str(train_csv), "--out-dir", str(out)]
+    for name, (frame, message) in pools.items():
+        frame.write_parquet(tmp_path / f"{name}.parquet")
+        refused(main([*common, "--targeted", str(tmp_path / f"{name}.parquet"), "--seeds", "0"]), capsys, message)
+    rows.write_parquet(tmp_path / "ok.parquet")
+    for seeds, message in (("-1", "integers >= 0"), ("a,b", "expected seeds like 0,1,2")):
+        with pytest.raises(SystemExit) as stop:  # argparse: a usage error, exit code 2, one line
+            main([*common, "--targeted", str(tmp_path / "ok.parquet"), f"--seeds={seeds}"])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_paraphrase_on_a_missing_gpu_stops_before_writing(tmp_path: Path, tiny_qwen2: Path, capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    sources = tmp_path / "s.parquet"
+    pl.read_csv(SAMPLE / "train.csv").head(5).write_parquet(sources)
+    out = tmp_path / "p" / "aug.parquet"
+    argv = ["paraphrase", "--input", str(sources), "--out", str(out), "--model", str(tiny_qwen2)]
+    refused(main([*argv, "--backend", "transformers", "--device", "cuda"]), capsys, "--device cuda", "--device cpu")
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+# ------------------------------------------------------------------------- 7. messages that help
+def test_a_tab_separated_file_named_csv(tmp_path: Path, train_csv: Path, capsys):
+    tabs = tmp_path / "tabs.csv"
+    tabs.write_text(train_csv.read_text(encoding="utf-8").replace(",", "\t"), encoding="utf-8")
+    out = tmp_path / "oof"
+    refused(main(["oof", "--train", str(tabs), "--out-dir", str(out)]), capsys, "tab-separated", "tabs.tsv")
+
+
+def test_a_cp949_file_names_its_encoding_and_the_iconv_command(tmp_path: Path, train_csv: Path, capsys):
+    korean = tmp_path / "k.csv"
+    korean.write_bytes(train_csv.read_text(encoding="utf-8").encode("cp949", errors="replace"))
+    out = tmp_path / "oof"
+    err = refused(main(["oof", "--train", str(korean), "--out-dir", str(out)]), capsys, "not UTF-8", "cp949")
+    assert f"iconv -f cp949 -t UTF-8 {korean}" in err
+
+
+def test_every_text_empty(tmp_path: Path, train_csv: Path, capsys):
+    empty = tmp_path / "e.csv"
+    pl.read_csv(train_csv).with_columns(pl.lit("  ").alias("text")).write_csv(empty)
+    out = tmp_path / "oof"
+    refused(main(["oof", "--train", str(empty), "--out-dir", str(out)]), capsys, "every text in column 'text' is empty")
+
+
+def test_mine_names_missing_prob_columns(tmp_path: Path, train_csv: Path, capsys):
+    out = tmp_path / "mine"
+    code = main(["mine", "--input", str(train_csv), "--prob-cols", "x,y", "--out-dir", str(out)])
+    refused(code, capsys, "no column 'x'", "--prob-cols")
+
+
+def test_id_col_suggestions_name_columns_of_the_file(tmp_path: Path, train_csv: Path, capsys):
+    renamed = tmp_path / "r.csv"
+    pl.read_csv(train_csv).rename({"id": "review_id"}).with_columns(pl.lit(1).alias("id")).write_csv(renamed)
+    out = tmp_path / "oof"
+    err = refused(main(["oof", "--train", str(renamed), "--out-dir", str(out), "--id-col", "id_review"]), capsys)
+    assert "Did you mean 'review_id'" in err and "id_original" not in err
