@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 
 from engine.errors import InputError
+from engine.io import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ def convert_mbart(
         )
     if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} already exists and is not empty; pass --force to replace it.")
+    check_writable(out.parent, option="OUT")  # before the minutes of conversion
     config, local = _read_source_config(src)
     check_mbart_config(config, src)
 
