@@ -25,7 +25,6 @@ steps are relative to the current set (as in the motivating notebook's chain).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,8 +35,9 @@ import polars as pl
 
 from engine.errors import InputError
 from engine.io import read_table
+from engine.labels import saved_classes
 from engine.schema import argmax_expr, prob_columns
-from engine.validate import find_prob_columns, prepare_dataset, prepare_probs
+from engine.validate import check_columns, find_prob_columns, prepare_dataset, prepare_probs
 
 log = logging.getLogger(__name__)
 
@@ -74,16 +74,27 @@ def load_predictions(
     """Read our oof.parquet or an outside CSV/Parquet of predictions into canonical columns.
 
     Returns the frame (id, text, label, prob_0..prob_{K-1}, other columns kept) and the class names.
-    A `label_map.json` beside the file (written by `hardaug oof` for string labels) names the classes.
+    The label map saved by `hardaug oof` (the file's metadata, or `label_map.json` beside it) names the
+    classes. String labels need one (or `class_names`): the probability columns are in class-id order, and
+    names sorted on their own would pair a row's label with another class's column.
     """
     path = Path(path)
     source = str(path)
     frame = read_table(path)
+    if prob_cols:  # before the labels: a wrong --prob-cols would show up as labels outside 0..K-1
+        check_columns(frame, source, dict.fromkeys(prob_cols, "--prob-cols"))
     cols = list(prob_cols) if prob_cols else find_prob_columns(frame, source)
     k = len(cols)
-    label_map = path.parent / "label_map.json" if path.is_file() else None
-    if class_names is None and label_map is not None and label_map.exists():
-        class_names = json.loads(label_map.read_text(encoding="utf-8"))["classes"]
+    map_source = "--class-names"
+    if class_names is None and (saved := saved_classes(path)) is not None:
+        class_names, map_source = saved
+    if class_names is None and label_col in frame.columns and frame.schema[label_col] in (pl.String, pl.Categorical):
+        raise InputError(
+            f"{source}: the labels in {label_col!r} are names ({frame[label_col].unique().sort().head(5).to_list()}) "
+            f"and nothing says which probability column {cols} belongs to which name. Pass --class-names with the "
+            f"names in the order of the columns (e.g. --class-names {','.join(f'<{c}>' for c in cols[:4])}), or put "
+            "the oof stage's label_map.json beside the file."
+        )
     if class_names is not None and len(class_names) != k:
         raise InputError(
             f"{source}: {len(class_names)} class names {list(class_names)} for {k} probability "
@@ -97,6 +108,7 @@ def load_predictions(
         id_col=id_col,
         label_names=class_names,
         num_classes=k,
+        map_source=map_source,
     )
     frame = prepare_probs(frame, cols, source=source, renormalize=renormalize)
     return check_dynamics(frame, source), names

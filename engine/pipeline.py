@@ -195,7 +195,7 @@ def shared_label_model(table: dict, train: Path, runner: Runner) -> Path | None:
         LabelModel.train_tfidf(frame["text"].to_list(), frame["label"].to_numpy(), len(names), tfidf).save(target)
         return {}
 
-    return runner.task("label-model", [asdict(tfidf), FIT, columns], [train], "label_model.joblib", train_model)
+    return runner.task("label-model", [asdict(tfidf), FIT, columns], [train], "label_model.npz", train_model)
 
 
 def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]) -> dict:

@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 from engine.errors import InputError
+from engine.labels import show_map
 from engine.schema import prob_columns
 
 log = logging.getLogger(__name__)
@@ -57,14 +58,27 @@ def prepare_dataset(
     id_col: str = "id",
     label_names: Sequence[str] | None = None,
     num_classes: int | None = None,
+    map_source: str | None = None,
+    complete: bool = False,
 ) -> tuple[pl.DataFrame, list[str]]:
     """Validate and rename to `id`, `text`, `label`; map string labels to 0..K-1.
 
     Returns the frame and the class names (index = class id). With `label_col=None` (an unlabeled test
-    set) no `label` column is produced and the names are `label_names` or [].
+    set) no `label` column is produced and the names are `label_names` or []. `map_source` says where
+    `label_names` came from (for messages). `complete`: the file holds every class (a training set), so
+    integer labels 0..3 and one 7 mean a wrong row, not 8 classes.
     """
     if frame.height == 0:
         raise InputError(f"{source} has no rows.")
+    options = {"--text-col": text_col, "--label-col": label_col, "--id-col": id_col}
+    named = [(option, column) for option, column in options.items() if column is not None]
+    for i, (option, column) in enumerate(named):
+        for other, other_column in named[i + 1 :]:
+            if column == other_column:
+                raise InputError(
+                    f"{source}: {option} and {other} both name the column {column!r}; each must name its own "
+                    f"column (the file has {frame.columns}). Pass the other column's name to one of them."
+                )
     required = {text_col: "--text-col"}
     if label_col is not None:
         required[label_col] = "--label-col"
@@ -73,12 +87,12 @@ def prepare_dataset(
     renames = {text_col: "text", id_col: "id"}
     if label_col is not None:
         renames[label_col] = "label"
+    if id_col not in frame.columns and id_col != "id":  # suggest from the file's own columns, before renames
+        raise _missing_column(source, id_col, frame, "--id-col")
     # A column that already uses a canonical name for something else keeps its data under a new name.
     clashes = {c: f"{c}_original" for c in ("id", "text", "label") if c in frame.columns and c not in renames}
     frame = frame.rename(clashes)
     if id_col not in frame.columns:
-        if id_col != "id":
-            raise _missing_column(source, id_col, frame, "--id-col")
         log.info("%s has no id column; using the row number as id", source)
         frame = frame.with_row_index("id").with_columns(pl.col("id").cast(pl.Int64))
         renames.pop(id_col)
@@ -88,7 +102,7 @@ def prepare_dataset(
     frame = _check_texts(frame, source, text_col)
     names = list(label_names) if label_names is not None else []
     if label_col is not None:
-        frame, names = _check_labels(frame, source, label_col, names or None, num_classes)
+        frame, names = _check_labels(frame, source, label_col, names or None, num_classes, map_source, complete)
     return frame, names
 
 
@@ -122,6 +136,12 @@ def _check_texts(frame: pl.DataFrame, source: str, text_col: str) -> pl.DataFram
             f"{source}: column {text_col!r} holds {dtype} values, not text (first values: "
             f"{frame['text'].head(3).to_list()}). Pass the column with the texts via --text-col."
         )
+    blank = pl.col("text").is_null() | (pl.col("text").cast(pl.String).str.strip_chars() == "")
+    if frame.select(blank.all()).item():
+        raise InputError(
+            f"{source}: every text in column {text_col!r} is empty or whitespace ({frame.height} rows). Check "
+            f"--text-col (the file has {frame.columns}); a model cannot learn from empty texts."
+        )
     nulls = frame.select(pl.col("text").is_null().sum()).item()
     if nulls:
         log.warning("%s: %d empty texts in %r are kept as empty strings", source, nulls, text_col)
@@ -135,12 +155,16 @@ def _check_labels(
     label_col: str,
     label_names: Sequence[str] | None,
     num_classes: int | None,
+    map_source: str | None = None,
+    complete: bool = False,
 ) -> tuple[pl.DataFrame, list[str]]:
     label = pl.col("label")
-    if frame.select(label.is_null().any()).item():
+    # NaN is how pandas writes a missing label
+    label_missing = label.is_null() | label.is_nan() if frame.schema["label"].is_float() else label.is_null()
+    if frame.select(label_missing.any()).item():
         raise InputError(
             f"{source}: column {label_col!r} has missing labels at "
-            f"{_show(frame, label.is_null(), ['id', 'text'])}. Drop or label those rows."
+            f"{_show(frame, label_missing, ['id', 'text'])}. Drop or label those rows."
         )
     dtype = frame.schema["label"]
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
@@ -148,6 +172,13 @@ def _check_labels(
         names = list(label_names) if label_names is not None else sorted(values.unique().to_list())
         unknown = ~values.is_in(names)
         if unknown.any():
+            if map_source is not None:  # another file's map: show both, the user must pick one
+                raise InputError(
+                    f"{source}: labels {sorted(values.filter(unknown).unique().to_list())[:SHOW_ROWS]} in "
+                    f"{label_col!r} are not classes of {map_source}, whose label map is {show_map(names)}; this "
+                    f"file's labels would map as {show_map(sorted(values.unique().to_list()))}. Use the same "
+                    "labels (names or ids) in both files."
+                )
             raise InputError(
                 f"{source}: labels {sorted(values.filter(unknown).unique().to_list())[:SHOW_ROWS]} in "
                 f"{label_col!r} are not in the label map {names}. Add them to the map or fix the rows."
@@ -169,6 +200,8 @@ def _check_labels(
     elif not dtype.is_integer():
         raise InputError(f"{source}: column {label_col!r} holds {dtype}; expected class ids 0..K-1 or names.")
     frame = frame.with_columns(label.cast(pl.Int64))
+    if complete and num_classes is None and label_names is None:
+        _check_no_gaps(frame, source, label_col)
     k = num_classes if num_classes is not None else int(frame["label"].max()) + 1
     out_of_range = (label < 0) | (label >= k)
     if frame.select(out_of_range.any()).item():
@@ -182,6 +215,46 @@ def _check_labels(
     if len(names) != k:
         raise InputError(f"{source}: {len(names)} class names given for {k} classes: {names}.")
     return frame, names
+
+
+def _check_no_gaps(frame: pl.DataFrame, source: str, label_col: str) -> None:
+    """Integer labels of a full dataset are 0..K-1 with rows for each: a class id with no rows below the
+    largest one means the rows above it are wrong (labels 0..3 and one 7), not that there are 8 classes."""
+    present = set(frame["label"].unique().to_list())
+    missing = [i for i in range(max(present) + 1) if i not in present]
+    if not missing or min(present) < 0:
+        return  # negative ids get the out-of-range message below
+    above = pl.col("label") > missing[0]
+    raise InputError(
+        f"{source}: column {label_col!r} has classes {sorted(i for i in present if i < missing[0])} and then "
+        f"{sorted(i for i in present if i > missing[0])[:SHOW_ROWS]} with no rows of class(es) {missing[:SHOW_ROWS]} "
+        f"between them, at {_show(frame, above, ['id', 'label'])}. Class ids must be 0..K-1, each with rows: fix "
+        "those labels, or renumber the classes."
+    )
+
+
+def check_augmented_pool(frame: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Augmented rows to train on (hardaug filter's kept.parquet, or augmenter output): texts present,
+    integer labels present, and `kept`, when there, Boolean. Returns the frame unchanged."""
+    for column in ("text", "label"):
+        if column in frame.columns and frame.select(pl.col(column).is_null().any()).item():
+            raise InputError(
+                f"{source}: column {column!r} is empty at {_show(frame, pl.col(column).is_null(), ['id', 'text'])}. "
+                "Augmented rows to train on need a text and a label: drop those rows, or run the file through "
+                "hardaug filter (it rejects empty texts)."
+            )
+    if "label" in frame.columns and not frame.schema["label"].is_integer():
+        raise InputError(
+            f"{source}: column 'label' holds {frame.schema['label']}, not class ids (first values "
+            f"{frame['label'].head(3).to_list()}). Augmented rows carry the class ids of the training set."
+        )
+    if "kept" in frame.columns and frame.schema["kept"] != pl.Boolean:
+        raise InputError(
+            f"{source}: column 'kept' holds {frame.schema['kept']} values (first {frame['kept'].head(3).to_list()}), "
+            "not true/false. Write it as a Boolean column, as hardaug filter does (e.g. in Polars "
+            "pl.col('kept') == 'true')."
+        )
+    return frame
 
 
 def find_prob_columns(frame: pl.DataFrame, source: str) -> list[str]:

@@ -100,12 +100,19 @@ def test_a_finished_job_is_found_by_its_fingerprint_alone(sources, tmp_path: Pat
     assert AugmentedOutput(out, fingerprint="a").finished() is None  # restart dropped the marker
 
 
-def test_parts_of_another_job_are_refused(tmp_path: Path):
+def test_parts_of_another_job_are_refused(tmp_path: Path, sources):
     out = tmp_path / "aug.parquet"
-    AugmentedOutput(out, fingerprint="a")
+    AugmentedOutput(out, fingerprint="a").write_chunk(to_rows(sources, [], method="t", model="m", params={}), ["10"])
     with pytest.raises(InputError, match="different job"):
         AugmentedOutput(out, fingerprint="b")
     AugmentedOutput(out, fingerprint="b", restart=True)
+
+
+def test_a_job_that_never_wrote_a_chunk_leaves_nothing(tmp_path: Path):
+    out = tmp_path / "aug.parquet"
+    writer = AugmentedOutput(out, fingerprint="a")  # e.g. the engine then fails to open
+    assert not writer.parts.exists() and list(tmp_path.iterdir()) == []
+    AugmentedOutput(out, fingerprint="b")  # nothing of job a to refuse
 
 
 def test_bad_output_paths(tmp_path: Path):

@@ -108,7 +108,7 @@ def test_pipeline_end_to_end_and_cache(tmp_path: Path):
     ]
 
     # the filters' TF-IDF label model is trained once, in the pipeline, and handed to both filter stages
-    models = list((tmp_path / "runs" / "stages").glob("label-model-*/label_model.joblib"))
+    models = list((tmp_path / "runs" / "stages").glob("label-model-*/label_model.npz"))
     assert len(models) == 1
     for stage in ("filter-eda-targeted", "filter-eda-random"):
         folder = next(Path(s["folder"]) for s in summary["stages"] if s["stage"] == stage)
@@ -129,7 +129,7 @@ def test_pipeline_end_to_end_and_cache(tmp_path: Path):
     kept_changed = any(not a.equals(b) for a, b in zip(kept_before, kept_after, strict=True))
     assert rerun == ["filter-eda-targeted", "filter-eda-random"] + (["compare"] if kept_changed else [])
     assert kept_changed  # 0.8 rejects more near-duplicates than 0.95 on this data
-    assert list((tmp_path / "runs" / "stages").glob("label-model-*/label_model.joblib")) == models  # not retrained
+    assert list((tmp_path / "runs" / "stages").glob("label-model-*/label_model.npz")) == models  # not retrained
 
 
 def test_label_model_is_shared_only_for_the_default_tfidf_check(tmp_path: Path):

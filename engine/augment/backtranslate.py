@@ -45,6 +45,7 @@ from engine.augment.common import (
     Generated,
     check_output,
     chunks,
+    classes_of,
     job_fingerprint,
     load_sources,
     to_rows,
@@ -607,7 +608,10 @@ def backtranslate_file(
         translator = BackTranslator(config)
     try:
         writer = AugmentedOutput(
-            out, fingerprint=job_fingerprint(sources, METHOD, model, config.params()), restart=restart
+            out,
+            fingerprint=job_fingerprint(sources, METHOD, model, config.params()),
+            restart=restart,
+            classes=classes_of(input),
         )
         if (finished_job := writer.finished()) is not None:
             return finished_job

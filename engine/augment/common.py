@@ -31,6 +31,7 @@ import polars as pl
 
 from engine.errors import InputError
 from engine.io import read_table, write_json, write_parquet, write_text
+from engine.labels import LABEL_MAP_FILE, saved_classes
 from engine.validate import prepare_dataset
 
 log = logging.getLogger(__name__)
@@ -57,10 +58,28 @@ def load_sources(
     """Read the texts to augment (hard.parquet from `hardaug mine`, or any dataset with id/text/label).
 
     Returns `id` (as String), `text`, `label`, `hardness` (null when absent) and `source_order`.
+    String labels are mapped with the label map saved with the file (`source_classes`), never by sorting
+    the names this file happens to hold: a file with two of four classes would renumber them.
     """
     path = Path(path)
+    raw = read_table(path)
+    saved = saved_classes(path)
+    if saved is None and label_col in raw.columns and raw.schema[label_col] in (pl.String, pl.Categorical):
+        raise InputError(
+            f"{path}: the labels in {label_col!r} are names ({raw[label_col].unique().sort().head(5).to_list()}) "
+            "but no label map says which class id each name is. Augment hard.parquet from hardaug mine (its "
+            f"label map travels with it), or put a {LABEL_MAP_FILE} beside the file: "
+            '{"classes": ["name of class 0", "name of class 1", ...]} with the training set\'s classes.'
+        )
     frame, _ = prepare_dataset(
-        read_table(path), source=str(path), text_col=text_col, label_col=label_col, id_col=id_col
+        raw,
+        source=str(path),
+        text_col=text_col,
+        label_col=label_col,
+        id_col=id_col,
+        label_names=saved[0] if saved else None,
+        num_classes=len(saved[0]) if saved else None,
+        map_source=saved[1] if saved else None,
     )
     hardness = pl.col("hardness").cast(pl.Float64) if "hardness" in frame.columns else pl.lit(None, dtype=pl.Float64)
     return frame.select(
@@ -70,6 +89,12 @@ def load_sources(
         hardness.alias("hardness"),
         pl.int_range(pl.len(), dtype=pl.Int64).alias("source_order"),
     )
+
+
+def classes_of(path: str | Path) -> list[str] | None:
+    """The label map saved with a sources file (engine.labels), carried on to its augmented rows."""
+    saved = saved_classes(path)
+    return saved[0] if saved else None
 
 
 def params_json(params: dict) -> str:
@@ -105,13 +130,16 @@ def check_output(out: str | Path) -> Path:
 class AugmentedOutput:
     """Chunked, resumable output of one augmentation job; see the module docstring."""
 
-    def __init__(self, out: str | Path, *, fingerprint: str, restart: bool = False) -> None:
+    def __init__(
+        self, out: str | Path, *, fingerprint: str, restart: bool = False, classes: list[str] | None = None
+    ) -> None:
         self.out = check_output(out)
         self.fingerprint = fingerprint
+        self.classes = classes  # the sources' label map, written into the output's metadata
         self.parts = self.out.with_name(f".{self.out.name}.parts")
         self.drops = self.out.with_suffix(".drops.json")
         self.job = self.out.with_name(f".{self.out.name}.job.json")
-        manifest = self.parts / "manifest.json"
+        self.manifest = manifest = self.parts / "manifest.json"
         if restart:
             shutil.rmtree(self.parts, ignore_errors=True)
             self.job.unlink(missing_ok=True)
@@ -125,9 +153,6 @@ class AugmentedOutput:
                     f"{self.parts} holds chunks of a different job (input, model or options changed). "
                     "Pass --restart to discard them, or choose another --out."
                 )
-        else:
-            self.parts.mkdir(parents=True, exist_ok=True)
-            write_text(json.dumps({"fingerprint": fingerprint}) + "\n", manifest)
         self._chunks = sorted(self.parts.glob("chunk_*.parquet"))
 
     def _complete(self) -> bool:
@@ -163,6 +188,9 @@ class AugmentedOutput:
             schema={"source_id": pl.String, "drop_reason": pl.String},
         )
         chunk = pl.concat([rows.select(PART_SCHEMA.keys()).cast(PART_SCHEMA), markers], how="diagonal_relaxed")
+        if not self.manifest.exists():  # made with the first chunk: a run that fails to start leaves nothing
+            self.parts.mkdir(parents=True, exist_ok=True)
+            write_text(json.dumps({"fingerprint": self.fingerprint}) + "\n", self.manifest)
         path = self.parts / f"chunk_{len(self._chunks):05d}.parquet"
         write_parquet(chunk, path)
         self._chunks.append(path)
@@ -194,7 +222,7 @@ class AugmentedOutput:
         )
         counts["kept"] = kept.height
         self.job.unlink(missing_ok=True)  # an older job's marker must not outlive its output
-        write_parquet(kept, self.out)
+        write_parquet(kept, self.out, classes=self.classes)
         write_json(counts, self.drops)
         write_json({"fingerprint": self.fingerprint}, self.job)  # last: the output is complete
         shutil.rmtree(self.parts, ignore_errors=True)

@@ -28,6 +28,7 @@ from importlib import metadata
 from pathlib import Path
 
 from engine.errors import InputError
+from engine.io import check_writable
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +142,16 @@ def convert_mbart(
     src, out = str(src), Path(out)
     if quantization not in QUANTIZATIONS:
         raise InputError(f"quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}.")
+    source = Path(src).resolve()
+    if Path(src).is_dir() and (out.resolve() == source or out.resolve() in source.parents):
+        # --force deletes OUT before moving the converted model in: OUT must not be, or hold, the source.
+        what = "the source folder" if out.resolve() == source else "a folder that holds the source"
+        raise InputError(
+            f"{out} is {what} {src}: replacing it would delete the model being converted. Choose another output folder."
+        )
     if out.exists() and not force and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} already exists and is not empty; pass --force to replace it.")
+    check_writable(out.parent, option="OUT")  # before the minutes of conversion
     config, local = _read_source_config(src)
     check_mbart_config(config, src)
 

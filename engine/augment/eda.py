@@ -39,6 +39,7 @@ from engine.augment.common import (
     Generated,
     check_output,
     chunks,
+    classes_of,
     job_fingerprint,
     load_sources,
     to_rows,
@@ -315,7 +316,12 @@ def run_eda(
     check_output(out)
     sources = load_sources(input_path, text_col=text_col, label_col=label_col, id_col=id_col)
     model, job = model_name(), params(config)
-    writer = AugmentedOutput(out, fingerprint=job_fingerprint(sources, METHOD, model, job), restart=restart)
+    writer = AugmentedOutput(
+        out,
+        fingerprint=job_fingerprint(sources, METHOD, model, job),
+        restart=restart,
+        classes=classes_of(input_path),
+    )
     if (finished_job := writer.finished()) is not None:
         return finished_job
     done = writer.done_sources()

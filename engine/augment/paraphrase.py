@@ -43,6 +43,7 @@ from engine.augment.common import (
     Generated,
     check_output,
     chunks,
+    classes_of,
     job_fingerprint,
     load_sources,
     to_rows,
@@ -433,6 +434,9 @@ class VllmParaphraser(Paraphraser):
         self._set_env()
         from vllm import LLM
 
+        from engine.lifetime import children_die_with_this_process
+
+        children_die_with_this_process()  # EngineCore / Worker must not outlive a killed command
         max_len = config.max_model_len
         if max_len is None:
             max_len = min(_max_position(info.config) or DEFAULT_MAX_MODEL_LEN, DEFAULT_MAX_MODEL_LEN)
@@ -477,6 +481,9 @@ class VllmParaphraser(Paraphraser):
 
     def _set_env(self) -> None:
         c = self.config
+        # vLLM reports usage statistics to its developers unless told not to; a user who set these decides
+        os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
+        os.environ.setdefault("DO_NOT_TRACK", "1")
         if c.in_process:
             os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         if not self._on_cpu():
@@ -703,11 +710,18 @@ def paraphrase_file(
     check_output(out)
     info = engine.info if engine is not None else check_model(config.model, backend=config.backend)
     check_block_size(config)
+    if config.backend == "transformers" and engine is None:
+        from engine.filters.semantic import check_device
+
+        check_device(config.device)  # before the model loads: torch would fail with an AssertionError
     # The fingerprint covers what was asked for; the rows' params also say what the engine could do
     # (guided JSON falls back to free text where structured output is unavailable).
     requested = {**_requested_params(config), "backend": config.backend}
     writer = AugmentedOutput(
-        out, fingerprint=job_fingerprint(sources, METHOD, config.model, requested), restart=restart
+        out,
+        fingerprint=job_fingerprint(sources, METHOD, config.model, requested),
+        restart=restart,
+        classes=classes_of(input),
     )
     if (finished_job := writer.finished()) is not None:
         return finished_job

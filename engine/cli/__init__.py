@@ -7,6 +7,7 @@ so `hardaug --help` is instant.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 
@@ -30,6 +31,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def os_error_message(exc: OSError) -> str | None:
+    """A full disk, a read-only file system or a permission error as one line with the fix; None for others."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (
+            f"the disk is full{where}. Free some space (or choose another output folder) and run the same command "
+            "again: finished parts are kept and skipped, and no output was left half-written."
+        )
+    if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return f"cannot write{where}: {exc.strerror}. Choose a folder you can write, or fix its permissions."
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
@@ -41,3 +55,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"hardaug {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine's faults, not bugs: one line that says what to do
+        message = os_error_message(exc)
+        if message is None or args.verbose:
+            raise
+        print(f"hardaug {args.command}: error: {message}", file=sys.stderr)
+        return 1

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from engine.augment.convert_mbart import QUANTIZATIONS
-from engine.cli.common import ChunkProgress, add_source_options, comma_list, positive_int
+from engine.cli.common import ChunkProgress, add_source_options, check_source_paths, comma_list, positive_int
 
 log = logging.getLogger("engine")
 
@@ -210,6 +210,7 @@ def build_config(args: argparse.Namespace):
 def run_backtranslate_command(args: argparse.Namespace) -> int:
     from engine.augment.backtranslate import backtranslate_file
 
+    check_source_paths(args)
     config = build_config(args)
     started = time.perf_counter()
     progress = ChunkProgress(

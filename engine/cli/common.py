@@ -25,6 +25,17 @@ def class_ids(value: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected class ids like 1,3, got {value!r}") from None
 
 
+def seed_list(value: str) -> tuple[int, ...]:
+    """Comma-separated random seeds, integers >= 0 (one flag holds the whole list: --seeds 0,1,2)."""
+    try:
+        seeds = tuple(int(v) for v in comma_list(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 (integers >= 0), got {value!r}") from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be integers >= 0, got {value!r}")
+    return seeds
+
+
 def fraction(value: str) -> float:
     q = float(value)
     if not 0 < q <= 1:
@@ -63,6 +74,16 @@ def add_source_options(p: argparse.ArgumentParser, method: str) -> None:
     p.add_argument("--text-col", default="text", help="column with the texts (default: text)")
     p.add_argument("--label-col", default="label", help="column with the labels (default: label)")
     p.add_argument("--id-col", default="id", help="column with unique ids (default: id; row numbers if absent)")
+
+
+def check_source_paths(args: argparse.Namespace) -> None:
+    """Before any work: the augmenter's --out (and its .drops.json) must not be its --input, and its folder
+    must be writable."""
+    from engine.io import check_writable, refuse_overwrite
+
+    out = Path(args.out)
+    refuse_overwrite({"--out": out, "--out's drop counts": out.with_suffix(".drops.json")}, {"--input": args.input})
+    check_writable(out.parent, option="--out")
 
 
 class ChunkProgress:

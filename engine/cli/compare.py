@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from engine.cli.common import SAMPLE_DIR, comma_list
+from engine.cli.common import SAMPLE_DIR, seed_list
 
 log = logging.getLogger("engine")
 
@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--all", type=Path, default=None, dest="all_", help="optional: augmentations of every sample")
     p.add_argument("--out-dir", type=Path, default=Path("runs/compare"), help="output folder (default: runs/compare)")
-    p.add_argument("--seeds", type=comma_list, default=["0", "1", "2"], help="comma-separated seeds (default: 0,1,2)")
+    p.add_argument(
+        "--seeds", type=seed_list, default=(0, 1, 2), help="comma-separated seeds, integers >= 0 (default: 0,1,2)"
+    )
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
     p.add_argument(
         "--confident",
@@ -54,33 +56,48 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.experiment import CompareConfig, compare, kept_rows, write_results
-    from engine.io import check_output_dir, read_table
-    from engine.validate import prepare_dataset
+    from engine.io import check_output_dir, read_table, refuse_overwrite
+    from engine.labels import check_same_classes, saved_classes
+    from engine.validate import check_augmented_pool, prepare_dataset
 
-    config = CompareConfig(
-        seeds=tuple(int(s) for s in args.seeds), bootstrap=args.bootstrap, confident_threshold=args.confident
-    )
+    config = CompareConfig(seeds=tuple(args.seeds), bootstrap=args.bootstrap, confident_threshold=args.confident)
     out_dir = check_output_dir(args.out_dir)
     train_path = args.train or Path(str(SAMPLE_DIR / "train.csv"))
     test_path = args.test or Path(str(SAMPLE_DIR / "test.csv"))
+    refuse_overwrite(
+        [("--out-dir", out_dir / n) for n in ("results.json", "results.md", "results.svg")],
+        {
+            "--train": train_path,
+            "--test": test_path,
+            "--targeted": args.targeted,
+            "--random": args.random_,
+            "--all": args.all_,
+        },
+    )
     train, names = prepare_dataset(
-        read_table(train_path), source=str(train_path), text_col=args.text_col, label_col=args.label_col
+        read_table(train_path),
+        source=str(train_path),
+        text_col=args.text_col,
+        label_col=args.label_col,
+        complete=True,
     )
     k = len(names)
-    named = names != [str(i) for i in range(k)]
     test, _ = prepare_dataset(
         read_table(test_path),
         source=str(test_path),
         text_col=args.text_col,
         label_col=args.label_col,
-        label_names=names if named else None,
+        label_names=names,  # the training set's map: the test set's names are never renumbered on their own
         num_classes=k,
+        map_source=f"--train {train_path}",
     )
     pools = {}
     for name, path in (("targeted", args.targeted), ("random", args.random_), ("all", args.all_)):
         if path is None:
             continue
-        rows = kept_rows(read_table(path), str(path))
+        if (saved := saved_classes(path)) is not None:
+            check_same_classes(saved[0], saved[1], names, f"--train {train_path}")
+        rows = kept_rows(check_augmented_pool(read_table(path), str(path)), str(path))
         bad = rows.filter((rows["label"] < 0) | (rows["label"] >= k))
         if bad.height:
             raise ValueError(f"{path}: {bad.height} augmented rows have labels outside 0..{k - 1} of {train_path}.")

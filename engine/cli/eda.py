@@ -7,7 +7,7 @@ import logging
 import textwrap
 import time
 
-from engine.cli.common import add_source_options, positive_int
+from engine.cli.common import add_source_options, check_source_paths, positive_int
 
 log = logging.getLogger("engine")
 
@@ -72,6 +72,7 @@ def run_eda_command(args: argparse.Namespace) -> int:
 
     from engine.augment.eda import EdaConfig, run_eda
 
+    check_source_paths(args)
     config = EdaConfig(
         n=args.n,
         p_delete=args.p_delete,

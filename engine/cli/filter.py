@@ -24,11 +24,12 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Check every augmented row (hardaug backtranslate/paraphrase/eda output, or any file with id, "
             "source_id, text, label) with every enabled filter, mark it kept or rejected with the FIRST failing "
             "filter in this order: empty, identical_to_source, length_ratio, low_hangul, repetition, "
-            "near_duplicate_train, low_similarity, label_mismatch, near_duplicate_augmented. Writes OUT (kept rows "
-            "with the columns length_ratio, hangul_share, repeat_share, duplicate_of, duplicate_similarity, "
-            "similarity, label_prob, label_consistent, kept, reject_reason), a summary JSON (counts per filter per "
-            "method, similarity distribution) and, with --rejected, the rejected rows with their source text. "
-            "Nothing is written until every filter has run."
+            "near_duplicate_train, low_similarity, label_mismatch, near_duplicate_augmented. Writes OUT (the kept "
+            "rows, ready to train on, with the columns length_ratio, hangul_share, repeat_share, duplicate_of, "
+            "duplicate_similarity, similarity, label_prob, label_consistent, kept, reject_reason), the rejected "
+            "rows with the same columns and their source text (--rejected) and a summary JSON (counts per filter "
+            "per method, similarity distribution). The three files appear together when every filter has run, "
+            "or not at all."
         ),
         epilog=(
             "example: hardaug filter --input runs/augmented.parquet --train data/train.csv --out runs/kept.parquet "
@@ -54,7 +55,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "(default: --train)",
     )
     io.add_argument("--out", type=Path, default=Path("runs/filter/kept.parquet"), help="kept rows (Parquet)")
-    io.add_argument("--rejected", type=Path, default=None, help="also write the rejected rows here (Parquet)")
+    io.add_argument(
+        "--rejected",
+        type=Path,
+        default=None,
+        help="the rejected rows with reject_reason and source_text (default: OUT with .rejected.parquet)",
+    )
     io.add_argument("--summary", type=Path, default=None, help="summary JSON (default: OUT with .summary.json)")
     io.add_argument("--text-col", default="text", help="text column of --train/--sources (default: text)")
     io.add_argument("--label-col", default="label", help="label column of --train (default: label)")
@@ -107,8 +113,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--label-model",
         default="tfidf",
         help="tfidf = character TF-IDF + logistic regression trained on --train (~2 min for 275k rows); "
-        "a .joblib file saved by --save-label-model; or a transformers sequence-classification folder whose "
-        "output i is class id i",
+        "a .npz file saved by --save-label-model (plain arrays read without running code: pickles such as "
+        ".joblib are refused, since loading one runs code from the file); or a transformers "
+        "sequence-classification folder whose output i is class id i",
     )
     la.add_argument(
         "--min-label-prob",
@@ -116,7 +123,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="require at least this probability of the source's label (default: it must be the top class)",
     )
-    la.add_argument("--save-label-model", type=Path, default=None, help="save the trained TF-IDF model (.joblib)")
+    la.add_argument(
+        "--save-label-model",
+        type=Path,
+        default=None,
+        help="save the trained TF-IDF model as .npz (vocabulary, idf and coefficients as arrays; no code)",
+    )
 
     co = p.add_argument_group("compute")
     co.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps for the neural models (default: cpu)")
@@ -135,7 +147,8 @@ def run_filter_command(args: argparse.Namespace) -> int:
     from engine.filters.core import check_labels, load_dataset
     from engine.filters.label import LabelModel, label_model_kind
     from engine.filters.semantic import Embedder
-    from engine.io import write_json, write_parquet
+    from engine.io import check_writable, json_text, output_group, refuse_overwrite
+    from engine.labels import check_same_classes, metadata, saved_classes
 
     config = FilterConfig(
         cheap_checks=not args.no_cheap_checks,
@@ -162,16 +175,36 @@ def run_filter_command(args: argparse.Namespace) -> int:
     )
     out = check_output(args.out)
     summary_path = args.summary or out.with_suffix(".summary.json")
-    if args.rejected is not None and check_output(args.rejected).resolve() == out.resolve():
-        raise InputError(f"--rejected {args.rejected} is the same file as --out; choose another name.")
+    rejected_path = check_output(args.rejected or out.with_suffix(".rejected.parquet"))
     if args.save_label_model is not None and (not config.label_check or config.label_model != "tfidf"):
         raise InputError("--save-label-model saves the TF-IDF model trained here; use it with --label-model tfidf.")
+    if args.save_label_model is not None and args.save_label_model.suffix.lower() != ".npz":
+        raise InputError(f"--save-label-model {args.save_label_model}: the model is saved as arrays; use a .npz name.")
     if config.label_check:
         label_model_kind(config.label_model)  # a missing file or folder fails now, before any work
 
     train_path = args.train or Path(str(SAMPLE_DIR / "train.csv"))
+    outputs = {
+        "--out": out,
+        "--rejected": rejected_path,
+        "--summary": summary_path,
+        "--save-label-model": args.save_label_model,
+    }
+    inputs = {"--input": args.input, "--train": train_path, "--sources": args.sources}
+    if config.label_check and config.label_model != "tfidf":
+        inputs["--label-model"] = config.label_model
+    refuse_overwrite(outputs, inputs)
+    named = [(option, path) for option, path in outputs.items() if path is not None]
+    for i, (option, path) in enumerate(named):  # two outputs on one path: the second would replace the first
+        refuse_overwrite(named[i + 1 :], {option: path})
+    for option, path in named:
+        check_writable(Path(path).parent, option=option)  # now, not after minutes of filtering
     augmented = load_augmented(args.input)
-    train, names = load_dataset(train_path, text_col=args.text_col, label_col=args.label_col, id_col=args.id_col)
+    train, names = load_dataset(
+        train_path, text_col=args.text_col, label_col=args.label_col, id_col=args.id_col, complete=True
+    )
+    if (saved := saved_classes(args.input)) is not None:  # the map the augmented rows were made with
+        check_same_classes(saved[0], saved[1], names, f"--train {train_path}")
     if args.sources is not None:
         sources, _ = load_dataset(args.sources, text_col=args.text_col, label_col=None, id_col=args.id_col)
         rows = attach_sources(augmented, sources, where=f"--sources {args.sources}")
@@ -220,15 +253,17 @@ def run_filter_command(args: argparse.Namespace) -> int:
     )
 
     kept = result.rows.filter("kept").drop("source_text")
-    write_parquet(kept, out)
-    if args.rejected is not None:
-        write_parquet(result.rows.filter(~result.rows["kept"]), args.rejected)
-    if args.save_label_model is not None:
-        label_model.save(args.save_label_model)
-    write_json(summary, summary_path)
+    # All or nothing: a full disk or a failing write leaves none of them, not a kept file without its summary.
+    with output_group() as group:
+        carried = metadata(names)  # the label map travels on to compare
+        kept.write_parquet(group.path(out), compression="zstd", statistics=True, metadata=carried)
+        rejected = result.rows.filter(~result.rows["kept"])
+        rejected.write_parquet(group.path(rejected_path), compression="zstd", metadata=carried)
+        if args.save_label_model is not None:
+            label_model.save_to(group.path(args.save_label_model))
+        group.path(summary_path).write_text(json_text(summary), encoding="utf-8")
 
     print(format_summary(summary))
     print(f"\nkept {kept.height:,} of {result.rows.height:,} rows: {out}; summary: {summary_path}")
-    if args.rejected is not None:
-        print(f"rejected rows with their source text: {args.rejected}")
+    print(f"rejected rows with their source text: {rejected_path}")
     return 0

@@ -66,7 +66,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--class-names",
         type=comma_list,
         default=None,
-        help="names of classes 0..K-1 for the report, comma-separated",
+        help="names of classes 0..K-1 in the order of the probability columns, comma-separated; needed when the "
+        "labels are names and no label map from hardaug oof (label_map.json) is beside the file",
     )
     p.add_argument(
         "--renormalize",
@@ -197,9 +198,14 @@ def run_mine_command(args: argparse.Namespace) -> int:
 
     from engine import mine as m
     from engine.config import AnalysisConfig
-    from engine.io import check_output_dir, write_json, write_parquet
+    from engine.io import check_output_dir, check_writable, refuse_overwrite, write_json, write_parquet
 
     out_dir = check_output_dir(args.out_dir)
+    outputs = [("--out-dir", out_dir / n) for n in MINE_OUTPUTS]
+    if not args.no_report:
+        outputs.append(("--report", args.report or out_dir / "report.html"))
+        check_writable((args.report or out_dir / "report.html").parent, option="--report")
+    refuse_overwrite(outputs, {"--input": args.input})
     steps = _build_steps(args.steps, args.per_class)
     analysis_config = AnalysisConfig(tokenizer=args.tokenizer, n_examples=args.examples)
     frame, names = m.load_predictions(
@@ -221,11 +227,13 @@ def run_mine_command(args: argparse.Namespace) -> int:
     from engine.analyze import analyze
 
     analysis = analyze(mined, names, trace=trace, config=analysis_config, source=str(args.input))
-    write_parquet(mined, out_dir / "scores.parquet")
+    write_parquet(mined, out_dir / "scores.parquet", classes=names)
     write_parquet(
         mined.filter(pl.col("selected")).sort("hardness", descending=True, maintain_order=True),
         out_dir / "hard.parquet",
+        classes=names,
     )
+    write_json({"classes": names}, out_dir / "label_map.json")  # the augmenters read hard.parquet's map
     write_json(analysis.summary, out_dir / "summary.json")
     report_path = None
     if not args.no_report:
@@ -240,6 +248,9 @@ def run_mine_command(args: argparse.Namespace) -> int:
     if report_path:
         print(f"report: {report_path}")
     return 0
+
+
+MINE_OUTPUTS = ("scores.parquet", "hard.parquet", "summary.json", "label_map.json")
 
 
 def _format_mine_summary(trace: list[dict], per_class) -> str:

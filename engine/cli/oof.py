@@ -128,13 +128,17 @@ def run_oof_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.config import OofConfig, TfidfConfig, TransformerConfig
-    from engine.io import check_output_dir, read_table, write_json, write_parquet
+    from engine.io import check_output_dir, read_table, refuse_overwrite, write_json, write_parquet
     from engine.oof import run_oof
     from engine.oof.kfold import fingerprint, run_folds
     from engine.validate import prepare_dataset
 
     train_path = args.train or Path(str(SAMPLE_DIR / "train.csv"))
     out_dir = check_output_dir(args.out_dir)
+    refuse_overwrite(
+        [("--out-dir", out_dir / n) for n in (*OOF_OUTPUTS, "label_map.json")],
+        {"--train": train_path, "--test": args.test},
+    )
     transformers = args.backend == "transformers"
     if args.only_folds is not None and args.restart:
         raise ValueError("--only-folds cannot be combined with --restart (it would delete the other processes' folds)")
@@ -168,6 +172,7 @@ def run_oof_command(args: argparse.Namespace) -> int:
         text_col=args.text_col,
         label_col=args.label_col,
         id_col=args.id_col,
+        complete=True,
     )
     test = None
     if args.test is not None:
@@ -179,8 +184,10 @@ def run_oof_command(args: argparse.Namespace) -> int:
             text_col=args.text_col,
             label_col=args.label_col if has_labels else None,
             id_col=args.id_col,
-            label_names=names if names != [str(i) for i in range(len(names))] else None,
+            # the training set's map, never a new one: test names mapped on their own would be renumbered
+            label_names=names,
             num_classes=len(names),
+            map_source=f"--train {train_path}",
         )
     k = len(names)
     log.info("train %s: %d rows, %d classes; %d folds", train_path, train.height, k, config.n_folds)
@@ -229,10 +236,10 @@ def run_oof_command(args: argparse.Namespace) -> int:
     result.metrics["train"] = str(train_path)
     result.metrics["classes"] = names
 
-    write_parquet(result.oof, out_dir / "oof.parquet")
+    write_parquet(result.oof, out_dir / "oof.parquet", classes=names)
     if result.test is not None:
-        write_parquet(result.test, out_dir / "test_probs.parquet")
-        write_parquet(result.test_folds, out_dir / "test_fold_probs.parquet")
+        write_parquet(result.test, out_dir / "test_probs.parquet", classes=names)
+        write_parquet(result.test_folds, out_dir / "test_fold_probs.parquet", classes=names)
     write_json({"classes": names}, out_dir / "label_map.json")
     write_json(result.metrics, out_dir / "metrics.json")  # last: its presence marks a finished run
     shutil.rmtree(out_dir / ".parts", ignore_errors=True)
@@ -240,6 +247,9 @@ def run_oof_command(args: argparse.Namespace) -> int:
     print(_format_oof_metrics(result.metrics))
     print(f"\nwrote {out_dir / 'oof.parquet'}" + (f" and {out_dir / 'test_probs.parquet'}" if test is not None else ""))
     return 0
+
+
+OOF_OUTPUTS = ("oof.parquet", "metrics.json", "test_probs.parquet", "test_fold_probs.parquet")
 
 
 def _finished_oof(out_dir: Path, key: str, *, with_test: bool) -> dict | None:

@@ -8,7 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from engine.cli.common import ChunkProgress, add_source_options, positive_int
+from engine.cli.common import ChunkProgress, add_source_options, check_source_paths, positive_int
 
 log = logging.getLogger("engine")
 
@@ -248,6 +248,7 @@ def run_paraphrase_command(args: argparse.Namespace) -> int:
 
     from engine.augment.paraphrase import paraphrase_file
 
+    check_source_paths(args)
     config = build_config(args)
     started = time.perf_counter()
     progress = ChunkProgress(

@@ -95,11 +95,16 @@ def load_augmented(path: str | Path) -> pl.DataFrame:
 
 
 def load_dataset(
-    path: str | Path, *, text_col: str = "text", label_col: str | None = "label", id_col: str = "id"
+    path: str | Path,
+    *,
+    text_col: str = "text",
+    label_col: str | None = "label",
+    id_col: str = "id",
+    complete: bool = False,
 ) -> tuple[pl.DataFrame, list[str]]:
     """A dataset (the original training set, or the sources) with String ids, via `prepare_dataset`."""
     frame, names = prepare_dataset(
-        read_table(path), source=str(path), text_col=text_col, label_col=label_col, id_col=id_col
+        read_table(path), source=str(path), text_col=text_col, label_col=label_col, id_col=id_col, complete=complete
     )
     return frame.with_columns(pl.col("id").cast(pl.String)), names
 
