@@ -72,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
     except StageFailed as exc:  # the stage has printed its own message
         print(f"hardaug run: {exc}", file=sys.stderr)
         return exc.code
+    except KeyboardInterrupt:  # the running stage was killed with its processes (engine.stage_process)
+        print("\nhardaug run: interrupted; the same command resumes: finished stages are reused.", file=sys.stderr)
+        return 130
     compare = next(s for s in summary["stages"] if s["stage"] == "compare")
     if compare["cached"]:  # a compare stage that ran has printed the table itself
         print(Path(summary["comparison"]).read_text(encoding="utf-8"))
