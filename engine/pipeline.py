@@ -159,6 +159,13 @@ def load_config(
         select = table.pop("select", "--preset notebook") if command == "mine" else None
         argv, keys = table_options(path, where, table, parsers[command], OWNED[command])
         if select is not None:
+            # Selection steps apply in the order given; keys of a table have no order that means anything.
+            step_flags = {flag for a in parsers["mine"]._actions if a.dest == "steps" for flag in a.option_strings}
+            for flag in step_flags & keys.keys():
+                raise InputError(
+                    f"{path}: [mine] {keys[flag]}: a selection step; put it in select = '...' with the other "
+                    "steps, in the order they apply."
+                )
             if not isinstance(select, str):
                 raise InputError(
                     f"{path}: [mine] select must be a string of selection options, e.g. '--preset notebook'."

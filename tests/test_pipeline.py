@@ -144,6 +144,7 @@ def test_bad_configs_are_refused_at_load_naming_table_and_key(tmp_path: Path):
         good.replace("n = 2", "nn = 2"): r"unknown key 'nn' in \[augment.eda\]; did you mean 'n'\?",
         good.replace("dup-threshold", "dup-treshold"): r"\[filter\]; did you mean 'dup-threshold'\?",
         good.replace("--min-chars 5", "--min-chars five"): r"\[mine\] select = .*--min-chars: invalid int",
+        good.replace("[mine]", "[mine]\nlimit = 5"): r"\[mine\] limit: a selection step; put it in select",
         good.replace("factor = 1.5", "factor = 'big'"): r"\[random\] factor = 'big': expected a positive number",
         good.replace("out = ", "outt = "): r"unknown key 'outt' in \[data\]; did you mean 'out'\?",
         good.replace('train = "train.csv"', 'train = "nowhere.csv"'): r"\[data\] train = 'nowhere.csv' is .*nowhere",
