@@ -297,6 +297,20 @@ def test_a_failing_stage_ends_with_its_own_message_and_exit_code(tmp_path: Path)
     assert not (tmp_path / "runs" / "pipeline.json").exists()
 
 
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:  # ended (or a zombie) meanwhile
+        return []
+
+
+def _status(process: psutil.Process) -> str:
+    try:
+        return process.status()
+    except psutil.NoSuchProcess:
+        return psutil.STATUS_DEAD
+
+
 def test_kill_9_mid_stage_leaves_no_stage_process_and_the_rerun_equals_an_uninterrupted_run(
     uninterrupted: tuple[Path, dict], tmp_path: Path
 ):
@@ -313,9 +327,7 @@ def test_kill_9_mid_stage_leaves_no_stage_process_and_the_rerun_equals_an_uninte
     stage: list[psutil.Process] = []
     while time.monotonic() < deadline and run.poll() is None:  # wait for the eda stage of the targeted arm
         children = parent.children(recursive=True)
-        if any("eda" in p.cmdline() for p in children if p.is_running()) and list(
-            (tmp_path / "runs" / "stages").glob("eda-targeted-*")
-        ):
+        if any("eda" in _cmdline(p) for p in children) and list((tmp_path / "runs" / "stages").glob("eda-targeted-*")):
             stage = children
             break
         time.sleep(0.2)
@@ -323,7 +335,7 @@ def test_kill_9_mid_stage_leaves_no_stage_process_and_the_rerun_equals_an_uninte
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
     _, alive = psutil.wait_procs(stage, timeout=30)
-    assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+    assert [p for p in alive if _status(p) not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)] == []
 
     first = subprocess.run(
         _hardaug("run", path.name), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600
