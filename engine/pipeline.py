@@ -332,8 +332,13 @@ def check_command(
     def fail(message: str) -> None:
         raise _ParseError(message)
 
+    def leave(status: int = 0, message: str | None = None) -> None:  # --help: print nothing, stop
+        fail("--help is no option for a stage")
+
     # The subcommand's parser reports through .error(), which prints usage and exits; here it raises.
     parser.error = fail  # type: ignore[method-assign]
+    parser.print_help = lambda file=None: None  # type: ignore[method-assign]
+    parser.exit = leave  # type: ignore[method-assign]
     placeholders = [part for flag in OWNED[command] for part in (flag, f"<{flag[2:]}>")]
     try:
         namespace = parser.parse_args([*placeholders, *argv])
