@@ -1,30 +1,41 @@
-"""All stages from one TOML file, each cached by a hash of its inputs and options.
+"""All stages from one TOML file, each cached by its inputs, its options and the hardaug version.
 
-    oof -> mine -> (random control sample) -> augment (eda / backtranslate / paraphrase) on the hard and the
-    random samples -> filter both -> compare
+    oof -> mine -> random-sources (the control sample) -> label-model -> for every [augment.<method>]:
+    augment the targeted (hard) and the random sources -> filter both -> kept (merged per arm) -> compare
 
-Every stage runs as its `hardaug` subcommand with options taken from its TOML table (`key = value` becomes
-`--key value`, `true` a bare flag, a list a repeated option), in a folder named after the stage and a hash
-of (its options, the content of its input files). A stage whose folder holds a finished marker is skipped,
-so a rerun after changing only the filter threshold reruns only filter and compare; a killed stage resumes
-through the stage's own resumability.
+`load_config` checks the WHOLE file before any work: each table's keys become options of its `hardaug`
+subcommand (`key = value` -> `--key value`, `true` -> `--key`, `false` -> `--no-key`, or nothing where false
+is the option's default, a list -> a repeated option or one comma-separated value, as the option takes it),
+and each table's command line is parsed by that subcommand's own parser, so a typo, a wrong type or a bad
+value stops the run naming the table and the key. `plan` turns the config into the ordered list of stages;
+`Runner` runs them, each in OUT/stages/<stage>-<key>, and skips a stage whose folder holds a finished marker,
+so a rerun after changing only the filter threshold reruns only the filters and compare. A killed stage
+resumes through the stage's own resumability.
 """
 
 from __future__ import annotations
 
+import argparse
+import difflib
 import hashlib
 import json
 import logging
+import os
+import re
 import shlex
 import shutil
+import sys
 import time
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
+import engine
 from engine.errors import InputError
 from engine.io import write_json, write_parquet
 
@@ -32,6 +43,50 @@ log = logging.getLogger(__name__)
 
 AUGMENTERS = ("eda", "backtranslate", "paraphrase")
 DONE = ".done.json"
+TABLES = ("data", "oof", "mine", "random", "augment", "filter", "compare")
+DATA_KEYS = ("train", "test", "predictions", "out")
+RANDOM_KEYS = ("factor", "seed")
+LABEL_MODEL = "label_model.npz"
+
+# Options the pipeline sets on each subcommand itself (data files and stage folders); a table setting one
+# is refused instead of silently competing with the pipeline's value.
+OWNED = {
+    "oof": ("--train", "--test", "--out-dir"),
+    "mine": ("--input", "--out-dir"),
+    "filter": ("--input", "--train", "--out", "--rejected", "--summary"),
+    "compare": ("--train", "--test", "--targeted", "--random", "--all", "--out-dir"),
+    **{method: ("--input", "--out") for method in AUGMENTERS},
+}
+
+
+@dataclass(frozen=True)
+class Output:
+    """The file `name` in the folder of the earlier stage `stage`; known once that stage's key is."""
+
+    stage: str
+    name: str
+
+
+Arg = str | Path | Output
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One cached step: the `hardaug` subcommand `argv` (its Path and Output items are the input files), or
+    an in-process `task(folder, input files)` over `inputs` with JSON-able `options`. `outputs` are the
+    (option, file name) pairs the pipeline adds for the stage's own folder; "" names the folder itself."""
+
+    name: str
+    table: str = ""  # the TOML table its options come from, for messages
+    argv: tuple[Arg, ...] = ()
+    outputs: tuple[tuple[str, str], ...] = ()
+    task: Callable[[Path, list[Path]], None] | None = None
+    inputs: tuple[Path | Output, ...] = ()
+    options: Any = None
+    about: str = ""  # what a task does, for the plan
+
+    def files(self) -> list[Path | Output]:
+        return [a for a in self.argv if not isinstance(a, str)] if self.task is None else list(self.inputs)
 
 
 @dataclass(frozen=True)
@@ -41,68 +96,397 @@ class PipelineConfig:
     train: Path
     test: Path
     predictions: Path | None = None  # existing out-of-fold predictions: skip the oof stage
-    oof: dict = field(default_factory=dict)
-    mine: dict = field(default_factory=dict)
-    select: list[str] = field(default_factory=list)
-    random: dict = field(default_factory=dict)
-    augment: dict[str, dict] = field(default_factory=dict)
-    filter: dict = field(default_factory=dict)
-    compare: dict = field(default_factory=dict)
+    # table ("oof", "mine", "augment.eda", "filter", "compare") -> its checked command-line options
+    options: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # the same options as the subcommand parsed them (placeholders for what the pipeline sets)
+    parsed: dict[str, argparse.Namespace] = field(default_factory=dict)
+    random_factor: float = 1.5
+    random_seed: int = 13
+
+    @property
+    def augmenters(self) -> list[str]:
+        return [table.split(".", 1)[1] for table in self.options if table.startswith("augment.")]
 
 
-def load_config(path: str | Path, *, default_data: Path) -> PipelineConfig:
-    """Read and check a pipeline TOML. Relative paths are relative to the current folder."""
+# ---------------------------------------------------------------------------------------------------------
+# Loading and checking the TOML
+
+
+def load_config(
+    path: str | Path, *, parsers: Mapping[str, argparse.ArgumentParser], default_data: Path
+) -> PipelineConfig:
+    """Read and check a whole pipeline TOML; `parsers` maps each hardaug subcommand to its parser.
+
+    Data files are relative to the TOML file's folder (they travel with it); `out` is relative to the current
+    folder, like every output option of hardaug, so the bundled configs (inside the installed package) write
+    under ./runs."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such pipeline file. Start from engine/data/pipelines/cpu.toml.")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid TOML ({exc}).") from exc
-    known = {"data", "oof", "mine", "random", "augment", "filter", "compare"}
-    unknown = set(raw) - known
-    if unknown:
-        raise InputError(f"{path}: unknown sections {sorted(unknown)}; expected {sorted(known)}.")
-    data = raw.get("data", {})
+    for name, value in raw.items():
+        if name not in TABLES:
+            raise InputError(f"{path}: unknown table [{name}]{_did_you_mean(name, TABLES)}; expected {list(TABLES)}.")
+        if not isinstance(value, dict):
+            raise InputError(f"{path}: '{name}' must be a table ([{name}]), not a value.")
     augment = raw.get("augment", {})
     if not augment:
-        raise InputError(f"{path}: no [augment.<method>] section; add one of {list(AUGMENTERS)}, e.g. [augment.eda].")
-    bad = set(augment) - set(AUGMENTERS)
-    if bad:
-        raise InputError(f"{path}: unknown augmenters {sorted(bad)} in [augment]; expected {list(AUGMENTERS)}.")
-    mine = dict(raw.get("mine", {}))
-    select = shlex.split(mine.pop("select", "--preset notebook"))
+        raise InputError(f"{path}: no [augment.<method>] table; add one of {list(AUGMENTERS)}, e.g. [augment.eda].")
+    for method, table in augment.items():
+        if method not in AUGMENTERS:
+            hint = _did_you_mean(method, AUGMENTERS)
+            raise InputError(f"{path}: unknown augmenter [augment.{method}]{hint}; expected one of {list(AUGMENTERS)}.")
+        if not isinstance(table, dict):
+            raise InputError(f"{path}: 'augment.{method}' must be a table ([augment.{method}]), not a value.")
+
+    data = _data(raw.get("data", {}), path, default_data)
+    factor, seed = _random(raw.get("random", {}), path)
+    if data["predictions"] is not None and raw.get("oof"):
+        log.warning("%s: [oof] is not used: [data] predictions gives the out-of-fold predictions", path)
+
+    tables = {"mine": "mine", "filter": "filter", "compare": "compare"}
+    if data["predictions"] is None:
+        tables = {"oof": "oof", **tables}
+    tables.update({f"augment.{method}": method for method in augment})
+    options: dict[str, tuple[str, ...]] = {}
+    parsed: dict[str, argparse.Namespace] = {}
+    for where, command in tables.items():
+        source = raw.get(where, {}) if "." not in where else augment[command]
+        table = dict(source)
+        select = table.pop("select", "--preset notebook") if command == "mine" else None
+        argv, keys = table_options(path, where, table, parsers[command], OWNED[command])
+        if select is not None:
+            # Selection steps apply in the order given; keys of a table have no order that means anything.
+            step_flags = {flag for a in parsers["mine"]._actions if a.dest == "steps" for flag in a.option_strings}
+            for flag in step_flags & keys.keys():
+                raise InputError(
+                    f"{path}: [mine] {keys[flag]}: a selection step; put it in select = '...' with the other "
+                    "steps, in the order they apply."
+                )
+            if not isinstance(select, str):
+                raise InputError(
+                    f"{path}: [mine] select must be a string of selection options, e.g. '--preset notebook'."
+                )
+            try:
+                steps = shlex.split(select)
+            except ValueError as exc:
+                raise InputError(f"{path}: [mine] select = {select!r}: {exc}.") from exc
+            keys.update({word: "select" for word in steps if word.startswith("--")})
+            argv += steps
+        parsed[where] = check_command(path, where, command, argv, keys, source, parsers[command])
+        options[where] = tuple(argv)
     return PipelineConfig(
         path=path,
-        out=Path(data.get("out", "runs/pipeline")),
-        train=Path(data.get("train", default_data / "train.csv")),
-        test=Path(data.get("test", default_data / "test.csv")),
-        predictions=Path(data["predictions"]) if "predictions" in data else None,
-        oof=raw.get("oof", {}),
-        mine=mine,
-        select=select,
-        random=raw.get("random", {}),
-        augment=augment,
-        filter=raw.get("filter", {}),
-        compare=raw.get("compare", {}),
+        out=data["out"],
+        train=data["train"],
+        test=data["test"],
+        predictions=data["predictions"],
+        options=options,
+        parsed=parsed,
+        random_factor=factor,
+        random_seed=seed,
     )
 
 
-def options(table: dict) -> list[str]:
-    """TOML table -> CLI options: `k = v` -> --k v; `k = true` -> --k; `k = false` -> nothing; lists repeat."""
-    argv: list[str] = []
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _data(table: dict, path: Path, default_data: Path) -> dict[str, Path | None]:
     for key, value in table.items():
-        flag = f"--{key.replace('_', '-')}"
-        if value is True:
-            argv.append(flag)
-        elif value is False:
-            continue
-        elif isinstance(value, list):
-            for item in value:
-                argv += [flag, str(item)]
-        else:
-            argv += [flag, str(value)]
-    return argv
+        if key not in DATA_KEYS:
+            hint = _did_you_mean(key, DATA_KEYS)
+            raise InputError(f"{path}: unknown key '{key}' in [data]{hint}; expected {list(DATA_KEYS)}.")
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"{path}: [data] {key} = {value!r}: expected a path in quotes.")
+    here = path.parent
+
+    def data_file(key: str, default: Path | None) -> Path | None:
+        if key not in table:
+            return default
+        file = here / Path(table[key]).expanduser()
+        if not file.is_file():
+            raise InputError(
+                f"{path}: [data] {key} = {table[key]!r} is {file}, which does not exist. Paths in [data] are "
+                f"relative to the TOML file's folder ({here})."
+            )
+        return file
+
+    return {
+        "train": data_file("train", default_data / "train.csv"),
+        "test": data_file("test", default_data / "test.csv"),
+        "predictions": data_file("predictions", None),
+        "out": Path(table.get("out", "runs/pipeline")).expanduser(),
+    }
+
+
+def _random(table: dict, path: Path) -> tuple[float, int]:
+    for key in table:
+        if key not in RANDOM_KEYS:
+            hint = _did_you_mean(key, RANDOM_KEYS)
+            raise InputError(f"{path}: unknown key '{key}' in [random]{hint}; expected {list(RANDOM_KEYS)}.")
+    factor, seed = table.get("factor", 1.5), table.get("seed", 13)
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or factor <= 0:
+        raise InputError(f"{path}: [random] factor = {factor!r}: expected a positive number, e.g. 1.5.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"{path}: [random] seed = {seed!r}: expected a whole number >= 0, e.g. 13.")
+    return float(factor), seed
+
+
+def table_options(
+    path: Path, where: str, table: dict, parser: argparse.ArgumentParser, owned: Sequence[str]
+) -> tuple[list[str], dict[str, str]]:
+    """[where] -> command-line options of `parser`, and which key each option came from.
+
+    `key = value` -> `--key value`; `true` -> `--key`; `false` -> `--no-key` for an option that has both
+    forms, nothing for a switch that is off by default, refused where false cannot be said; a list -> the
+    option repeated where it collects values, one comma-separated value where the option splits one, refused
+    elsewhere (so `seeds = [0, 1]` means seeds 0 and 1, never only the last)."""
+    by_flag = {flag: action for action in parser._actions for flag in action.option_strings}
+    command = parser.prog.split()[-1]
+    argv: list[str] = []
+    keys: dict[str, str] = {}
+    for key, value in table.items():
+        flag = "--" + key.replace("_", "-")
+        at = f"{path}: [{where}] {key}"
+        if flag in owned:
+            raise InputError(
+                f"{at}: set by the pipeline ({flag} is a data file from [data] or the stage's own folder); remove it."
+            )
+        action = by_flag.get(flag)
+        if action is None or isinstance(action, argparse._HelpAction | argparse._VersionAction):
+            choices = [f[2:] for f, a in by_flag.items() if f.startswith("--") and f not in owned and a.help]
+            hint = _did_you_mean(key.replace("_", "-"), choices) or f"; see hardaug {command} --help"
+            raise InputError(f"{path}: unknown key '{key}' in [{where}]{hint}")
+        keys.update({f: key for f in action.option_strings})
+        argv += _option(at, key, flag, value, action)
+    return argv, keys
+
+
+def _option(at: str, key: str, flag: str, value: Any, action: argparse.Action) -> list[str]:
+    if isinstance(value, bool):
+        if isinstance(action, argparse.BooleanOptionalAction):
+            positive = next(f for f in action.option_strings if not f.startswith("--no-"))
+            negative = "--no-" + positive[2:]
+            # `guided = false` and `no-guided = true` both mean --no-guided
+            return [positive if value == (flag == positive) else negative]
+        if action.nargs == 0:
+            if value:
+                return [flag]
+            if isinstance(action, argparse._StoreTrueAction) and action.default is False:
+                return []  # false is the switch's default: nothing to pass
+            raise InputError(f"{at} = false: {flag} cannot be turned off; remove the key.")
+        raise InputError(f"{at} = {str(value).lower()}: {flag} takes a value, not true/false.")
+    if action.nargs == 0:
+        raise InputError(f"{at} = {value!r}: {flag} is a switch; write {key} = true (or remove the key).")
+    if isinstance(value, dict):
+        raise InputError(f"{at}: a table; expected a value for {flag}.")
+    if isinstance(value, list):
+        if not value or any(isinstance(v, bool | list | dict) for v in value):
+            raise InputError(f"{at} = {value!r}: expected a non-empty list of numbers or strings.")
+        items = [_text(v) for v in value]
+        if isinstance(action, argparse._AppendAction | argparse._ExtendAction):
+            return [part for item in items for part in (flag, item)]
+        if action.nargs in ("+", "*") or isinstance(action.nargs, int):
+            return [flag, *items]
+        joined = ",".join(items)
+        if action.type is not None and _splits(action.type, joined, len(items)):
+            return [flag, joined]
+        raise InputError(f"{at} = {value!r}: {flag} takes one value, not a list.")
+    return [flag, _text(value)]
+
+
+def _text(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _splits(parse: Callable[[str], Any], joined: str, n: int) -> bool:
+    """Whether the option's type reads `joined` as a list of the n items (a comma-separated option)."""
+    try:
+        parsed = parse(joined)
+    except (argparse.ArgumentTypeError, ValueError, TypeError):
+        return False
+    return isinstance(parsed, list | tuple) and len(parsed) == n
+
+
+class _ParseError(Exception):
+    pass
+
+
+def check_command(
+    path: Path,
+    where: str,
+    command: str,
+    argv: list[str],
+    keys: Mapping[str, str],
+    table: Mapping[str, Any],
+    parser: argparse.ArgumentParser,
+) -> argparse.Namespace:
+    """Parse `argv` (with placeholders for what the pipeline sets) as the subcommand will, and build its
+    engine config where the subcommand has a `build_config`; a refusal names the table and the key."""
+
+    def fail(message: str) -> None:
+        raise _ParseError(message)
+
+    def leave(status: int = 0, message: str | None = None) -> None:  # --help: print nothing, stop
+        fail("--help is no option for a stage")
+
+    # The subcommand's parser reports through .error(), which prints usage and exits; here it raises.
+    parser.error = fail  # type: ignore[method-assign]
+    parser.print_help = lambda file=None: None  # type: ignore[method-assign]
+    parser.exit = leave  # type: ignore[method-assign]
+    placeholders = [part for flag in OWNED[command] for part in (flag, f"<{flag[2:]}>")]
+    try:
+        namespace = parser.parse_args([*placeholders, *argv])
+    except _ParseError as exc:
+        message = str(exc)
+        found = re.search(r"argument (--[\w-]+)", message) or re.search(r"(--[\w-]+)", message)
+        key = keys.get(found.group(1)) if found else None
+        at = f"[{where}] {key} = {table[key]!r}" if key in table else f"[{where}] {key}" if key else f"[{where}]"
+        raise InputError(f"{path}: {at}: {message} (see hardaug {command} --help).") from None
+    build = getattr(sys.modules.get(getattr(namespace.func, "__module__", "")), "build_config", None)
+    if build is not None:
+        try:
+            build(namespace)
+        except ValueError as exc:
+            raise InputError(f"{path}: [{where}]: {exc}") from None
+    return namespace
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The stages
+
+
+def plan(config: PipelineConfig) -> list[Stage]:
+    """The stages in the order they run. An arm is a set of sources augmented and filtered alike: the
+    targeted arm (the hard samples) and the random control."""
+    train, test, opts = config.train, config.test, config.options
+    stages: list[Stage] = []
+    if config.predictions is None:
+        oof = ("oof", "--train", train, "--test", test, *opts["oof"])
+        stages.append(Stage("oof", "oof", oof, outputs=(("--out-dir", ""),)))
+        predictions: Path | Output = Output("oof", "oof.parquet")
+    else:  # out-of-fold predictions made elsewhere (e.g. the notebook's CSV)
+        predictions = config.predictions
+    stages.append(Stage("mine", "mine", ("mine", "--input", predictions, *opts["mine"]), outputs=(("--out-dir", ""),)))
+    hard, scores = Output("mine", "hard.parquet"), Output("mine", "scores.parquet")
+    stages.append(
+        Stage(
+            "random-sources",
+            "random",
+            task=partial(draw_random_sources, factor=config.random_factor, seed=config.random_seed),
+            inputs=(scores, hard),
+            options={"factor": config.random_factor, "seed": config.random_seed},
+            outputs=(("", "sources.parquet"),),
+            about=f"draw {config.random_factor}x as many random training rows as hard.parquet has (seed "
+            f"{config.random_seed})",
+        )
+    )
+    arms = {"targeted": hard, "random": Output("random-sources", "sources.parquet")}
+
+    filter_options: list[Arg] = list(opts["filter"])
+    label_model = shared_label_model(config.parsed["filter"], train)
+    if label_model is not None:
+        stages.append(label_model)
+        filter_options += ["--label-model", Output(label_model.name, LABEL_MODEL)]
+    kept: dict[str, list[Output]] = {arm: [] for arm in arms}
+    for method in config.augmenters:
+        for arm, sources in arms.items():
+            augment = (method, "--input", sources, *opts[f"augment.{method}"])
+            stages.append(Stage(f"{method}-{arm}", f"augment.{method}", augment, (("--out", "augmented.parquet"),)))
+            filtered = ("filter", "--input", Output(f"{method}-{arm}", "augmented.parquet"), "--train", train)
+            outputs = (("--out", "kept.parquet"), ("--rejected", "rejected.parquet"))
+            stages.append(Stage(f"filter-{method}-{arm}", "filter", (*filtered, *filter_options), outputs))
+            kept[arm].append(Output(f"filter-{method}-{arm}", "kept.parquet"))
+
+    counts = {arm: len(paths) for arm, paths in kept.items()}
+    stages.append(
+        Stage(
+            "kept",
+            task=partial(merge_kept, counts=counts),
+            inputs=tuple(path for paths in kept.values() for path in paths),
+            options=counts,
+            outputs=tuple(("", f"{arm}.parquet") for arm in kept),
+            about="merge the kept rows of every method, per arm",
+        )
+    )
+    compare = ("compare", "--train", train, "--test", test)
+    compare += ("--targeted", Output("kept", "targeted.parquet"), "--random", Output("kept", "random.parquet"))
+    stages.append(Stage("compare", "compare", (*compare, *opts["compare"]), outputs=(("--out-dir", ""),)))
+    return stages
+
+
+def draw_random_sources(folder: Path, inputs: list[Path], *, factor: float, seed: int) -> None:
+    """The control sample: `factor` x as many rows as the hard set, uniformly from all training rows, so
+    that after filtering the random arm can still match the targeted arm's count per method."""
+    scores, hard = inputs
+    n_hard = pl.scan_parquet(hard).select(pl.len()).collect().item()
+    every = pl.read_parquet(scores)
+    n = min(every.height, max(1, round(n_hard * factor)))
+    sample = every.sample(n=n, seed=seed, shuffle=True).select("id", "text", "label", "hardness")
+    write_parquet(sample, folder / "sources.parquet")
+
+
+def merge_kept(folder: Path, inputs: list[Path], *, counts: dict[str, int]) -> None:
+    """One file of kept rows per arm, over every method, for compare."""
+    start = 0
+    for arm, n in counts.items():
+        frames = [pl.read_parquet(p) for p in inputs[start : start + n]]
+        write_parquet(pl.concat(frames, how="diagonal_relaxed"), folder / f"{arm}.parquet")
+        start += n
+
+
+def shared_label_model(args: argparse.Namespace, train: Path) -> Stage | None:
+    """The filters' default label model (TF-IDF trained on the training set), trained once, as the
+    "label-model" stage, for every filter stage instead of once per stage: about 2.5 minutes on 275k
+    reviews, times methods x arms. None when the [filter] options turn the check off or name their own model.
+    `args` are the filter options as `hardaug filter` parsed them."""
+    if args.no_label_check or args.label_model != "tfidf" or args.save_label_model is not None:
+        return None
+    from engine.config import TfidfConfig
+    from engine.oof.tfidf import FIT
+
+    columns = {"text_col": args.text_col, "label_col": args.label_col, "id_col": args.id_col}
+    tfidf = TfidfConfig()  # what `hardaug filter` trains; it has no options for it
+    return Stage(
+        "label-model",
+        "filter",
+        task=partial(_train_label_model, tfidf=tfidf, columns=columns),
+        inputs=(train,),
+        options=[asdict(tfidf), FIT, columns],
+        outputs=(("", LABEL_MODEL),),
+        about="train the filters' TF-IDF label model on the training set, once for every filter stage",
+    )
+
+
+def _train_label_model(folder: Path, inputs: list[Path], *, tfidf: Any, columns: dict) -> None:
+    from engine.filters import load_dataset
+    from engine.filters.label import LabelModel
+
+    frame, names = load_dataset(inputs[0], **columns)
+    log.info("label model: training TF-IDF on %d texts, shared by every filter stage", frame.height)
+    LabelModel.train_tfidf(frame["text"].to_list(), frame["label"].to_numpy(), len(names), tfidf).save(
+        folder / LABEL_MODEL
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running them
+
+
+class StageFailed(Exception):
+    """A stage's command ended with a non-zero exit code; it has already said why."""
+
+    def __init__(self, stage: str, code: int, folder: Path):
+        self.stage, self.code, self.folder = stage, code, folder
+        super().__init__(
+            f"stage {stage} failed (exit code {code}); its partial output is in {folder}. Fix the cause and run "
+            "the same command again: finished stages are reused."
+        )
 
 
 def file_digest(path: Path) -> str:
@@ -115,168 +499,138 @@ def file_digest(path: Path) -> str:
 
 @dataclass
 class Runner:
-    """Runs stages, skipping finished ones: `hardaug` subcommands through `run_command(argv) -> exit code`,
-    and in-process tasks (`task`) under the same cache keys, markers and timings."""
+    """Runs stages in order, skipping finished ones: commands through `run_command(argv)`, which returns the
+    exit code or an object with `code` and `peak_mb`, and tasks in this process. With `dry_run` it runs and
+    writes nothing and records in `plan_lines` what it would do."""
 
     out: Path
-    run_command: Callable[[list[str]], int]
+    run_command: Callable[[list[str]], Any]
+    dry_run: bool = False
+    version: str = field(default_factory=lambda: engine.__version__)
+    folders: dict[str, Path | None] = field(default_factory=dict)
     log_lines: list[dict] = field(default_factory=list)
+    plan_lines: list[dict] = field(default_factory=list)
+    _digests: dict[tuple, str] = field(default_factory=dict)
 
-    def stage(self, name: str, argv: Sequence[str], inputs: Sequence[Path], output_flag: str, output: str) -> Path:
-        """Run `hardaug <argv> <output_flag> <folder>/<output>` unless done; returns the output path."""
+    def path(self, arg: Path | Output) -> Path | None:
+        if isinstance(arg, Path):
+            return arg
+        folder = self.folders.get(arg.stage)
+        return None if folder is None else folder / arg.name
 
-        def run(folder: Path, target: Path) -> dict:
-            command = [*argv, output_flag, str(folder if output_flag == "--out-dir" else target)]
-            log.info("stage %s: hardaug %s", name, " ".join(shlex.quote(c) for c in command))
-            code = self.run_command(command)
-            if code != 0:
-                raise RuntimeError(f"stage {name} failed (exit code {code}); its partial output is in {folder}")
-            return {"argv": command}
+    def shown(self, arg: Arg) -> str:
+        if isinstance(arg, str):
+            return arg
+        path = self.path(arg)
+        return str(path) if path is not None else str(self.out / "stages" / f"{arg.stage}-<key>" / arg.name)
 
-        return self.task(name, list(argv), inputs, output, run)
-
-    def task(
-        self, name: str, options: list, inputs: Sequence[Path], output: str, run: Callable[[Path, Path], dict]
-    ) -> Path:
-        """`run(folder, target)` unless a finished marker exists for this name, these options (JSON-able) and
-        the content of `inputs`; returns `<folder>/<output>`. What `run` returns goes into the marker."""
-        digest = hashlib.sha256(json.dumps([name, options]).encode())
+    def key(self, stage: Stage, inputs: list[Path]) -> str:
+        # Input files by content, not by path: moving the data or OUT keeps the cache.
+        argv = [a if isinstance(a, str) else "<file>" for a in stage.argv]
+        digest = hashlib.sha256(json.dumps([self.version, stage.name, argv, stage.options]).encode())
         for path in inputs:
-            digest.update(file_digest(path).encode())
-        key = digest.hexdigest()[:12]
-        folder = self.out / "stages" / f"{name}-{key}"
-        target = folder / output
+            stat = path.stat()
+            memo = (str(path), stat.st_size, stat.st_mtime_ns)
+            if memo not in self._digests:
+                self._digests[memo] = file_digest(path)
+            digest.update(self._digests[memo].encode())
+        return digest.hexdigest()[:12]
+
+    def command(self, stage: Stage, folder: Path | None) -> list[str]:
+        argv = [self.shown(a) for a in stage.argv]
+        base = folder if folder is not None else self.out / "stages" / f"{stage.name}-<key>"
+        for flag, name in stage.outputs:
+            argv += [flag, str(base / name) if name else str(base)]
+        return argv
+
+    def run(self, stage: Stage) -> Path | None:
+        """Run `stage` unless its folder holds a finished marker; returns the folder (None in a dry run when
+        the stage waits for an earlier one)."""
+        inputs = [self.path(p) for p in stage.files()]
+        if any(p is None or not p.exists() for p in inputs):
+            if not self.dry_run:  # an earlier stage's output deleted by hand, its marker left
+                missing = [str(p) for p in inputs if p is not None and not p.exists()]
+                raise InputError(
+                    f"stage {stage.name}: its input {missing} is missing; delete the folder of the stage that made "
+                    "it, and run again to make it anew."
+                )
+            self.folders[stage.name] = None
+            self._plan(stage, None, "waits")
+            return None
+        folder = self.out / "stages" / f"{stage.name}-{self.key(stage, inputs)}"
+        self.folders[stage.name] = folder
         marker = folder / DONE
         if marker.exists():
-            log.info("stage %s: cached (%s)", name, folder)
-            # The time it took when it ran, so pipeline.json always gives the cost of every stage.
-            seconds = json.loads(marker.read_text(encoding="utf-8")).get("seconds")
-            self.log_lines.append({"stage": name, "folder": str(folder), "cached": True, "seconds": seconds})
-            return target
+            if not self.dry_run:
+                log.info("stage %s: cached (%s)", stage.name, folder)
+            self._plan(stage, folder, "cached")
+            # The cost when it ran, so pipeline.json always gives the cost of every stage.
+            done = json.loads(marker.read_text(encoding="utf-8"))
+            self._record(stage, folder, True, done.get("seconds"), done.get("peak_mb"))
+            return folder
+        self._plan(stage, folder, "runs")
+        if self.dry_run:
+            return folder
         folder.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
-        extra = run(folder, target)
+        peak = None
+        if stage.task is None:
+            command = self.command(stage, folder)
+            log.info("stage %s: hardaug %s", stage.name, shlex.join(command))
+            result = self.run_command(command)
+            code, peak = (result, None) if isinstance(result, int) else (result.code, result.peak_mb)
+            if code != 0:
+                raise StageFailed(stage.name, code, folder)
+            extra: dict = {"argv": command}
+        else:
+            log.info("stage %s: %s", stage.name, stage.about)
+            stage.task(folder, inputs)
+            extra = {"options": stage.options}
         seconds = round(time.perf_counter() - started, 1)
-        write_json({"stage": name, **extra, "inputs": [str(p) for p in inputs], "seconds": seconds}, marker)
-        self.log_lines.append({"stage": name, "folder": str(folder), "cached": False, "seconds": seconds})
-        return target
+        done = {"stage": stage.name, **extra, "inputs": [str(p) for p in inputs], "version": self.version}
+        write_json({**done, "seconds": seconds, "peak_mb": peak}, marker)
+        self._record(stage, folder, False, seconds, peak)
+        return folder
+
+    def _record(self, stage: Stage, folder: Path, cached: bool, seconds: Any, peak: Any) -> None:
+        line = {"stage": stage.name, "folder": str(folder), "cached": cached, "seconds": seconds, "peak_mb": peak}
+        self.log_lines.append(line)
+
+    def _plan(self, stage: Stage, folder: Path | None, status: str) -> None:
+        if stage.task is None:
+            what = "hardaug " + shlex.join(self.command(stage, folder))
+        else:
+            what = f"in-process: {stage.about}"
+        where = str(folder) if folder is not None else str(self.out / "stages" / f"{stage.name}-<key>")
+        self.plan_lines.append({"stage": stage.name, "status": status, "folder": where, "command": what})
 
 
-def draw_random_sources(scores: Path, hard: Path, out: Path, *, factor: float, seed: int) -> Path:
-    """The control sample: `factor` x as many rows as the hard set, uniformly from all training rows, so
-    that after filtering the random arm can still match the targeted arm's count per method."""
-    n_hard = pl.scan_parquet(hard).select(pl.len()).collect().item()
-    every = pl.read_parquet(scores)
-    n = min(every.height, max(1, round(n_hard * factor)))
-    sample = every.sample(n=n, seed=seed, shuffle=True).select("id", "text", "label", "hardness")
-    write_parquet(sample, out)
-    return out
+def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], Any], *, dry_run: bool = False) -> dict:
+    """Run every stage of `plan(config)`; returns where each result is. With `dry_run`, runs and writes
+    nothing and returns {"plan": [...]}: each stage, whether it is cached, runs, or waits for an earlier
+    stage's output to know its key, and its command."""
+    runner = Runner(config.out, run_command, dry_run=dry_run)
+    stages = plan(config)
+    for stage in stages:
+        runner.run(stage)
+    if dry_run:
+        return {"plan": runner.plan_lines}
 
-
-def shared_label_model(table: dict, train: Path, runner: Runner) -> Path | None:
-    """The filters' default label model (TF-IDF trained on the training set), trained once, as the
-    "label-model" stage, for every filter stage instead of once per stage: about 2.5 minutes on 275k
-    reviews, times methods x arms. None when the [filter] table turns the check off or names its own model.
-    Its path carries the stage's hash, so the filter stages' cache keys change exactly when the model would."""
-    table = {key.replace("_", "-"): value for key, value in table.items()}
-    if table.get("no-label-check") or table.get("label-model", "tfidf") != "tfidf" or "save-label-model" in table:
-        return None
-    from engine.config import TfidfConfig
-    from engine.filters import load_dataset
-    from engine.filters.label import LabelModel
-    from engine.oof.tfidf import FIT
-
-    columns = {f"{c}_col": table[f"{c}-col"] for c in ("text", "label", "id") if f"{c}-col" in table}
-    tfidf = TfidfConfig()  # what `hardaug filter` trains; it has no options for it
-
-    def train_model(folder: Path, target: Path) -> dict:
-        frame, names = load_dataset(train, **columns)
-        log.info("label model: training TF-IDF on %d texts, shared by every filter stage", frame.height)
-        LabelModel.train_tfidf(frame["text"].to_list(), frame["label"].to_numpy(), len(names), tfidf).save(target)
-        return {}
-
-    return runner.task("label-model", [asdict(tfidf), FIT, columns], [train], "label_model.npz", train_model)
-
-
-def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]) -> dict:
-    """Run every stage; returns where each result is."""
-    runner = Runner(config.out, run_command)
-    train, test = config.train, config.test
-    for path in (train, test):
-        if not path.is_file():
-            raise InputError(f"{config.path}: data file {path} does not exist.")
-
-    if config.predictions is not None:  # out-of-fold predictions made elsewhere (e.g. the notebook's CSV)
-        predictions = config.predictions
-        if not predictions.is_file():
-            raise InputError(f"{config.path}: [data] predictions = {predictions} does not exist.")
-    else:
-        oof_argv = ["oof", "--train", str(train), "--test", str(test), *options(config.oof)]
-        predictions = runner.stage("oof", oof_argv, [train, test], "--out-dir", "") / "oof.parquet"
-    mine_argv = ["mine", "--input", str(predictions), *options(config.mine), *config.select]
-    mine_dir = runner.stage("mine", mine_argv, [predictions], "--out-dir", "")
-    hard = mine_dir / "hard.parquet"
-    random_sources = config.out / "stages" / "random_sources.parquet"
-    random_key = config.out / "stages" / "random_sources.key"
-    seed = int(config.random.get("seed", 13))
-    factor = float(config.random.get("factor", 1.5))
-    key = json.dumps([file_digest(hard), seed, factor])
-    if not random_sources.exists() or not random_key.exists() or random_key.read_text() != key:
-        draw_random_sources(mine_dir / "scores.parquet", hard, random_sources, factor=factor, seed=seed)
-        random_key.write_text(key)
-
-    filter_options = options(config.filter)
-    label_model = shared_label_model(config.filter, train, runner)
-    if label_model is not None:
-        filter_options += ["--label-model", str(label_model)]
-    kept: dict[str, list[Path]] = {"targeted": [], "random": []}
-    for method, table in config.augment.items():
-        for arm, sources in (("targeted", hard), ("random", random_sources)):
-            augmented = runner.stage(
-                f"{method}-{arm}",
-                [method, "--input", str(sources), *options(table)],
-                [sources],
-                "--out",
-                "augmented.parquet",
-            )
-            filtered = runner.stage(
-                f"filter-{method}-{arm}",
-                ["filter", "--input", str(augmented), "--train", str(train), *filter_options],
-                [augmented, train],
-                "--out",
-                "kept.parquet",
-            )
-            kept[arm].append(filtered)
-
-    merged = {}
-    for arm, paths in kept.items():
-        merged[arm] = config.out / "stages" / f"kept_{arm}.parquet"
-        write_parquet(pl.concat([pl.read_parquet(p) for p in paths], how="diagonal_relaxed"), merged[arm])
-    compare_dir = runner.stage(
-        "compare",
-        [
-            "compare",
-            "--train",
-            str(train),
-            "--test",
-            str(test),
-            "--targeted",
-            str(merged["targeted"]),
-            "--random",
-            str(merged["random"]),
-            *options(config.compare),
-        ],
-        [train, test, merged["targeted"], merged["random"]],
-        "--out-dir",
-        "",
-    )
-    results = collect_results(config.out / "results", mine_dir, kept, compare_dir)
+    folders = {name: folder for name, folder in runner.folders.items() if folder is not None}
+    filters = [s.name for s in stages if s.table == "filter" and s.task is None]
+    results = collect_results(config.out / "results", folders, filters)
+    kept = {
+        arm: [str(folders[f] / "kept.parquet") for f in filters if f.endswith(f"-{arm}")]
+        for arm in ("targeted", "random")
+    }
     summary = {
         "config": str(config.path),
+        "version": runner.version,
         "results": str(config.out / "results"),
         "report": str(results["report.html"]),
-        "hard": str(hard),
-        "kept": {arm: [str(p) for p in paths] for arm, paths in kept.items()},
+        "hard": str(folders["mine"] / "hard.parquet"),
+        "kept": kept,
+        "rejected": {f: str(folders[f] / "rejected.parquet") for f in filters},
         "comparison": str(results["comparison.md"]),
         "stages": runner.log_lines,
     }
@@ -284,22 +638,32 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]
     return summary
 
 
-def collect_results(folder: Path, mine_dir: Path, kept: dict[str, list[Path]], compare_dir: Path) -> dict[str, Path]:
-    """Copy what people read into one folder: the miner's report, every filter summary, the comparison.
-    Copies, not links: the folder stays readable when it is zipped or moved, and the files are small."""
+def collect_results(folder: Path, folders: Mapping[str, Path], filters: Sequence[str]) -> dict[str, Path]:
+    """Gather what people read into one folder: the miner's report, every filter summary and rejected rows,
+    the comparison. Copies of the small files; hard links to the Parquet files where the file system allows
+    (the rejected rows can be large; a link is a real file, so the folder stays readable when zipped or
+    moved)."""
     wanted = {
-        "report.html": mine_dir / "report.html",
-        "mine_summary.json": mine_dir / "summary.json",
-        "comparison.md": compare_dir / "results.md",
-        "comparison.json": compare_dir / "results.json",
-        "comparison.svg": compare_dir / "results.svg",
+        "report.html": folders["mine"] / "report.html",
+        "mine_summary.json": folders["mine"] / "summary.json",
+        "comparison.md": folders["compare"] / "results.md",
+        "comparison.json": folders["compare"] / "results.json",
+        "comparison.svg": folders["compare"] / "results.svg",
     }
-    for paths in kept.values():
-        for path in paths:  # .../stages/filter-<method>-<arm>-<hash>/kept.parquet
-            stage = path.parent.name.rsplit("-", 1)[0]
-            wanted[f"{stage}.summary.json"] = path.with_suffix(".summary.json")
+    for stage in filters:  # filter-<method>-<arm>
+        wanted[f"{stage}.summary.json"] = folders[stage] / "kept.summary.json"
+        wanted[f"{stage}.rejected.parquet"] = folders[stage] / "rejected.parquet"
     folder.mkdir(parents=True, exist_ok=True)
     for name, source in wanted.items():
-        if source.exists():
-            shutil.copyfile(source, folder / name)
+        if not source.exists():
+            continue
+        target = folder / name
+        target.unlink(missing_ok=True)
+        try:
+            if name.endswith(".parquet"):
+                os.link(source, target)
+                continue
+        except OSError:  # another file system, or links not allowed
+            pass
+        shutil.copyfile(source, target)
     return {name: folder / name for name in wanted}

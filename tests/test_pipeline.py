@@ -1,24 +1,35 @@
-"""`hardaug run`: every stage end to end on a few hundred rows, and the stage cache."""
+"""`hardaug run`: every stage end to end on a few hundred rows, the stage cache, the checks of the whole TOML
+at load, and the real `hardaug run` process: a failing stage, and kill -9 in the middle of a stage."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import polars as pl
+import psutil
 import pytest
 
+import engine
 from engine.cli import main
 from engine.cli.common import SAMPLE_DIR
+from engine.cli.run import subcommand_parsers
 from engine.errors import InputError
-from engine.pipeline import Runner, load_config, options, run_pipeline, shared_label_model
+from engine.pipeline import load_config, run_pipeline, shared_label_model, table_options
 
 SAMPLE = Path(str(SAMPLE_DIR))
+ROOT = Path(engine.__file__).resolve().parents[1]
+PARSERS = subcommand_parsers()
 
 CONFIG = """
 [data]
-train = "{train}"
-test = "{test}"
+train = "train.csv"
+test = "test.csv"
 out = "{out}"
 
 [oof]
@@ -39,81 +50,185 @@ no-similarity = true
 dup-threshold = {dup}
 
 [compare]
-seeds = "0"
+seeds = [0]
 bootstrap = 100
 """
 
+STAGES = [
+    "oof",
+    "mine",
+    "random-sources",
+    "label-model",
+    "eda-targeted",
+    "filter-eda-targeted",
+    "eda-random",
+    "filter-eda-random",
+    "kept",
+    "compare",
+]
 
-def _write_config(tmp_path: Path, dup: float = 0.95) -> Path:
-    train, test = tmp_path / "train.csv", tmp_path / "test.csv"
+
+def _write_config(folder: Path, dup: float = 0.95, out: str = "runs", name: str = "pipeline.toml") -> Path:
+    """A config beside its data files, which it names by relative paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    train, test = folder / "train.csv", folder / "test.csv"
     if not train.exists():
         pl.read_csv(SAMPLE / "train.csv").head(600).write_csv(train)
         pl.read_csv(SAMPLE / "test.csv").head(200).write_csv(test)
-    path = tmp_path / "pipeline.toml"
-    path.write_text(CONFIG.format(train=train, test=test, out=tmp_path / "runs", dup=dup), encoding="utf-8")
+    path = folder / name
+    path.write_text(CONFIG.format(out=out, dup=dup), encoding="utf-8")
     return path
 
 
-def test_options_map_toml_to_cli():
-    assert options({"folds": 3, "no_report": True, "skip": False, "pivot": ["en_XX", "ja_XX"]}) == [
-        "--folds",
-        "3",
-        "--no-report",
-        "--pivot",
-        "en_XX",
-        "--pivot",
-        "ja_XX",
-    ]
+def _load(path: Path):
+    return load_config(path, parsers=PARSERS, default_data=SAMPLE)
 
 
-def test_bad_configs_are_refused(tmp_path: Path):
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
+    """One uninterrupted run, in-process, of the small config; (its folder, its summary)."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    config = _load(_write_config(folder, out=str(folder / "runs")))
+    return folder, run_pipeline(config, main)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The TOML as command-line options
+
+
+def _options(command: str, table: dict) -> list[str]:
+    return table_options(Path("p.toml"), command, table, PARSERS[command], ())[0]
+
+
+def test_toml_values_become_the_options_they_mean():
+    assert _options("oof", {"folds": 3, "dynamics": True}) == ["--folds", "3", "--dynamics"]
+    # false: nothing for a switch that is off by default; the --no- form where the option has one
+    assert _options("filter", {"no_similarity": False, "no-label-check": True}) == ["--no-label-check"]
+    assert _options("paraphrase", {"guided": False}) == ["--no-guided"]
+    assert _options("paraphrase", {"guided": True, "no-seed-per-source": True}) == ["--guided", "--no-seed-per-source"]
+    # lists: repeated where the option collects, one comma-separated value where the option splits one
+    assert _options("backtranslate", {"pivot": ["en_XX", "ja_XX"]}) == ["--pivot", "en_XX", "--pivot", "ja_XX"]
+    assert _options("compare", {"seeds": [0, 1]}) == ["--seeds", "0,1"]
+    assert _options("mine", {"class-names": ["neg", "pos"]}) == ["--class-names", "neg,pos"]
+    assert _options("oof", {"lr": 5e-5}) == ["--lr", "5e-05"]
+
+
+@pytest.mark.parametrize(
+    ("command", "table", "message"),
+    [
+        ("oof", {"fodls": 3}, r"unknown key 'fodls' in \[oof\]; did you mean 'folds'\?"),
+        ("oof", {"folds": [2, 3]}, r"\[oof\] folds = \[2, 3\]: --folds takes one value, not a list"),
+        ("oof", {"folds": True}, r"\[oof\] folds = true: --folds takes a value"),
+        ("mine", {"only-misclassified": False}, r"--only-misclassified cannot be turned off"),
+        ("filter", {"no-similarity": "yes"}, r"--no-similarity is a switch; write no-similarity = true"),
+        ("mine", {"class-names": ["a,b", "c"]}, r"--class-names takes one value, not a list"),
+        ("compare", {"seeds": {"a": 1}}, r"\[compare\] seeds: a table"),
+    ],
+)
+def test_options_that_cannot_mean_what_they_say_are_refused(command: str, table: dict, message: str):
+    with pytest.raises(InputError, match=message):
+        _options(command, table)
+
+
+def test_bad_configs_are_refused_at_load_naming_table_and_key(tmp_path: Path):
     with pytest.raises(InputError, match="no such pipeline file"):
-        load_config(tmp_path / "missing.toml", default_data=SAMPLE)
+        _load(tmp_path / "missing.toml")
+    good = _write_config(tmp_path).read_text()
     bad = tmp_path / "bad.toml"
-    bad.write_text("[augment.magic]\nn = 1\n")
-    with pytest.raises(InputError, match=r"unknown augmenters \['magic'\]"):
-        load_config(bad, default_data=SAMPLE)
-    bad.write_text("[oof]\nfolds = 3\n")
-    with pytest.raises(InputError, match=r"no \[augment.<method>\] section"):
-        load_config(bad, default_data=SAMPLE)
+    cases = {
+        "[augment.magic]\nn = 1\n": r"unknown augmenter \[augment.magic\]",
+        "[oof]\nfolds = 3\n": r"no \[augment.<method>\] table",
+        good + "\n[compair]\nseeds = 1\n": r"unknown table \[compair\]; did you mean 'compare'\?",
+        good.replace("folds = 3", "folds = 'x'"): r"\[oof\] folds = 'x': argument --folds: invalid",
+        good.replace("folds = 3", "folds = 2.5"): r"\[oof\] folds = 2.5: argument --folds: invalid int value",
+        good.replace("n = 2", "nn = 2"): r"unknown key 'nn' in \[augment.eda\]; did you mean 'n'\?",
+        good.replace("dup-threshold", "dup-treshold"): r"\[filter\]; did you mean 'dup-threshold'\?",
+        good.replace("--min-chars 5", "--min-chars five"): r"\[mine\] select = .*--min-chars: invalid int",
+        good.replace("[mine]", "[mine]\nlimit = 5"): r"\[mine\] limit: a selection step; put it in select",
+        good.replace("factor = 1.5", "factor = 'big'"): r"\[random\] factor = 'big': expected a positive number",
+        good.replace("out = ", "outt = "): r"unknown key 'outt' in \[data\]; did you mean 'out'\?",
+        good.replace('train = "train.csv"', 'train = "nowhere.csv"'): r"\[data\] train = 'nowhere.csv' is .*nowhere",
+        good + "\n[augment.eda.extra]\nx = 1\n": r"unknown key 'extra' in \[augment.eda\]",
+        good.replace("[compare]", "[compare]\nout-dir = 'x'"): r"\[compare\] out-dir: set by the pipeline",
+        good.replace("[oof]", "[oof]\ntrain = 'x.csv'"): r"\[oof\] train: set by the pipeline",
+    }
+    for text, message in cases.items():
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(InputError, match=message):
+            _load(bad)
+    # a value the engine's own config refuses, found at load (paraphrase builds its config from the options)
+    bad.write_text(good + "\n[augment.paraphrase]\nmodel = 'm'\ntop-p = 1.5\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"\[augment.paraphrase\]"):
+        _load(bad)
 
 
-def test_pipeline_end_to_end_and_cache(tmp_path: Path):
-    config = load_config(_write_config(tmp_path), default_data=SAMPLE)
-    summary = run_pipeline(config, main)
-    assert [s["cached"] for s in summary["stages"]] == [False] * len(summary["stages"])
-    assert [s["stage"] for s in summary["stages"]] == [
-        "oof",
-        "mine",
-        "label-model",
-        "eda-targeted",
-        "filter-eda-targeted",
-        "eda-random",
-        "filter-eda-random",
-        "compare",
-    ]
+def test_data_paths_are_relative_to_the_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    path = _write_config(tmp_path / "project", out="runs/x")
+    monkeypatch.chdir(tmp_path)
+    config = _load(Path("project") / path.name)
+    assert config.train.resolve() == (tmp_path / "project" / "train.csv").resolve()
+    assert config.test.resolve() == (tmp_path / "project" / "test.csv").resolve()
+    assert config.out == Path("runs/x")  # outputs go where the command runs, like every hardaug output option
+    assert config.options["compare"] == ("--seeds", "0", "--bootstrap", "100")
+
+
+def test_label_model_is_shared_only_for_the_default_tfidf_check(tmp_path: Path):
+    train = SAMPLE / "train.csv"
+
+    def parsed(*argv: str):
+        return PARSERS["filter"].parse_args(["--input", "x", *argv])
+
+    assert shared_label_model(parsed(), train) is not None
+    for argv in (["--no-label-check"], ["--label-model", "my.npz"], ["--save-label-model", "m.npz"]):
+        assert shared_label_model(parsed(*argv), train) is None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running
+
+
+def test_pipeline_end_to_end_and_cache(uninterrupted: tuple[Path, dict]):
+    folder, summary = uninterrupted
+    runs = folder / "runs"
+    assert [s["stage"] for s in summary["stages"]] == STAGES
+    assert [s["cached"] for s in summary["stages"]] == [False] * len(STAGES)
     results = json.loads((Path(summary["results"]) / "comparison.json").read_text())
     assert set(results["arms"]) == {"baseline", "targeted", "random"}
     assert results["arms"]["random"]["added_rows"] == results["arms"]["targeted"]["added_rows"] > 0
     assert Path(summary["report"]).exists()
-    # one folder with what people read
+    # one folder with what people read, the rejected rows of every filter stage included
     assert sorted(p.name for p in Path(summary["results"]).iterdir()) == [
         "comparison.json",
         "comparison.md",
         "comparison.svg",
+        "filter-eda-random.rejected.parquet",
         "filter-eda-random.summary.json",
+        "filter-eda-targeted.rejected.parquet",
         "filter-eda-targeted.summary.json",
         "mine_summary.json",
         "report.html",
     ]
+    for stage, rejected in summary["rejected"].items():
+        rows = pl.read_parquet(rejected)
+        assert rows.height > 0 and rows["reject_reason"].null_count() == 0
+        kept = pl.read_parquet(Path(rejected).with_name("kept.parquet"))
+        assert set(rows["id"]).isdisjoint(kept["id"])
+        assert pl.read_parquet(Path(summary["results"]) / f"{stage}.rejected.parquet").equals(rows)
 
     # the filters' TF-IDF label model is trained once, in the pipeline, and handed to both filter stages
-    models = list((tmp_path / "runs" / "stages").glob("label-model-*/label_model.npz"))
+    models = list((runs / "stages").glob("label-model-*/label_model.npz"))
     assert len(models) == 1
     for stage in ("filter-eda-targeted", "filter-eda-random"):
-        folder = next(Path(s["folder"]) for s in summary["stages"] if s["stage"] == stage)
-        argv = json.loads((folder / ".done.json").read_text())["argv"]
+        stage_folder = next(Path(s["folder"]) for s in summary["stages"] if s["stage"] == stage)
+        argv = json.loads((stage_folder / ".done.json").read_text())["argv"]
         assert argv[argv.index("--label-model") + 1] == str(models[0])
+
+    config = _load(folder / "pipeline.toml")
+    # a dry run of a finished pipeline: every stage cached, the commands it ran
+    plan = run_pipeline(config, main, dry_run=True)["plan"]
+    assert [(p["stage"], p["status"]) for p in plan] == [(s, "cached") for s in STAGES]
+    compare = json.loads((Path(plan[-1]["folder"]) / ".done.json").read_text())["argv"]
+    assert plan[-1]["command"].split()[1:] == compare
 
     again = run_pipeline(config, main)
     assert all(s["cached"] for s in again["stages"])
@@ -122,17 +237,130 @@ def test_pipeline_end_to_end_and_cache(tmp_path: Path):
 
     # a new filter threshold reruns both filters; compare reruns exactly when what was kept changed
     kept_before = [pl.read_parquet(p) for arm in ("targeted", "random") for p in again["kept"][arm]]
-    changed = load_config(_write_config(tmp_path, dup=0.8), default_data=SAMPLE)
+    changed = _load(_write_config(folder, dup=0.8, out=str(runs), name="changed.toml"))
+    planned = run_pipeline(changed, main, dry_run=True)["plan"]
+    assert [p["stage"] for p in planned if p["status"] == "runs"] == ["filter-eda-targeted", "filter-eda-random"]
     third = run_pipeline(changed, main)
     rerun = [s["stage"] for s in third["stages"] if not s["cached"]]
     kept_after = [pl.read_parquet(p) for arm in ("targeted", "random") for p in third["kept"][arm]]
     kept_changed = any(not a.equals(b) for a, b in zip(kept_before, kept_after, strict=True))
-    assert rerun == ["filter-eda-targeted", "filter-eda-random"] + (["compare"] if kept_changed else [])
     assert kept_changed  # 0.8 rejects more near-duplicates than 0.95 on this data
-    assert list((tmp_path / "runs" / "stages").glob("label-model-*/label_model.npz")) == models  # not retrained
+    assert rerun == ["filter-eda-targeted", "filter-eda-random"] + (["kept", "compare"] if kept_changed else [])
+    assert list((runs / "stages").glob("label-model-*/label_model.npz")) == models  # not retrained
 
 
-def test_label_model_is_shared_only_for_the_default_tfidf_check(tmp_path: Path):
-    train = SAMPLE / "train.csv"
-    for table in ({"no-label-check": True}, {"label_model": "my.joblib"}, {"save-label-model": "m.joblib"}):
-        assert shared_label_model(table, train, Runner(tmp_path, main)) is None
+def test_dry_run_writes_nothing_and_a_new_version_reruns_every_stage(
+    uninterrupted: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    fresh = _load(_write_config(tmp_path, out=str(tmp_path / "runs")))
+    plan = run_pipeline(fresh, main, dry_run=True)["plan"]
+    assert [p["stage"] for p in plan] == STAGES
+    assert {p["stage"]: p["status"] for p in plan if p["status"] != "waits"} == {"oof": "runs", "label-model": "runs"}
+    assert plan[0]["command"].startswith("hardaug oof --train ")
+    assert not (tmp_path / "runs").exists()
+
+    folder, _ = uninterrupted
+    config = _load(folder / "pipeline.toml")
+    assert all(p["status"] == "cached" for p in run_pipeline(config, main, dry_run=True)["plan"])
+    monkeypatch.setattr(engine, "__version__", "999.0")  # an upgrade: no stage of the old version is reused
+    plan = run_pipeline(config, main, dry_run=True)["plan"]
+    assert not any(p["status"] == "cached" for p in plan)
+    assert [p["stage"] for p in plan if p["status"] == "runs"] == ["oof", "label-model"]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The real `hardaug run` process
+
+
+def _hardaug(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "engine.cli", *argv]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def test_a_failing_stage_ends_with_its_own_message_and_exit_code(tmp_path: Path):
+    # predictions whose probabilities do not sum to 1: the mine stage refuses them
+    bad = pl.read_csv(SAMPLE / "train.csv").head(50).with_columns(prob_0=pl.lit(0.9), prob_1=pl.lit(0.9))
+    bad.select("id", "text", "label", "prob_0", "prob_1").write_csv(tmp_path / "predictions.csv")
+    (tmp_path / "p.toml").write_text(
+        '[data]\npredictions = "predictions.csv"\nout = "runs"\n[augment.eda]\nn = 1\n', encoding="utf-8"
+    )
+    done = subprocess.run(
+        _hardaug("run", "p.toml"), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 2, done.stderr
+    assert "hardaug mine: error:" in done.stderr  # the stage's own message
+    assert "hardaug run: stage mine failed (exit code 2)" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "runs" / "pipeline.json").exists()
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:  # ended (or a zombie) meanwhile
+        return []
+
+
+def _status(process: psutil.Process) -> str:
+    try:
+        return process.status()
+    except psutil.NoSuchProcess:
+        return psutil.STATUS_DEAD
+
+
+def test_kill_9_mid_stage_leaves_no_stage_process_and_the_rerun_equals_an_uninterrupted_run(
+    uninterrupted: tuple[Path, dict], tmp_path: Path
+):
+    path = _write_config(tmp_path, out="runs")
+    run = subprocess.Popen(
+        _hardaug("run", path.name),
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    parent = psutil.Process(run.pid)
+    deadline = time.monotonic() + 300
+    stage: list[psutil.Process] = []
+    while time.monotonic() < deadline and run.poll() is None:  # wait for the eda stage of the targeted arm
+        children = parent.children(recursive=True)
+        if any("eda" in _cmdline(p) for p in children) and list((tmp_path / "runs" / "stages").glob("eda-targeted-*")):
+            stage = children
+            break
+        time.sleep(0.2)
+    assert stage, "the eda stage never started"
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    _, alive = psutil.wait_procs(stage, timeout=30)
+    assert [p for p in alive if _status(p) not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)] == []
+
+    first = subprocess.run(
+        _hardaug("run", path.name), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=600
+    )
+    assert first.returncode == 0, first.stderr
+    summary = json.loads((tmp_path / "runs" / "pipeline.json").read_text())
+    cached = {s["stage"] for s in summary["stages"] if s["cached"]}
+    assert {"oof", "mine", "random-sources", "label-model"} <= cached
+    assert "compare" not in cached and "filter-eda-targeted" not in cached
+    assert all(s["peak_mb"] > 0 for s in summary["stages"] if not s["cached"] and s["stage"] != "kept")
+    assert first.stdout.count("# Targeted augmentation") == 1  # the table once, from the compare stage
+
+    _, expected = uninterrupted
+    for arm in ("targeted", "random"):
+        got = pl.read_parquet(tmp_path / summary["kept"][arm][0])
+        assert got.equals(pl.read_parquet(expected["kept"][arm][0]))
+    got = json.loads((tmp_path / "runs" / "results" / "comparison.json").read_text())
+    compare = next(Path(s["folder"]) for s in expected["stages"] if s["stage"] == "compare")
+    want = json.loads((compare / "results.json").read_text())
+    assert got["arms"] == want["arms"]
+
+    # a finished run again: the table once, "stage compare: cached" once
+    again = subprocess.run(
+        _hardaug("run", path.name), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("# Targeted augmentation") == 1
+    assert again.stderr.count("stage compare: cached") == 1

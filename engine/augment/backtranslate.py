@@ -179,7 +179,11 @@ class BacktranslateConfig:
         object.__setattr__(self, "compute_type", compute_type)
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0 = the available cores), got {self.threads}")
-        object.__setattr__(self, "threads", self.threads or min(available_cores(), MAX_DEFAULT_THREADS))
+        # An explicit count above the cores this process may use only oversubscribes them: capped too.
+        cores = available_cores()
+        object.__setattr__(
+            self, "threads", min(self.threads, cores) if self.threads else min(cores, MAX_DEFAULT_THREADS)
+        )
         budget = self.max_batch_tokens or DEFAULT_BATCH_TOKENS[self.device]
         if budget < 1:
             raise ValueError(f"max_batch_tokens must be at least 1, got {self.max_batch_tokens}")

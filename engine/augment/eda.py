@@ -268,7 +268,8 @@ def tokenize(texts: list[str], threads: int | None = None) -> list[list]:
 
     from engine.analyze import _kiwi
 
-    kiwi = _kiwi(max(threads or len(os.sched_getaffinity(0)), 1))
+    cores = len(os.sched_getaffinity(0))  # more threads than usable cores only oversubscribe them
+    kiwi = _kiwi(max(min(threads or cores, cores), 1))
     return [list(tokens) for tokens in kiwi.tokenize(texts)]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from importlib import resources
 from pathlib import Path
@@ -20,12 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run the whole workflow: out-of-fold predictions, mining and the report, a random control sample, "
             "augmentation of the hard and the random samples with every [augment.<method>] of the config, "
-            "filtering of both, and the comparison. Each stage runs as its hardaug subcommand (options from "
-            "its TOML table: key = value becomes --key value) in OUT/stages/<stage>-<hash>, where the hash "
-            "covers its options and the content of its inputs; finished stages are skipped, so changing only "
-            "[filter] reruns only filter and compare. OUT/results gathers the report, the filter summaries and the "
-            "comparison; OUT/pipeline.json lists every stage with its folder and seconds. Examples: "
-            "engine/data/pipelines/cpu.toml and gpu.toml."
+            "filtering of both, and the comparison. The whole config is checked before any work: each table's "
+            "keys are options of its hardaug subcommand (key = value becomes --key value, true --key, false "
+            "--no-key, a list a repeated or comma-separated option), unknown keys and bad values are refused "
+            "with the table and key named, and [data] files are relative to the config file. Each stage runs as "
+            "its hardaug subcommand in a process that dies with this one, in OUT/stages/<stage>-<key>, where the "
+            "key covers its options, the content of its inputs and the hardaug version; finished stages are "
+            "skipped, so changing only [filter] reruns only filter and compare. OUT/results gathers the report, "
+            "the filter summaries and rejected rows, and the comparison; OUT/pipeline.json lists every stage "
+            "with its folder, seconds and peak memory. Examples: engine/data/pipelines/cpu.toml and gpu.toml."
         ),
     )
     p.add_argument(
@@ -35,22 +37,59 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="pipeline TOML (default: the bundled CPU pipeline on the bundled sample)",
     )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the config and print the plan (every stage, cached or not, and the command it runs); "
+        "run and write nothing",
+    )
     p.set_defaults(func=run)
 
 
-def _run_stage(argv: list[str]) -> int:
-    # A fresh process per stage: model engines (vLLM, torch) give their memory back when a stage ends.
-    return subprocess.call([sys.executable, "-m", "engine.cli", *argv])
+def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
+    """Each hardaug subcommand's own parser, to check a pipeline's tables against."""
+    from engine.cli import build_parser
+
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.pipeline import load_config, run_pipeline
+    from engine.pipeline import StageFailed, load_config, run_pipeline
+    from engine.stage_process import run_stage
 
     path = args.config or Path(str(PIPELINES / "cpu.toml"))
-    config = load_config(path, default_data=Path(str(SAMPLE_DIR)))
-    summary = run_pipeline(config, _run_stage)
-    print(Path(summary["comparison"]).read_text(encoding="utf-8"))
-    print(f"results: {summary['results']} (the report, the filter summaries, the comparison)")
+    config = load_config(path, parsers=subcommand_parsers(), default_data=Path(str(SAMPLE_DIR)))
+    if args.dry_run:
+        plan = run_pipeline(config, run_stage, dry_run=True)["plan"]
+        print(f"plan of {path} (output: {config.out}); nothing is run or written:")
+        for line in plan:
+            print(f"\n{line['stage']}: {line['status']} ({line['folder']})\n  {line['command']}")
+        print("\n'waits': its key depends on an earlier stage's output, which is made first.")
+        return 0
+    try:
+        summary = run_pipeline(config, run_stage)
+    except StageFailed as exc:  # the stage has printed its own message
+        print(f"hardaug run: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:  # the running stage was killed with its processes (engine.stage_process)
+        print("\nhardaug run: interrupted; the same command resumes: finished stages are reused.", file=sys.stderr)
+        return 130
+    compare = next(s for s in summary["stages"] if s["stage"] == "compare")
+    if compare["cached"]:  # a compare stage that ran has printed the table itself
+        print(Path(summary["comparison"]).read_text(encoding="utf-8"))
+    print(_costs(summary["stages"]))
+    print(f"results: {summary['results']} (the report, the filter summaries and rejected rows, the comparison)")
     print(f"report: {summary['report']}")
     print(f"stages: {config.out / 'pipeline.json'}")
     return 0
+
+
+def _costs(stages: list[dict]) -> str:
+    """Each stage's wall time and peak memory (of its largest process; in-process tasks: not measured)."""
+    lines = [f"{'stage':<28} {'':<7} {'seconds':>8} {'peak MiB':>9}"]
+    for s in stages:
+        peak = f"{s['peak_mb']:,.0f}" if s.get("peak_mb") is not None else "-"
+        seconds = f"{s['seconds']:,.1f}" if s.get("seconds") is not None else "-"
+        lines.append(f"{s['stage']:<28} {'cached' if s['cached'] else 'ran':<7} {seconds:>8} {peak:>9}")
+    return "\n".join(lines)
