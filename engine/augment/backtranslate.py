@@ -380,6 +380,10 @@ class BackTranslator:
         import ctranslate2
 
         config = self.config
+        if config.device == "cuda" and ctranslate2.get_cuda_device_count() > 0:
+            from engine.cuda_libs import load_cublas12
+
+            load_cublas12()  # CTranslate2's wheels open CUDA 12 cuBLAS by name; the gpu extra's torch has CUDA 13
         try:
             supported = ctranslate2.get_supported_compute_types(config.device, config.device_index[0])
         except (RuntimeError, ValueError) as exc:
