@@ -256,7 +256,7 @@ def check_model(model: str, *, backend: str = "vllm") -> ModelInfo:
             ) from exc
         try:
             generation = GenerationConfig.from_pretrained(model).to_diff_dict()
-        except OSError:  # the model has no generation_config.json
+        except Exception:  # no generation_config.json (OSError), or a hub error: no model defaults then
             generation = {}
         info = ModelInfo(config, local=False, load_from=model, generation=generation)
     _check_architecture(model, info.config, backend)
