@@ -128,3 +128,25 @@ def test_oof_and_paraphrase_use_the_same_rule(hub_cache, tmp_path):
             check("owner/not-cached")
         with pytest.raises(InputError, match="no such folder"):
             check(str(tmp_path / "nowhere"))
+
+
+def test_filter_with_the_default_model_offline_stops_at_once_with_the_fix(hub_cache, tmp_path, capsys):
+    """`hardaug filter` as a user runs it: the default similarity model, no hub, nothing written."""
+    import polars as pl
+
+    from engine.cli import main
+
+    train = tmp_path / "train.csv"
+    pl.read_csv(Path(__file__).resolve().parents[1] / "engine" / "data" / "sample" / "train.csv", n_rows=60).write_csv(
+        train
+    )
+    augmented = tmp_path / "eda.parquet"
+    assert main(["eda", "--input", str(train), "--out", str(augmented)]) == 0
+    out = tmp_path / "filtered"
+    capsys.readouterr()
+    code = main(["filter", "--input", str(augmented), "--train", str(train), "--out", str(out / "kept.parquet")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "--embed-model jhgan/ko-sroberta-multitask is not a local folder nor in the local hub cache" in err
+    assert "--no-similarity" in err and "hf download" in err
+    assert not out.exists()
