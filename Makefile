@@ -12,7 +12,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export TORCH_HOME := $(CURDIR)/.cache/torch
 export VLLM_CACHE_ROOT := $(CURDIR)/.cache/vllm
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo clean check-gpu-env
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 
-test: lint
+test: lint check-gpu-env
 	$(BIN)/python -m pytest -q
+
+# The gpu extra resolved from here (no GPU needed, metadata only, ~2 min), checked for CTranslate2's CUDA 12
+# cuBLAS and against constraints/gpu.txt; skipped while its inputs match .ci/gpu-env.sha256. FORCE=1: always.
+check-gpu-env:
+	$(PYTHON) tools/check_gpu_env.py $(if $(FORCE),,--if-changed)
 
 demo: $(STAMP)
 	$(BIN)/hardaug run engine/data/pipelines/cpu.toml

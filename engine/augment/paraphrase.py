@@ -50,7 +50,9 @@ from engine.augment.common import (
 )
 from engine.augment.parse import Parsed, parse_outputs
 from engine.augment.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPLATE, messages, prompt_version
+from engine.augment.sampling import SAMPLING_KEYS, describe, effective_sampling, read_generation_config
 from engine.errors import InputError
+from engine.models import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +70,8 @@ CPU_BLOCK_SIZE = 32
 # Options that only change how answers are sampled and read: a call may override them (`generate(...,
 # temperature=0.7)`) on an engine that is already loaded. The others fix the engine itself.
 SAMPLING_FIELDS = frozenset(
-    {"n", "samples", "temperature", "top_p", "max_tokens", "seed", "seed_per_source", "ignore_eos", "guided",
-     "prompt_template", "system_prompt", "batch_size"}
+    {"n", "samples", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_tokens", "seed",
+     "seed_per_source", "ignore_eos", "guided", "prompt_template", "system_prompt", "batch_size"}
 )  # fmt: skip
 
 
@@ -77,14 +79,16 @@ SAMPLING_FIELDS = frozenset(
 class ParaphraseConfig:
     """Everything that decides what a paraphrase job produces and how fast.
 
-    Sampling: `n` rewrites asked for per answer (the prompt's and the JSON schema's N), `samples`
-    answers sampled per source (vLLM `n`, HF `num_return_sequences`; the notebook: 2), `temperature`,
-    `top_p`, `max_tokens` per answer, `seed` (None = unseeded), `seed_per_source` (vLLM: every source gets
-    its own seed derived from `seed` and its text, so outputs do not depend on batching, chunking or
-    resumes; this costs speed on GPUs, where vLLM samples seeded requests one by one without FlashInfer;
-    False = the engine's seed only, fixed when the engine starts: repeatable for the same run), `ignore_eos`
-    (always generate `max_tokens`: benchmarks only), `guided` (JSON schema via vLLM structured output;
-    ignored by the transformers backend), `prompt_template` / `system_prompt` (see `prompts`).
+    Sampling: `n` rewrites asked for per answer (the prompt's and the JSON schema's N), `samples` answers sampled
+    per source (vLLM `n`, HF `num_return_sequences`; the notebook: 2), `temperature`, `top_p` (the notebook's 0.9
+    and 0.9), `top_k`, `min_p`, `repetition_penalty` (None = the model's generation_config.json, else transformers'
+    default, as the notebook's `generate` did: see `engine.augment.sampling`; top_k 0 = off), `max_tokens` per
+    answer, `seed` (None = unseeded), `seed_per_source` (vLLM: every source gets its own seed derived from `seed`
+    and its text, so outputs do not depend on batching, chunking or resumes; this costs speed on GPUs, where vLLM
+    samples seeded requests one by one without FlashInfer; False = the engine's seed only, fixed when the engine
+    starts: repeatable for the same run), `ignore_eos` (always generate `max_tokens`: benchmarks only), `guided`
+    (JSON schema via vLLM structured output; ignored by the transformers backend), `prompt_template` /
+    `system_prompt` (see `prompts`).
 
     Engine: `backend` vllm | transformers, `dtype`, `max_model_len` (None = the model's, capped at 4096),
     `tensor_parallel_size`, `gpu_memory_utilization`, `kv_cache_gib` (CPU: VLLM_CPU_KVCACHE_SPACE,
@@ -101,6 +105,9 @@ class ParaphraseConfig:
     samples: int = 1
     temperature: float = 0.9
     top_p: float = 0.9
+    top_k: int | None = None
+    min_p: float | None = None
+    repetition_penalty: float | None = None
     max_tokens: int = 128
     seed: int | None = 0
     seed_per_source: bool = True
@@ -136,6 +143,12 @@ class ParaphraseConfig:
             raise ValueError(f"samples={self.samples} needs temperature > 0: greedy answers would all be the same")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k is not None and self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 = off) or None (the model's), got {self.top_k}")
+        if self.min_p is not None and not 0 <= self.min_p <= 1:
+            raise ValueError(f"min_p must be in [0, 1] or None (the model's), got {self.min_p}")
+        if self.repetition_penalty is not None and self.repetition_penalty <= 0:
+            raise ValueError(f"repetition_penalty must be > 0 or None (the model's), got {self.repetition_penalty}")
         if self.seed is not None and not 0 <= self.seed < 2**31:
             raise ValueError(f"seed must be in [0, 2**31) or None, got {self.seed}")
         if self.backend not in BACKENDS:
@@ -203,14 +216,17 @@ class SourceResult:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What `check_model` found: the model's config.json as a dict, and whether it is a local folder."""
+    """What `check_model` found: the model's config.json as a dict, whether it is a local folder (the user's
+    or a snapshot in the hub cache), what to load it from, and its generation_config.json as a dict ({} if
+    it has none): the sampling defaults of `effective_sampling`."""
 
     config: dict
     local: bool
+    load_from: str | None = None  # None: config.model
+    generation: dict = dataclasses.field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ model checks
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 
 
@@ -221,41 +237,32 @@ def check_model(model: str, *, backend: str = "vllm") -> ModelInfo:
     seq2seq model) and a tokenizer with a chat template; a hub id needs a loadable config. With the vLLM
     backend the architecture must also be one vLLM supports.
     """
-    path = Path(model).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise InputError(f"--model {model} is a file; pass the model folder (with config.json) or a hub id.")
-        config_path = path / "config.json"
-        if not config_path.is_file():
-            raise InputError(
-                f"--model {model}: no config.json in that folder (found {sorted(p.name for p in path.iterdir())[:8]}). "
-                "Pass the folder that save_pretrained wrote, or a hub id such as spow12/Ko-Qwen2-7B-Instruct."
-            )
+    source = resolve_model(model, what="chat model")
+    if source.local:
+        path = source.path
         try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
+            config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"--model {model}: config.json is not valid JSON ({exc}).") from exc
-        info = ModelInfo(config, local=True)
-    elif _HUB_ID.match(model) and not model.startswith((".", "/", "~")):
+        info = ModelInfo(config, local=True, load_from=source.load_from, generation=read_generation_config(path))
+    else:
         try:
-            from transformers import AutoConfig
+            from transformers import AutoConfig, GenerationConfig
 
             config = AutoConfig.from_pretrained(model).to_dict()
         except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors ...
             raise InputError(
-                f"--model {model}: no local folder of that name, and its config could not be loaded from the "
-                f"model hub ({type(exc).__name__}: {str(exc)[:300]}). Check the id, the network and "
-                "HF_HUB_OFFLINE, or pass a local folder."
+                f"--model {model}: its config could not be loaded from the model hub ({type(exc).__name__}: "
+                f"{str(exc)[:300]}). Check the id, or pass a local folder."
             ) from exc
-        info = ModelInfo(config, local=False)
-    else:
-        raise InputError(
-            f"--model {model}: no such folder (relative paths start at {Path.cwd()}). Pass a model folder "
-            "with config.json, or a hub id such as spow12/Ko-Qwen2-7B-Instruct."
-        )
+        try:
+            generation = GenerationConfig.from_pretrained(model).to_diff_dict()
+        except Exception:  # no generation_config.json (OSError), or a hub error: no model defaults then
+            generation = {}
+        info = ModelInfo(config, local=False, load_from=model, generation=generation)
     _check_architecture(model, info.config, backend)
     if info.local:
-        _check_chat_template(model, path)
+        _check_chat_template(model, source.path)
     return info
 
 
@@ -324,6 +331,11 @@ class Paraphraser:
         self.config = config
         self.info = info
         self.guided = False  # set by the backend: whether answers are constrained to the JSON schema
+        log.info("sampling: %s", describe(_given(config), info.generation))
+
+    def sampling(self, config: ParaphraseConfig | None = None) -> dict:
+        """The effective temperature, top_p, top_k, min_p and repetition_penalty (`engine.augment.sampling`)."""
+        return effective_sampling(_given(config or self.config), self.info.generation)
 
     def conversations(self, texts: Sequence[str], config: ParaphraseConfig | None = None) -> list[list[dict]]:
         c = config or self.config
@@ -336,8 +348,7 @@ class Paraphraser:
             "prompt_version": c.prompt_version,
             "n": c.n,
             "samples": c.samples,
-            "temperature": c.temperature,
-            "top_p": c.top_p,
+            **self.sampling(c),
             "max_tokens": c.max_tokens,
             "seed": c.seed,
             "seed_per_source": c.seed_per_source,
@@ -441,7 +452,7 @@ class VllmParaphraser(Paraphraser):
         if max_len is None:
             max_len = min(_max_position(info.config) or DEFAULT_MAX_MODEL_LEN, DEFAULT_MAX_MODEL_LEN)
         kwargs = {
-            "model": config.model,
+            "model": info.load_from or config.model,
             "dtype": config.dtype,
             "seed": config.seed if config.seed is not None else 0,
             "max_model_len": max_len,
@@ -526,10 +537,11 @@ class VllmParaphraser(Paraphraser):
             from vllm.sampling_params import StructuredOutputsParams
 
             structured = StructuredOutputsParams(json=json_schema(config.n, texts))
+        sampling = self.sampling(config)
         common = {
             "n": config.samples,
-            "temperature": config.temperature,
-            "top_p": config.top_p,
+            **sampling,
+            "min_p": sampling["min_p"] or 0.0,  # None (off) is 0 in vLLM
             "max_tokens": config.max_tokens,
             "ignore_eos": config.ignore_eos,
             "structured_outputs": structured,
@@ -584,13 +596,15 @@ class TransformersParaphraser(Paraphraser):
             log.info("guided JSON is a vLLM feature; the transformers backend parses free text")
         self.device = "cuda" if config.device == "auto" and torch.cuda.is_available() else config.device
         self.device = "cpu" if self.device == "auto" else self.device
-        self.tokenizer = AutoTokenizer.from_pretrained(config.model)
+        self.tokenizer = AutoTokenizer.from_pretrained(info.load_from or config.model)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = "auto" if config.dtype == "auto" else getattr(torch, config.dtype)
         started = time.perf_counter()
-        self.model = AutoModelForCausalLM.from_pretrained(config.model, dtype=dtype).to(self.device).eval()
+        self.model = (
+            AutoModelForCausalLM.from_pretrained(info.load_from or config.model, dtype=dtype).to(self.device).eval()
+        )
         log.info("transformers model %s loaded in %.1f s", config.model, time.perf_counter() - started)
         self._stop_ids = self._eos_ids()
 
@@ -644,7 +658,7 @@ class TransformersParaphraser(Paraphraser):
             "do_sample": config.temperature > 0,
         }
         if config.temperature > 0:
-            options.update(temperature=config.temperature, top_p=config.top_p, top_k=0)
+            options.update(self.sampling(config))  # every option explicit: the model's defaults already in
         if config.ignore_eos:
             options["min_new_tokens"] = config.max_tokens  # EOS suppressed until max: equal work per prompt
         return options
@@ -716,7 +730,7 @@ def paraphrase_file(
         check_device(config.device)  # before the model loads: torch would fail with an AssertionError
     # The fingerprint covers what was asked for; the rows' params also say what the engine could do
     # (guided JSON falls back to free text where structured output is unavailable).
-    requested = {**_requested_params(config), "backend": config.backend}
+    requested = {**_requested_params(config, info.generation), "backend": config.backend}
     writer = AugmentedOutput(
         out,
         fingerprint=job_fingerprint(sources, METHOD, config.model, requested),
@@ -758,13 +772,17 @@ def paraphrase_file(
     return writer.finish()
 
 
-def _requested_params(config: ParaphraseConfig) -> dict:
+def _given(config: ParaphraseConfig) -> dict:
+    """The sampling options as the config states them (None = not given: the model's or the default)."""
+    return {key: getattr(config, key) for key in SAMPLING_KEYS}
+
+
+def _requested_params(config: ParaphraseConfig, generation: dict) -> dict:
     return {
         "prompt_version": config.prompt_version,
         "n": config.n,
         "samples": config.samples,
-        "temperature": config.temperature,
-        "top_p": config.top_p,
+        **effective_sampling(_given(config), generation),
         "max_tokens": config.max_tokens,
         "seed": config.seed,
         "seed_per_source": config.seed_per_source,

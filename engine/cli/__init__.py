@@ -11,10 +11,10 @@ import errno
 import logging
 import sys
 
-from engine.cli import backtranslate, compare, eda, filter, mine, oof, paraphrase, run
+from engine.cli import backtranslate, compare, doctor, eda, filter, mine, oof, paraphrase, run
 from engine.errors import InputError
 
-COMMANDS = (oof, mine, eda, backtranslate, paraphrase, filter, compare, run)
+COMMANDS = (oof, mine, eda, backtranslate, paraphrase, filter, compare, run, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -66,6 +66,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--temperature", type=float, default=0.9, help="sampling temperature; 0 = greedy (default: 0.9)")
     s.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass (default: 0.9)")
+    model_default = "default: the model's generation_config.json, else transformers' default"
+    s.add_argument("--top-k", type=int, help=f"sample from the k likeliest tokens; 0 = off ({model_default}, 50)")
+    s.add_argument(
+        "--min-p",
+        type=float,
+        help=f"drop tokens below min_p x the top token's probability ({model_default}, off)",
+    )
+    s.add_argument("--repetition-penalty", type=float, help=f"penalty on tokens already seen ({model_default}, 1.0)")
     s.add_argument("--max-tokens", type=positive_int, default=128, help="token limit of one answer (default: 128)")
     s.add_argument(
         "--seed",
@@ -219,6 +227,9 @@ def build_config(args: argparse.Namespace):
         samples=args.samples,
         temperature=args.temperature,
         top_p=args.top_p,
+        top_k=args.top_k,
+        min_p=args.min_p,
+        repetition_penalty=args.repetition_penalty,
         max_tokens=args.max_tokens,
         seed=args.seed,
         seed_per_source=args.seed_per_source,

@@ -26,7 +26,7 @@ import numpy as np
 
 from engine.config import TfidfConfig
 from engine.errors import InputError
-from engine.filters.semantic import check_device, check_model_path
+from engine.models import check_device, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +56,13 @@ def label_model_kind(spec: str) -> str:
         if not Path(spec).is_file():
             raise InputError(f"--label-model {spec}: no such file. Train one with --save-label-model, or use tfidf.")
         return "saved"
-    if check_model_path(spec, option="--label-model", markers=("config.json",)) is None:
+    try:
+        resolve_model(spec, option="--label-model", what="transformers classifier")
+    except InputError as exc:
         raise InputError(
-            f"--label-model {spec}: not 'tfidf', not a {SAVED_SUFFIX} file and not a local folder. Pass tfidf "
-            f"(trained on --train), a {SAVED_SUFFIX} file saved with --save-label-model, or a transformers "
-            "classifier folder."
-        )
+            f"{exc} (--label-model takes tfidf, trained on --train; a {SAVED_SUFFIX} file saved with "
+            "--save-label-model; or a transformers classifier, as a folder or a hub id.)"
+        ) from None
     return "transformers"
 
 

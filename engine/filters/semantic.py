@@ -8,66 +8,37 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
 from engine.errors import InputError
+from engine.models import check_device, resolve_model
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 4096  # texts per encode call, so the caller can show progress
 
 
-def check_model_path(spec: str, *, option: str, markers: Sequence[str]) -> Path | None:
-    """A local model folder (checked to hold one of `markers`), or None for a model-hub id.
-
-    Anything that exists, or looks like a path (starts with '.', '/' or '~', or ends with '/'), must be a
-    folder with one of the marker files; other strings are taken as hub ids ("jhgan/ko-sroberta-multitask").
-    """
-    path = Path(spec).expanduser()
-    looks_local = spec.startswith((".", "/", "~")) or spec.endswith("/")
-    if not path.exists():
-        if looks_local:
-            raise InputError(f"{option} {spec}: no such model folder. Check the path, or pass a model-hub id.")
-        return None
-    if not path.is_dir():
-        raise InputError(f"{option} {spec} is a file; pass the model folder (the one with {' or '.join(markers)}).")
-    if not any((path / m).exists() for m in markers):
-        raise InputError(
-            f"{option} {spec}: the folder has no {' or '.join(markers)}, so it is not a saved model "
-            f"(found {sorted(p.name for p in path.iterdir())[:8]}). Pass the folder that save_pretrained/save wrote."
-        )
-    return path
-
-
-def check_device(device: str) -> None:
-    """Fail early when the requested accelerator is not there."""
-    import torch
-
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(
-            f"--device {device}: torch sees no CUDA device here (torch {torch.__version__}). Use --device cpu."
-        )
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise InputError("--device mps: the MPS backend is not available here. Use --device cpu.")
-
-
 class Embedder:
     """Owns one SentenceTransformer; `similarity` scores text pairs."""
 
     def __init__(self, model: str, *, device: str = "cpu", batch_size: int = 64) -> None:
-        check_model_path(model, option="--embed-model", markers=("modules.json", "config.json"))
-        check_device(device)
+        source = resolve_model(
+            model,
+            option="--embed-model",
+            needs=(("modules.json", "config.json"),),
+            what="sentence-transformers",
+            skip_hint="--no-similarity",
+        )
+        check_device(device, "--device")
         from sentence_transformers import SentenceTransformer
 
         try:
-            self.model = SentenceTransformer(model, device=device)
+            self.model = SentenceTransformer(source.load_from, device=device)
         except (OSError, ValueError) as exc:
             raise InputError(
                 f"--embed-model {model}: could not load it ({type(exc).__name__}: {str(exc)[:300]}). Pass a local "
-                "sentence-transformers folder; on a machine without hub access download it first (e.g. "
-                f"`hf download {model} --local-dir models/{Path(model).name}`) and pass that folder."
+                "sentence-transformers folder, or a hub id this machine can download or has cached."
             ) from exc
         self.name = model
         self.batch_size = batch_size

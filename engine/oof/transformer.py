@@ -44,6 +44,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from engine.batching import plan_batches
 from engine.config import TransformerConfig
 from engine.errors import InputError
+from engine.models import ModelSource, check_device, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +82,6 @@ class FoldOutput:
 
 
 # ---------------------------------------------------------------------------------------------- checks
-def _looks_like_path(model: str) -> bool:
-    # Hub ids are "name" or "org/name"; anything else is meant as a folder.
-    return model.startswith((".", "/", "~")) or model.count("/") > 1 or (os.sep != "/" and os.sep in model)
-
-
 @contextlib.contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """from_pretrained prints a load report and progress bars per call; once per fold is noise."""
@@ -103,40 +99,24 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def load_model_config(model: str, k: int):
-    """The model's config, checked: a folder or hub id that transformers can load, an architecture with a
-    sequence-classification head, and a head of K labels if it already has one. InputError otherwise."""
+def resolve_source(model: str) -> ModelSource:
+    """The model folder or hub id (`engine.models`), with config.json and weights."""
+    return resolve_model(model, needs=(("config.json",), WEIGHT_FILES), what="transformers model")
+
+
+def load_model_config(source: ModelSource, k: int):
+    """The model's config, checked: one transformers can load, an architecture with a sequence-classification
+    head, and a head of K labels if it already has one. InputError otherwise."""
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
-    path = Path(model).expanduser()
-    if path.exists():
-        if not path.is_dir():
-            raise InputError(
-                f"--model {model} is a file; pass the folder that holds config.json and the weights "
-                "(what save_pretrained writes), or a hub id such as kykim/bert-kor-base."
-            )
-        if not (path / "config.json").is_file():
-            found = sorted(p.name for p in path.iterdir())[:8]
-            raise InputError(
-                f"--model {model}: the folder has no config.json (found {found}). Pass a folder written by "
-                "save_pretrained (config.json, weights, tokenizer files), or a hub id."
-            )
-        if not any(any(path.glob(pattern)) for pattern in WEIGHT_FILES):
-            raise InputError(
-                f"--model {model} has config.json but no weights (*.safetensors or *.bin). Copy the weight files "
-                "into the folder, or pass a hub id."
-            )
-    elif _looks_like_path(model):
-        raise InputError(f"--model {model}: no such folder. Check the path (relative paths start at {Path.cwd()}).")
+    model = source.spec
     try:
-        config = AutoConfig.from_pretrained(str(path) if path.exists() else model)
+        config = AutoConfig.from_pretrained(source.load_from)
     except (OSError, ValueError) as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         raise InputError(
-            f"--model {model} is neither a model folder nor a hub model that could be loaded"
-            f"{' (HF_HUB_OFFLINE is set: only cached hub models load)' if offline else ''}: {exc}. Pass a folder "
-            "with config.json, weights and tokenizer files, or a hub id on a machine with hub access."
+            f"--model {model}: its config could not be loaded ({exc}). Pass a folder with config.json, weights "
+            "and tokenizer files, or a hub id."
         ) from exc
     if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
         raise InputError(
@@ -153,11 +133,12 @@ def load_model_config(model: str, k: int):
     return config, has_head
 
 
-def load_tokenizer(model: str):
+def load_tokenizer(source: ModelSource):
     from transformers import AutoTokenizer
 
+    model = source.spec
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(Path(model).expanduser()) if Path(model).exists() else model)
+        tokenizer = AutoTokenizer.from_pretrained(source.load_from)
     except (OSError, ValueError, TypeError) as exc:
         raise InputError(
             f"--model {model}: its tokenizer could not be loaded ({exc}). The folder needs tokenizer.json or "
@@ -186,11 +167,7 @@ def check_texts(frame: pl.DataFrame, source: str) -> None:
 def resolve_device(name: str):
     import torch
 
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError(
-            f"--device cuda, but torch {torch.__version__} sees no GPU (a CPU build of torch, no driver, or "
-            "CUDA_VISIBLE_DEVICES empty). Use --device cpu, or install a CUDA build of torch."
-        )
+    check_device(name)
     return torch.device(name)
 
 
@@ -396,15 +373,16 @@ class TransformerBackend:
         self.precision = resolve_precision(config.precision, self.device)
         if self.precision == "fp16" and self.device.type != "cuda":
             raise InputError("precision fp16 needs --device cuda (CPU autocast supports bf16 or fp32)")
-        model_config, self.has_head = load_model_config(config.model, k)
+        source = resolve_source(config.model)
+        model_config, self.has_head = load_model_config(source, k)
         positions = getattr(model_config, "max_position_embeddings", None)
         if positions is not None and config.max_length > positions:
             raise InputError(
                 f"--max-length {config.max_length} is longer than the {positions} positions {config.model} was "
                 f"built with; use --max-length {positions} or less."
             )
-        self.source = str(Path(config.model).expanduser()) if Path(config.model).expanduser().exists() else config.model
-        self.tokenizer = load_tokenizer(config.model)
+        self.source = source.load_from
+        self.tokenizer = load_tokenizer(source)
         self.pad_id = int(self.tokenizer.pad_token_id)
         self._load_model(seed=0)  # fails here, before any output, if the weights do not load
         log.info(
