@@ -29,6 +29,7 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import accuracy_score, f1_score
 
+from engine.bootstrap import paired_difference, resample_scores
 from engine.config import TfidfConfig
 from engine.errors import InputError
 from engine.io import write_json, write_parquet
@@ -121,38 +122,41 @@ def metrics(labels: np.ndarray, probs: np.ndarray, k: int, confident_threshold: 
     }
 
 
-def paired_bootstrap(
+BOOTSTRAP_SEED = 17  # the resamples are the same for every comparison: intervals are paired across arms too
+
+
+def compare_pairs(
     labels: np.ndarray,
-    preds_a: Sequence[np.ndarray],
-    preds_b: Sequence[np.ndarray],
-    metric: Callable[[np.ndarray, np.ndarray], float],
+    probs: dict[str, list[np.ndarray]],
+    pairs: Sequence[tuple[str, str]],
     *,
-    resamples: int = 1000,
-    seed: int = 0,
-) -> dict:
-    """Mean over seeds of metric(a) - metric(b), with a percentile 95% interval from resampling test rows.
-
-    `preds_a[i]` and `preds_b[i]` are the predictions of seed i of the two arms on the same test rows.
-    """
-    rng = np.random.default_rng(seed)
-    n = len(labels)
-
-    def diff(idx: np.ndarray) -> float:
-        y = labels[idx]
-        return float(np.mean([metric(y, a[idx]) - metric(y, b[idx]) for a, b in zip(preds_a, preds_b, strict=True)]))
-
-    point = diff(np.arange(n))
-    samples = np.array([diff(rng.integers(0, n, size=n)) for _ in range(resamples)])
-    lo, hi = np.percentile(samples, [2.5, 97.5])
-    return {"diff": point, "ci_low": float(lo), "ci_high": float(hi), "p_le_0": float((samples <= 0).mean())}
-
-
-def _accuracy(y: np.ndarray, p: np.ndarray) -> float:
-    return float((y == p).mean())
-
-
-def _macro_f1(k: int) -> Callable[[np.ndarray, np.ndarray], float]:
-    return lambda y, p: float(f1_score(y, p, average="macro", labels=list(range(k)), zero_division=0))
+    k: int,
+    resamples: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, dict]:
+    """Paired bootstrap differences `a - b` of every pair of arms, for accuracy, macro-F1 and per-class F1.
+    `probs[arm]` holds the arm's test probabilities, one array per seed. Every arm's metrics are computed
+    once on one shared set of resamples (see engine.bootstrap)."""
+    used = sorted({arm for pair in pairs for arm in pair})
+    flat = [(arm, i) for arm in used for i in range(len(probs[arm]))]
+    scores = resample_scores(
+        labels,
+        [probs[arm][i].argmax(axis=1) for arm, i in flat],
+        k,
+        resamples=resamples,
+        seed=BOOTSTRAP_SEED,
+        progress=progress,
+    )
+    by_arm: dict[str, list[dict]] = {}
+    for (arm, _), s in zip(flat, scores, strict=True):
+        by_arm.setdefault(arm, []).append(s)
+    return {
+        f"{a}_vs_{b}": {
+            metric: paired_difference([s[metric] for s in by_arm[a]], [s[metric] for s in by_arm[b]])
+            for metric in ("accuracy", "macro_f1", "per_class_f1")
+        }
+        for a, b in pairs
+    }
 
 
 # ------------------------------------------------------------------------------------------------ runner
@@ -204,8 +208,10 @@ def compare(
     config: CompareConfig,
     cells_dir: Path,
     on_cell_done: Callable[[str, int], None] | None = None,
+    on_bootstrap: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Run every (arm, seed) cell and return the results (JSON-ready)."""
+    """Run every (arm, seed) cell and return the results (JSON-ready). `on_bootstrap(done, total)` reports
+    the resamples of the bootstrap."""
     labels = test["label"].to_numpy()
     probs: dict[str, list[np.ndarray]] = {}
     sizes: dict[str, dict] = {}
@@ -235,14 +241,12 @@ def compare(
             "per_class_f1": np.mean([r["per_class_f1"] for r in per_seed], axis=0).tolist(),
         }
 
-    preds = {arm: [p.argmax(axis=1) for p in runs] for arm, runs in probs.items()}
-    comparisons = {}
-    for a, b in (("targeted", "baseline"), ("targeted", "random"), ("random", "baseline"), ("all", "baseline")):
-        if a in preds and b in preds:
-            comparisons[f"{a}_vs_{b}"] = {
-                name: paired_bootstrap(labels, preds[a], preds[b], fn, resamples=config.bootstrap, seed=17)
-                for name, fn in (("accuracy", _accuracy), ("macro_f1", _macro_f1(k)))
-            }
+    pairs = [
+        (a, b)
+        for a, b in (("targeted", "baseline"), ("targeted", "random"), ("random", "baseline"), ("all", "baseline"))
+        if a in probs and b in probs
+    ]
+    comparisons = compare_pairs(labels, probs, pairs, k=k, resamples=config.bootstrap, progress=on_bootstrap)
     return {
         "classes": class_names,
         "test_rows": test.height,
@@ -276,7 +280,8 @@ def results_markdown(results: dict) -> str:
         )
     lines += ["", "| comparison | metric | difference | 95% CI (paired bootstrap) |", "|---|---|---|---|"]
     for name, by_metric in results["comparisons"].items():
-        for metric_name, c in by_metric.items():
+        for metric_name in ("accuracy", "macro_f1"):
+            c = by_metric[metric_name]
             lines.append(
                 f"| {name.replace('_vs_', ' vs ')} | {metric_name} | {c['diff']:+.4f} | "
                 f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] |"

@@ -89,7 +89,16 @@ def run(args: argparse.Namespace) -> int:
         log.warning("no --random augmentations: without the random control, a gain cannot be credited to targeting")
 
     n_cells = len(config.seeds) * len(pools) + len(config.seeds)
-    with tqdm(total=n_cells, desc="cells", unit="cell") as bar:
+    bars = {"cells": tqdm(total=n_cells, desc="cells", unit="cell")}
+
+    def on_bootstrap(done: int, total: int) -> None:
+        # The bootstrap runs after the last cell: its own line, so the wait after the cells bar is visible.
+        if "bootstrap" not in bars:
+            bars["cells"].close()
+            bars["bootstrap"] = tqdm(total=total, desc="bootstrap", unit="resample")
+        bars["bootstrap"].update(done - bars["bootstrap"].n)
+
+    try:
         results = compare(
             train,
             test,
@@ -100,8 +109,12 @@ def run(args: argparse.Namespace) -> int:
             all_pool=pools.get("all"),
             config=config,
             cells_dir=out_dir / "cells",
-            on_cell_done=lambda arm, seed: bar.update(),
+            on_cell_done=lambda arm, seed: bars["cells"].update(),
+            on_bootstrap=on_bootstrap,
         )
+    finally:
+        for bar in bars.values():
+            bar.close()
     write_results(results, out_dir)
     print((out_dir / "results.md").read_text(encoding="utf-8"))
     print(f"wrote {out_dir / 'results.json'}, {out_dir / 'results.md'}, {out_dir / 'results.svg'}")
