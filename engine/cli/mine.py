@@ -247,11 +247,13 @@ def _format_mine_summary(trace: list[dict], per_class) -> str:
     lines = ["selection" + " " * (width - 5) + "rows"]
     lines += [f"  {t['step']:<{width}}  {t['rows']:>8,}" for t in trace]
     lines.append("")
-    lines.append(f"{'class':<22}{'rows':>8}{'wrong':>8}{'label?':>8}{'selected':>10}{'hardness':>10}")
-    for r in per_class.iter_rows(named=True):
-        name = f"{r['label']} {r['class']}" if r["class"] != str(r["label"]) else str(r["label"])
+    rows = list(per_class.iter_rows(named=True))
+    names = [f"{r['label']} {r['class']}" if r["class"] != str(r["label"]) else str(r["label"]) for r in rows]
+    name_width = max(21, *(len(n) for n in names)) + 1  # long class names are shown whole, never cut
+    lines.append(f"{'class':<{name_width}}{'rows':>8}{'wrong':>8}{'label?':>8}{'selected':>10}{'hardness':>10}")
+    for name, r in zip(names, rows, strict=True):
         lines.append(
-            f"{name[:21]:<22}{r['rows']:>8,}{r['misclassified']:>8,}{r['label_issues']:>8,}"
+            f"{name:<{name_width}}{r['rows']:>8,}{r['misclassified']:>8,}{r['label_issues']:>8,}"
             f"{r['selected']:>10,}{r['mean_hardness']:>10.3f}"
         )
     lines.append("(wrong = misclassified out of fold; label? = suspected label errors; hardness = mean)")
