@@ -27,6 +27,8 @@ class _AddStep(argparse.Action):
             parser.error(f"{option_string}: {exc}")
         steps.extend(made if isinstance(made, list) else [made])
         namespace.steps = steps
+        if option_string == "--preset":  # checked against the data once it is read (m.check_preset)
+            namespace.presets = [*(getattr(namespace, "presets", None) or []), values]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -81,8 +83,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action=_AddStep,
         dest="steps",
         make=lambda v: list(m.PRESETS[v]),
-        help="notebook = top 20%% hardness, then >= 10 chars, confidence <= 0.7, classes 1,3, "
-        "then top 30%% hardness (the motivating notebook's chain)",
+        help="; ".join(f"{name} = {text}" for name, text in m.PRESET_HELP.items()),
     )
     sel.add_argument(
         "--only-misclassified",
@@ -179,7 +180,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="terms for the report: kiwi = Korean morphemes, whitespace = words; auto picks by script",
     )
     rep.add_argument("--examples", type=int, default=25, help="example rows per table in the report (default: 25)")
-    p.set_defaults(func=run_mine_command, steps=None)
+    p.set_defaults(func=run_mine_command, steps=None, presets=None)
 
 
 def _build_steps(raw: list | None, per_class: bool) -> list:
@@ -212,6 +213,8 @@ def run_mine_command(args: argparse.Namespace) -> int:
         renormalize=args.renormalize,
     )
     k = len(names)
+    for preset in args.presets or []:
+        m.check_preset(preset, k, names)
     m.check_steps(steps, k, names, dynamics=m.has_dynamics(frame))
     started = time.perf_counter()
     scored = m.score(frame, k, label_issues=not args.no_label_issues)
