@@ -437,6 +437,14 @@ def results_markdown(results: dict) -> str:
                 f"| {name.replace('_vs_', ' vs ')} | {metric_name} | {c['diff']:+.4f} | "
                 f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] |"
             )
+    overlap = results.get("test_overlap")
+    if overlap:
+        kept = "left out (--drop-test-overlap)" if overlap["dropped"] else "kept (--drop-test-overlap leaves them out)"
+        lines += [
+            "",
+            f"Train/test overlap: {overlap['exact']:,} of {overlap['test_rows']:,} test texts are in the training set "
+            f"word for word and {overlap['near']:,} nearly (cosine >= {overlap['near_threshold']:g}); {kept}.",
+        ]
     lines.append("")
     lines.append(
         "± is the standard deviation over seeds. added rows: rows added to the training set (negative: dropped); "

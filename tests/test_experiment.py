@@ -202,3 +202,27 @@ def test_compare_refuses_augmentations_without_labels(small_data, tmp_path: Path
     )
     assert code == 2 and "no column 'label'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_compare_counts_and_drops_test_rows_that_overlap_train(small_data, tmp_path: Path):
+    train, test = small_data
+    train.write_csv(tmp_path / "train.csv")
+    planted = train.slice(100, 7).with_columns(("planted" + pl.col("id").cast(pl.String)).alias("id"))
+    pl.concat([test.with_columns(pl.col("id").cast(pl.String)), planted.with_columns(pl.col("id"))]).write_csv(
+        tmp_path / "test.csv"
+    )
+    aug = train.head(50).select(pl.col("text") + " ㅋㅋ", "label").with_columns(method=pl.lit("eda"))
+    aug.write_parquet(tmp_path / "targeted.parquet")
+    runs = {}
+    for flag in ([], ["--drop-test-overlap"]):
+        out = tmp_path / f"cmp{len(flag)}"
+        argv = ["compare", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv")]
+        argv += ["--targeted", str(tmp_path / "targeted.parquet"), "--seeds", "0", "--bootstrap", "100"]
+        assert main([*argv, "--out-dir", str(out), *flag]) == 0
+        runs[len(flag)] = json.loads((out / "results.json").read_text())
+    kept, dropped = runs[0], runs[1]
+    overlap = kept["test_overlap"]
+    assert overlap["test_rows"] == test.height + 7 and overlap["exact"] >= 7 and overlap["dropped"] == 0
+    shared = overlap["exact"] + overlap["near"]
+    assert kept["test_rows"] == test.height + 7
+    assert dropped["test_overlap"]["dropped"] == shared and dropped["test_rows"] == test.height + 7 - shared

@@ -34,7 +34,6 @@ not depend on the order of the sources, the chunking, or a resume.
 
 from __future__ import annotations
 
-import functools
 import logging
 import random
 import re
@@ -44,6 +43,7 @@ from pathlib import Path
 
 import polars as pl
 
+from engine import english
 from engine.augment.common import (
     AugmentedOutput,
     Generated,
@@ -68,11 +68,6 @@ _CLOSING = ("J", "E", "SF", "SP")
 _LEANING = ("NNB", "VX")
 _WORD_TAGS = ("N", "V", "M", "XR", "SL", "SH", "SN", "IC")
 _INSERTABLE = ("NNG", "NNP", "MAG")
-_EN_NEGATIONS = frozenset(
-    {"not", "no", "never", "without", "nor", "neither", "none", "nobody", "nothing", "nowhere", "cannot", "hardly"}
-    | {"barely", "scarcely", "lack", "lacks", "lacking", "ain't", "dont", "doesnt", "didnt", "isnt", "wasnt", "cant"}
-)
-_EN_WORD = re.compile(r"[^\W\d_]+(?:['’][^\W\d_]+)*")
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 _LETTER = re.compile(r"[^\W\d_]")
@@ -177,18 +172,6 @@ def script(text: str) -> str:
     return "en" if latin and latin >= letters - latin - hangul else "other"
 
 
-def _is_negation(word: str) -> bool:
-    w = word.lower().replace("’", "'")
-    return w in _EN_NEGATIONS or w.endswith("n't")
-
-
-@functools.cache
-def _stop_words() -> frozenset[str]:
-    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-
-    return frozenset(ENGLISH_STOP_WORDS)
-
-
 def split_units_english(text: str) -> list[Unit]:
     """Cut an English text into space-separated words (punctuation stays on its word)."""
     pieces = list(re.finditer(r"\S+(\s*)", text))
@@ -196,18 +179,21 @@ def split_units_english(text: str) -> list[Unit]:
     for i, match in enumerate(pieces):
         piece = match.group(0)
         core = piece.rstrip()
-        words = _EN_WORD.findall(core)
+        words = english.words(core)
         units.append(
             Unit(
                 text=core,
                 gap=piece[len(core) :],
                 word=bool(words) or any(ch.isdigit() for ch in core),
                 fixed=core.endswith(_SENTENCE_END) or i == len(pieces) - 1,
-                negation=any(_is_negation(w) for w in words),
+                negation=any(english.is_negation(w) for w in words),
                 insertable=tuple(
                     w
                     for w in words
-                    if len(w) >= 3 and w.lower() not in _stop_words() and not _is_negation(w) and "'" not in w
+                    if len(w) >= 3
+                    and w.lower() not in english.stop_words()
+                    and not english.is_negation(w)
+                    and "'" not in w
                 ),
             )
         )

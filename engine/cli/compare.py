@@ -103,18 +103,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="names of classes 0..K-1 for the tables and plot, comma-separated, as given to hardaug mine "
         "(string labels name themselves)",
     )
+    p.add_argument(
+        "--drop-test-overlap",
+        action="store_true",
+        help="evaluate without the test rows whose text is also in the training set, word for word or nearly "
+        "(they are always counted in results.json)",
+    )
     p.add_argument("--text-col", default="text", help="text column of train/test (default: text)")
     p.add_argument("--label-col", default="label", help="label column of train/test (default: label)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import polars as pl
     from tqdm import tqdm
 
     from engine.arms import CLEANING_ARMS, align_scores, check_strategy_name
     from engine.errors import InputError
     from engine.experiment import CompareConfig, compare, count_cells, kept_rows, write_results
     from engine.io import check_output_dir, read_table
+    from engine.overlap import find_overlap
     from engine.validate import prepare_dataset
 
     config = CompareConfig(
@@ -170,6 +178,16 @@ def run(args: argparse.Namespace) -> int:
         if bad.height:
             raise ValueError(f"{path}: {bad.height} augmented rows have labels outside 0..{k - 1} of {train_path}.")
         pools[name] = rows
+    overlap = find_overlap(train["text"].to_list(), test["text"].to_list())
+    test_overlap = {
+        **{key: value for key, value in overlap.summary([], [], n_examples=0).items() if key != "examples"},
+        "dropped": int(overlap.any.sum()) if args.drop_test_overlap else 0,
+    }
+    if args.drop_test_overlap:
+        test = test.filter(~pl.Series(overlap.any))
+        if test.height == 0:
+            raise InputError(f"{test_path}: every test text is also in {train_path}; nothing is left to evaluate.")
+        log.info("dropped %d test rows that overlap the training texts", test_overlap["dropped"])
     flagged = align_scores(train, read_table(args.scores), str(args.scores)) if args.scores else None
     if named and args.random_ is None:
         log.warning("no --random augmentations: without the random control, a gain cannot be credited to targeting")
@@ -210,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         for bar in bars.values():
             bar.close()
+    results["test_overlap"] = test_overlap
     write_results(results, out_dir)
     print((out_dir / "results.md").read_text(encoding="utf-8"))
     print(f"wrote {out_dir / 'results.json'}, {out_dir / 'results.md'}, {out_dir / 'results.svg'}")

@@ -170,6 +170,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="compute every --top-quantile within each class instead of over all rows",
     )
+    p.add_argument(
+        "--test",
+        type=Path,
+        default=None,
+        help="test texts (CSV/Parquet with the --text-col column) to check for overlap with the training texts: "
+        "exact and near-duplicate test texts are counted in summary.json and the report (default: "
+        "test_probs.parquet beside --input, when hardaug oof wrote one)",
+    )
     rep = p.add_argument_group("report")
     rep.add_argument("--report", type=Path, default=None, help="HTML report path (default: OUT_DIR/report.html)")
     rep.add_argument("--no-report", action="store_true", help="skip the HTML report (summary.json is still written)")
@@ -223,7 +231,10 @@ def run_mine_command(args: argparse.Namespace) -> int:
 
     from engine.analyze import analyze
 
-    analysis = analyze(mined, names, trace=trace, config=analysis_config, source=str(args.input))
+    test_overlap = _test_overlap(args, mined)
+    analysis = analyze(
+        mined, names, trace=trace, config=analysis_config, source=str(args.input), test_overlap=test_overlap
+    )
     write_parquet(mined, out_dir / "scores.parquet")
     write_parquet(
         mined.filter(pl.col("selected")).sort("hardness", descending=True, maintain_order=True),
@@ -243,6 +254,29 @@ def run_mine_command(args: argparse.Namespace) -> int:
     if report_path:
         print(f"report: {report_path}")
     return 0
+
+
+def _test_overlap(args: argparse.Namespace, mined) -> dict | None:
+    """Exact and near-duplicate test texts shared with the training texts (engine.overlap), or None."""
+    import polars as pl
+
+    from engine.errors import InputError
+    from engine.io import read_table
+    from engine.overlap import find_overlap
+
+    path = args.test
+    if path is None and args.input.is_file() and (args.input.parent / "test_probs.parquet").exists():
+        path = args.input.parent / "test_probs.parquet"
+    if path is None:
+        return None
+    test = read_table(path)
+    column = args.text_col if args.text_col in test.columns else "text"
+    if column not in test.columns:
+        raise InputError(f"{path}: no text column {args.text_col!r} for the train/test overlap check; pass --text-col.")
+    train_texts = mined["text"].to_list()
+    test_texts = test[column].cast(pl.String).fill_null("").to_list()
+    overlap = find_overlap(train_texts, test_texts)
+    return {"test": str(path), **overlap.summary(train_texts, test_texts)}
 
 
 def _format_mine_summary(trace: list[dict], per_class) -> str:
