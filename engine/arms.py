@@ -12,6 +12,9 @@ Every arm is the original training rows, changed in one way:
   `hardaug mine`); its control `drop-random` drops as many rows chosen at random;
 - `relabel`: a flagged row whose out-of-fold prediction is confident (top probability >= the threshold)
   gets that prediction as its label, as confident learning proposes; other rows keep theirs;
+- `NAME-uniform` / `NAME-proportional` (a hardness-proportional budget, `compare --budget NAME`): the same
+  total of NAME's kept augmentations, the same number per source or more for harder sources; each is a
+  strategy with its own control, and proportional is also compared with uniform;
 - `reweight`: every row weighted by 1 + hardness (scaled to mean 1), so hard rows count up to twice as
   much in the loss; its control `reweight-shuffled` gives the same weights to random rows.
 
@@ -89,6 +92,50 @@ def augmentation_sets(
     if all_pool is not None:
         sets["all"] = pl.concat([base, all_pool.select("text", "label")])
     return sets
+
+
+# -------------------------------------------------------------------------------------------------- budget
+def allocate(weights: np.ndarray, caps: np.ndarray, total: int) -> np.ndarray:
+    """Integer quotas proportional to `weights`, each at most its cap, summing to `total` (or to the caps'
+    sum if smaller): D'Hondt, one unit at a time to the source with the largest weight / (quota + 1), ties
+    to the first source. Equal weights give equal quotas (differing by at most one)."""
+    import heapq
+
+    quotas = np.zeros(len(weights), dtype=np.int64)
+    heap = [(-float(w), i) for i, (w, c) in enumerate(zip(weights, caps, strict=True)) if c > 0]
+    heapq.heapify(heap)
+    for _ in range(min(total, int(caps.sum()))):
+        _, i = heapq.heappop(heap)
+        quotas[i] += 1
+        if quotas[i] < caps[i]:
+            heapq.heappush(heap, (-float(weights[i]) / (quotas[i] + 1), i))
+    return quotas
+
+
+def budget_sets(kept: pl.DataFrame, *, share: float, source: str) -> dict[str, pl.DataFrame]:
+    """Two subsets of one strategy's kept augmentations with the same total (`share` of its rows):
+    `uniform`, the same number of variants from every source, and `proportional`, variants per source in
+    proportion to the source's hardness (harder samples get more), both capped by what a source has. Rows
+    are taken in file order within a source. Needs `source_id` and `hardness` (the augmented schema)."""
+    if "source_id" not in kept.columns or "hardness" not in kept.columns or kept["hardness"].null_count():
+        raise InputError(
+            f"{source}: a hardness-proportional budget needs each augmentation's source_id and hardness; augment "
+            "the hard.parquet of hardaug mine (its rows carry hardness) and filter it, then compare again."
+        )
+    sources = kept.group_by("source_id", maintain_order=True).agg(pl.len().alias("n"), pl.col("hardness").first())
+    total = round(share * kept.height)
+    caps = sources["n"].to_numpy()
+    hardness = sources["hardness"].to_numpy()
+    out = {}
+    for name, weights in (("uniform", np.ones(len(caps))), ("proportional", np.maximum(hardness, 1e-6))):
+        quota = pl.DataFrame({"source_id": sources["source_id"], "_quota": allocate(weights, caps, total)})
+        out[name] = (
+            kept.with_columns(pl.int_range(pl.len()).over("source_id").alias("_nth"))
+            .join(quota, on="source_id", how="left", maintain_order="left")
+            .filter(pl.col("_nth") < pl.col("_quota"))
+            .drop("_nth", "_quota")
+        )
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ cleaning

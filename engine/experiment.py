@@ -87,7 +87,10 @@ def kept_rows(augmented: pl.DataFrame, source: str) -> pl.DataFrame:
             )
     if "kept" in augmented.columns:
         augmented = augmented.filter(pl.col("kept"))
-    return augmented.select(pl.col("text").cast(pl.String), pl.col("label").cast(pl.Int64), pl.col("method"))
+    # source_id and hardness, when present, serve the hardness-proportional budget (engine.arms.budget_sets)
+    extra = [pl.col("source_id").cast(pl.String)] if "source_id" in augmented.columns else []
+    extra += [pl.col("hardness").cast(pl.Float64)] if "hardness" in augmented.columns else []
+    return augmented.select(pl.col("text").cast(pl.String), pl.col("label").cast(pl.Int64), pl.col("method"), *extra)
 
 
 def arm_training_sets(
@@ -208,6 +211,9 @@ def verdict(arm: str, plan: dict, comparisons: dict) -> str:
         )
 
     line = f"{arm}: " + phrase("baseline", ("better than baseline", "worse than baseline", "no clear change"))
+    if plan[arm].get("also"):
+        other = plan[arm]["also"]
+        line += f"; vs {other}: " + phrase(other, (f"better than {other}", f"worse than {other}", "no clear change"))
     control = plan[arm]["control"]
     if control is not None:
         line += (
@@ -291,12 +297,14 @@ def compare(
     strategies: dict[str, pl.DataFrame] | None = None,
     flagged: pl.DataFrame | None = None,
     cleaning: tuple[str, ...] = CLEANING_ARMS,
+    extra_pairs: Sequence[tuple[str, str]] = (),
     on_cell_done: Callable[[str, int], None] | None = None,
     on_bootstrap: Callable[[int, int], None] | None = None,
 ) -> dict:
     """Run every (arm, seed) cell and return the results (JSON-ready). `targeted` / `strategies`: kept
     augmentations of each selection; `flagged`: training rows with mined scores for the `cleaning` arms
-    (see `arm_training_sets`). `on_bootstrap(done, total)` reports the resamples of the bootstrap."""
+    (see `arm_training_sets`); `extra_pairs`: more (arm, other) comparisons, named in the arm's verdict
+    (e.g. a proportional budget vs the uniform one). `on_bootstrap(done, total)` reports the resamples."""
     names = (["targeted"] if targeted is not None else []) + list(strategies or {})
     labels = test["label"].to_numpy()
     probs: dict[str, list[np.ndarray]] = {}
@@ -344,6 +352,9 @@ def compare(
 
     pairs = [(arm, "baseline") for arm in probs if arm != "baseline"]
     pairs += [(arm, p["control"]) for arm, p in plan.items() if p["control"] is not None]
+    pairs += [pair for pair in extra_pairs if pair not in pairs]
+    for arm, other in extra_pairs:
+        plan[arm]["also"] = other
     comparisons = compare_pairs(labels, probs, pairs, k=k, resamples=config.bootstrap, progress=on_bootstrap)
     verdicts = {
         arm: verdict(arm, plan, comparisons) for arm, p in plan.items() if p["kind"] in ("strategy", "all", "cleaning")

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from engine import mine as m
-from engine.arms import align_scores, cleaning_sets, hardness_weights
+from engine.arms import align_scores, allocate, budget_sets, cleaning_sets, hardness_weights
 from engine.cli import main
 from engine.config import OofConfig
 from engine.errors import InputError
@@ -123,10 +123,16 @@ def test_compare_cli_with_strategies_cleaning_arms_and_class_names(noisy_scored,
     test.with_columns(labels).with_columns(("t" + pl.col("id")).alias("id")).write_csv(tmp_path / "test.csv")
     scored.write_parquet(tmp_path / "scores.parquet")
     hard = scored.sort("hardness", descending=True)
-    for name, rows in (("hardest", hard.head(60)), ("misclassified", scored.filter(~pl.col("is_correct")).head(40))):
-        rows.select("text", "label", method=pl.lit("eda")).with_columns(pl.col("text") + " x").write_parquet(
-            tmp_path / f"{name}.parquet"
-        )
+    for name, rows in (("hardest", hard.head(30)), ("misclassified", scored.filter(~pl.col("is_correct")).head(40))):
+        variants = 2 if name == "hardest" else 1  # the hardest 30 rows, two variants each
+        pl.concat(
+            [
+                rows.select(
+                    pl.col("text") + f" x{v}", "label", "hardness", source_id=pl.col("id"), method=pl.lit("eda")
+                )
+                for v in range(variants)
+            ]
+        ).sort("source_id", maintain_order=True).write_parquet(tmp_path / f"{name}.parquet")
     scored.sample(150, seed=1).select("text", "label", method=pl.lit("eda")).with_columns(
         pl.col("text") + " y"
     ).write_parquet(tmp_path / "random.parquet")
@@ -145,6 +151,8 @@ def test_compare_cli_with_strategies_cleaning_arms_and_class_names(noisy_scored,
             f"misclassified={tmp_path / 'misclassified.parquet'}",
             "--random",
             str(tmp_path / "random.parquet"),
+            "--budget",
+            "hardest",
             "--scores",
             str(tmp_path / "scores.parquet"),
             "--class-names",
@@ -167,6 +175,10 @@ def test_compare_cli_with_strategies_cleaning_arms_and_class_names(noisy_scored,
         "hardest-random",
         "misclassified",
         "misclassified-random",
+        "hardest-uniform",
+        "hardest-uniform-random",
+        "hardest-proportional",
+        "hardest-proportional-random",
         "drop-label-issues",
         "drop-random",
         "relabel",
@@ -177,10 +189,46 @@ def test_compare_cli_with_strategies_cleaning_arms_and_class_names(noisy_scored,
     assert arms["misclassified"]["added_rows"] == arms["misclassified-random"]["added_rows"] == 40
     flags = int(scored["label_issue"].sum())
     assert arms["drop-label-issues"]["changed_rows"] == arms["drop-random"]["changed_rows"] == flags
-    assert set(results["verdicts"]) == {"hardest", "misclassified", "drop-label-issues", "relabel", "reweight"}
+    assert arms["hardest-uniform"]["added_rows"] == arms["hardest-proportional"]["added_rows"] == 30
+    assert arms["hardest-proportional-random"]["added_rows"] == 30
+    assert "hardest-proportional_vs_hardest-uniform" in results["comparisons"]
+    assert "vs hardest-uniform" in results["verdicts"]["hardest-proportional"]
+    assert set(results["verdicts"]) == {
+        "hardest",
+        "misclassified",
+        "hardest-uniform",
+        "hardest-proportional",
+        "drop-label-issues",
+        "relabel",
+        "reweight",
+    }
     assert results["comparisons"]["hardest_vs_hardest-random"]["macro_f1"]["ci_low"] <= 1
     assert len(results["comparisons"]["relabel_vs_baseline"]["per_class_f1"]["diff"]) == 4
     markdown, svg = (out / "results.md").read_text(), (out / "results.svg").read_text()
     for name in names:  # class names, whole, in the terminal, the markdown tables and the plot
         assert f"F1 {name}" in printed and f"F1 {name}" in markdown and name in svg
     assert "hardest: " in markdown and "vs its control hardest-random" in markdown
+
+
+def test_budget_same_total_more_variants_for_harder_sources():
+    assert allocate(np.ones(4), np.array([5, 5, 5, 5]), 8).tolist() == [2, 2, 2, 2]
+    assert allocate(np.array([3.0, 1.0]), np.array([10, 10]), 8).tolist() == [6, 2]
+    assert allocate(np.array([3.0, 1.0]), np.array([4, 10]), 8).tolist() == [4, 4]  # capped, total kept
+    assert allocate(np.ones(2), np.array([1, 1]), 5).sum() == 2  # never more than there is
+    hardness = np.repeat([0.9, 0.6, 0.3, 0.1], 4)
+    kept = pl.DataFrame(
+        {
+            "text": [f"t{i}" for i in range(16)],
+            "label": [0] * 16,
+            "method": ["eda"] * 16,
+            "source_id": np.repeat(["a", "b", "c", "d"], 4),
+            "hardness": hardness,
+        }
+    )
+    sets = budget_sets(kept, share=0.5, source="kept")
+    uniform, proportional = (sets[k].group_by("source_id").len().sort("source_id")["len"].to_list() for k in sets)
+    assert uniform == [2, 2, 2, 2] and sum(proportional) == 8
+    assert proportional == sorted(proportional, reverse=True) and proportional[0] > 2 > proportional[-1]
+    assert sets["uniform"]["text"].to_list()[:2] == ["t0", "t1"]  # file order within a source
+    with pytest.raises(InputError, match="source_id and hardness"):
+        budget_sets(kept.drop("hardness"), share=0.5, source="kept")

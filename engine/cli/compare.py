@@ -60,6 +60,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="augmentations of one named selection (repeat for several); its control is NAME-random",
     )
     p.add_argument(
+        "--budget",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a hardness-proportional budget for strategy NAME (repeatable): arms NAME-uniform (the same number "
+        "of NAME's kept augmentations per source) and NAME-proportional (more for harder sources), the same "
+        "total (--budget-share of NAME's rows), each with its own control, proportional also vs uniform",
+    )
+    p.add_argument(
+        "--budget-share",
+        type=float,
+        default=0.5,
+        help="share of the strategy's kept augmentations the two budget arms use (default 0.5)",
+    )
+    p.add_argument(
         "--random",
         type=Path,
         default=None,
@@ -118,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     import polars as pl
     from tqdm import tqdm
 
-    from engine.arms import CLEANING_ARMS, align_scores, check_strategy_name
+    from engine.arms import CLEANING_ARMS, align_scores, budget_sets, check_strategy_name
     from engine.errors import InputError
     from engine.experiment import CompareConfig, compare, count_cells, kept_rows, write_results
     from engine.io import check_output_dir, read_table
@@ -192,6 +207,15 @@ def run(args: argparse.Namespace) -> int:
     if named and args.random_ is None:
         log.warning("no --random augmentations: without the random control, a gain cannot be credited to targeting")
     strategies = {name: pools[name] for name, _ in named}
+    if not 0 < args.budget_share <= 1:
+        raise InputError(f"--budget-share must be in (0, 1], got {args.budget_share}")
+    extra_pairs = []
+    for name in args.budget:
+        if name not in strategies:
+            raise InputError(f"--budget {name}: no such strategy; the strategies are {sorted(strategies)}.")
+        for kind, rows in budget_sets(strategies[name], share=args.budget_share, source=str(dict(named)[name])).items():
+            strategies[f"{name}-{kind}"] = rows
+        extra_pairs.append((f"{name}-proportional", f"{name}-uniform"))
 
     n_cells = count_cells(
         strategies=len(strategies),
@@ -220,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
             all_pool=pools.get("all"),
             flagged=flagged,
             cleaning=cleaning,
+            extra_pairs=extra_pairs,
             config=config,
             cells_dir=out_dir / "cells",
             on_cell_done=lambda arm, seed: bars["cells"].update(),
