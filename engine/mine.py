@@ -330,6 +330,19 @@ class WeakClasses:
 
 
 @dataclass(frozen=True)
+class ClassLimit:
+    """The `n` hardest of the current rows of every class (ties keep file order)."""
+
+    n: int
+
+    def expr(self) -> pl.Expr:
+        return pl.col("hardness").rank("ordinal", descending=True).over("label") <= self.n
+
+    def describe(self) -> str:
+        return f"hardest {self.n} per class"
+
+
+@dataclass(frozen=True)
 class EqualClasses:
     """The same number of rows from every class present: the hardest rows of each class, as many as the
     smallest class among the current rows has."""
@@ -360,6 +373,7 @@ Step = (
     | DataMapRegions
     | WeakClasses
     | EqualClasses
+    | ClassLimit
 )
 
 PRESETS: dict[str, tuple[Step, ...]] = {

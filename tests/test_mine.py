@@ -235,3 +235,14 @@ def test_equal_classes_takes_the_same_count_from_every_class():
     counts = mined.filter("selected").group_by("label").len()["len"].to_list()
     wrong = scored.filter(~pl.col("is_correct")).group_by("label").len()["len"].min()
     assert counts == [wrong] * 3
+
+
+def test_limit_per_class_takes_the_hardest_n_of_every_class():
+    scored = m.score(_weak_case(3, seed=4), 3, label_issues=False)
+    mined, trace = m.select(scored, [m.TopQuantile(0.5), m.ClassLimit(20)])
+    chosen = mined.filter("selected")
+    assert chosen.group_by("label").len().sort("label")["len"].to_list() == [20, 20, 20]
+    assert trace[-1] == {"step": "hardest 20 per class", "rows": 60}
+    for c in range(3):
+        top = scored.filter(pl.col("label") == c)["hardness"].sort(descending=True)[19]
+        assert chosen.filter(pl.col("label") == c)["hardness"].min() >= top

@@ -156,6 +156,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep the N hardest of the current rows",
     )
     sel.add_argument(
+        "--limit-per-class",
+        type=positive_int,
+        action=_AddStep,
+        dest="steps",
+        metavar="N",
+        make=m.ClassLimit,
+        help="keep the N hardest of the current rows of every class (the same quota from each class)",
+    )
+    sel.add_argument(
         "--data-map",
         type=comma_list,
         action=_AddStep,
