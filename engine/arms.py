@@ -13,7 +13,8 @@ Every arm is the original training rows, changed in one way:
 - `relabel`: a flagged row whose out-of-fold prediction is confident (top probability >= the threshold)
   gets that prediction as its label, as confident learning proposes; other rows keep theirs;
 - `NAME-uniform` / `NAME-proportional` (a hardness-proportional budget, `compare --budget NAME`): the same
-  total of NAME's kept augmentations, the same number per source or more for harder sources; each is a
+  total of NAME's kept augmentations, the same number per source or more for harder sources (quotas in
+  proportion to the hardness rank within the selection); each is a
   strategy with its own control, and proportional is also compared with uniform;
 - `reweight`: every row weighted by 1 + hardness (scaled to mean 1), so hard rows count up to twice as
   much in the loss; its control `reweight-shuffled` gives the same weights to random rows.
@@ -115,8 +116,11 @@ def allocate(weights: np.ndarray, caps: np.ndarray, total: int) -> np.ndarray:
 def budget_sets(kept: pl.DataFrame, *, share: float, source: str) -> dict[str, pl.DataFrame]:
     """Two subsets of one strategy's kept augmentations with the same total (`share` of its rows):
     `uniform`, the same number of variants from every source, and `proportional`, variants per source in
-    proportion to the source's hardness (harder samples get more), both capped by what a source has. Rows
-    are taken in file order within a source. Needs `source_id` and `hardness` (the augmented schema)."""
+    proportion to the source's hardness rank within the selection (the hardest source weighs S times the
+    easiest of S), both capped by what a source has. Ranks, not raw hardness: a selection of hard samples
+    spans a narrow band (the notebook's: about 0.85-1.0), where quotas proportional to hardness itself come
+    out uniform. Rows are taken in file order within a source. Needs `source_id` and `hardness` (the
+    augmented schema)."""
     if "source_id" not in kept.columns or "hardness" not in kept.columns or kept["hardness"].null_count():
         raise InputError(
             f"{source}: a hardness-proportional budget needs each augmentation's source_id and hardness; augment "
@@ -125,9 +129,9 @@ def budget_sets(kept: pl.DataFrame, *, share: float, source: str) -> dict[str, p
     sources = kept.group_by("source_id", maintain_order=True).agg(pl.len().alias("n"), pl.col("hardness").first())
     total = round(share * kept.height)
     caps = sources["n"].to_numpy()
-    hardness = sources["hardness"].to_numpy()
+    ranks = sources["hardness"].rank("ordinal").to_numpy().astype(float)  # 1 = the easiest source
     out = {}
-    for name, weights in (("uniform", np.ones(len(caps))), ("proportional", np.maximum(hardness, 1e-6))):
+    for name, weights in (("uniform", np.ones(len(caps))), ("proportional", ranks)):
         quota = pl.DataFrame({"source_id": sources["source_id"], "_quota": allocate(weights, caps, total)})
         out[name] = (
             kept.with_columns(pl.int_range(pl.len()).over("source_id").alias("_nth"))

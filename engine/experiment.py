@@ -473,6 +473,7 @@ def plot_results(results: dict) -> str:
     import io
 
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     comparisons = results["comparisons"]
     main = _main_arms(results)
@@ -498,7 +499,8 @@ def plot_results(results: dict) -> str:
                         label=("vs baseline" if other == "baseline" else "vs its control") if i == 0 else None,
                     )
             ax.axvline(0, color="#999", lw=0.8, ls="--")
-            ax.set_title(f"{metric_name} gain")
+            ax.set_title({"accuracy": "accuracy gain", "macro_f1": "macro-F1 gain"}[metric_name])
+            ax.xaxis.set_major_locator(MaxNLocator(5))
         axes[0].legend(frameon=False, fontsize=8, loc="best")
         ax = axes[2]
         width = 0.8 / max(len(names), 1)
@@ -517,6 +519,7 @@ def plot_results(results: dict) -> str:
                     label=name if i == 0 else None,
                 )
         ax.axvline(0, color="#999", lw=0.8, ls="--")
+        ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.set_title("per-class F1 gain vs baseline")
         ax.legend(frameon=False, fontsize=8, loc="best")
         axes[0].set_yticks(range(len(main)), main)

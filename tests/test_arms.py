@@ -232,3 +232,23 @@ def test_budget_same_total_more_variants_for_harder_sources():
     assert sets["uniform"]["text"].to_list()[:2] == ["t0", "t1"]  # file order within a source
     with pytest.raises(InputError, match="source_id and hardness"):
         budget_sets(kept.drop("hardness"), share=0.5, source="kept")
+
+
+def test_budget_differs_from_uniform_on_a_narrow_band_of_hardness():
+    """A selection of hard samples has hardness within a few hundredths: quotas still follow it."""
+    n = 40
+    hardness = np.linspace(0.95, 0.99, n)
+    kept = pl.DataFrame(
+        {
+            "text": [f"t{i}.{v}" for i in range(n) for v in range(2)],
+            "label": [0] * 2 * n,
+            "method": ["eda"] * 2 * n,
+            "source_id": [f"s{i:02d}" for i in range(n) for _ in range(2)],
+            "hardness": np.repeat(hardness, 2),
+        }
+    )
+    sets = budget_sets(kept, share=0.5, source="kept")
+    counts = {k: sets[k].group_by("source_id").len().sort("source_id")["len"].to_list() for k in sets}
+    assert counts["uniform"] == [1] * n and sets["proportional"].height == n
+    quota = dict(sets["proportional"].group_by("source_id").len().iter_rows())
+    assert quota.get("s39") == 2 and "s00" not in quota  # the hardest source gets 2, the easiest none
