@@ -153,3 +153,7 @@ def test_english_report_fits_the_data_and_counts_planted_test_overlap(tmp_path: 
     assert '<html lang="en">' in html and escape("isn't kept whole") in html and "6 of 50 test texts" in html
     for nsmc4_only in ("polarity", "weak vs strong", "지만", "particles"):
         assert nsmc4_only not in html
+    skipped = tmp_path / "skipped"
+    argv[argv.index(str(out))] = str(skipped)
+    assert main([*argv, "--no-test-overlap", "--no-report"]) == 0
+    assert "test_overlap" not in json.loads((skipped / "summary.json").read_text())
