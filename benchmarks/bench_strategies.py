@@ -36,6 +36,7 @@ import polars as pl
 
 from engine.cli import main as hardaug
 from engine.cli.common import SAMPLE_DIR
+from engine.filters import label as label_module
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASS_NAMES = "strong neg,weak neg,weak pos,strong pos"
@@ -110,7 +111,8 @@ def main() -> None:
         "id", "text", "label", "hardness"
     ).write_parquet(sources["random"])
 
-    label_model = out / "label_model.joblib"
+    # the file type `hardaug filter --save-label-model` writes (.npz arrays where pickles are refused)
+    label_model = out / f"label_model{getattr(label_module, 'SAVED_SUFFIX', '.joblib')}"
     kept = {}
     for name, path in sources.items():
         augmented = out / f"eda-{name}.parquet"
