@@ -386,7 +386,7 @@ def results_markdown(results: dict) -> str:
     names = results["classes"]
     arms = results["arms"]
     lines = [
-        f"# Strategy arms: {results['train_rows']:,} training rows, {results['test_rows']:,} test rows, "
+        f"# Targeted augmentation: {results['train_rows']:,} training rows, {results['test_rows']:,} test rows, "
         f"seeds {results['seeds']}",
         "",
         "| arm | added rows | accuracy | macro-F1 | " + " | ".join(f"F1 {n}" for n in names) + " | confidently wrong |",
