@@ -61,7 +61,6 @@ _SKIP_TAGS = frozenset(
 _SKIP_PREFIXES = ("J",)
 _HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
 _LETTER = re.compile(r"\w")
-_WORD = re.compile(r"\w+")
 
 
 @dataclass
@@ -86,9 +85,12 @@ def detect_tokenizer(texts: Sequence[str]) -> str:
 
 
 def tokenize(texts: list[str], kind: str = "kiwi", threads: int | None = None) -> list[list[str]]:
-    """Terms of each text: Korean morphemes as 'form/TAG' (kiwipiepy), or lower-cased words."""
+    """Terms of each text: Korean morphemes as 'form/TAG' (kiwipiepy), or lower-cased words with their
+    contractions, without scikit-learn's English stop words but with negations (engine.english)."""
     if kind == "whitespace":
-        return [_WORD.findall(t.lower()) for t in texts]
+        from engine.english import terms
+
+        return [terms(t) for t in texts]
     kiwi = _kiwi(max(threads or len(os.sched_getaffinity(0)), 1))
     return [
         [f"{t.form}/{t.tag}" for t in tokens if t.tag not in _SKIP_TAGS and not t.tag.startswith(_SKIP_PREFIXES)]
@@ -131,8 +133,10 @@ def analyze(
     trace: list[dict],
     config: AnalysisConfig | None = None,
     source: str = "",
+    test_overlap: dict | None = None,
 ) -> Analysis:
-    """Analyse a mined frame (scores + `selected`, see engine.mine) for the report and summary.json."""
+    """Analyse a mined frame (scores + `selected`, see engine.mine) for the report and summary.json.
+    `test_overlap`: the train/test overlap counts (engine.overlap), when a test set was given."""
     config = config or AnalysisConfig()
     names = list(class_names)
     k = len(names)
@@ -171,6 +175,8 @@ def analyze(
     summary["tokenizer"] = (
         config.tokenizer if config.tokenizer != "auto" else detect_tokenizer(mined["text"].head(2000).to_list())
     )
+    if test_overlap is not None:
+        summary["test_overlap"] = test_overlap
     summary["findings"] = findings(summary)
     summary["analysis_config"] = {
         "hard_quantile": config.hard_quantile,
@@ -516,6 +522,8 @@ def findings(summary: dict) -> list[str]:
         out.append(msg)
     if "data_map" in summary:
         out.append(_data_map_finding(summary["data_map"], n, counts))
+    if "test_overlap" in summary:
+        out.append(_overlap_finding(summary["test_overlap"]))
     for name, side in summary.get("terms", {}).items():
         if side.get("hard"):
             t = side["hard"][0]
@@ -542,4 +550,19 @@ def _data_map_finding(data_map: dict, n: int, counts: dict) -> str:
         )
     if data_map["constant_variability"]:
         msg += " Variability is 0 everywhere (one training epoch): train >= 2 epochs for a data map."
+    return msg
+
+
+def _overlap_finding(overlap: dict) -> str:
+    shared = overlap["exact"] + overlap["near"]
+    msg = (
+        f"Train/test overlap: {overlap['exact']:,} of {overlap['test_rows']:,} test texts appear word for word in "
+        f"the training texts and {overlap['near']:,} more nearly (character 3-gram cosine >= "
+        f"{overlap['near_threshold']:g})."
+    )
+    if shared:
+        msg += (
+            f" Test scores on those {shared:,} rows measure memory, not generalization: "
+            "hardaug compare --drop-test-overlap evaluates without them."
+        )
     return msg

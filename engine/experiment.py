@@ -1,17 +1,22 @@
-"""Does targeted augmentation help? Retrain on each arm, evaluate on held-out test data, compare honestly.
+"""Does targeted augmentation help, and does it beat cleaning the labels? Retrain on each arm, evaluate on
+held-out test data, compare honestly.
 
-Arms (each trained with the same classifier and options):
+Arms (each trained with the same classifier and options; see engine.arms for how each is built):
 - `baseline`: the original training data;
-- `targeted`: original + the kept augmentations of the selected hard samples;
-- `random`: original + the same number of kept augmentations, per method, drawn from augmentations of
-  randomly chosen samples: the control that separates "targeting helps" from "more data helps";
-- `all` (optional): original + augmentations of every sample, to compare cost and gain.
+- one or more strategies (`targeted` when there is one): original + the kept augmentations of the hard
+  samples that strategy selected; each with its own random control (`random`, or `NAME-random`): original
+  + the same number of kept augmentations per method, of randomly chosen samples, which separates
+  "targeting helps" from "more data helps";
+- `all` (optional): original + augmentations of every sample, to compare cost and gain;
+- with mined scores, the arms that add no text: `drop-label-issues` (control `drop-random`), `relabel`,
+  `reweight` (control `reweight-shuffled`).
 
-Seeds vary which random-arm augmentations are drawn (and the classifier's own randomness where it has
-any; TF-IDF + logistic regression has none, so arms whose training rows do not depend on the seed are
-trained once and reused). Differences between arms come with paired bootstrap 95% intervals over the
-test rows, pooled over seeds: each resample draws test rows with replacement and averages the per-seed
-differences, so the interval reflects both test-set sampling and seed variation.
+Seeds vary the random draws (controls, and which rows `drop-random` / `reweight-shuffled` touch) and the
+classifier's own randomness where it has any; TF-IDF + logistic regression has none, so arms whose training
+rows do not depend on the seed are trained once and reused. Differences come with paired bootstrap 95%
+intervals over the test rows, pooled over seeds: each resample draws test rows with replacement and averages
+the per-seed differences, so the interval reflects both test-set sampling and seed variation. Every arm is
+compared with baseline and, where it has one, with its control; each gets a one-line verdict.
 
 Each (arm, seed) cell is saved when done (test predictions + metrics) and skipped on a rerun.
 """
@@ -29,11 +34,23 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import accuracy_score, f1_score
 
+from engine.arms import (
+    CLEANING_ARMS,
+    CLEANING_CONTROLS,
+    augmentation_sets,
+    changed_rows,
+    cleaning_sets,
+    control_name,
+    match_counts,
+)
+from engine.bootstrap import paired_difference, resample_scores
 from engine.config import TfidfConfig
 from engine.errors import InputError
 from engine.io import write_json, write_parquet
-from engine.oof.tfidf import FIT, fit_model, predict_proba
+from engine.oof.tfidf import FIT, build_model, fit_model, predict_proba
 from engine.schema import prob_columns
+
+__all__ = ["CompareConfig", "arm_training_sets", "compare", "compare_pairs", "kept_rows", "match_counts"]
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +62,7 @@ class CompareConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     bootstrap: int = 1000
     confident_threshold: float = 0.9  # "confidently wrong": wrong with top probability >= this
+    relabel_confidence: float = 0.7  # relabel a suspected label error only when the OOF prediction is this sure
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)
 
     def __post_init__(self) -> None:
@@ -54,6 +72,8 @@ class CompareConfig:
             raise ValueError(f"bootstrap must be >= 100 resamples, got {self.bootstrap}")
         if not 0 < self.confident_threshold <= 1:
             raise ValueError(f"confident_threshold must be in (0, 1], got {self.confident_threshold}")
+        if not 0 < self.relabel_confidence <= 1:
+            raise ValueError(f"relabel_confidence must be in (0, 1], got {self.relabel_confidence}")
 
 
 # ------------------------------------------------------------------------------------------------- arms
@@ -67,46 +87,61 @@ def kept_rows(augmented: pl.DataFrame, source: str) -> pl.DataFrame:
             )
     if "kept" in augmented.columns:
         augmented = augmented.filter(pl.col("kept"))
-    return augmented.select(pl.col("text").cast(pl.String), pl.col("label").cast(pl.Int64), pl.col("method"))
-
-
-def match_counts(targeted: pl.DataFrame, pool: pl.DataFrame, seed: int, source: str) -> pl.DataFrame:
-    """Draw from `pool` exactly as many rows per method as `targeted` has."""
-    need = dict(targeted.group_by("method").len().iter_rows())
-    have = dict(pool.group_by("method").len().iter_rows())
-    short = {m: (n, have.get(m, 0)) for m, n in need.items() if have.get(m, 0) < n}
-    if short:
-        detail = ", ".join(f"{m}: need {n}, have {h}" for m, (n, h) in short.items())
-        raise InputError(
-            f"{source}: too few random-arm augmentations to match the targeted arm ({detail}). Augment more "
-            "random samples (the random arm must get as many added rows as the targeted arm)."
-        )
-    parts = [
-        pool.filter(pl.col("method") == m).sample(n=n, seed=seed + i, shuffle=True)
-        for i, (m, n) in enumerate(sorted(need.items()))
-    ]
-    return pl.concat(parts) if parts else pool.head(0)
+    # source_id and hardness, when present, serve the hardness-proportional budget (engine.arms.budget_sets)
+    extra = [pl.col("source_id").cast(pl.String)] if "source_id" in augmented.columns else []
+    extra += [pl.col("hardness").cast(pl.Float64)] if "hardness" in augmented.columns else []
+    return augmented.select(pl.col("text").cast(pl.String), pl.col("label").cast(pl.Int64), pl.col("method"), *extra)
 
 
 def arm_training_sets(
     train: pl.DataFrame,
     *,
-    targeted: pl.DataFrame,
+    targeted: pl.DataFrame | None = None,
     random_pool: pl.DataFrame | None,
     all_pool: pl.DataFrame | None,
     seed: int,
+    strategies: dict[str, pl.DataFrame] | None = None,
+    flagged: pl.DataFrame | None = None,
+    cleaning: tuple[str, ...] = CLEANING_ARMS,
+    relabel_confidence: float = 0.7,
     random_source: str = "random-arm augmentations",
 ) -> dict[str, pl.DataFrame]:
-    """Training frames (text, label) of each arm for one seed; `random` has as many added rows per
-    method as `targeted`."""
-    base = train.select("text", "label")
-    sets = {"baseline": base, "targeted": pl.concat([base, targeted.select("text", "label")])}
-    if random_pool is not None:
-        drawn = match_counts(targeted, random_pool, seed, random_source)
-        sets["random"] = pl.concat([base, drawn.select("text", "label")])
-    if all_pool is not None:
-        sets["all"] = pl.concat([base, all_pool.select("text", "label")])
+    """Training frames (text, label[, weight]) of every arm for one seed, baseline first.
+
+    `targeted` is the single strategy `targeted` (its control: `random`); `strategies` names several.
+    `flagged`: the training rows with their mined scores (engine.arms.align_scores): adds the `cleaning`
+    arms. Controls add as many rows per method as their strategy."""
+    named = {"targeted": targeted} if targeted is not None else {}
+    named.update(strategies or {})
+    sets = {"baseline": train.select("text", "label")}
+    sets.update(
+        augmentation_sets(
+            train, strategies=named, random_pool=random_pool, all_pool=all_pool, seed=seed, random_source=random_source
+        )
+    )
+    if flagged is not None and cleaning:
+        sets.update(cleaning_sets(flagged, cleaning, seed=seed, relabel_confidence=relabel_confidence))
     return sets
+
+
+def arm_plan(sets: dict[str, pl.DataFrame], strategies: Sequence[str]) -> dict[str, dict]:
+    """Kind and control of each arm: baseline, strategy, control, all, cleaning, cleaning-control."""
+    controls = {control_name(s): s for s in strategies} | {c: a for a, c in CLEANING_CONTROLS.items()}
+    plan = {}
+    for arm in sets:
+        if arm == "baseline":
+            plan[arm] = {"kind": "baseline", "control": None}
+        elif arm in strategies:
+            plan[arm] = {"kind": "strategy", "control": control_name(arm) if control_name(arm) in sets else None}
+        elif arm in controls:
+            kind = "cleaning-control" if arm in CLEANING_CONTROLS.values() else "control"
+            plan[arm] = {"kind": kind, "control": None, "control_of": controls[arm]}
+        elif arm in CLEANING_ARMS:
+            control = CLEANING_CONTROLS.get(arm)
+            plan[arm] = {"kind": "cleaning", "control": control if control in sets else None}
+        else:
+            plan[arm] = {"kind": "all", "control": None}
+    return plan
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -121,48 +156,98 @@ def metrics(labels: np.ndarray, probs: np.ndarray, k: int, confident_threshold: 
     }
 
 
-def paired_bootstrap(
+BOOTSTRAP_SEED = 17  # the resamples are the same for every comparison: intervals are paired across arms too
+
+
+def compare_pairs(
     labels: np.ndarray,
-    preds_a: Sequence[np.ndarray],
-    preds_b: Sequence[np.ndarray],
-    metric: Callable[[np.ndarray, np.ndarray], float],
+    probs: dict[str, list[np.ndarray]],
+    pairs: Sequence[tuple[str, str]],
     *,
-    resamples: int = 1000,
-    seed: int = 0,
-) -> dict:
-    """Mean over seeds of metric(a) - metric(b), with a percentile 95% interval from resampling test rows.
+    k: int,
+    resamples: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, dict]:
+    """Paired bootstrap differences `a - b` of every pair of arms, for accuracy, macro-F1 and per-class F1.
+    `probs[arm]` holds the arm's test probabilities, one array per seed. Every arm's metrics are computed
+    once on one shared set of resamples (see engine.bootstrap)."""
+    used = sorted({arm for pair in pairs for arm in pair})
+    flat = [(arm, i) for arm in used for i in range(len(probs[arm]))]
+    scores = resample_scores(
+        labels,
+        [probs[arm][i].argmax(axis=1) for arm, i in flat],
+        k,
+        resamples=resamples,
+        seed=BOOTSTRAP_SEED,
+        progress=progress,
+    )
+    by_arm: dict[str, list[dict]] = {}
+    for (arm, _), s in zip(flat, scores, strict=True):
+        by_arm.setdefault(arm, []).append(s)
+    return {
+        f"{a}_vs_{b}": {
+            metric: paired_difference([s[metric] for s in by_arm[a]], [s[metric] for s in by_arm[b]])
+            for metric in ("accuracy", "macro_f1", "per_class_f1")
+        }
+        for a, b in pairs
+    }
 
-    `preds_a[i]` and `preds_b[i]` are the predictions of seed i of the two arms on the same test rows.
-    """
-    rng = np.random.default_rng(seed)
-    n = len(labels)
 
-    def diff(idx: np.ndarray) -> float:
-        y = labels[idx]
-        return float(np.mean([metric(y, a[idx]) - metric(y, b[idx]) for a, b in zip(preds_a, preds_b, strict=True)]))
-
-    point = diff(np.arange(n))
-    samples = np.array([diff(rng.integers(0, n, size=n)) for _ in range(resamples)])
-    lo, hi = np.percentile(samples, [2.5, 97.5])
-    return {"diff": point, "ci_low": float(lo), "ci_high": float(hi), "p_le_0": float((samples <= 0).mean())}
+def _sign(c: dict) -> int:
+    """+1: the whole 95% interval is above 0; -1: below; 0: it contains 0."""
+    return 1 if c["ci_low"] > 0 else -1 if c["ci_high"] < 0 else 0
 
 
-def _accuracy(y: np.ndarray, p: np.ndarray) -> float:
-    return float((y == p).mean())
+def verdict(arm: str, plan: dict, comparisons: dict) -> str:
+    """One plain line per arm: against baseline, then against its control, by macro-F1 (accuracy in brackets)."""
 
+    def phrase(other: str, words: tuple[str, str, str]) -> str:
+        c = comparisons[f"{arm}_vs_{other}"]
+        f1, acc = c["macro_f1"], c["accuracy"]
+        word = words[{1: 0, -1: 1, 0: 2}[_sign(f1)]]
+        return (
+            f"{word} (macro-F1 {f1['diff']:+.4f} [{f1['ci_low']:+.4f}, {f1['ci_high']:+.4f}], "
+            f"accuracy {acc['diff']:+.4f} [{acc['ci_low']:+.4f}, {acc['ci_high']:+.4f}])"
+        )
 
-def _macro_f1(k: int) -> Callable[[np.ndarray, np.ndarray], float]:
-    return lambda y, p: float(f1_score(y, p, average="macro", labels=list(range(k)), zero_division=0))
+    line = f"{arm}: " + phrase("baseline", ("better than baseline", "worse than baseline", "no clear change"))
+    if plan[arm].get("also"):
+        other = plan[arm]["also"]
+        line += f"; vs {other}: " + phrase(other, (f"better than {other}", f"worse than {other}", "no clear change"))
+    control = plan[arm]["control"]
+    if control is not None:
+        line += (
+            "; vs its control "
+            + control
+            + ": "
+            + phrase(
+                control, ("better: the selection itself helps", "worse than its control", "no better than its control")
+            )
+        )
+    return line
 
 
 # ------------------------------------------------------------------------------------------------ runner
 def _cell_key(config: CompareConfig, train_set: pl.DataFrame, test: pl.DataFrame) -> str:
-    # TF-IDF + logistic regression (lbfgs) has no randomness: the model depends only on its training rows,
-    # so the key leaves the arm and seed out and identical training sets are trained once.
+    # TF-IDF + logistic regression (lbfgs) has no randomness: the model depends only on its training rows
+    # (and their weights, when the arm has them), so the key leaves the arm and seed out and identical
+    # training sets are trained once.
     digest = hashlib.sha256(json.dumps({**asdict(config.tfidf), "fit": FIT}, sort_keys=True).encode())
     for frame in (train_set, test.select("text", "label")):
         digest.update(frame.hash_rows(seed=3).to_numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def _fit(config: CompareConfig, train_set: pl.DataFrame):
+    texts, labels = train_set["text"].to_list(), train_set["label"].to_numpy()
+    if "weight" not in train_set.columns:
+        return fit_model(config.tfidf, texts, labels)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):  # one thread, as fit_model: the same model on every machine
+        return build_model(config.tfidf).fit(
+            texts, labels, logisticregression__sample_weight=train_set["weight"].to_numpy()
+        )
 
 
 def run_cell(
@@ -186,10 +271,16 @@ def run_cell(
     if key in memo:
         probs = memo[key]
     else:
-        model = fit_model(config.tfidf, train_set["text"].to_list(), train_set["label"].to_numpy())
-        probs = memo[key] = predict_proba(model, test["text"].to_list(), k)
+        probs = memo[key] = predict_proba(_fit(config, train_set), test["text"].to_list(), k)
     write_parquet(pl.DataFrame(probs, schema=prob_columns(k)).with_columns(pl.lit(key).alias("key")), path)
     return probs
+
+
+def count_cells(*, strategies: int, random: bool, all_: bool, cleaning: Sequence[str], seeds: int) -> int:
+    """(arm, seed) cells `compare` runs, for a progress bar."""
+    arms = 1 + strategies * (2 if random else 1) + int(all_)
+    arms += sum(2 if arm in CLEANING_CONTROLS else 1 for arm in cleaning)
+    return arms * seeds
 
 
 def compare(
@@ -198,20 +289,40 @@ def compare(
     *,
     k: int,
     class_names: list[str],
-    targeted: pl.DataFrame,
+    targeted: pl.DataFrame | None = None,
     random_pool: pl.DataFrame | None,
     all_pool: pl.DataFrame | None,
     config: CompareConfig,
     cells_dir: Path,
+    strategies: dict[str, pl.DataFrame] | None = None,
+    flagged: pl.DataFrame | None = None,
+    cleaning: tuple[str, ...] = CLEANING_ARMS,
+    extra_pairs: Sequence[tuple[str, str]] = (),
     on_cell_done: Callable[[str, int], None] | None = None,
+    on_bootstrap: Callable[[int, int], None] | None = None,
 ) -> dict:
-    """Run every (arm, seed) cell and return the results (JSON-ready)."""
+    """Run every (arm, seed) cell and return the results (JSON-ready). `targeted` / `strategies`: kept
+    augmentations of each selection; `flagged`: training rows with mined scores for the `cleaning` arms
+    (see `arm_training_sets`); `extra_pairs`: more (arm, other) comparisons, named in the arm's verdict
+    (e.g. a proportional budget vs the uniform one). `on_bootstrap(done, total)` reports the resamples."""
+    names = (["targeted"] if targeted is not None else []) + list(strategies or {})
     labels = test["label"].to_numpy()
     probs: dict[str, list[np.ndarray]] = {}
     sizes: dict[str, dict] = {}
     memo: dict[str, np.ndarray] = {}
+    sets: dict[str, pl.DataFrame] = {}
     for seed in config.seeds:
-        sets = arm_training_sets(train, targeted=targeted, random_pool=random_pool, all_pool=all_pool, seed=seed)
+        sets = arm_training_sets(
+            train,
+            targeted=targeted,
+            strategies=strategies,
+            random_pool=random_pool,
+            all_pool=all_pool,
+            seed=seed,
+            flagged=flagged,
+            cleaning=cleaning,
+            relabel_confidence=config.relabel_confidence,
+        )
         for arm, train_set in sets.items():
             key = _cell_key(config, train_set, test)
             path = cells_dir / f"{arm}_seed{seed}.parquet"
@@ -219,13 +330,17 @@ def compare(
                 run_cell(train_set, test, k=k, config=config, path=path, key=key, memo=memo)
             )
             sizes[arm] = {"train_rows": train_set.height, "added_rows": train_set.height - train.height}
+            if arm in CLEANING_ARMS or arm in CLEANING_CONTROLS.values():
+                sizes[arm]["changed_rows"] = changed_rows(arm, flagged, train_set, train.height)
             if on_cell_done is not None:
                 on_cell_done(arm, seed)
 
+    plan = arm_plan(sets, names)
     arms = {}
     for arm, runs in probs.items():
         per_seed = [metrics(labels, p, k, config.confident_threshold) for p in runs]
         arms[arm] = {
+            **plan[arm],
             **sizes[arm],
             "per_seed": per_seed,
             "mean": {
@@ -235,28 +350,41 @@ def compare(
             "per_class_f1": np.mean([r["per_class_f1"] for r in per_seed], axis=0).tolist(),
         }
 
-    preds = {arm: [p.argmax(axis=1) for p in runs] for arm, runs in probs.items()}
-    comparisons = {}
-    for a, b in (("targeted", "baseline"), ("targeted", "random"), ("random", "baseline"), ("all", "baseline")):
-        if a in preds and b in preds:
-            comparisons[f"{a}_vs_{b}"] = {
-                name: paired_bootstrap(labels, preds[a], preds[b], fn, resamples=config.bootstrap, seed=17)
-                for name, fn in (("accuracy", _accuracy), ("macro_f1", _macro_f1(k)))
-            }
+    pairs = [(arm, "baseline") for arm in probs if arm != "baseline"]
+    pairs += [(arm, p["control"]) for arm, p in plan.items() if p["control"] is not None]
+    pairs += [pair for pair in extra_pairs if pair not in pairs]
+    for arm, other in extra_pairs:
+        plan[arm]["also"] = other
+    comparisons = compare_pairs(labels, probs, pairs, k=k, resamples=config.bootstrap, progress=on_bootstrap)
+    verdicts = {
+        arm: verdict(arm, plan, comparisons) for arm, p in plan.items() if p["kind"] in ("strategy", "all", "cleaning")
+    }
     return {
         "classes": class_names,
         "test_rows": test.height,
         "train_rows": train.height,
         "seeds": list(config.seeds),
         "classifier": {"backend": "tfidf", **asdict(config.tfidf)},
+        "relabel_confidence": config.relabel_confidence,
         "arms": arms,
         "comparisons": comparisons,
+        "verdicts": verdicts,
     }
 
 
 # ----------------------------------------------------------------------------------------------- output
+def _ci(c: dict, i: int | None = None) -> str:
+    d, lo, hi = (c[key] if i is None else c[key][i] for key in ("diff", "ci_low", "ci_high"))
+    return f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
+
+
+def _main_arms(results: dict) -> list[str]:
+    return [arm for arm, r in results["arms"].items() if r.get("kind", "strategy") in ("strategy", "all", "cleaning")]
+
+
 def results_markdown(results: dict) -> str:
     names = results["classes"]
+    arms = results["arms"]
     lines = [
         f"# Targeted augmentation: {results['train_rows']:,} training rows, {results['test_rows']:,} test rows, "
         f"seeds {results['seeds']}",
@@ -264,49 +392,141 @@ def results_markdown(results: dict) -> str:
         "| arm | added rows | accuracy | macro-F1 | " + " | ".join(f"F1 {n}" for n in names) + " | confidently wrong |",
         "|---|---|---|---|" + "---|" * len(names) + "---|",
     ]
-    for arm in ARMS:
-        if arm not in results["arms"]:
-            continue
-        r = results["arms"][arm]
+    for arm, r in arms.items():
+        added = (
+            f"{r['added_rows']:,}"
+            if "changed_rows" not in r
+            else f"{r['added_rows']:,} ({r['changed_rows']:,} changed)"
+        )
         lines.append(
-            f"| {arm} | {r['added_rows']:,} | {r['mean']['accuracy']:.4f} ± {r['std']['accuracy']:.4f} | "
+            f"| {arm} | {added} | {r['mean']['accuracy']:.4f} ± {r['std']['accuracy']:.4f} | "
             f"{r['mean']['macro_f1']:.4f} ± {r['std']['macro_f1']:.4f} | "
             + " | ".join(f"{f:.4f}" for f in r["per_class_f1"])
             + f" | {r['mean']['confidently_wrong']:.1f} |"
         )
-    lines += ["", "| comparison | metric | difference | 95% CI (paired bootstrap) |", "|---|---|---|---|"]
-    for name, by_metric in results["comparisons"].items():
-        for metric_name, c in by_metric.items():
+    comparisons = results["comparisons"]
+    lines += [
+        "",
+        "## Gain of each arm over baseline and over its control (paired bootstrap 95% CI, pooled over seeds)",
+        "",
+        "| arm | accuracy vs baseline | macro-F1 vs baseline | control | accuracy vs control | macro-F1 vs control |",
+        "|---|---|---|---|---|---|",
+    ]
+    main = _main_arms(results)
+    for arm in main:
+        base = comparisons[f"{arm}_vs_baseline"]
+        control = arms[arm].get("control")
+        vs = comparisons.get(f"{arm}_vs_{control}") if control else None
+        lines.append(
+            f"| {arm} | {_ci(base['accuracy'])} | {_ci(base['macro_f1'])} | {control or '-'} | "
+            f"{_ci(vs['accuracy']) if vs else '-'} | {_ci(vs['macro_f1']) if vs else '-'} |"
+        )
+    lines += [
+        "",
+        "## Per-class F1 gain over baseline (95% CI)",
+        "",
+        "| arm | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for arm in main:
+        c = comparisons[f"{arm}_vs_baseline"]["per_class_f1"]
+        lines.append(f"| {arm} | " + " | ".join(_ci(c, i) for i in range(len(names))) + " |")
+    if results.get("verdicts"):
+        lines += ["", "## Verdicts (macro-F1 decides; an interval that contains 0 is no evidence of a change)", ""]
+        lines += [f"- {line}" for line in results["verdicts"].values()]
+    lines += [
+        "",
+        "## Every comparison",
+        "",
+        "| comparison | metric | difference | 95% CI (paired bootstrap) |",
+        "|---|---|---|---|",
+    ]
+    for name, by_metric in comparisons.items():
+        for metric_name in ("accuracy", "macro_f1"):
+            c = by_metric[metric_name]
             lines.append(
                 f"| {name.replace('_vs_', ' vs ')} | {metric_name} | {c['diff']:+.4f} | "
                 f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] |"
             )
+    overlap = results.get("test_overlap")
+    if overlap:
+        kept = "left out (--drop-test-overlap)" if overlap["dropped"] else "kept (--drop-test-overlap leaves them out)"
+        lines += [
+            "",
+            f"Train/test overlap: {overlap['exact']:,} of {overlap['test_rows']:,} test texts are in the training set "
+            f"word for word and {overlap['near']:,} nearly (cosine >= {overlap['near_threshold']:g}); {kept}.",
+        ]
     lines.append("")
-    lines.append("± is the standard deviation over seeds. An interval that contains 0 is no evidence of a difference.")
+    lines.append(
+        "± is the standard deviation over seeds. added rows: rows added to the training set (negative: dropped); "
+        "changed: rows dropped, relabeled or reweighted. An interval that contains 0 is no evidence of a difference."
+    )
     return "\n".join(lines) + "\n"
 
 
 def plot_results(results: dict) -> str:
-    """Accuracy and macro-F1 difference vs baseline per arm, with 95% intervals, as SVG."""
+    """Every arm's gain over baseline (filled) and over its control (open), accuracy and macro-F1, and its
+    per-class F1 gain over baseline, with 95% intervals, as SVG (text kept as text: class names searchable)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import io
 
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    rows = list(results["comparisons"].items())
-    fig, axes = plt.subplots(1, 2, figsize=(8, 0.6 + 0.5 * max(len(rows), 1)), sharey=True)
-    for ax, metric_name in zip(axes, ("accuracy", "macro_f1"), strict=True):
-        for i, (_, c) in enumerate(rows):
-            m = c[metric_name]
-            ax.errorbar(m["diff"], i, xerr=[[m["diff"] - m["ci_low"]], [m["ci_high"] - m["diff"]]], fmt="o", capsize=3)
+    comparisons = results["comparisons"]
+    main = _main_arms(results)
+    names = results["classes"]
+    colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "hardaug"}):
+        fig, axes = plt.subplots(1, 3, figsize=(12, 0.9 + 0.55 * max(len(main), 1)), sharey=True)
+        for ax, metric_name in zip(axes[:2], ("accuracy", "macro_f1"), strict=True):
+            for i, arm in enumerate(main):
+                control = results["arms"][arm].get("control")
+                for other, marker, offset in (("baseline", "o", -0.12), (control, "s", 0.12)):
+                    if other is None:
+                        continue
+                    m = comparisons[f"{arm}_vs_{other}"][metric_name]
+                    ax.errorbar(
+                        m["diff"],
+                        i + offset,
+                        xerr=[[m["diff"] - m["ci_low"]], [m["ci_high"] - m["diff"]]],
+                        fmt=marker,
+                        mfc="#4c72b0" if other == "baseline" else "white",
+                        color="#4c72b0",
+                        capsize=3,
+                        label=("vs baseline" if other == "baseline" else "vs its control") if i == 0 else None,
+                    )
+            ax.axvline(0, color="#999", lw=0.8, ls="--")
+            ax.set_title({"accuracy": "accuracy gain", "macro_f1": "macro-F1 gain"}[metric_name])
+            ax.xaxis.set_major_locator(MaxNLocator(5))
+        axes[0].legend(frameon=False, fontsize=8, loc="best")
+        ax = axes[2]
+        width = 0.8 / max(len(names), 1)
+        for c, name in enumerate(names):
+            for i, arm in enumerate(main):
+                m = comparisons[f"{arm}_vs_baseline"]["per_class_f1"]
+                y = i - 0.4 + width * (c + 0.5)
+                ax.errorbar(
+                    m["diff"][c],
+                    y,
+                    xerr=[[m["diff"][c] - m["ci_low"][c]], [m["ci_high"][c] - m["diff"][c]]],
+                    fmt="o",
+                    ms=3,
+                    color=colors[c % len(colors)],
+                    capsize=2,
+                    label=name if i == 0 else None,
+                )
         ax.axvline(0, color="#999", lw=0.8, ls="--")
-        ax.set_title(f"{metric_name} difference")
-        ax.set_yticks(range(len(rows)), [n.replace("_vs_", " vs ") for n, _ in rows])
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.set_title("per-class F1 gain vs baseline")
+        ax.legend(frameon=False, fontsize=8, loc="best")
+        axes[0].set_yticks(range(len(main)), main)
+        axes[0].invert_yaxis()
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+        plt.close(fig)
     return buf.getvalue()
 
 

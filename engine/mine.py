@@ -320,6 +320,59 @@ class DataMapRegions:
         return f"data map: {', '.join(self.regions)}"
 
 
+@dataclass(frozen=True)
+class WeakClasses:
+    """The classes the out-of-fold model does worst on: the lowest F1 over all rows, half of the classes
+    (at least one; ties by class id). Resolved into `Classes` on the whole scored frame before selection,
+    so it does not depend on the steps before it."""
+
+    share: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0 < self.share <= 1:
+            raise ValueError(f"weak-classes share must be in (0, 1], got {self.share}")
+
+    def resolve(self, scored: pl.DataFrame, k: int) -> Classes:
+        f1 = class_f1(scored["label"].to_numpy(), scored["oof_pred"].to_numpy(), k)
+        n = max(1, int(k * self.share))
+        return Classes(tuple(sorted(int(c) for c in np.argsort(f1, kind="stable")[:n])))
+
+    def describe(self) -> str:
+        return "weak classes (lowest out-of-fold F1)"
+
+
+@dataclass(frozen=True)
+class ClassLimit:
+    """The `n` hardest of the current rows of every class (ties keep file order)."""
+
+    n: int
+
+    def expr(self) -> pl.Expr:
+        return pl.col("hardness").rank("ordinal", descending=True).over("label") <= self.n
+
+    def describe(self) -> str:
+        return f"hardest {self.n} per class"
+
+
+@dataclass(frozen=True)
+class EqualClasses:
+    """The same number of rows from every class present: the hardest rows of each class, as many as the
+    smallest class among the current rows has."""
+
+    def expr(self) -> pl.Expr:
+        return pl.col("hardness").rank("ordinal", descending=True).over("label") <= pl.len().over("label").min()
+
+    def describe(self) -> str:
+        return "same count from every class"
+
+
+def class_f1(labels: np.ndarray, preds: np.ndarray, k: int) -> np.ndarray:
+    """Per-class F1 of predictions (0 for a class never labeled nor predicted)."""
+    tp = np.bincount(labels[labels == preds], minlength=k).astype(float)
+    denom = np.bincount(labels, minlength=k) + np.bincount(preds, minlength=k)
+    return np.divide(2 * tp, denom, out=np.zeros(k), where=denom > 0)
+
+
 Step = (
     OnlyMisclassified
     | TopQuantile
@@ -330,13 +383,47 @@ Step = (
     | ExcludeLabelIssues
     | Limit
     | DataMapRegions
+    | WeakClasses
+    | EqualClasses
+    | ClassLimit
 )
 
 PRESETS: dict[str, tuple[Step, ...]] = {
     # The motivating notebook: top 20% hardness, then >= 10 chars, confidence <= 0.7, the two minority
-    # classes (1 weak negative, 3 strong positive), then the top 30% hardness of what is left.
+    # classes (1 weak negative, 3 strong positive), then the top 30% hardness of what is left. Its class
+    # step was chosen for the notebook's 4 classes: `check_preset` refuses it on other data.
     "notebook": (TopQuantile(0.2), MinChars(10), MaxConfidence(0.7), Classes((1, 3)), TopQuantile(0.3)),
+    # The same chain for any number of classes: the class step keeps the half of the classes with the lowest
+    # out-of-fold F1 (on nsmc4 those are 1 and 3, the notebook's choice).
+    "weak-classes": (TopQuantile(0.2), MinChars(10), MaxConfidence(0.7), WeakClasses(), TopQuantile(0.3)),
+    # Strategies to weigh against each other (hardaug compare --strategy):
+    "misclassified": (OnlyMisclassified(),),
+    "clean-hard": (TopQuantile(0.2), ExcludeLabelIssues()),  # top hardness without suspected label errors
+    "per-class": (TopQuantile(0.2), MinChars(10), MaxConfidence(0.7), EqualClasses()),  # the same quota per class
+    "ambiguous": (DataMapRegions(("ambiguous",)),),  # needs training dynamics
 }
+PRESET_HELP = {
+    "notebook": "the motivating notebook's chain: top 20%% hardness, then >= 10 chars, confidence <= 0.7, "
+    "classes 1,3, then top 30%% hardness (4 classes only)",
+    "weak-classes": "the notebook's chain for any number of classes: classes 1,3 replaced by the half of the "
+    "classes with the lowest out-of-fold F1 (at least one)",
+    "misclassified": "rows the out-of-fold model got wrong",
+    "clean-hard": "top 20%% hardness without suspected label errors",
+    "per-class": "top 20%% hardness, >= 10 chars, confidence <= 0.7, then the same number from every class",
+    "ambiguous": "the ambiguous region of the data map (needs hardaug oof --dynamics)",
+}
+NOTEBOOK_CLASSES = 4
+
+
+def check_preset(name: str, k: int, class_names: Sequence[str]) -> None:
+    """`notebook` keeps classes 1 and 3, picked for the notebook's 4 classes: refuse it on other data."""
+    if name == "notebook" and k != NOTEBOOK_CLASSES:
+        raise InputError(
+            f"--preset notebook keeps classes 1,3, chosen for the notebook's {NOTEBOOK_CLASSES}-class data (weak "
+            f"negative, strong positive); these predictions have {k} classes ({', '.join(class_names)}). Use "
+            "--preset weak-classes (the same chain, with the classes of lowest out-of-fold F1), or give the "
+            "steps yourself (e.g. --top-quantile 0.2 --classes IDS)."
+        )
 
 
 def check_steps(steps: Sequence[Step], k: int, class_names: Sequence[str], *, dynamics: bool = False) -> None:
@@ -362,12 +449,21 @@ def select(scored: pl.DataFrame, steps: Sequence[Step]) -> tuple[pl.DataFrame, l
     columns = [*SELECT_COLUMNS, *(["data_map"] if "data_map" in scored.columns else [])]
     current = scored.select(pl.int_range(pl.len(), dtype=pl.UInt32).alias("_row"), *columns)
     trace = [{"step": "all rows", "rows": current.height}]
+    k = len(prob_columns_in(scored)) or int(scored["label"].max()) + 1
     for step in steps:
+        described = step.describe()
+        if isinstance(step, WeakClasses):  # a step decided on all rows, not on the rows left
+            step = step.resolve(scored, k)
+            described += f": {','.join(map(str, step.ids))}"
         current = current.filter(step.expr())
-        trace.append({"step": step.describe(), "rows": current.height})
+        trace.append({"step": described, "rows": current.height})
     mask = np.zeros(scored.height, dtype=bool)
     mask[current["_row"].to_numpy()] = True
     return scored.with_columns(pl.Series("selected", mask)), trace
+
+
+def prob_columns_in(frame: pl.DataFrame) -> list[str]:
+    return [c for c in frame.columns if c.startswith("prob_") and c[5:].isdigit()]
 
 
 SELECT_COLUMNS = ("label", "hardness", "oof_confidence", "is_correct", "label_issue", "n_chars")

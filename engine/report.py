@@ -294,6 +294,31 @@ def _terms_section(analysis: Analysis) -> str:
     return "".join(parts)
 
 
+def _tokenizer_note(tokenizer: str) -> str:
+    """What the term analysis counted, for the tokenizer it used (engine.analyze.tokenize)."""
+    if tokenizer == "kiwi":
+        return (
+            "Korean morphemes from kiwipiepy, the tag being the part of speech; particles and grammatical affixes "
+            "are left out, connective and final endings (e.g. 지만, 네요) stay, as they carry contrast and tone"
+        )
+    return (
+        "lower-cased words, contractions such as isn't kept whole; scikit-learn's English stop words are left "
+        "out, negations (not, no, never, ...) kept"
+    )
+
+
+def _overlap_section(overlap: dict | None) -> str:
+    if not overlap:
+        return ""
+    rows = [[escape(e["kind"]), escape(e["test"]), escape(e["train"])] for e in overlap["examples"]]
+    table = _table([("kind", ""), ("test text", "text"), ("training text", "text")], rows) if rows else ""
+    return f"""<h3>Train/test overlap</h3>
+<p class="how">{_num(overlap["exact"])} of {_num(overlap["test_rows"])} test texts ({escape(overlap["test"])}) occur
+word for word in the training texts (after lower-casing and collapsing spaces), {_num(overlap["near"])} more nearly
+(character 1-3-gram TF-IDF cosine &ge; {overlap["near_threshold"]:g}). Scores on them measure memory, not
+generalization; <code>hardaug compare --drop-test-overlap</code> leaves them out.</p>{table}"""
+
+
 def render_report(analysis: Analysis) -> str:
     """The whole report as an HTML string."""
     s = analysis.summary
@@ -356,7 +381,8 @@ def render_report(analysis: Analysis) -> str:
 <h3>What stands out</h3><ul class="findings">{"".join(f"<li>{escape(f)}</li>" for f in s["findings"])}</ul>
 <h3>Selection, step by step</h3>
 <p class="how">Each step keeps a subset of the rows the previous step kept; quantile steps are relative to
-the current rows.</p>{_table([("step", ""), ("rows left", "num")], trace_rows, "trace")}""",
+the current rows.</p>{_table([("step", ""), ("rows left", "num")], trace_rows, "trace")}
+{_overlap_section(s.get("test_overlap"))}""",
         ),
         (
             "classes",
@@ -387,8 +413,8 @@ A class whose share grows from left to right is over-represented among the hard 
             "Confusions: what they are mistaken for",
             f"""
 <p class="how">Rows: the true label; columns: the out-of-fold prediction; each cell shows the share of the
-true class and the count. Mistakes between neighbouring classes (weak vs strong of one polarity) usually mean
-the label boundary is fuzzy; mistakes across polarity more often mean sarcasm, mixed reviews or label errors.</p>
+true class and the count. Two classes confused often in both directions usually share a fuzzy boundary;
+confusions that mostly go one way point at a class the model under-predicts, or at label errors.</p>
 <div class="grid2"><div class="figure">{plot_confusion(analysis)}</div>
 <div><h3>Most frequent mistakes</h3>{
                 _table([("true → predicted", ""), ("rows", "num"), ("of true class", "num")], confusion_rows)
@@ -429,13 +455,10 @@ if they dominate the hard set, a length filter (--min-chars) keeps augmentation 
             f"""
 <p class="how">Within each class, the hardest {s["analysis_config"]["hard_quantile"]:.0%} of texts are compared
 with its easiest {s["analysis_config"]["easy_quantile"]:.0%} (at most {_num(s["analysis_config"]["max_easy_per_class"])}
-sampled). Terms ({
-                "Korean morphemes, kiwipiepy; the tag is its part of speech" if s["tokenizer"] == "kiwi" else "words"
-            }) are ranked by the z-score of their log-odds ratio with an informative Dirichlet prior (Monroe et
-al. 2008), which discounts rare terms; shares are the fraction of texts containing the term. Particles and
-grammatical affixes are left out; connective and final endings (e.g. 지만, 네요) stay, as they carry contrast
-and tone. Hover an example to
-see it whole. Hard-side terms are what the model does not understand yet; easy-side terms are what it relies on.
+sampled). Terms ({escape(_tokenizer_note(s["tokenizer"]))}) are ranked by the z-score of their log-odds ratio
+with an informative Dirichlet prior (Monroe et al. 2008), which discounts rare terms; shares are the fraction of
+texts containing the term. Hover an example to see it whole. Hard-side terms are what the model does not
+understand yet; easy-side terms are what it relies on.
 </p>{_terms_section(analysis)}""",
         ),
         (
@@ -461,7 +484,8 @@ than augment them; "predicted" is the likely correct label.</p>
     nav = "".join(f'<a href="#{key}">{escape(title)}</a>' for key, title, _ in sections)
     body = "".join(f'<h2 id="{key}">{escape(title)}</h2>{html}' for key, title, html in sections)
     return f"""<!doctype html>
-<html lang="ko"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<html lang="{"ko" if s["tokenizer"] == "kiwi" else "en"}"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
 <title>hardaug report: {escape(s["source"])}</title><style>{CSS}</style></head>
 <body><main>
 <h1>Hard samples: what the model gets wrong and why</h1>

@@ -211,3 +211,47 @@ def test_empty_file_and_rates_out_of_range_are_refused(tmp_path, capsys):
         main(["eda", "--input", str(empty), "--out", str(out_dir / "a.parquet"), "--p-delete", "1.5"])
     assert exit_info.value.code == 2 and "expected a rate in [0, 1]" in capsys.readouterr().err
     assert not out_dir.exists()
+
+
+ENGLISH = [
+    "This movie isn't good, and the acting was wooden without any real charm.",
+    "I would never watch this film again because the plot makes no sense at all.",
+    "The soundtrack is not bad but the story drags for two long hours.",
+    "Nobody in the cast can save a script that doesn't know what it wants.",
+]
+
+
+def test_english_texts_keep_their_negations_and_get_all_three_operations():
+    from engine.augment.eda import split_units_english
+
+    frame = pl.DataFrame({"id": [f"e{i}" for i in range(len(ENGLISH))], "text": ENGLISH})
+    generated = generate(frame, EdaConfig(n=6, p_delete=0.3, p_swap=0.2, p_insert=0.2))
+    ops = Counter()
+    for g in generated:
+        assert g.drop_reason is None
+        ops[g.variant.split(".")[1]] += 1
+        source = ENGLISH[g.source_index]
+        for negation in re.findall(r"\b(?:not|no|never|without|nobody|\w+n't)\b", source, flags=re.IGNORECASE):
+            assert source.count(negation) <= g.text.count(negation), (negation, g.text)
+        if g.variant.endswith("insert"):
+            words = set(re.findall(r"[\w']+", source))
+            assert g.extra["inserted"] and set(g.extra["inserted"]) <= words
+            assert not {w.lower() for w in g.extra["inserted"]} & {"the", "and", "not", "without", "any"}
+        else:
+            assert Counter(g.text.split()) - Counter(source.split()) == Counter()  # words only move or go
+    assert set(ops) == {"delete", "swap", "insert"}
+    units = split_units_english(ENGLISH[0])
+    assert "".join(u.text + u.gap for u in units) == ENGLISH[0]
+    assert [u.text for u in units if u.negation] == ["isn't", "without"]
+
+
+def test_texts_in_another_script_are_refused_before_any_output(tmp_path, capsys):
+    path = tmp_path / "mixed.csv"
+    pl.DataFrame(
+        {"id": ["k", "e", "j"], "text": [SPACED[0], ENGLISH[0], "この映画はとても面白かったです。"], "label": [0, 1, 1]}
+    ).write_csv(path)
+    out = tmp_path / "aug.parquet"
+    assert main(["eda", "--input", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 3 texts are neither Korean nor English" in err and "['j']" in err
+    assert not out.exists() and not list(tmp_path.glob("aug*"))

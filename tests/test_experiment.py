@@ -9,10 +9,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from engine.bootstrap import paired_bootstrap
 from engine.cli import main
 from engine.cli.common import SAMPLE_DIR
 from engine.errors import InputError
-from engine.experiment import CompareConfig, arm_training_sets, compare, paired_bootstrap
+from engine.experiment import CompareConfig, arm_training_sets, compare
 
 SAMPLE = Path(str(SAMPLE_DIR))
 
@@ -50,11 +51,51 @@ def test_bootstrap_interval_covers_a_known_difference():
     # arm a is right 80% of the time, arm b 70%: the true accuracy difference is 0.10
     a = [np.where(rng.random(n) < 0.8, labels, 1 - labels) for _ in range(3)]
     b = [np.where(rng.random(n) < 0.7, labels, 1 - labels) for _ in range(3)]
-    result = paired_bootstrap(labels, a, b, lambda y, p: float((y == p).mean()), resamples=400)
+    result = paired_bootstrap(labels, a, b, "accuracy", 2, resamples=400)
     assert result["ci_low"] < 0.10 < result["ci_high"]
     assert result["ci_low"] > 0.05 and result["p_le_0"] == 0.0
-    same = paired_bootstrap(labels, a, a, lambda y, p: float((y == p).mean()), resamples=200)
+    same = paired_bootstrap(labels, a, a, "accuracy", 2, resamples=200)
     assert same["diff"] == 0.0 and same["ci_low"] == 0.0 == same["ci_high"]
+
+
+def _direct_bootstrap(labels, preds_a, preds_b, metric, *, resamples, seed):
+    """The per-resample loop compare used before the vectorized bootstrap: sklearn on every resample."""
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+
+    def diff(idx):
+        y = labels[idx]
+        return float(np.mean([metric(y, a[idx]) - metric(y, b[idx]) for a, b in zip(preds_a, preds_b, strict=True)]))
+
+    point = diff(np.arange(n))
+    samples = np.array([diff(rng.integers(0, n, size=n)) for _ in range(resamples)])
+    lo, hi = np.percentile(samples, [2.5, 97.5])
+    return {"diff": point, "ci_low": float(lo), "ci_high": float(hi), "p_le_0": float((samples <= 0).mean())}
+
+
+@pytest.mark.parametrize(("n", "k"), [(301, 3), (250, 9)])
+def test_vectorized_bootstrap_equals_a_direct_per_resample_computation(n, k):
+    """Same resamples, same formulas: the intervals are those of sklearn on each resample, to the last bit
+    (odd n: a draw of the generator that would shift if the resamples were drawn in one call)."""
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, k, size=n)
+    labels[labels == k - 1] = 0  # a class absent from the labels: sklearn's zero_division path
+    noisy = [np.where(rng.random(n) < q, labels, rng.integers(0, k, size=n)) for q in (0.6, 0.5, 0.7, 0.4)]
+    preds_a, preds_b = noisy[:2], noisy[2:]
+    direct_metrics = {
+        "accuracy": lambda y, p: float((y == p).mean()),
+        "macro_f1": lambda y, p: float(f1_score(y, p, average="macro", labels=list(range(k)), zero_division=0)),
+    }
+    for name, fn in direct_metrics.items():
+        fast = paired_bootstrap(labels, preds_a, preds_b, name, k, resamples=150, seed=17)
+        assert fast == _direct_bootstrap(labels, preds_a, preds_b, fn, resamples=150, seed=17), name
+    per_class = paired_bootstrap(labels, preds_a, preds_b, "per_class_f1", k, resamples=150, seed=17)
+    for c in range(k):
+        fn = lambda y, p, c=c: float(f1_score(y, p, average=None, labels=list(range(k)), zero_division=0)[c])  # noqa: E731
+        direct = _direct_bootstrap(labels, preds_a, preds_b, fn, resamples=150, seed=17)
+        assert [per_class[key][c] for key in ("diff", "ci_low", "ci_high", "p_le_0")] == list(direct.values())
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +202,27 @@ def test_compare_refuses_augmentations_without_labels(small_data, tmp_path: Path
     )
     assert code == 2 and "no column 'label'" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_compare_counts_and_drops_test_rows_that_overlap_train(small_data, tmp_path: Path):
+    train, test = small_data
+    train.write_csv(tmp_path / "train.csv")
+    planted = train.slice(100, 7).with_columns(("planted" + pl.col("id").cast(pl.String)).alias("id"))
+    pl.concat([test.with_columns(pl.col("id").cast(pl.String)), planted.with_columns(pl.col("id"))]).write_csv(
+        tmp_path / "test.csv"
+    )
+    aug = train.head(50).select(pl.col("text") + " ㅋㅋ", "label").with_columns(method=pl.lit("eda"))
+    aug.write_parquet(tmp_path / "targeted.parquet")
+    runs = {}
+    for flag in ([], ["--drop-test-overlap"]):
+        out = tmp_path / f"cmp{len(flag)}"
+        argv = ["compare", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv")]
+        argv += ["--targeted", str(tmp_path / "targeted.parquet"), "--seeds", "0", "--bootstrap", "100"]
+        assert main([*argv, "--out-dir", str(out), *flag]) == 0
+        runs[len(flag)] = json.loads((out / "results.json").read_text())
+    kept, dropped = runs[0], runs[1]
+    overlap = kept["test_overlap"]
+    assert overlap["test_rows"] == test.height + 7 and overlap["exact"] >= 7 and overlap["dropped"] == 0
+    shared = overlap["exact"] + overlap["near"]
+    assert kept["test_rows"] == test.height + 7
+    assert dropped["test_overlap"]["dropped"] == shared and dropped["test_rows"] == test.height + 7 - shared

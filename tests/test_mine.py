@@ -182,3 +182,67 @@ def test_injected_label_noise_is_found_and_ranked_hardest(noisy_dataset, tmp_pat
 def test_classes_step_outside_range_is_refused():
     with pytest.raises(ValueError, match=r"classes \[7\] do not exist.*ids 0\.\.3"):
         m.check_steps([m.Classes((1, 7))], 4, list("abcd"))
+
+
+def _weak_case(k: int, seed: int = 0) -> pl.DataFrame:
+    """Predictions whose accuracy differs by class: class c is right with probability 0.35 + 0.5 c / k."""
+    rng = np.random.default_rng(seed)
+    n = 300 * k
+    labels = rng.integers(0, k, size=n)
+    right = rng.random(n) < 0.35 + 0.5 * labels / k
+    pred = np.where(right, labels, (labels + rng.integers(1, k, size=n)) % k)
+    probs = rng.dirichlet(np.full(k, 3.0), size=n) * 0.85
+    probs[np.arange(n), pred] += 0.15
+    texts = ["가" * int(x) for x in rng.integers(5, 40, size=n)]
+    return _frame(probs / probs.sum(axis=1, keepdims=True), labels, texts)
+
+
+@pytest.mark.parametrize("k", [2, 3, 4, 7])
+def test_weak_classes_preset_fits_any_number_of_classes(k):
+    from sklearn.metrics import f1_score
+
+    scored = m.score(_weak_case(k), k, label_issues=False)
+    f1 = f1_score(scored["label"], scored["oof_pred"], average=None, labels=list(range(k)), zero_division=0)
+    weakest = set(np.argsort(f1)[: max(1, k // 2)].tolist())
+    assert np.allclose(m.class_f1(scored["label"].to_numpy(), scored["oof_pred"].to_numpy(), k), f1)
+    mined, trace = m.select(scored, m.PRESETS["weak-classes"])
+    chosen = mined.filter("selected")
+    assert chosen.height > 0 and set(chosen["label"].unique().to_list()) <= weakest
+    assert trace[4]["step"] == f"weak classes (lowest out-of-fold F1): {','.join(map(str, sorted(weakest)))}"
+    # The class step is the notebook chain's only change: with the notebook's classes it is the notebook preset.
+    if k == 4:
+        steps = [m.Classes(tuple(sorted(weakest))) if isinstance(s, m.Classes) else s for s in m.PRESETS["notebook"]]
+        same, _ = m.select(scored, steps)
+        assert same["selected"].to_list() == mined["selected"].to_list()
+
+
+@pytest.mark.parametrize("k", [2, 3, 7])
+def test_notebook_preset_on_other_than_four_classes_names_the_general_preset(k, tmp_path: Path, capsys):
+    from engine.cli import main
+
+    path = tmp_path / "oof.parquet"
+    _weak_case(k).write_parquet(path)
+    out = tmp_path / "mine"
+    assert main(["mine", "--input", str(path), "--preset", "notebook", "--out-dir", str(out), "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert f"{k} classes" in err and "--preset weak-classes" in err and not out.exists()
+    assert main(["mine", "--input", str(path), "--preset", "weak-classes", "--out-dir", str(out), "--no-report"]) == 0
+
+
+def test_equal_classes_takes_the_same_count_from_every_class():
+    scored = m.score(_weak_case(3, seed=2), 3, label_issues=False)
+    mined, _ = m.select(scored, [m.OnlyMisclassified(), m.EqualClasses()])
+    counts = mined.filter("selected").group_by("label").len()["len"].to_list()
+    wrong = scored.filter(~pl.col("is_correct")).group_by("label").len()["len"].min()
+    assert counts == [wrong] * 3
+
+
+def test_limit_per_class_takes_the_hardest_n_of_every_class():
+    scored = m.score(_weak_case(3, seed=4), 3, label_issues=False)
+    mined, trace = m.select(scored, [m.TopQuantile(0.5), m.ClassLimit(20)])
+    chosen = mined.filter("selected")
+    assert chosen.group_by("label").len().sort("label")["len"].to_list() == [20, 20, 20]
+    assert trace[-1] == {"step": "hardest 20 per class", "rows": 60}
+    for c in range(3):
+        top = scored.filter(pl.col("label") == c)["hardness"].sort(descending=True)[19]
+        assert chosen.filter(pl.col("label") == c)["hardness"].min() >= top

@@ -28,6 +28,9 @@ def test_tokenizers():
     kiwi = tokenize(["이 영화 진짜 재밌다 ㅋㅋ!!"], kind="kiwi", threads=1)[0]
     assert "영화/NNG" in kiwi and not any(t.endswith("/SF") for t in kiwi)
     assert tokenize(["Great movie, GREAT cast"], kind="whitespace") == [["great", "movie", "great", "cast"]]
+    # English: contractions whole, scikit-learn's stop words out, negations kept
+    words = tokenize(["This isn't a good film, and the cast is NOT great"], kind="whitespace")[0]
+    assert words == ["isn't", "good", "film", "cast", "not", "great"]
     assert detect_tokenizer(["이 영화 진짜 재밌다", "최고"]) == "kiwi"
     assert detect_tokenizer(["a fine film", "bad"]) == "whitespace"
 
@@ -71,6 +74,10 @@ def test_mine_cli_end_to_end_on_the_sample(sample_oof: Path, tmp_path: Path, cap
         assert side["hard"] and all(t["z"] > 0 for t in side["hard"])
         assert all(t["z"] < 0 for t in side["easy"])
     assert summary["tokenizer"] == "kiwi" and summary["findings"]
+    # hardaug oof wrote test_probs.parquet beside the predictions: the overlap check found it
+    overlap = summary["test_overlap"]
+    assert overlap["test"].endswith("test_probs.parquet") and overlap["test_rows"] == 500
+    assert any(f.startswith("Train/test overlap:") for f in summary["findings"])
 
     html = (out / "report.html").read_text()
     assert html.count("<svg") == 4  # class shares, confusion, hardness histograms, length
@@ -93,3 +100,60 @@ def test_mine_cli_end_to_end_on_the_sample(sample_oof: Path, tmp_path: Path, cap
         shown.append(clean["text"][0])  # the hardest selected row whose label looks right
     for text in shown:
         assert escape(text) in html
+
+
+POSITIVE = ["good", "great", "wonderful", "moving", "funny", "clever", "superb", "charming"]
+NEGATIVE = ["bad", "boring", "awful", "dull", "silly", "weak", "poor", "messy"]
+COMMON = ["the", "film", "movie", "plot", "and", "is", "was", "acting", "story", "it", "not", "isn't", "very"]
+
+
+def _english(rng: np.random.Generator, n: int, vocab_by_class: list[list[str]], common: list[str]):
+    labels = rng.integers(0, len(vocab_by_class), size=n)
+    texts = [
+        " ".join(
+            rng.choice(vocab_by_class[c]) if rng.random() < 0.4 else rng.choice(common)
+            for _ in range(rng.integers(10, 16))
+        )
+        for c in labels
+    ]
+    return texts, labels
+
+
+def test_english_report_fits_the_data_and_counts_planted_test_overlap(tmp_path: Path):
+    rng = np.random.default_rng(4)
+    texts, labels = _english(rng, 600, [NEGATIVE, COMMON[:4], POSITIVE], COMMON)
+    probs = rng.dirichlet(np.ones(3), size=600) * 0.5
+    probs[np.arange(600), labels] += rng.choice([0.5, 0.05], size=600, p=[0.7, 0.3])
+    probs /= probs.sum(axis=1, keepdims=True)
+    frame = pl.DataFrame({"id": range(600), "text": texts, "label": labels})
+    frame.hstack(pl.DataFrame(probs, schema=[f"prob_{i}" for i in range(3)])).write_parquet(tmp_path / "oof.parquet")
+    # the test set: 6 training texts word for word (other case and spacing), 4 nearly, 40 in another vocabulary
+    fresh, _ = _english(rng, 40, [["zebra", "quartz"], ["violin", "harbor"]], ["lantern", "meadow", "copper"])
+    exact = [texts[i].upper().replace(" ", "  ") for i in range(6)]
+    near = [texts[10][:-1], texts[11] + " film", texts[12] + " it", texts[13] + " very"]  # cosine 0.98-1.0
+    pl.DataFrame({"text": [*exact, *near, *fresh]}).write_csv(tmp_path / "test.csv")
+    out = tmp_path / "mine"
+    argv = [
+        "mine",
+        "--input",
+        str(tmp_path / "oof.parquet"),
+        "--out-dir",
+        str(out),
+        "--test",
+        str(tmp_path / "test.csv"),
+    ]
+    assert main([*argv, "--class-names", "negative,neutral,positive"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tokenizer"] == "whitespace"
+    overlap = summary["test_overlap"]
+    assert (overlap["test_rows"], overlap["exact"], overlap["near"]) == (50, 6, 4)
+    terms = {t["term"] for side in summary["terms"].values() for kind in ("hard", "easy") for t in side[kind]}
+    assert terms and not terms & {"the", "and", "is", "it", "t", "isn"}  # stop words and split contractions
+    html = (out / "report.html").read_text()
+    assert '<html lang="en">' in html and escape("isn't kept whole") in html and "6 of 50 test texts" in html
+    for nsmc4_only in ("polarity", "weak vs strong", "지만", "particles"):
+        assert nsmc4_only not in html
+    skipped = tmp_path / "skipped"
+    argv[argv.index(str(out))] = str(skipped)
+    assert main([*argv, "--no-test-overlap", "--no-report"]) == 0
+    assert "test_overlap" not in json.loads((skipped / "summary.json").read_text())

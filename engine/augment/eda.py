@@ -20,6 +20,14 @@ last word, so the text keeps its predicate, and (by default) units with a negati
 "않다"), whose loss or move would flip the label. Output is never empty. Synonym replacement is left out:
 no Korean synonym resource with a clear license is installable from PyPI.
 
+English: a text written in Latin script is cut into space-separated words (with the punctuation glued to
+them) instead of Kiwi units, and the same three operations apply. Negations ("not", "no", "never",
+"without", "nobody", any word ending in "n't", ...) are protected exactly like Korean ones; a word that ends
+a sentence ("good.") and the last word stay; insertion repeats a content word of the same text (3+ letters,
+not one of scikit-learn's English stop words, not a negation). Kiwi would tag English words as foreign
+(SL), which offered nothing to insert and left "isn't" or "without" free to be deleted. Texts in any other
+script are refused before anything is written: no rule here knows their negations.
+
 Determinism: each source gets its own `random.Random` seeded from (seed, source id), so the output does
 not depend on the order of the sources, the chunking, or a resume.
 """
@@ -28,12 +36,14 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import polars as pl
 
+from engine import english
 from engine.augment.common import (
     AugmentedOutput,
     Generated,
@@ -44,6 +54,7 @@ from engine.augment.common import (
     load_sources,
     to_rows,
 )
+from engine.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +69,10 @@ _CLOSING = ("J", "E", "SF", "SP")
 _LEANING = ("NNB", "VX")
 _WORD_TAGS = ("N", "V", "M", "XR", "SL", "SH", "SN", "IC")
 _INSERTABLE = ("NNG", "NNP", "MAG")
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
+_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+_LETTER = re.compile(r"[^\W\d_]")
+_SENTENCE_END = (".", "!", "?", "…")
 _NEGATION = {("안", "MAG"), ("못", "MAG"), ("없", "VA"), ("않", "VX"), ("못하", "VX"), ("말", "VX"), ("아니", "VCN")}
 
 
@@ -143,6 +158,48 @@ def split_units(text: str, tokens: Sequence) -> list[Unit]:
         )
     words = [i for i, u in enumerate(units) if u.word]
     if words:  # the last word carries the predicate even without a final ending ("최고", "별로")
+        last = units[words[-1]]
+        units[words[-1]] = Unit(last.text, last.gap, True, True, last.negation, last.insertable)
+    return units
+
+
+def script(text: str) -> str:
+    """'ko' (Hangul letters at least as many as Latin ones, or no letters at all: Kiwi handles symbols and
+    emoji), 'en' (Latin letters, at least as many as any other letters) or 'other'."""
+    hangul, latin = len(_HANGUL.findall(text)), len(_LATIN.findall(text))
+    letters = len(_LETTER.findall(text))
+    if (hangul and hangul >= latin) or not letters:
+        return "ko"
+    return "en" if latin and latin >= letters - latin - hangul else "other"
+
+
+def split_units_english(text: str) -> list[Unit]:
+    """Cut an English text into space-separated words (punctuation stays on its word)."""
+    pieces = list(re.finditer(r"\S+(\s*)", text))
+    units = []
+    for i, match in enumerate(pieces):
+        piece = match.group(0)
+        core = piece.rstrip()
+        words = english.words(core)
+        units.append(
+            Unit(
+                text=core,
+                gap=piece[len(core) :],
+                word=bool(words) or any(ch.isdigit() for ch in core),
+                fixed=core.endswith(_SENTENCE_END) or i == len(pieces) - 1,
+                negation=any(english.is_negation(w) for w in words),
+                insertable=tuple(
+                    w
+                    for w in words
+                    if len(w) >= 3
+                    and w.lower() not in english.stop_words()
+                    and not english.is_negation(w)
+                    and "'" not in w
+                ),
+            )
+        )
+    words = [i for i, u in enumerate(units) if u.word]
+    if words:  # the last word stays, as in Korean (punctuation-only tails such as "!!" do not count)
         last = units[words[-1]]
         units[words[-1]] = Unit(last.text, last.gap, True, True, last.negation, last.insertable)
     return units
@@ -274,16 +331,33 @@ def tokenize(texts: list[str], threads: int | None = None) -> list[list]:
 
 
 def generate(sources: pl.DataFrame, config: EdaConfig, *, threads: int | None = None) -> list[Generated]:
-    """Variants for every row of `sources` (`id`, `text`); `source_index` is the row in `sources`."""
+    """Variants for every row of `sources` (`id`, `text`); `source_index` is the row in `sources`.
+    Korean texts are cut into Kiwi units, English ones into words (see the module docstring)."""
     texts = sources["text"].to_list()
+    korean = [i for i, t in enumerate(texts) if script(t) == "ko"]
+    tokens = dict(zip(korean, tokenize([texts[i] for i in korean], threads), strict=True))
     out = []
-    for index, (source_id, text, tokens) in enumerate(
-        zip(sources["id"].to_list(), texts, tokenize(texts, threads), strict=True)
-    ):
-        units = split_units(text, tokens)
+    for index, (source_id, text) in enumerate(zip(sources["id"].to_list(), texts, strict=True)):
+        units = split_units(text, tokens[index]) if index in tokens else split_units_english(text)
         for variant, new_text, extra, drop in augment_units(units, str(source_id), config):
             out.append(Generated(index, variant, new_text, extra, drop))
     return out
+
+
+def check_scripts(sources: pl.DataFrame, source: str) -> dict[str, int]:
+    """Counts of Korean and English texts; stops on texts in another script (no negation rules for them)."""
+    kinds = sources.select(pl.col("text").map_elements(script, return_dtype=pl.String).alias("script"), "id")
+    other = kinds.filter(pl.col("script") == "other")
+    if other.height:
+        first = other.head(3)["id"].to_list()
+        example = sources.filter(pl.col("id") == first[0])["text"][0][:60]
+        raise InputError(
+            f"{source}: {other.height:,} of {sources.height:,} texts are neither Korean nor English (first ids "
+            f"{first}, e.g. {example!r}). EDA knows the negations and word units of Korean (Kiwi) and English "
+            "only; drop those rows, or augment them with backtranslate or paraphrase."
+        )
+    counts = dict(kinds.group_by("script").len().iter_rows())
+    return {"ko": counts.get("ko", 0), "en": counts.get("en", 0)}
 
 
 def model_name() -> str:
@@ -316,7 +390,12 @@ def run_eda(
     config = config or EdaConfig()
     check_output(out)
     sources = load_sources(input_path, text_col=text_col, label_col=label_col, id_col=id_col)
+    scripts = check_scripts(sources, str(input_path))
     model, job = model_name(), params(config)
+    if scripts["en"]:
+        # English units are another algorithm: such a job is not the one an earlier hardaug ran on these texts.
+        job["english"] = "words"
+        log.info("%d English texts: cut into words, negations protected", scripts["en"])
     writer = AugmentedOutput(
         out,
         fingerprint=job_fingerprint(sources, METHOD, model, job),

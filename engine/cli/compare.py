@@ -1,4 +1,5 @@
-"""`hardaug compare`: baseline vs targeted vs random (vs all) augmentation, retrained and tested."""
+"""`hardaug compare`: baseline vs strategy arms (augmented selections, each with its random control) vs the arms
+that add no text (drop, relabel, reweight), retrained and tested."""
 
 from __future__ import annotations
 
@@ -6,36 +7,101 @@ import argparse
 import logging
 from pathlib import Path
 
-from engine.cli.common import SAMPLE_DIR, seed_list
+from engine.cli.common import SAMPLE_DIR, comma_list, seed_list
 
 log = logging.getLogger("engine")
+
+
+def _strategy(value: str) -> tuple[str, Path]:
+    name, sep, path = value.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=FILE, e.g. notebook=runs/kept_nb.parquet; got {value!r}")
+    return name.strip(), Path(path.strip())
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "compare",
-        help="retrain on baseline / targeted / random arms and compare on the test set",
+        help="retrain on baseline / strategy / random-control / cleaning arms and compare on the test set",
         description=(
-            "Train the classifier on each arm and evaluate on held-out test data: baseline (original data), "
-            "targeted (+ kept augmentations of the hard samples), random (+ the same number of kept "
-            "augmentations per method, of randomly chosen samples: the control) and optionally all "
-            "(+ augmentations of every sample). Several seeds; accuracy, macro-F1, per-class F1, confidently "
-            "wrong test predictions; differences with paired bootstrap 95% intervals. Each (arm, seed) cell "
-            "is saved in OUT_DIR/cells and skipped on a rerun. Writes OUT_DIR/results.json, results.md and "
-            "results.svg."
+            "Train the classifier on each arm and evaluate on held-out test data: baseline (original data); "
+            "each strategy (+ the kept augmentations of the samples it selected: --targeted, or several named "
+            "--strategy NAME=FILE), each with its own random control (+ the same number of kept augmentations "
+            "per method, drawn from --random: augmentations of randomly chosen samples); optionally all "
+            "(+ augmentations of every sample); and with --scores (mine's scores.parquet of this training set) "
+            "the arms that add no text: drop-label-issues (train without suspected label errors; control: "
+            "drop-random, as many random rows dropped), relabel (suspected errors get their confident "
+            "out-of-fold prediction as label) and reweight (sample weights 1 + hardness, mean 1; control: "
+            "reweight-shuffled). Several seeds; accuracy, macro-F1, per-class F1, confidently wrong test "
+            "predictions; every arm's gain over baseline and over its control with paired bootstrap 95% "
+            "intervals pooled over seeds, and a one-line verdict per arm. Each (arm, seed) cell is saved in "
+            "OUT_DIR/cells and skipped on a rerun. Writes OUT_DIR/results.json, results.md and results.svg."
+        ),
+        epilog=(
+            "example: hardaug compare --strategy notebook=runs/kept_nb.parquet --strategy "
+            "misclassified=runs/kept_mis.parquet --random runs/kept_random.parquet --scores "
+            "runs/mine/scores.parquet"
         ),
     )
     p.add_argument("--train", type=Path, default=None, help="original training data (default: bundled sample)")
     p.add_argument("--test", type=Path, default=None, help="labeled test data (default: bundled sample)")
-    p.add_argument("--targeted", type=Path, required=True, help="augmentations of the hard samples (Parquet)")
+    p.add_argument(
+        "--targeted",
+        type=Path,
+        default=None,
+        help="augmentations of the hard samples (Parquet): the strategy 'targeted', control 'random'",
+    )
+    p.add_argument(
+        "--strategy",
+        type=_strategy,
+        action="append",
+        default=[],
+        metavar="NAME=FILE",
+        help="augmentations of one named selection (repeat for several); its control is NAME-random",
+    )
+    p.add_argument(
+        "--budget",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a hardness-proportional budget for strategy NAME (repeatable): arms NAME-uniform (the same number "
+        "of NAME's kept augmentations per source) and NAME-proportional (more for harder sources), the same "
+        "total (--budget-share of NAME's rows), each with its own control, proportional also vs uniform",
+    )
+    p.add_argument(
+        "--budget-share",
+        type=float,
+        default=0.5,
+        help="share of the strategy's kept augmentations the two budget arms use (default 0.5)",
+    )
     p.add_argument(
         "--random",
         type=Path,
         default=None,
         dest="random_",
-        help="augmentations of randomly chosen samples, same method(s): the control arm",
+        help="augmentations of randomly chosen samples, same method(s): every strategy's control is drawn here",
     )
     p.add_argument("--all", type=Path, default=None, dest="all_", help="optional: augmentations of every sample")
+    p.add_argument(
+        "--scores",
+        type=Path,
+        default=None,
+        help="scores.parquet of hardaug mine on this training set: adds the arms that add no text",
+    )
+    p.add_argument(
+        "--cleaning",
+        type=comma_list,
+        default=None,
+        metavar="ARMS",
+        help="with --scores: which of drop-label-issues,relabel,reweight (default: all three)",
+    )
+    p.add_argument(
+        "--relabel-confidence",
+        type=float,
+        default=0.7,
+        help="relabel a suspected label error only when its out-of-fold prediction has at least this "
+        "probability (default 0.7)",
+    )
     p.add_argument("--out-dir", type=Path, default=Path("runs/compare"), help="output folder (default: runs/compare)")
     p.add_argument(
         "--seeds", type=seed_list, default=(0, 1, 2), help="comma-separated seeds, integers >= 0 (default: 0,1,2)"
@@ -47,20 +113,59 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0.9,
         help="a wrong prediction with top probability >= this counts as confidently wrong (default 0.9)",
     )
+    p.add_argument(
+        "--class-names",
+        type=comma_list,
+        default=None,
+        help="names of classes 0..K-1 for the tables and plot, comma-separated, as given to hardaug mine "
+        "(string labels name themselves)",
+    )
+    p.add_argument(
+        "--drop-test-overlap",
+        action="store_true",
+        help="evaluate without the test rows whose text is also in the training set, word for word or nearly "
+        "(they are always counted in results.json)",
+    )
     p.add_argument("--text-col", default="text", help="text column of train/test (default: text)")
     p.add_argument("--label-col", default="label", help="label column of train/test (default: label)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import polars as pl
     from tqdm import tqdm
 
-    from engine.experiment import CompareConfig, compare, kept_rows, write_results
+    from engine.arms import CLEANING_ARMS, align_scores, budget_sets, check_strategy_name
+    from engine.errors import InputError
+    from engine.experiment import CompareConfig, compare, count_cells, kept_rows, write_results
     from engine.io import check_output_dir, read_table, refuse_overwrite
     from engine.labels import check_same_classes, saved_classes
+    from engine.overlap import find_overlap
     from engine.validate import check_augmented_pool, prepare_dataset
 
-    config = CompareConfig(seeds=tuple(args.seeds), bootstrap=args.bootstrap, confident_threshold=args.confident)
+    config = CompareConfig(
+        seeds=tuple(int(s) for s in args.seeds),
+        bootstrap=args.bootstrap,
+        confident_threshold=args.confident,
+        relabel_confidence=args.relabel_confidence,
+    )
+    named = ([("targeted", args.targeted)] if args.targeted else []) + args.strategy
+    if not named and args.scores is None:
+        raise InputError(
+            "nothing to compare with baseline: give --targeted FILE, --strategy NAME=FILE (repeatable) "
+            "or --scores runs/mine/scores.parquet."
+        )
+    seen: set[str] = set()
+    for name, _ in named:
+        if name in seen:
+            raise InputError(f"strategy {name!r} is given twice; every --strategy needs its own name.")
+        seen.add(name)
+        if name != "targeted":
+            check_strategy_name(name)
+    cleaning = tuple(args.cleaning) if args.cleaning else CLEANING_ARMS
+    unknown = [c for c in cleaning if c not in CLEANING_ARMS]
+    if unknown:
+        raise InputError(f"--cleaning {','.join(cleaning)}: unknown arms {unknown}; expected {list(CLEANING_ARMS)}.")
     out_dir = check_output_dir(args.out_dir)
     train_path = args.train or Path(str(SAMPLE_DIR / "train.csv"))
     test_path = args.test or Path(str(SAMPLE_DIR / "test.csv"))
@@ -72,6 +177,8 @@ def run(args: argparse.Namespace) -> int:
             "--targeted": args.targeted,
             "--random": args.random_,
             "--all": args.all_,
+            "--scores": args.scores,
+            **{f"--strategy {name}": path for name, path in args.strategy},
         },
     )
     train, names = prepare_dataset(
@@ -80,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
         text_col=args.text_col,
         label_col=args.label_col,
         complete=True,
+        label_names=args.class_names,
+        num_classes=len(args.class_names) if args.class_names else None,
     )
     k = len(names)
     test, _ = prepare_dataset(
@@ -92,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         map_source=f"--train {train_path}",
     )
     pools = {}
-    for name, path in (("targeted", args.targeted), ("random", args.random_), ("all", args.all_)):
+    for name, path in [*named, ("random", args.random_), ("all", args.all_)]:
         if path is None:
             continue
         if (saved := saved_classes(path)) is not None:
@@ -102,23 +211,67 @@ def run(args: argparse.Namespace) -> int:
         if bad.height:
             raise ValueError(f"{path}: {bad.height} augmented rows have labels outside 0..{k - 1} of {train_path}.")
         pools[name] = rows
-    if args.random_ is None:
+    overlap = find_overlap(train["text"].to_list(), test["text"].to_list())
+    test_overlap = {
+        **{key: value for key, value in overlap.summary([], [], n_examples=0).items() if key != "examples"},
+        "dropped": int(overlap.any.sum()) if args.drop_test_overlap else 0,
+    }
+    if args.drop_test_overlap:
+        test = test.filter(~pl.Series(overlap.any))
+        if test.height == 0:
+            raise InputError(f"{test_path}: every test text is also in {train_path}; nothing is left to evaluate.")
+        log.info("dropped %d test rows that overlap the training texts", test_overlap["dropped"])
+    flagged = align_scores(train, read_table(args.scores), str(args.scores)) if args.scores else None
+    if named and args.random_ is None:
         log.warning("no --random augmentations: without the random control, a gain cannot be credited to targeting")
+    strategies = {name: pools[name] for name, _ in named}
+    if not 0 < args.budget_share <= 1:
+        raise InputError(f"--budget-share must be in (0, 1], got {args.budget_share}")
+    extra_pairs = []
+    for name in args.budget:
+        if name not in strategies:
+            raise InputError(f"--budget {name}: no such strategy; the strategies are {sorted(strategies)}.")
+        for kind, rows in budget_sets(strategies[name], share=args.budget_share, source=str(dict(named)[name])).items():
+            strategies[f"{name}-{kind}"] = rows
+        extra_pairs.append((f"{name}-proportional", f"{name}-uniform"))
 
-    n_cells = len(config.seeds) * len(pools) + len(config.seeds)
-    with tqdm(total=n_cells, desc="cells", unit="cell") as bar:
+    n_cells = count_cells(
+        strategies=len(strategies),
+        random=args.random_ is not None,
+        all_=args.all_ is not None,
+        cleaning=cleaning if flagged is not None else (),
+        seeds=len(config.seeds),
+    )
+    bars = {"cells": tqdm(total=n_cells, desc="cells", unit="cell")}
+
+    def on_bootstrap(done: int, total: int) -> None:
+        # The bootstrap runs after the last cell: its own line, so the wait after the cells bar is visible.
+        if "bootstrap" not in bars:
+            bars["cells"].close()
+            bars["bootstrap"] = tqdm(total=total, desc="bootstrap", unit="resample")
+        bars["bootstrap"].update(done - bars["bootstrap"].n)
+
+    try:
         results = compare(
             train,
             test,
             k=k,
             class_names=names,
-            targeted=pools["targeted"],
+            strategies=strategies,
             random_pool=pools.get("random"),
             all_pool=pools.get("all"),
+            flagged=flagged,
+            cleaning=cleaning,
+            extra_pairs=extra_pairs,
             config=config,
             cells_dir=out_dir / "cells",
-            on_cell_done=lambda arm, seed: bar.update(),
+            on_cell_done=lambda arm, seed: bars["cells"].update(),
+            on_bootstrap=on_bootstrap,
         )
+    finally:
+        for bar in bars.values():
+            bar.close()
+    results["test_overlap"] = test_overlap
     write_results(results, out_dir)
     print((out_dir / "results.md").read_text(encoding="utf-8"))
     print(f"wrote {out_dir / 'results.json'}, {out_dir / 'results.md'}, {out_dir / 'results.svg'}")

@@ -1,4 +1,5 @@
-"""`hardaug eda`: rule-based augmentation (random deletion, swap, insertion of whole Korean words) on CPU."""
+"""`hardaug eda`: rule-based augmentation (random deletion, swap, insertion of whole words) on CPU, for Korean
+and English texts."""
 
 from __future__ import annotations
 
@@ -22,9 +23,10 @@ def _rate(value: str) -> float:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eda",
-        help="rule-based augmentation: random deletion, swap, insertion of whole words (Kiwi), CPU only",
+        help="rule-based augmentation: random deletion, swap, insertion of whole words (Korean, English), CPU only",
         description=textwrap.fill(
-            "Easy Data Augmentation for Korean. Each source text is cut into word units with kiwipiepy: a content "
+            "Easy Data Augmentation for Korean and English. Each Korean source text is cut into word units "
+            "with kiwipiepy: a content "
             "morpheme with the particles, endings and punctuation that follow it (the space-separated word in "
             "spaced text; Kiwi's boundaries in text written without spaces), so particles stay on their words. "
             "Variant V applies one operation, cycling delete -> swap -> insert over the enabled ones: delete drops "
@@ -37,7 +39,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "variant = V.op, extra with the edit); variants identical to the source or to an earlier variant are "
             "dropped and counted in OUT with the suffix .drops.json. Finished chunks are saved: rerunning the same "
             "command resumes. No synonym replacement: no Korean synonym resource with a clear license is "
-            "installable from PyPI.",
+            "installable from PyPI. English (texts in Latin script): the units are the space-separated words "
+            "with their punctuation, the same three operations apply, negations (not, no, never, without, "
+            "nobody, ...n't) are protected the same way, and insertion repeats a content word of the text (3+ "
+            "letters, not a scikit-learn English stop word). Texts in any other script are refused before "
+            "anything is written.",
             width=100,
         ),
         epilog=(
