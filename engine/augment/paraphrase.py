@@ -705,10 +705,7 @@ def paraphrase_file(
     check_block_size(config)
     # The fingerprint covers what was asked for; the rows' params also say what the engine could do
     # (guided JSON falls back to free text where structured output is unavailable).
-    requested = {**_requested_params(config), "backend": config.backend}
-    writer = AugmentedOutput(
-        out, fingerprint=job_fingerprint(sources, METHOD, config.model, requested), restart=restart
-    )
+    writer = AugmentedOutput(out, fingerprint=paraphrase_fingerprint(sources, config), restart=restart)
     if (finished_job := writer.finished()) is not None:
         return finished_job
     done = writer.done_sources()
@@ -722,9 +719,7 @@ def paraphrase_file(
         finished = sources.height - pending.height
         for chunk in chunks(pending, chunk_size):
             started = time.perf_counter()
-            results = engine.generate(chunk["text"].to_list(), progress=progress)
-            params = engine.params()
-            rows = to_rows(chunk, list(_generated(results)), method=METHOD, model=config.model, params=params)
+            rows, results = paraphrase_chunk(engine, chunk, progress=progress)
             writer.write_chunk(rows, chunk["id"].to_list())
             finished += chunk.height
             if on_chunk is not None:
@@ -742,6 +737,20 @@ def paraphrase_file(
         if owned:
             engine.close()
     return writer.finish()
+
+
+def paraphrase_fingerprint(sources: pl.DataFrame, config: ParaphraseConfig) -> str:
+    """The job's fingerprint: what was asked for (the rows' params also say what the engine could do)."""
+    requested = {**_requested_params(config), "backend": config.backend}
+    return job_fingerprint(sources, METHOD, config.model, requested)
+
+
+def paraphrase_chunk(engine: Paraphraser, chunk: pl.DataFrame, *, progress=None) -> tuple[pl.DataFrame, list]:
+    """One chunk of sources (`load_sources` columns): its rows (common.PART_SCHEMA) and the engine's
+    `SourceResult`s. The single-process job and the Ray shards (engine.cluster) both call this."""
+    results = engine.generate(chunk["text"].to_list(), progress=progress)
+    rows = to_rows(chunk, list(_generated(results)), method=METHOD, model=engine.config.model, params=engine.params())
+    return rows, results
 
 
 def _requested_params(config: ParaphraseConfig) -> dict:
