@@ -27,8 +27,8 @@ from engine.augment import backtranslate as bt
 from engine.augment import eda
 from engine.augment import paraphrase as pp
 from engine.augment.common import AugmentedOutput, check_output, job_fingerprint, load_sources, to_rows
-from engine.cluster.session import ClusterOptions, connect
-from engine.cluster.shards import ShardDone, plan_shards, run_shards
+from engine.cluster.session import ClusterOptions, connect, replica_count
+from engine.cluster.shards import ShardDone, plan_shards, run_shards, shard_size
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +126,7 @@ def augment_on_ray(
     job: EdaJob | BacktranslateJob | ParaphraseJob,
     options: ClusterOptions,
     *,
-    shard_size: int,
+    most_per_shard: int,
     restart: bool = False,
     text_col: str = "text",
     label_col: str = "label",
@@ -136,7 +136,8 @@ def augment_on_ray(
     """Run one augmentation job on Ray and write `out` exactly as the single-process job does.
 
     Input, output path and model are checked here, before a cluster is joined or anything is written.
-    Shards of `shard_size` sources are saved as they finish; a rerun sends only the missing ones.
+    Shards of at most `most_per_shard` sources (fewer on a small input: `shards.shard_size`) are saved as
+    they finish; a rerun sends only the missing ones.
     Returns the kept rows (augmented schema, input order) and the counts by drop reason.
     """
     sources = load_sources(input, text_col=text_col, label_col=label_col, id_col=id_col)
@@ -149,11 +150,12 @@ def augment_on_ray(
     pending = sources.filter(~pl.col("id").is_in(list(seen))) if seen else sources
     if seen:
         log.info("resuming: %d of %d sources already done", sources.height - pending.height, sources.height)
-    shards = plan_shards(pending, shard_size)
-    if shards:
+    if pending.height:
         with connect(options) as ray:
+            replicas = replica_count(ray, options)
+            shards = plan_shards(pending, shard_size(sources.height, replicas, most_per_shard))
             run_shards(
-                ray, shards, job, writer, options, done=sources.height - pending.height, total=sources.height,
-                on_shard=on_shard,
+                ray, shards, job, writer, options, replicas=replicas, done=sources.height - pending.height,
+                total=sources.height, on_shard=on_shard,
             )  # fmt: skip
     return writer.finish()

@@ -81,7 +81,7 @@ def import_ray():
     """`ray` itself, or the one clear message of how to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401  (the extra must include Ray Data, not only the core)
+        import ray.data  # the extra must include Ray Data, not only the core
     except ImportError as exc:
         raise InputError(
             f"--ray needs Ray with Ray Data, which is not installed here ({exc}): {INSTALL_HINT}."

@@ -30,9 +30,11 @@ from typing import Protocol
 import polars as pl
 
 from engine.augment.common import AugmentedOutput
-from engine.cluster.session import ClusterError, ClusterOptions, replica_count
+from engine.cluster.session import ClusterError, ClusterOptions
 
 log = logging.getLogger(__name__)
+
+SHARDS_PER_REPLICA = 4
 
 
 class ShardEngine(Protocol):
@@ -64,6 +66,14 @@ class ShardDone:
     @property
     def completions(self) -> int:  # the paraphraser's name for its outputs
         return self.outputs
+
+
+def shard_size(total: int, replicas: int, most: int) -> int:
+    """At most `most` sources per shard (what a worker holds and a crash loses), and at least
+    `SHARDS_PER_REPLICA` shards per replica on a small input, so every replica gets work and a slow
+    shard does not hold the others up. Depends on the input size, not on what is pending: a resumed
+    run cuts at the same places when the cluster is the same (and stays correct when it is not)."""
+    return max(1, min(most, -(-total // (replicas * SHARDS_PER_REPLICA))))
 
 
 def plan_shards(pending: pl.DataFrame, size: int) -> list[pl.DataFrame]:
@@ -132,6 +142,7 @@ def run_shards(
     writer: AugmentedOutput,
     options: ClusterOptions,
     *,
+    replicas: int,
     done: int,
     total: int,
     on_shard: Callable[[ShardDone], None] | None = None,
@@ -148,7 +159,7 @@ def run_shards(
     # Ray Core never restarts: Ray Data starts new ones, this many times in a row, then fails the job
     context.max_consecutive_actor_init_deaths = options.max_retries
     logging.getLogger("ray.data").setLevel(logging.WARNING)
-    replicas = min(replica_count(ray, options), len(shards))
+    replicas = min(replicas, len(shards))
     log.info("%d shards over %d replicas (%s each)", len(shards), replicas, options.remote_args)
     items = [{"shard": k, "sources": _to_bytes(shard)} for k, shard in enumerate(shards)]
     with warnings.catch_warnings():
