@@ -7,7 +7,7 @@ import argparse
 from engine.cli.common import positive_int
 
 
-def add_cluster_options(p: argparse.ArgumentParser, *, gpus: bool = True) -> None:
+def add_cluster_options(p: argparse.ArgumentParser, *, gpus: bool = True, replicas: bool = True) -> None:
     g = p.add_argument_group("cluster (Ray; needs the ray extra)")
     g.add_argument(
         "--ray",
@@ -19,6 +19,9 @@ def add_cluster_options(p: argparse.ArgumentParser, *, gpus: bool = True) -> Non
         "the cluster `ray start --head` started here; HOST:PORT joins that cluster. Work goes out in shards; "
         "finished shards are saved, so the same command resumes",
     )
+    if not replicas:  # tasks (the OOF folds) take what the cluster has
+        p.set_defaults(replicas=None)
+        return
     g.add_argument(
         "--replicas",
         type=positive_int,

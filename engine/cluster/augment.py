@@ -27,7 +27,7 @@ from engine.augment import backtranslate as bt
 from engine.augment import eda
 from engine.augment import paraphrase as pp
 from engine.augment.common import AugmentedOutput, check_output, job_fingerprint, load_sources, to_rows
-from engine.cluster.session import ClusterOptions, connect, replica_count
+from engine.cluster.session import ClusterOptions, connect, preflight, replica_count
 from engine.cluster.shards import ShardDone, plan_shards, run_shards, shard_size
 
 log = logging.getLogger(__name__)
@@ -143,6 +143,7 @@ def augment_on_ray(
     sources = load_sources(input, text_col=text_col, label_col=label_col, id_col=id_col)
     check_output(out)
     job.check()
+    preflight(options)  # Ray installed, the cluster reachable: before the output folder is touched
     writer = AugmentedOutput(out, fingerprint=job.fingerprint(sources), restart=restart)
     if (finished_job := writer.finished()) is not None:
         return finished_job

@@ -79,6 +79,7 @@ class ClusterOptions:
 
 def import_ray():
     """`ray` itself, or the one clear message of how to install it."""
+    _use_auth_token()  # read by Ray when it loads
     try:
         import ray
         import ray.data  # the extra must include Ray Data, not only the core
@@ -115,6 +116,13 @@ def check_reachable(address: str, timeout: float = 3.0) -> None:
         ) from None
 
 
+def preflight(options: ClusterOptions) -> None:
+    """The checks `connect` makes that cost nothing: Ray importable, a named cluster listening."""
+    import_ray()
+    if options.address not in (LOCAL, AUTO):
+        check_reachable(options.address)
+
+
 @contextmanager
 def connect(options: ClusterOptions) -> Iterator[object]:
     """Ray initialized for the job (yields the `ray` module); shut down after, unless it was running before."""
@@ -130,23 +138,32 @@ def connect(options: ClusterOptions) -> Iterator[object]:
             kwargs["_temp_dir"] = str(Path(options.temp_dir).resolve())
         # a local cluster's workers must import this checkout's `engine` like the driver does
         kwargs["runtime_env"] = {"env_vars": _passed_env()}
-    elif address == AUTO:
-        kwargs["address"] = "auto"
     else:
-        check_reachable(address)
+        if address != AUTO:
+            check_reachable(address)
         kwargs["address"] = address
     try:
         ray.init(**kwargs)
     except ConnectionError as exc:
         raise InputError(
             f"--ray {address}: {exc} Start a cluster with `ray start --head` (workers: `ray start "
-            "--address=HEAD:6379`), or use --ray local."
+            "--address=HEAD:6379`), or use --ray local. A cluster with token authentication (Ray's default) "
+            "also needs its token here: ~/.ray/auth_token or RAY_AUTH_TOKEN."
         ) from None
     log.info("Ray %s: %s", address, ray.cluster_resources())
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+def _use_auth_token() -> None:
+    """Ray 2.60 clusters require a token by default (`ray start` and `ray.init` write ~/.ray/auth_token), but a
+    driver joining by address sends it only when RAY_AUTH_MODE=token: set it when a token is at hand."""
+    if "RAY_AUTH_MODE" in os.environ:
+        return
+    if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def _local_cpus(options: ClusterOptions) -> int:

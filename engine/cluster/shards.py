@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -117,22 +118,29 @@ class ShardWorker:
         return pa.table(out)
 
 
-def _root_cause(exc: BaseException) -> BaseException:
-    """The worker's own exception inside Ray's wrappers (RayTaskError, UserCodeException, ...)."""
-    seen = exc
-    while True:
-        inner = seen.__cause__ or getattr(seen, "cause", None)
-        if inner is None or inner is seen:
-            return seen
-        seen = inner
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exit|Interrupt)): (.+)$")
 
 
-def _describe(exc: BaseException) -> str:
-    cause = _root_cause(exc)
-    text = str(cause).strip().splitlines()
-    # Ray's own text puts the traceback first and the error last
-    last = next((line for line in reversed(text) if line.strip()), type(cause).__name__)
-    return f"{type(cause).__name__}: {last}" if type(cause).__name__ not in last else last
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and the ones inside it (Ray wraps the worker's error in RayTaskError, ActorDiedError, ...)."""
+    found: list[BaseException] = []
+    while exc is not None and exc not in found:
+        found.append(exc)
+        exc = exc.__cause__ or getattr(exc, "cause", None)
+    return found
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The worker's own error line ("InputError: model folder ... does not exist") from Ray's wrappers, whose
+    text is a remote traceback that ends with it; else the innermost exception's first line."""
+    for inner in reversed(_chain(exc)):
+        lines = [line.strip() for line in str(inner).splitlines()]
+        errors = [m for line in lines if (m := _ERROR_LINE.match(line)) and "ray." not in m.group(0)[:40]]
+        if errors:
+            return f"{errors[-1].group(1)}: {errors[-1].group(2)}"
+    inner = _chain(exc)[-1]
+    text = next((line for line in str(inner).splitlines() if line.strip()), "")
+    return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
 
 
 def run_shards(
@@ -200,8 +208,8 @@ def run_shards(
     except Exception as exc:
         if not type(exc).__module__.startswith("ray"):
             raise  # the driver's own failure (a full disk, a bug): the traceback belongs to it
+        saved = done - (total - sum(s.height for s in shards))
         raise ClusterError(
-            f"the job failed on the Ray cluster: {_describe(exc)}. Every shard saved before stays saved "
-            f"({done - (total - sum(s.height for s in shards))} sources this run): fix the cause and run the same "
-            "command again to do the rest."
+            f"the job failed on the Ray cluster: {describe_failure(exc).rstrip('.')}. The {saved} sources saved "
+            "before the failure stay saved: fix the cause and run the same command again to do the rest."
         ) from exc
