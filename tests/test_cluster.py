@@ -37,17 +37,6 @@ RAY_TMP = ROOT / ".cache" / "ray"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def _ray_processes() -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if str(RAY_TMP) in " ".join(proc.info["cmdline"] or []):
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
 @pytest.fixture(scope="module")
 def cluster():
     """A local cluster of 3 logical CPUs: 2 single-thread replicas and one slot for Ray Data's own tasks."""
@@ -61,12 +50,11 @@ def cluster():
     )
     address = ray.get_runtime_context().gcs_address
     yield address
+    # a local cluster's processes (GCS, raylet, workers, actors) all descend from this process
+    started = psutil.Process().children(recursive=True)
     ray.shutdown()
-    deadline = time.monotonic() + 30
-    while _ray_processes() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    left = _ray_processes()
-    assert not left, f"Ray processes left behind: {[p.pid for p in left]}"
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, f"Ray processes left behind: {[(p.pid, p.name()) for p in alive]}"
 
 
 OPTIONS = ClusterOptions(replicas=2, max_retries=2)
@@ -210,3 +198,23 @@ def test_bad_address_and_missing_ray_get_one_clear_message(sources, tmp_path, ca
     done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "pip install" in done.stderr and "[ray]" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_filter_on_ray_decides_like_one_process(cluster, sources, tmp_path):
+    """Embeddings and label probabilities on the actors, near-duplicates in the driver: the same decisions."""
+    from engine.random_models.sbert import build_random_sbert
+
+    sbert = build_random_sbert(tmp_path / "sbert", "tiny")
+    augmented = tmp_path / "augmented.parquet"
+    run_eda(sources, augmented, config=EdaConfig(n=3), threads=1)
+    train = tmp_path / "train.csv"
+    pl.read_csv(SAMPLE / "train.csv").head(800).write_csv(train)
+    common = ["filter", "--input", str(augmented), "--train", str(train), "--sources", str(sources),
+              "--embed-model", str(sbert), "--min-similarity", "0.3"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "one.parquet"), "--rejected", str(tmp_path / "one_rej.parquet")]) == 0
+    ray_out = ["--out", str(tmp_path / "ray.parquet"), "--rejected", str(tmp_path / "ray_rej.parquet")]
+    assert main([*common, *ray_out, "--ray", "--replicas", "2"]) == 0
+    for name in ("", "_rej"):
+        one, on_ray = (pl.read_parquet(tmp_path / f"{run}{name}.parquet") for run in ("one", "ray"))
+        assert on_ray.drop("similarity").equals(one.drop("similarity"))
+        assert (on_ray["similarity"] - one["similarity"]).abs().max() < 1e-5  # batches differ: float rounding
