@@ -218,3 +218,17 @@ def test_filter_on_ray_decides_like_one_process(cluster, sources, tmp_path):
         one, on_ray = (pl.read_parquet(tmp_path / f"{run}{name}.parquet") for run in ("one", "ray"))
         assert on_ray.drop("similarity").equals(one.drop("similarity"))
         assert (on_ray["similarity"] - one["similarity"]).abs().max() < 1e-5  # batches differ: float rounding
+
+
+def test_paraphrase_on_ray_writes_what_one_process_writes(cluster, sources, tmp_path):
+    """The transformers backend, greedy: the shards of the Ray run are the chunks of the one-process run."""
+    from engine.random_models.qwen2 import build_tiny_qwen2, sample_texts
+
+    model = build_tiny_qwen2(tmp_path / "qwen2", "tiny", texts=sample_texts(3000))
+    subset = tmp_path / "ten.parquet"
+    pl.read_parquet(sources).head(8).write_parquet(subset)
+    args = ["paraphrase", "--input", str(subset), "--model", str(model), "--backend", "transformers", "--device",
+            "cpu", "--max-tokens", "12", "--temperature", "0", "--chunk-size", "1"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "one.parquet")]) == 0
+    assert main([*args, "--out", str(tmp_path / "ray.parquet"), "--ray", "--replicas", "2"]) == 0
+    assert pl.read_parquet(tmp_path / "ray.parquet").equals(pl.read_parquet(tmp_path / "one.parquet"))

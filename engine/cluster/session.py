@@ -16,6 +16,7 @@ Pitfalls measured here (FEASIBILITY.md, "Beyond one node"), and what this module
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from collections.abc import Iterator
@@ -167,12 +168,11 @@ def _use_auth_token() -> None:
 
 
 def _local_cpus(options: ClusterOptions) -> int:
-    """Logical CPUs of a local cluster: the machine's, or enough for the replicas asked for plus one free slot
+    """Logical CPUs of a local cluster: the machine's, and at least what the replicas ask for plus one free slot
     for Ray Data's own tasks (logical slots: the replicas' engine threads are what really use the cores)."""
     cores = os.cpu_count() or 1
-    if options.replicas is None:
-        return max(cores, 2)
-    return max(cores, int(options.replicas * options.cpus_per_replica + 0.999) + 1)
+    wanted = (options.replicas or 1) * options.cpus_per_replica if options.gpus_per_replica == 0 else 0
+    return max(cores, math.ceil(wanted) + 1)
 
 
 def _passed_env() -> dict[str, str]:
