@@ -187,8 +187,13 @@ def run_filter_command(args: argparse.Namespace) -> int:
     # Load the models before any work, so a wrong folder stops the run in seconds.
     embedder = None
     on_ray = args.ray is not None  # the models load on the actors (their hosts may have GPUs this one lacks)
-    if config.similarity and on_ray:
-        check_model_path(config.embed_model, option="--embed-model", markers=("modules.json", "config.json"))
+    if on_ray:
+        from engine.cluster.session import preflight
+
+        options = cluster_options(args, device="cpu" if config.device == "cpu" else "cuda", threads=1)
+        preflight(options)  # Ray installed and the cluster reachable, before any work
+        if config.similarity:
+            check_model_path(config.embed_model, option="--embed-model", markers=("modules.json", "config.json"))
     if config.similarity and not on_ray:
         embedder = Embedder(config.embed_model, device=config.device, batch_size=config.batch_size)
     label_model = None
@@ -216,7 +221,6 @@ def run_filter_command(args: argparse.Namespace) -> int:
         if on_ray:  # embeddings and label probabilities on actors; near-duplicates and decisions here
             from engine.cluster.filter import filter_models_on_ray
 
-            options = cluster_options(args, device="cpu" if config.device == "cpu" else "cuda", threads=1)
             models = stack.enter_context(filter_models_on_ray(config, k, options, fitted_label_model=label_model))
         result = filter_augmented(
             rows, train, config=config, embedder=models[0], label_model=models[1], progress=progress
