@@ -9,9 +9,11 @@ output file through the same job code:
   actors and loading the model in each; `actor start` is estimated as the time to the first saved shard
   minus that shard's own work, and `steady rows/s` leaves it out.
 Back-translation: ko -> en_XX -> ko, greedy, every leg exactly `--out-tokens` tokens (min = max), no source
-skipped as too short, so every row does the same work. The scaling efficiency is rows/s of 2 actors over
-2 x rows/s of 1 actor. The load average is recorded before and after every row: the machine is shared,
-so only ratios within one run mean anything, and the numbers are to be measured again on a quiet machine.
+skipped as too short, so every row does the same work; every row cuts the input into the same 8 chunks
+(shards), so every row also gets the same batches and writes the same file (checked). The scaling
+efficiency is rows/s of 2 actors over 2 x rows/s of 1 actor. The load average is recorded before and
+after every row: the machine is shared, so only ratios within one run mean anything, and the numbers are
+to be measured again on a quiet machine.
 
     .venv/bin/python benchmarks/bench_ray.py            # base mBART, 1,000 reviews (~10-20 min on 2 cores)
     .venv/bin/python benchmarks/bench_ray.py --quick    # tiny model, 120 reviews: checks the script
@@ -37,6 +39,12 @@ from bench_backtranslate import DATA, ensure_model, load_texts, machine  # noqa:
 
 def load() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def chunk(args: argparse.Namespace) -> int:
+    """Every row cuts the input into the same 8 chunks (the shards of 1 and of 2 actors): CTranslate2 then
+    sees the same batches in every row, so the outputs can be compared for equality."""
+    return -(-args.sentences // 8)
 
 
 def write_sources(texts: list[str], path: Path) -> Path:
@@ -70,11 +78,11 @@ def single_row(stage: str, threads: int, sources: Path, out: Path, model: Path, 
         with BackTranslator(bt_config(model, threads, args)) as translator:
             loaded = time.perf_counter() - started
             started = time.perf_counter()
-            kept, _ = backtranslate_file(sources, out, translator=translator, chunk_size=256, restart=True)
+            kept, _ = backtranslate_file(sources, out, translator=translator, chunk_size=chunk(args), restart=True)
             wall = time.perf_counter() - started
     else:
         loaded = 0.0  # Kiwi loads inside the first chunk: part of the job, as on a Ray actor
-        kept, _ = run_eda(sources, out, config=EdaConfig(), chunk_size=5000, restart=True, threads=threads)
+        kept, _ = run_eda(sources, out, config=EdaConfig(), chunk_size=chunk(args), restart=True, threads=threads)
         wall = time.perf_counter() - started
     n = args.sentences
     rate = round(n / wall, 2)
@@ -97,9 +105,8 @@ def ray_row(stage: str, actors: int, sources: Path, out: Path, model: Path, args
         if not first:
             first.append((time.perf_counter() - started, shard.seconds))
 
-    most = 256 if stage == "backtranslate" else 5000
     kept, _ = augment_on_ray(
-        sources, out, job, ClusterOptions(replicas=actors), most_per_shard=most, restart=True, on_shard=on_shard
+        sources, out, job, ClusterOptions(replicas=actors), most_per_shard=chunk(args), restart=True, on_shard=on_shard
     )
     wall = time.perf_counter() - started
     actor_start = max(first[0][0] - first[0][1], 0.0)

@@ -232,3 +232,30 @@ def test_paraphrase_on_ray_writes_what_one_process_writes(cluster, sources, tmp_
     assert main([*args, "--out", str(tmp_path / "one.parquet")]) == 0
     assert main([*args, "--out", str(tmp_path / "ray.parquet"), "--ray", "--replicas", "2"]) == 0
     assert pl.read_parquet(tmp_path / "ray.parquet").equals(pl.read_parquet(tmp_path / "one.parquet"))
+
+
+def test_transformer_folds_as_ray_tasks_resume_per_fold(cluster, tmp_path):
+    """A fold saved by an earlier run is left alone; the others run as Ray tasks and land beside it."""
+    from engine.cluster.folds import run_folds_on_ray
+    from engine.config import OofConfig, TransformerConfig
+    from engine.oof.kfold import run_folds, run_oof
+    from engine.random_models.bert import build_random_bert, build_tokenizer
+    from engine.validate import prepare_dataset
+
+    texts = pl.read_csv(SAMPLE / "train.csv", n_rows=3000)["text"].drop_nulls().to_list()
+    bert = build_random_bert(tmp_path / "bert", "tiny", tokenizer=build_tokenizer(texts, vocab_size=2000))
+    train, names = prepare_dataset(pl.read_csv(SAMPLE / "train.csv", n_rows=240), source="train")
+    transformer = TransformerConfig(model=str(bert), epochs=1, lr=1e-3, warmup_steps=0, train_batch_size=16,
+                                    max_length=64)  # fmt: skip
+    config = OofConfig(n_folds=3, backend="transformers", transformer=transformer)
+    common = {"config": config, "k": len(names), "class_names": names, "parts_dir": tmp_path / ".parts"}
+    run_folds(train, None, folds=[0], **common)  # an earlier run saved fold 0
+    fold0 = tmp_path / ".parts" / "fold_00.parquet"
+    before = fold0.stat().st_mtime_ns
+    done = []
+    run_folds_on_ray(train, None, checkpoint_dir=tmp_path / "checkpoints", options=ClusterOptions(),
+                     on_fold_done=lambda fold, _: done.append(fold), **common)  # fmt: skip
+    assert sorted(done) == [1, 2] and fold0.stat().st_mtime_ns == before
+    assert not list((tmp_path / ".parts").glob(".ray_fold_*"))  # every task moved its fold in and cleaned up
+    oof = run_oof(train, None, **common).oof  # assembles the three saved folds
+    assert oof.height == 240 and sorted(oof["fold"].unique()) == [0, 1, 2]
