@@ -6,6 +6,9 @@ import argparse
 
 from engine.cli.common import positive_int
 
+SHARDS = "Work goes out in shards; finished shards are saved, so the same command resumes"
+FOLDS = "Every unfinished fold runs as a Ray task (one GPU each with --device cuda); saved folds are kept"
+
 
 def add_cluster_options(p: argparse.ArgumentParser, *, gpus: bool = True, replicas: bool = True) -> None:
     g = p.add_argument_group("cluster (Ray; needs the ray extra)")
@@ -16,8 +19,7 @@ def add_cluster_options(p: argparse.ArgumentParser, *, gpus: bool = True, replic
         default=None,
         metavar="local|auto|ADDRESS",
         help="run on Ray: `local` (the default of a bare --ray) starts Ray on this machine for the job; `auto` joins "
-        "the cluster `ray start --head` started here; HOST:PORT joins that cluster. Work goes out in shards; "
-        "finished shards are saved, so the same command resumes",
+        f"the cluster `ray start --head` started here; HOST:PORT joins that cluster. {SHARDS if replicas else FOLDS}",
     )
     if not replicas:  # tasks (the OOF folds) take what the cluster has
         p.set_defaults(replicas=None)
@@ -26,6 +28,7 @@ def add_cluster_options(p: argparse.ArgumentParser, *, gpus: bool = True, replic
         "--replicas",
         type=positive_int,
         default=None,
+        metavar="N",
         help="model copies (Ray actors); default: one per GPU of the cluster (per --gpus-per-replica GPUs), or "
         "one per free CPU slot of --threads on CPU, one slot left for Ray",
     )
@@ -34,6 +37,7 @@ def add_cluster_options(p: argparse.ArgumentParser, *, gpus: bool = True, replic
             "--gpus-per-replica",
             type=positive_int,
             default=1,
+            metavar="G",
             help="GPUs per replica with --device cuda (vLLM: tensor parallelism inside the replica; default: 1)",
         )
 
