@@ -134,6 +134,7 @@ def connect(options: ClusterOptions) -> Iterator[object]:
     kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     address = options.address
     if address == LOCAL:
+        kwargs["address"] = "local"  # a new cluster even where RAY_ADDRESS names another
         kwargs["num_cpus"] = _local_cpus(options)
         if options.temp_dir is not None:
             kwargs["_temp_dir"] = str(Path(options.temp_dir).resolve())
