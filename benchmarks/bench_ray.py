@@ -15,7 +15,7 @@ efficiency is rows/s of 2 actors over 2 x rows/s of 1 actor. The load average is
 after every row: the machine is shared, so only ratios within one run mean anything, and the numbers are
 to be measured again on a quiet machine.
 
-    .venv/bin/python benchmarks/bench_ray.py            # base mBART, 1,000 reviews (~10-20 min on 2 cores)
+    .venv/bin/python benchmarks/bench_ray.py            # base mBART, 1,000 reviews (6-18 min on 2 shared cores)
     .venv/bin/python benchmarks/bench_ray.py --quick    # tiny model, 120 reviews: checks the script
 """
 
