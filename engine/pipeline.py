@@ -48,6 +48,7 @@ class PipelineConfig:
     augment: dict[str, dict] = field(default_factory=dict)
     filter: dict = field(default_factory=dict)
     compare: dict = field(default_factory=dict)
+    cluster: dict = field(default_factory=dict)  # [cluster]: --ray options every stage that has them inherits
 
 
 def load_config(path: str | Path, *, default_data: Path) -> PipelineConfig:
@@ -59,7 +60,7 @@ def load_config(path: str | Path, *, default_data: Path) -> PipelineConfig:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(f"{path}: not valid TOML ({exc}).") from exc
-    known = {"data", "oof", "mine", "random", "augment", "filter", "compare"}
+    known = {"data", "oof", "mine", "random", "augment", "filter", "compare", "cluster"}
     unknown = set(raw) - known
     if unknown:
         raise InputError(f"{path}: unknown sections {sorted(unknown)}; expected {sorted(known)}.")
@@ -85,7 +86,25 @@ def load_config(path: str | Path, *, default_data: Path) -> PipelineConfig:
         augment=augment,
         filter=raw.get("filter", {}),
         compare=raw.get("compare", {}),
+        cluster=check_cluster(raw.get("cluster", {}), path),
     )
+
+
+CLUSTER_KEYS = {"ray": "eda backtranslate paraphrase filter oof", "replicas": "eda backtranslate paraphrase filter",
+                "gpus_per_replica": "backtranslate paraphrase filter"}  # fmt: skip
+
+
+def check_cluster(table: dict, path: Path) -> dict:
+    unknown = set(table) - set(CLUSTER_KEYS)
+    if unknown:
+        raise InputError(f"{path}: unknown keys {sorted(unknown)} in [cluster]; expected {sorted(CLUSTER_KEYS)}.")
+    return table
+
+
+def cluster_options(table: dict, command: str) -> list[str]:
+    """The [cluster] options `command` takes (`ray = "auto"` -> --ray auto). They decide where a stage runs,
+    not what it writes, so they stay out of the stage's cache key."""
+    return options({k: v for k, v in table.items() if command in CLUSTER_KEYS[k].split()})
 
 
 def options(table: dict) -> list[str]:
@@ -122,11 +141,20 @@ class Runner:
     run_command: Callable[[list[str]], int]
     log_lines: list[dict] = field(default_factory=list)
 
-    def stage(self, name: str, argv: Sequence[str], inputs: Sequence[Path], output_flag: str, output: str) -> Path:
-        """Run `hardaug <argv> <output_flag> <folder>/<output>` unless done; returns the output path."""
+    def stage(
+        self,
+        name: str,
+        argv: Sequence[str],
+        inputs: Sequence[Path],
+        output_flag: str,
+        output: str,
+        where: Sequence[str] = (),
+    ) -> Path:
+        """Run `hardaug <argv> <where> <output_flag> <folder>/<output>` unless done; returns the output path.
+        `where` (the [cluster] options) is not part of the cache key."""
 
         def run(folder: Path, target: Path) -> dict:
-            command = [*argv, output_flag, str(folder if output_flag == "--out-dir" else target)]
+            command = [*argv, *where, output_flag, str(folder if output_flag == "--out-dir" else target)]
             log.info("stage %s: hardaug %s", name, " ".join(shlex.quote(c) for c in command))
             code = self.run_command(command)
             if code != 0:
@@ -212,7 +240,8 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]
             raise InputError(f"{config.path}: [data] predictions = {predictions} does not exist.")
     else:
         oof_argv = ["oof", "--train", str(train), "--test", str(test), *options(config.oof)]
-        predictions = runner.stage("oof", oof_argv, [train, test], "--out-dir", "") / "oof.parquet"
+        where = cluster_options(config.cluster, "oof")
+        predictions = runner.stage("oof", oof_argv, [train, test], "--out-dir", "", where) / "oof.parquet"
     mine_argv = ["mine", "--input", str(predictions), *options(config.mine), *config.select]
     mine_dir = runner.stage("mine", mine_argv, [predictions], "--out-dir", "")
     hard = mine_dir / "hard.parquet"
@@ -238,6 +267,7 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]
                 [sources],
                 "--out",
                 "augmented.parquet",
+                cluster_options(config.cluster, method),
             )
             filtered = runner.stage(
                 f"filter-{method}-{arm}",
@@ -245,6 +275,7 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], int]
                 [augmented, train],
                 "--out",
                 "kept.parquet",
+                cluster_options(config.cluster, "filter"),
             )
             kept[arm].append(filtered)
 

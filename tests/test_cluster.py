@@ -259,3 +259,19 @@ def test_transformer_folds_as_ray_tasks_resume_per_fold(cluster, tmp_path):
     assert not list((tmp_path / ".parts").glob(".ray_fold_*"))  # every task moved its fold in and cleaned up
     oof = run_oof(train, None, **common).oof  # assembles the three saved folds
     assert oof.height == 240 and sorted(oof["fold"].unique()) == [0, 1, 2]
+
+
+def test_the_cluster_table_of_a_pipeline_reaches_the_stages_that_take_it(tmp_path):
+    from engine.errors import InputError
+    from engine.pipeline import cluster_options, load_config
+
+    toml = tmp_path / "p.toml"
+    toml.write_text('[augment.eda]\nn = 2\n\n[cluster]\nray = "auto"\nreplicas = 4\ngpus_per_replica = 2\n')
+    config = load_config(toml, default_data=SAMPLE)
+    everything = ["--ray", "auto", "--replicas", "4", "--gpus-per-replica", "2"]
+    assert cluster_options(config.cluster, "backtranslate") == everything
+    assert cluster_options(config.cluster, "eda") == ["--ray", "auto", "--replicas", "4"]
+    assert cluster_options(config.cluster, "oof") == ["--ray", "auto"] and cluster_options(config.cluster, "mine") == []
+    toml.write_text("[augment.eda]\nn = 2\n\n[cluster]\nnodes = 3\n")
+    with pytest.raises(InputError, match=r"unknown keys \['nodes'\] in \[cluster\]"):
+        load_config(toml, default_data=SAMPLE)
