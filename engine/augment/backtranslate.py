@@ -366,10 +366,11 @@ class BackTranslator:
     """Owns one `ctranslate2.Translator` and the tokenizer of a converted mBART-50 folder.
 
     Opening checks the folder, the tokenizer and the languages (`InputError` with the fix) before the
-    model is loaded. Use as a context manager, or call `close()` to free the model's memory.
+    model is loaded. Use as a context manager, or call `close()` to free the model's memory. `load=False`
+    runs the checks only (a Ray driver checks the folder before its workers load the model).
     """
 
-    def __init__(self, config: BacktranslateConfig) -> None:
+    def __init__(self, config: BacktranslateConfig, *, load: bool = True) -> None:
         self.config = config
         self.model_dir, self.model_config = read_model_folder(config.model)
         self.tokenizer = _Tokenizer(self.model_dir)
@@ -382,7 +383,7 @@ class BackTranslator:
             )
         for code in (config.source_lang, *config.pivots):
             check_language(code, self.languages, f"language of model {self.model_dir}:")
-        self.translator = self._load()
+        self.translator = self._load() if load else None
 
     def _load(self):
         import ctranslate2
@@ -582,6 +583,18 @@ def _chunk_rows(chunk: pl.DataFrame, results: dict[int, list[BackTranslation]], 
     return pl.concat(frames) if frames else to_rows(chunk, [], method=METHOD, model=str(config.model), params={})
 
 
+def translate_chunk(
+    translator: BackTranslator, chunk: pl.DataFrame
+) -> tuple[pl.DataFrame, list[list[BackTranslation]]]:
+    """One chunk of sources (`load_sources` columns) through both legs: its rows (common.PART_SCHEMA) and the
+    back-translations of the sources long enough to translate. The single-process job and the Ray shards
+    (engine.cluster) both call this, so their outputs match."""
+    texts = chunk["text"].to_list()
+    long_enough = [i for i, t in enumerate(texts) if len(t.strip()) >= translator.config.min_chars]
+    translated = translator.backtranslate([texts[i] for i in long_enough])
+    return _chunk_rows(chunk, dict(zip(long_enough, translated, strict=True)), translator.config), translated
+
+
 def backtranslate_file(
     input: str | Path,
     out: str | Path,
@@ -633,10 +646,7 @@ def backtranslate_file(
         finished = sources.height - pending.height
         for chunk in chunks(pending, chunk_size):
             started = time.perf_counter()
-            texts = chunk["text"].to_list()
-            long_enough = [i for i, t in enumerate(texts) if len(t.strip()) >= config.min_chars]
-            translated = translator.backtranslate([texts[i] for i in long_enough])
-            rows = _chunk_rows(chunk, dict(zip(long_enough, translated, strict=True)), config)
+            rows, translated = translate_chunk(translator, chunk)
             writer.write_chunk(rows, chunk["id"].to_list())
             finished += chunk.height
             if on_chunk is not None:

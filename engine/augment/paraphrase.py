@@ -730,10 +730,9 @@ def paraphrase_file(
         check_device(config.device)  # before the model loads: torch would fail with an AssertionError
     # The fingerprint covers what was asked for; the rows' params also say what the engine could do
     # (guided JSON falls back to free text where structured output is unavailable).
-    requested = {**_requested_params(config, info.generation), "backend": config.backend}
     writer = AugmentedOutput(
         out,
-        fingerprint=job_fingerprint(sources, METHOD, config.model, requested),
+        fingerprint=paraphrase_fingerprint(sources, config, info.generation),
         restart=restart,
         classes=classes_of(input),
     )
@@ -750,9 +749,7 @@ def paraphrase_file(
         finished = sources.height - pending.height
         for chunk in chunks(pending, chunk_size):
             started = time.perf_counter()
-            results = engine.generate(chunk["text"].to_list(), progress=progress)
-            params = engine.params()
-            rows = to_rows(chunk, list(_generated(results)), method=METHOD, model=config.model, params=params)
+            rows, results = paraphrase_chunk(engine, chunk, progress=progress)
             writer.write_chunk(rows, chunk["id"].to_list())
             finished += chunk.height
             if on_chunk is not None:
@@ -770,6 +767,21 @@ def paraphrase_file(
         if owned:
             engine.close()
     return writer.finish()
+
+
+def paraphrase_fingerprint(sources: pl.DataFrame, config: ParaphraseConfig, generation: dict) -> str:
+    """The job's fingerprint: what was asked for, with the sampling the model's generation config gives
+    (the rows' params also say what the engine could do)."""
+    requested = {**_requested_params(config, generation), "backend": config.backend}
+    return job_fingerprint(sources, METHOD, config.model, requested)
+
+
+def paraphrase_chunk(engine: Paraphraser, chunk: pl.DataFrame, *, progress=None) -> tuple[pl.DataFrame, list]:
+    """One chunk of sources (`load_sources` columns): its rows (common.PART_SCHEMA) and the engine's
+    `SourceResult`s. The single-process job and the Ray shards (engine.cluster) both call this."""
+    results = engine.generate(chunk["text"].to_list(), progress=progress)
+    rows = to_rows(chunk, list(_generated(results)), method=METHOD, model=engine.config.model, params=engine.params())
+    return rows, results
 
 
 def _given(config: ParaphraseConfig) -> dict:

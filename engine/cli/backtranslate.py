@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from engine.augment.convert_mbart import QUANTIZATIONS
+from engine.cli.cluster import add_cluster_options, augment_on_ray
 from engine.cli.common import ChunkProgress, add_source_options, check_source_paths, comma_list, positive_int
 
 log = logging.getLogger("engine")
@@ -149,6 +150,7 @@ def _register_backtranslate(sub: argparse._SubParsersAction) -> None:
         help="sources per saved chunk; a rerun skips finished chunks (default: 256 on CPU, 8192 on CUDA)",
     )
     e.add_argument("--restart", action="store_true", help="discard finished chunks of an earlier run and start over")
+    add_cluster_options(p)
     p.set_defaults(func=run_backtranslate_command)
 
 
@@ -217,17 +219,29 @@ def run_backtranslate_command(args: argparse.Namespace) -> int:
         "backtranslate", "outputs", lambda c: f"{c.output_tokens / max(c.seconds, 1e-9):,.0f} output tokens/s"
     )
     try:
-        kept, counts = backtranslate_file(
-            args.input,
-            args.out,
-            config,
-            chunk_size=args.chunk_size,
-            restart=args.restart,
-            text_col=args.text_col,
-            label_col=args.label_col,
-            id_col=args.id_col,
-            on_chunk=progress,
-        )
+        if args.ray is not None:
+            from engine.augment.backtranslate import DEFAULT_CHUNK_SIZE
+            from engine.cluster.augment import BacktranslateJob
+
+            if len(config.device_index) > 1:
+                raise ValueError("with --ray each replica has its own GPUs: use --gpus-per-replica, not --device-index")
+            most = args.chunk_size or DEFAULT_CHUNK_SIZE[config.device]
+            kept, counts = augment_on_ray(
+                args, BacktranslateJob(config), device=config.device, threads=config.threads, most_per_shard=most,
+                on_shard=progress,
+            )  # fmt: skip
+        else:
+            kept, counts = backtranslate_file(
+                args.input,
+                args.out,
+                config,
+                chunk_size=args.chunk_size,
+                restart=args.restart,
+                text_col=args.text_col,
+                label_col=args.label_col,
+                id_col=args.id_col,
+                on_chunk=progress,
+            )
     finally:
         progress.close()
     print(progress.summary(counts, time.perf_counter() - started, _translated))

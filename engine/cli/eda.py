@@ -8,6 +8,7 @@ import logging
 import textwrap
 import time
 
+from engine.cli.cluster import add_cluster_options, augment_on_ray
 from engine.cli.common import add_source_options, check_source_paths, positive_int
 
 log = logging.getLogger("engine")
@@ -70,6 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=positive_int, default=None, help="Kiwi threads (default: the usable cores)")
     p.add_argument("--chunk-size", type=positive_int, default=5000, help="sources per saved chunk (default: 5000)")
     p.add_argument("--restart", action="store_true", help="discard finished chunks of an earlier run and start over")
+    add_cluster_options(p, gpus=False)
     p.set_defaults(func=run_eda_command)
 
 
@@ -98,18 +100,27 @@ def run_eda_command(args: argparse.Namespace) -> int:
         bar.update(done - bar.n)
 
     try:
-        _, counts = run_eda(
-            args.input,
-            args.out,
-            config=config,
-            chunk_size=args.chunk_size,
-            restart=args.restart,
-            threads=args.threads,
-            text_col=args.text_col,
-            label_col=args.label_col,
-            id_col=args.id_col,
-            progress=progress,
-        )
+        if args.ray is not None:
+            from engine.cluster.augment import EdaJob
+
+            threads = args.threads or 1  # per replica: replicas, not Kiwi threads, spread EDA over a cluster
+            _, counts = augment_on_ray(
+                args, EdaJob(config, threads), device="cpu", threads=threads, most_per_shard=args.chunk_size,
+                on_shard=lambda shard: progress(shard.done, shard.total),
+            )  # fmt: skip
+        else:
+            _, counts = run_eda(
+                args.input,
+                args.out,
+                config=config,
+                chunk_size=args.chunk_size,
+                restart=args.restart,
+                threads=args.threads,
+                text_col=args.text_col,
+                label_col=args.label_col,
+                id_col=args.id_col,
+                progress=progress,
+            )
     finally:
         if bar is not None:
             bar.close()

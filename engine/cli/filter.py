@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
+from engine.cli.cluster import add_cluster_options, cluster_options
 from engine.cli.common import SAMPLE_DIR
 
 log = logging.getLogger("engine")
@@ -134,6 +136,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     co.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps for the neural models (default: cpu)")
     co.add_argument("--batch-size", type=int, default=64, help="texts per batch for the neural models (64)")
     co.add_argument("--max-length", type=int, default=128, help="tokens per text for a transformers label model")
+    add_cluster_options(p)
     p.set_defaults(func=run_filter_command)
 
 
@@ -216,10 +219,26 @@ def run_filter_command(args: argparse.Namespace) -> int:
 
     # Load the models before any work, so a wrong folder stops the run in seconds.
     embedder = None
-    if config.similarity:
+    on_ray = args.ray is not None  # the models load on the actors (their hosts may have GPUs this one lacks)
+    if on_ray:
+        from engine.cluster.session import preflight
+
+        options = cluster_options(args, device="cpu" if config.device == "cpu" else "cuda", threads=1)
+        preflight(options)  # Ray installed and the cluster reachable, before any work
+        if config.similarity:
+            from engine.models import resolve_model
+
+            resolve_model(
+                config.embed_model,
+                option="--embed-model",
+                needs=(("modules.json", "config.json"),),
+                what="sentence-transformers",
+                skip_hint="--no-similarity",
+            )
+    if config.similarity and not on_ray:
         embedder = Embedder(config.embed_model, device=config.device, batch_size=config.batch_size)
     label_model = None
-    if config.label_check and config.label_model != "tfidf":
+    if config.label_check and config.label_model != "tfidf" and not on_ray:
         label_model = LabelModel.load(
             config.label_model, k, device=config.device, batch_size=config.batch_size, max_length=config.max_length
         )
@@ -238,7 +257,15 @@ def run_filter_command(args: argparse.Namespace) -> int:
         if done >= total:
             bar.close()
 
-    result = filter_augmented(rows, train, config=config, embedder=embedder, label_model=label_model, progress=progress)
+    with ExitStack() as stack:
+        models = (embedder, label_model)
+        if on_ray:  # embeddings and label probabilities on actors; near-duplicates and decisions here
+            from engine.cluster.filter import filter_models_on_ray
+
+            models = stack.enter_context(filter_models_on_ray(config, k, options, fitted_label_model=label_model))
+        result = filter_augmented(
+            rows, train, config=config, embedder=models[0], label_model=models[1], progress=progress
+        )
     for bar in bars.values():
         bar.close()
     summary = result.summary

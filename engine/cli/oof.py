@@ -8,6 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
+from engine.cli.cluster import add_cluster_options
 from engine.cli.common import SAMPLE_DIR, comma_list, positive_int
 
 log = logging.getLogger("engine")
@@ -114,6 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep each fold's selected model in OUT_DIR/checkpoints/fold_XX (default: delete it once the "
         "fold's predictions are saved; at most one checkpoint is on disk at a time)",
     )
+    add_cluster_options(p, gpus=False, replicas=False)
     p.set_defaults(func=run_oof_command)
 
 
@@ -140,6 +142,8 @@ def run_oof_command(args: argparse.Namespace) -> int:
         {"--train": train_path, "--test": args.test},
     )
     transformers = args.backend == "transformers"
+    if args.only_folds is not None and args.ray is not None:
+        raise ValueError("--only-folds and --ray exclude each other: with --ray, Ray spreads the folds")
     if args.only_folds is not None and args.restart:
         raise ValueError("--only-folds cannot be combined with --restart (it would delete the other processes' folds)")
     config = OofConfig(
@@ -231,7 +235,19 @@ def run_oof_command(args: argparse.Namespace) -> int:
                 "is saved, run the same command without --only-folds to write oof.parquet"
             )
             return 0
-        result = run_oof(train, test, restart=args.restart, **common)
+        restart = args.restart
+        if args.ray is not None:  # every fold a Ray task (one GPU each with --device cuda); run_oof assembles
+            from engine.cli.cluster import cluster_options
+            from engine.cluster.folds import run_folds_on_ray
+
+            if restart:
+                shutil.rmtree(out_dir / ".parts", ignore_errors=True)
+            run_folds_on_ray(
+                train, test, options=cluster_options(args, device="cpu", threads=1),
+                **{key: value for key, value in common.items() if key != "on_step"},
+            )  # fmt: skip
+            common["on_fold_done"], restart = None, False
+        result = run_oof(train, test, restart=restart, **common)
     result.metrics["seconds"] = round(time.perf_counter() - started, 2)
     result.metrics["train"] = str(train_path)
     result.metrics["classes"] = names

@@ -8,6 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
+from engine.cli.cluster import add_cluster_options, augment_on_ray
 from engine.cli.common import ChunkProgress, add_source_options, check_source_paths, positive_int
 
 log = logging.getLogger("engine")
@@ -212,6 +213,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="discard finished chunks of an earlier run of this output and start over",
     )
+    add_cluster_options(p)
     p.set_defaults(func=run_paraphrase_command)
 
 
@@ -270,18 +272,27 @@ def run_paraphrase_command(args: argparse.Namespace) -> int:
     # the engine's own bar shows progress inside a chunk (vLLM: prompts done, input/output tokens/s)
     inner = partial(tqdm, leave=False, dynamic_ncols=True)
     try:
-        kept, counts = paraphrase_file(
-            args.input,
-            args.out,
-            config,
-            chunk_size=args.chunk_size,
-            restart=args.restart,
-            text_col=args.text_col,
-            label_col=args.label_col,
-            id_col=args.id_col,
-            progress=inner,
-            on_chunk=progress,
-        )
+        if args.ray is not None:
+            from engine.cluster.augment import ParaphraseJob
+
+            # replicas take GPUs unless --device cpu (vLLM-CPU or the transformers backend on CPU)
+            kept, counts = augment_on_ray(
+                args, ParaphraseJob(config), device="cpu" if config.device == "cpu" else "cuda", threads=1,
+                most_per_shard=args.chunk_size, on_shard=progress,
+            )  # fmt: skip
+        else:
+            kept, counts = paraphrase_file(
+                args.input,
+                args.out,
+                config,
+                chunk_size=args.chunk_size,
+                restart=args.restart,
+                text_col=args.text_col,
+                label_col=args.label_col,
+                id_col=args.id_col,
+                progress=inner,
+                on_chunk=progress,
+            )
     finally:
         progress.close()
     print(progress.summary(counts, time.perf_counter() - started, _generated))

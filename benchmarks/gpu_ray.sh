@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Replicas across the GPUs of one node through Ray (what `--ray` does): the Qwen2-7B-shape paraphraser
+# (vLLM, random weights via load_format="dummy", no download) and CTranslate2 back-translation (the
+# mbart-large-50 shape, random weights built on the GPU), first on 1 GPU, then one replica on every GPU.
+# Reports throughput per GPU and the scaling efficiency (goal: >= 90% of linear).
+#
+# Needs a multi-GPU node with the GPU and Ray extras: pip install -e '.[gpu,ray]'
+# Takes about 10-15 minutes on 8 GPUs (vLLM starts once per replica: 1-3 minutes, in parallel).
+# Results: $OUT/ray_gpu.{json,md} when OUT is set, else benchmarks/results/ray_gpu.{json,md}.
+#
+#   bash benchmarks/gpu_ray.sh             # PYTHON=/path/to/python to choose the interpreter; extra args pass on
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+mkdir -p .cache/tmp
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+export VLLM_CACHE_ROOT="$PWD/.cache/vllm" TORCHINDUCTOR_CACHE_DIR="$PWD/.cache/torchinductor"
+export RAY_TMPDIR="${RAY_TMPDIR:-/tmp}"  # Ray's Unix sockets need a short path
+
+"$PY" -c "import ray, vllm, ctranslate2, torch; assert torch.cuda.device_count() > 0, 'no CUDA GPU visible'" \
+    || { echo "needs a GPU node with pip install -e '.[gpu,ray]'" >&2; exit 2; }
+nvidia-smi --query-gpu=index,name,memory.used,memory.total --format=csv || true
+exec timeout 1500 "$PY" benchmarks/bench_ray_gpu.py "$@"

@@ -1,0 +1,77 @@
+"""`--ray`, `--replicas`, `--gpus-per-replica`: the same options on every stage that can run on Ray."""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.cli.common import positive_int
+
+SHARDS = "Work goes out in shards; finished shards are saved, so the same command resumes"
+FOLDS = "Every unfinished fold runs as a Ray task (one GPU each with --device cuda); saved folds are kept"
+
+
+def add_cluster_options(p: argparse.ArgumentParser, *, gpus: bool = True, replicas: bool = True) -> None:
+    g = p.add_argument_group("cluster (Ray; needs the ray extra)")
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="local|auto|ADDRESS",
+        help="run on Ray: `local` (the default of a bare --ray) starts Ray on this machine for the job; `auto` joins "
+        f"the cluster `ray start --head` started here; HOST:PORT joins that cluster. {SHARDS if replicas else FOLDS}",
+    )
+    if not replicas:  # tasks (the OOF folds) take what the cluster has
+        p.set_defaults(replicas=None)
+        return
+    g.add_argument(
+        "--replicas",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="model copies (Ray actors); default: one per GPU of the cluster (per --gpus-per-replica GPUs), or "
+        "one per free CPU slot of --threads on CPU, one slot left for Ray",
+    )
+    if gpus:
+        g.add_argument(
+            "--gpus-per-replica",
+            type=positive_int,
+            default=1,
+            metavar="G",
+            help="GPUs per replica with --device cuda (vLLM: tensor parallelism inside the replica; default: 1)",
+        )
+
+
+def cluster_options(args: argparse.Namespace, *, device: str, threads: int):
+    """ClusterOptions from the parsed options; `threads` = CPU slots per replica, `device` the engine's."""
+    from engine.cluster.session import ClusterOptions
+
+    gpu = device != "cpu"
+    return ClusterOptions(
+        address=args.ray,
+        replicas=args.replicas,
+        gpus_per_replica=getattr(args, "gpus_per_replica", 1) if gpu else 0,
+        cpus_per_replica=max(threads, 1),
+    )  # Ray's session folder: $RAY_TMPDIR/ray, else /tmp/ray (Ray's own rule)
+
+
+def augment_on_ray(args: argparse.Namespace, job, *, device: str, threads: int, most_per_shard: int, on_shard):
+    """One augmenter's job on Ray with the source options every augmenter shares (`add_source_options`)."""
+    import dataclasses
+
+    from engine.cluster.augment import augment_on_ray, replica_config
+
+    options = cluster_options(args, device=device, threads=threads)
+    job = dataclasses.replace(job, config=replica_config(job.config, options))
+    return augment_on_ray(
+        args.input,
+        args.out,
+        job,
+        options,
+        most_per_shard=most_per_shard,
+        restart=args.restart,
+        text_col=args.text_col,
+        label_col=args.label_col,
+        id_col=args.id_col,
+        on_shard=on_shard,
+    )

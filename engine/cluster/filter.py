@@ -1,0 +1,165 @@
+"""`hardaug filter` on Ray: the two model passes spread over actors, everything that needs all rows here.
+
+What parallelizes: the sentence-embedding similarity and the label model's probabilities are per row, so
+rows go out in shards to a pool of actors, each loading the embedder / label model once (the same
+`Embedder` and `LabelModel` classes), and come back in input order. The TF-IDF label model is trained here
+(it needs the whole training set) and shipped to the actors fitted. What does not: the near-duplicate
+search must compare every row with every other and with the training set, and it is sparse matrix work
+that takes seconds on a CPU; it stays in the driver, as do the cheap checks and the decisions. So
+`filter_augmented` runs unchanged, handed `RayEmbedder` / `RayLabelModel`, which answer like the local
+models (`similarity`, `predict_proba`, `k`).
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from engine.cluster.session import ClusterError, ClusterOptions, connect, preflight, replica_count
+from engine.cluster.shards import SHARDS_PER_REPLICA, describe_failure
+
+log = logging.getLogger(__name__)
+
+ROWS_PER_SHARD = 4096
+
+
+@dataclass(frozen=True)
+class _EmbedderSpec:
+    model: str
+    device: str
+    batch_size: int
+
+    def open(self):
+        from engine.filters.semantic import Embedder
+
+        return Embedder(self.model, device=self.device, batch_size=self.batch_size)
+
+
+@dataclass(frozen=True)
+class _LabelModelSpec:
+    spec: str
+    k: int
+    device: str
+    batch_size: int
+    max_length: int
+    fitted: object = None  # a trained LabelModel (TF-IDF) to use as it is
+
+    def open(self):
+        from engine.filters.label import LabelModel
+
+        if self.fitted is not None:
+            return self.fitted
+        return LabelModel.load(
+            self.spec, self.k, device=self.device, batch_size=self.batch_size, max_length=self.max_length
+        )
+
+
+class _ModelWorker:
+    """A Ray Data actor holding one model; each row carries (method name, args) pickled, answers pickled."""
+
+    def __init__(self, spec) -> None:
+        self.model = spec.open()
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        answers = []
+        for payload in batch.column("payload").to_pylist():
+            method, args = pickle.loads(payload)
+            answers.append(pickle.dumps(getattr(self.model, method)(*args)))
+        return pa.table({"index": batch.column("index"), "answer": answers})
+
+
+class _Pool:
+    def __init__(self, ray, spec, options: ClusterOptions, replicas: int) -> None:
+        self.ray, self.spec, self.options, self.replicas = ray, spec, options, replicas
+
+    def map(self, method: str, columns: Sequence[Sequence], progress: Callable[[int, int], None] | None) -> list:
+        """`method(*shard_of_each_column)` on the actors, one answer per shard, in shard order."""
+        n = len(columns[0])
+        size = max(1, min(ROWS_PER_SHARD, -(-n // (self.replicas * SHARDS_PER_REPLICA))))
+        starts = list(range(0, n, size))
+        items = [
+            {"index": i, "payload": pickle.dumps((method, [list(c[s : s + size]) for c in columns]))}
+            for i, s in enumerate(starts)
+        ]
+        context = self.ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.max_consecutive_actor_init_deaths = self.options.max_retries
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+            dataset = self.ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+                _ModelWorker,
+                fn_constructor_args=(self.spec,),
+                batch_size=1,
+                batch_format="pyarrow",
+                compute=self.ray.data.ActorPoolStrategy(
+                    size=min(self.replicas, len(items)), max_tasks_in_flight_per_actor=1
+                ),
+                **self.options.remote_args,
+            )
+        answers: dict[int, object] = {}
+        try:
+            for row in dataset.iter_rows():
+                answers[row["index"]] = pickle.loads(row["answer"])
+                if progress is not None:
+                    progress(min(len(answers) * size, n), n)
+        except Exception as exc:
+            if not type(exc).__module__.startswith("ray"):
+                raise
+            raise ClusterError(f"the filter's {method} failed on the Ray cluster: {describe_failure(exc)}") from exc
+        return [answers[i] for i in range(len(starts))]
+
+
+class RayEmbedder:
+    """`Embedder.similarity` with the pairs spread over a pool of actors (input order kept)."""
+
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+
+    def similarity(self, texts, sources, *, progress=None) -> np.ndarray:
+        if len(texts) != len(sources):
+            raise ValueError(f"{len(texts)} texts but {len(sources)} sources")
+        if not len(texts):
+            return np.zeros(0)
+        return np.concatenate(self.pool.map("similarity", [texts, sources], progress))
+
+
+class RayLabelModel:
+    """`LabelModel.predict_proba` with the texts spread over a pool of actors (input order kept)."""
+
+    def __init__(self, pool: _Pool, k: int) -> None:
+        self.pool, self.k = pool, k
+
+    def predict_proba(self, texts, *, progress=None) -> np.ndarray:
+        if not len(texts):
+            return np.zeros((0, self.k))
+        return np.concatenate(self.pool.map("predict_proba", [texts], progress))
+
+
+@contextmanager
+def filter_models_on_ray(config, k: int, options: ClusterOptions, *, fitted_label_model=None) -> Iterator[tuple]:
+    """(embedder, label model) for `filter_augmented` backed by actor pools; None where the filter is off."""
+    preflight(options)
+    device = "cuda" if config.device.startswith("cuda") else config.device  # a replica sees its own GPUs only
+    with connect(options) as ray:
+        replicas = replica_count(ray, options)
+        embedder = label_model = None
+        if config.similarity:
+            embedder = RayEmbedder(
+                _Pool(ray, _EmbedderSpec(config.embed_model, device, config.batch_size), options, replicas)
+            )
+        if config.label_check:
+            spec = _LabelModelSpec(
+                config.label_model, k, device, config.batch_size, config.max_length, fitted_label_model
+            )
+            label_model = RayLabelModel(_Pool(ray, spec, options, replicas), k)
+        yield embedder, label_model

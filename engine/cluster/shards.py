@@ -1,0 +1,215 @@
+"""Shards of an augmentation job mapped over a Ray Dataset by a pool of actors, each shard saved as it lands.
+
+The sources are cut into shards by input position (shard k = the pending sources among sources
+k*size .. (k+1)*size-1, so a shard's ids never change between runs). Each shard travels to an actor as one
+Arrow IPC blob in one row of a Ray Dataset (`from_items`, one block per shard, so Ray balances shards
+over actors); `map_batches` runs a pool of `ShardWorker` actors, each opening the stage's engine once
+(`ShardJob.open`: the same BackTranslator / paraphraser / EDA code as the single-process path) and
+answering with the shard's rows. The driver saves every shard it receives with
+`AugmentedOutput.write_chunk` (atomic), so only the driver writes and only the driver's disk holds the
+output: a rerun after a crash, a lost node or Ctrl-C finds the saved shards and sends only the missing
+ones. Rows carry `source_order`, so `AugmentedOutput.finish` restores the input order whatever order the
+shards came back in (Ray Data does not keep it).
+
+Failures: a killed actor is restarted and its shard retried up to `max_retries` times (a retried shard
+replaces nothing: the driver has not saved it); an exception in a worker fails the job at once, and
+`ClusterError` shows the first one with the shard it happened in.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import polars as pl
+
+from engine.augment.common import AugmentedOutput
+from engine.cluster.session import ClusterError, ClusterOptions
+
+log = logging.getLogger(__name__)
+
+SHARDS_PER_REPLICA = 4
+
+
+class ShardEngine(Protocol):
+    def run(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
+        """Rows (augment.common.PART_SCHEMA) of one chunk of sources, generated outputs, output tokens."""
+
+    def close(self) -> None: ...
+
+
+class ShardJob(Protocol):
+    """What a stage hands to the cluster: a picklable description that opens its engine on a worker."""
+
+    def open(self) -> ShardEngine: ...
+
+
+@dataclass(frozen=True)
+class ShardDone:
+    """Progress after one saved shard (the fields `cli.common.ChunkProgress` reads)."""
+
+    shard: int
+    sources: int
+    outputs: int
+    output_tokens: int
+    seconds: float  # the worker's time on this shard
+    done: int
+    total: int
+    worker_pid: int
+
+    @property
+    def completions(self) -> int:  # the paraphraser's name for its outputs
+        return self.outputs
+
+
+def shard_size(total: int, replicas: int, most: int) -> int:
+    """At most `most` sources per shard (what a worker holds and a crash loses), and at least
+    `SHARDS_PER_REPLICA` shards per replica on a small input, so every replica gets work and a slow
+    shard does not hold the others up. Depends on the input size, not on what is pending: a resumed
+    run cuts at the same places when the cluster is the same (and stays correct when it is not)."""
+    return max(1, min(most, -(-total // (replicas * SHARDS_PER_REPLICA))))
+
+
+def plan_shards(pending: pl.DataFrame, size: int) -> list[pl.DataFrame]:
+    """`pending` (load_sources columns, input order) cut at every `size` input positions (not pending rows),
+    so a shard holds the same ids in every run; shards with nothing pending are left out."""
+    if size < 1:
+        raise ValueError(f"shard size must be at least 1, got {size}")
+    return [shard for _, shard in pending.group_by(pl.col("source_order") // size, maintain_order=True) if shard.height]
+
+
+def _to_bytes(frame: pl.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.write_ipc(buffer)
+    return buffer.getvalue()
+
+
+def _from_bytes(data: bytes) -> pl.DataFrame:
+    return pl.read_ipc(io.BytesIO(data))
+
+
+class ShardWorker:
+    """One Ray Data actor: opens the job's engine once, then turns shards of sources into shards of rows."""
+
+    def __init__(self, job: ShardJob) -> None:
+        logging.basicConfig(level=logging.WARNING)
+        self.engine = job.open()
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        out: dict[str, list] = {"shard": [], "rows": [], "outputs": [], "output_tokens": [], "seconds": [], "pid": []}
+        for shard, data in zip(batch.column("shard").to_pylist(), batch.column("sources").to_pylist(), strict=True):
+            started = time.perf_counter()
+            rows, outputs, tokens = self.engine.run(_from_bytes(data))
+            out["shard"].append(shard)
+            out["rows"].append(_to_bytes(rows))
+            out["outputs"].append(outputs)
+            out["output_tokens"].append(tokens)
+            out["seconds"].append(time.perf_counter() - started)
+            out["pid"].append(os.getpid())
+        return pa.table(out)
+
+
+_ERROR_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?([A-Z]\w*(?:Error|Exception|Exit|Interrupt)): (.+)$")
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and the ones inside it (Ray wraps the worker's error in RayTaskError, ActorDiedError, ...)."""
+    found: list[BaseException] = []
+    while exc is not None and exc not in found:
+        found.append(exc)
+        exc = exc.__cause__ or getattr(exc, "cause", None)
+    return found
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The worker's own error line ("InputError: model folder ... does not exist") from Ray's wrappers, whose
+    text is a remote traceback that ends with it; else the innermost exception's first line."""
+    for inner in reversed(_chain(exc)):
+        lines = [line.strip() for line in str(inner).splitlines()]
+        errors = [m for line in lines if (m := _ERROR_LINE.match(line)) and "ray." not in m.group(0)[:40]]
+        if errors:
+            return f"{errors[-1].group(1)}: {errors[-1].group(2)}"
+    inner = _chain(exc)[-1]
+    text = next((line for line in str(inner).splitlines() if line.strip()), "")
+    return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
+
+
+def run_shards(
+    ray,
+    shards: list[pl.DataFrame],
+    job: ShardJob,
+    writer: AugmentedOutput,
+    options: ClusterOptions,
+    *,
+    replicas: int,
+    done: int,
+    total: int,
+    on_shard: Callable[[ShardDone], None] | None = None,
+) -> None:
+    """Map `shards` over a pool of actors and save each returned shard with `writer` as it arrives."""
+    if not shards:
+        return
+    import ray.data
+
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the CLI has its own bar over sources
+    context.execution_options.preserve_order = False  # order comes back from source_order
+    # an engine that cannot open (a model missing on a node) kills every actor in its constructor, which
+    # Ray Core never restarts: Ray Data starts new ones, this many times in a row, then fails the job
+    context.max_consecutive_actor_init_deaths = options.max_retries
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    replicas = min(replicas, len(shards))
+    log.info("%d shards over %d replicas (%s each)", len(shards), replicas, options.remote_args)
+    items = [{"shard": k, "sources": _to_bytes(shard)} for k, shard in enumerate(shards)]
+    with warnings.catch_warnings():
+        # max_restarts / max_task_retries have no named parameter in Ray 2.60 (its remote-args route is
+        # deprecated for 2.64), and Ray Data's default for both is -1: unbounded retries of a crash that repeats
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
+        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            ShardWorker,
+            fn_constructor_args=(job,),
+            batch_size=1,
+            batch_format="pyarrow",
+            # one shard in flight per actor: shards go to whichever actor is free, and a killed actor
+            # takes only its own shard with it
+            compute=ray.data.ActorPoolStrategy(size=replicas, max_tasks_in_flight_per_actor=1),
+            **options.remote_args,
+        )
+    shard = None
+    try:
+        for row in dataset.iter_rows():
+            shard = shards[row["shard"]]
+            writer.write_chunk(_from_bytes(row["rows"]), shard["id"].to_list())
+            done += shard.height
+            if on_shard is not None:
+                on_shard(
+                    ShardDone(
+                        shard=row["shard"],
+                        sources=shard.height,
+                        outputs=row["outputs"],
+                        output_tokens=row["output_tokens"],
+                        seconds=row["seconds"],
+                        done=done,
+                        total=total,
+                        worker_pid=row["pid"],
+                    )
+                )
+    except (KeyboardInterrupt, ClusterError):
+        raise
+    except Exception as exc:
+        if not type(exc).__module__.startswith("ray"):
+            raise  # the driver's own failure (a full disk, a bug): the traceback belongs to it
+        saved = done - (total - sum(s.height for s in shards))
+        raise ClusterError(
+            f"the job failed on the Ray cluster: {describe_failure(exc).rstrip('.')}. The {saved} sources saved "
+            "before the failure stay saved: fix the cause and run the same command again to do the rest."
+        ) from exc

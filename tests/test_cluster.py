@@ -1,0 +1,287 @@
+"""The stages on Ray: one local cluster for the module, tiny real models, real reviews, no mocks.
+
+What is checked: a job on Ray writes what the single-process job writes (EDA, beam back-translation,
+OOF folds); an actor SIGKILLed mid-run costs no row and duplicates none; a driver killed mid-run leaves
+its saved shards, and the same command does only the rest; a deterministic failure ends the job with its
+message; a bad address and a missing Ray get one clear message; no Ray process outlives the module.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("ctranslate2")
+pytest.importorskip("transformers")
+psutil = pytest.importorskip("psutil")
+
+from engine.augment.backtranslate import BacktranslateConfig, backtranslate_file  # noqa: E402
+from engine.augment.convert_mbart import convert_mbart  # noqa: E402
+from engine.augment.eda import EdaConfig, run_eda  # noqa: E402
+from engine.cli import main  # noqa: E402
+from engine.cluster.augment import BacktranslateJob, EdaJob, augment_on_ray  # noqa: E402
+from engine.cluster.session import ClusterError, ClusterOptions  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "engine" / "data" / "sample"
+# Ray's session folder holds Unix sockets (at most ~107 characters): a short folder in the project
+RAY_TMP = ROOT / ".cache" / "ray"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local cluster of 3 logical CPUs: 2 single-thread replicas and one slot for Ray Data's own tasks."""
+    RAY_TMP.mkdir(parents=True, exist_ok=True)
+    ray.init(
+        num_cpus=3,
+        include_dashboard=False,
+        log_to_driver=False,
+        _temp_dir=str(RAY_TMP),
+        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
+    )
+    address = ray.get_runtime_context().gcs_address
+    yield address
+    # a local cluster's processes (GCS, raylet, workers, actors) all descend from this process
+    started = psutil.Process().children(recursive=True)
+    ray.shutdown()
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive, f"Ray processes left behind: {[(p.pid, p.name()) for p in alive]}"
+
+
+OPTIONS = ClusterOptions(replicas=2, max_retries=2)
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory) -> Path:
+    """40 real reviews (a few too short to back-translate) as a hard.parquet-like input."""
+    texts = pl.read_csv(SAMPLE / "test.csv", infer_schema_length=None)["text"].drop_nulls().head(40).to_list()
+    path = tmp_path_factory.mktemp("sources") / "hard.parquet"
+    pl.DataFrame(
+        {"id": [f"s{i:02d}" for i in range(40)], "text": texts, "label": [i % 4 for i in range(40)]}
+    ).write_parquet(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ct2_model(tmp_path_factory) -> Path:
+    from engine.random_models.mbart import build_random_mbart
+
+    root = tmp_path_factory.mktemp("mbart")
+    return convert_mbart(build_random_mbart(root / "hf", "tiny"), root / "ct2", quantization="int8")
+
+
+def _bt_config(model: Path, **options) -> BacktranslateConfig:
+    defaults = {"threads": 1, "max_output_tokens": 12, "beam_size": 2, "max_batch_tokens": 256}
+    return BacktranslateConfig(model, **{**defaults, **options})
+
+
+@pytest.fixture(scope="module")
+def single_bt(sources, ct2_model, tmp_path_factory) -> pl.DataFrame:
+    """The single-process beam back-translation, in chunks of 5 (the shards the Ray run cuts: 40 / (2 x 4))."""
+    out = tmp_path_factory.mktemp("single") / "bt.parquet"
+    kept, _ = backtranslate_file(sources, out, _bt_config(ct2_model), chunk_size=5)
+    return kept
+
+
+def test_eda_on_ray_writes_what_one_process_writes(cluster, sources, tmp_path):
+    single, single_counts = run_eda(sources, tmp_path / "one.parquet", config=EdaConfig(n=3), chunk_size=7, threads=1)
+    shards = []
+    kept, counts = augment_on_ray(
+        sources, tmp_path / "ray.parquet", EdaJob(EdaConfig(n=3)), OPTIONS, most_per_shard=7, on_shard=shards.append
+    )
+    assert kept.equals(single)
+    assert counts == single_counts
+    assert pl.read_parquet(tmp_path / "ray.parquet").equals(pl.read_parquet(tmp_path / "one.parquet"))
+    assert sum(s.sources for s in shards) == 40 and len({s.shard for s in shards}) == len(shards) > 1
+
+
+def test_beam_backtranslation_survives_a_killed_actor(cluster, sources, ct2_model, single_bt, tmp_path):
+    """SIGKILL the actor that answered first: its next shard is retried on a fresh actor, and the output is
+    still exactly the single-process output (every source once, in input order)."""
+    killed: list[int] = []
+
+    def kill_first(shard) -> None:
+        if not killed:
+            killed.append(shard.worker_pid)
+            os.kill(shard.worker_pid, signal.SIGKILL)
+
+    kept, counts = augment_on_ray(
+        sources, tmp_path / "bt.parquet", BacktranslateJob(_bt_config(ct2_model)), OPTIONS, most_per_shard=5,
+        on_shard=kill_first,
+    )  # fmt: skip
+    assert killed and not psutil.pid_exists(killed[0])
+    assert kept.equals(single_bt)
+    assert counts["generated"] == 40  # one row per source: its round trip, or its too_short drop
+
+
+def test_driver_killed_then_rerun_does_only_the_missing_shards(cluster, ct2_model, tmp_path):
+    texts = pl.read_csv(SAMPLE / "test.csv", infer_schema_length=None)["text"].drop_nulls().head(300).to_list()
+    sources = tmp_path / "hard.parquet"
+    pl.DataFrame({"id": [f"t{i:03d}" for i in range(300)], "text": texts, "label": 0}).write_parquet(sources)
+    out, parts = tmp_path / "bt.parquet", tmp_path / ".bt.parquet.parts"
+    # The driver joins the module's cluster by its address, as a user on another node would; 60 shards of 5
+    command = [sys.executable, "-m", "engine.cli", "backtranslate", "--input", str(sources), "--out", str(out),
+               "--model", str(ct2_model), "--threads", "1", "--max-output-tokens", "12", "--beam-size", "2",
+               "--max-batch-tokens", "256", "--chunk-size", "5", "--ray", cluster, "--replicas", "1"]  # fmt: skip
+    log = tmp_path / "driver.log"
+    with log.open("w") as stderr:
+        driver = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            deadline = time.monotonic() + 240
+            while len(list(parts.glob("chunk_*.parquet"))) < 2 and driver.poll() is None:
+                assert time.monotonic() < deadline, "the driver saved no shard in 4 minutes"
+                time.sleep(0.02)
+            driver.send_signal(signal.SIGKILL)
+        finally:
+            driver.wait(timeout=60)
+    saved = list(parts.glob("chunk_*.parquet"))
+    assert saved and not out.exists(), f"the driver should have died mid-run: {log.read_text()[-2000:]}"
+    done = set(pl.read_parquet(saved)["source_id"])
+
+    shards = []
+    config = _bt_config(ct2_model)
+    kept, _ = augment_on_ray(
+        sources, out, BacktranslateJob(config), ClusterOptions(replicas=1), most_per_shard=5, on_shard=shards.append
+    )
+    assert sum(s.sources for s in shards) == 300 - len(done)  # only the missing shards were sent
+    single, _ = backtranslate_file(sources, tmp_path / "single.parquet", config, chunk_size=5)
+    assert kept.equals(single)
+
+
+class _PoisonedEda(EdaJob):
+    """A real EDA job whose engine fails on one source every time: a deterministic crash in a worker."""
+
+    def run(self, chunk):
+        if "s13" in chunk["id"].to_list():
+            raise RuntimeError("source s13 cannot be augmented")
+        return super().run(chunk)
+
+
+def test_a_deterministic_failure_stops_the_job_with_its_message(cluster, sources, ct2_model, tmp_path):
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    with pytest.raises(ClusterError, match="source s13 cannot be augmented"):
+        augment_on_ray(sources, tmp_path / "eda.parquet", _PoisonedEda(EdaConfig()), OPTIONS, most_per_shard=5)
+    # an engine that cannot open on the workers (float16 has no CPU kernels) fails once per actor, not forever
+    job = BacktranslateJob(_bt_config(ct2_model, compute_type="float16"))
+    with pytest.raises(ClusterError, match="float16"):
+        augment_on_ray(sources, tmp_path / "bt.parquet", job, OPTIONS, most_per_shard=5)
+
+
+def test_oof_folds_on_ray_equal_the_single_process_folds(cluster, tmp_path):
+    train = tmp_path / "train.csv"
+    pl.read_csv(SAMPLE / "train.csv").head(600).write_csv(train)
+    common = ["oof", "--train", str(train), "--folds", "3", "--max-features", "2000"]
+    assert main([*common, "--out-dir", str(tmp_path / "one")]) == 0
+    assert main([*common, "--out-dir", str(tmp_path / "ray"), "--ray"]) == 0
+    assert pl.read_parquet(tmp_path / "ray" / "oof.parquet").equals(pl.read_parquet(tmp_path / "one" / "oof.parquet"))
+
+
+def test_bad_address_and_missing_ray_get_one_clear_message(sources, tmp_path, capsys):
+    assert main(["eda", "--input", str(sources), "--out", str(tmp_path / "a.parquet"), "--ray", "127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert "no Ray cluster answers at 127.0.0.1:9" in err and "ray start --head" in err
+    assert not (tmp_path / "a.parquet").exists()
+    # a Python without Ray: the import fails as it would where the extra is not installed
+    code = (
+        "import sys; sys.modules['ray'] = None; from engine.cli import main; "
+        f"sys.exit(main(['eda', '--input', {str(sources)!r}, '--out', {str(tmp_path / 'b.parquet')!r}, '--ray']))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "pip install" in done.stderr and "[ray]" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_filter_on_ray_decides_like_one_process(cluster, sources, tmp_path):
+    """Embeddings and label probabilities on the actors, near-duplicates in the driver: the same decisions."""
+    from engine.random_models.sbert import build_random_sbert
+
+    sbert = build_random_sbert(tmp_path / "sbert", "tiny")
+    augmented = tmp_path / "augmented.parquet"
+    run_eda(sources, augmented, config=EdaConfig(n=3), threads=1)
+    train = tmp_path / "train.csv"
+    pl.read_csv(SAMPLE / "train.csv").head(800).write_csv(train)
+    common = ["filter", "--input", str(augmented), "--train", str(train), "--sources", str(sources),
+              "--embed-model", str(sbert), "--min-similarity", "0.3"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "one.parquet"), "--rejected", str(tmp_path / "one_rej.parquet")]) == 0
+    ray_out = ["--out", str(tmp_path / "ray.parquet"), "--rejected", str(tmp_path / "ray_rej.parquet")]
+    assert main([*common, *ray_out, "--ray", "--replicas", "2"]) == 0
+    for name in ("", "_rej"):
+        one, on_ray = (pl.read_parquet(tmp_path / f"{run}{name}.parquet") for run in ("one", "ray"))
+        assert on_ray.drop("similarity").equals(one.drop("similarity"))
+        assert (on_ray["similarity"] - one["similarity"]).abs().max() < 1e-5  # batches differ: float rounding
+
+
+def test_paraphrase_on_ray_writes_what_one_process_writes(cluster, sources, tmp_path):
+    """The transformers backend, greedy: the shards of the Ray run are the chunks of the one-process run."""
+    from engine.random_models.qwen2 import build_tiny_qwen2, sample_texts
+
+    model = build_tiny_qwen2(tmp_path / "qwen2", "tiny", texts=sample_texts(3000))
+    subset = tmp_path / "ten.parquet"
+    pl.read_parquet(sources).head(8).write_parquet(subset)
+    args = ["paraphrase", "--input", str(subset), "--model", str(model), "--backend", "transformers", "--device",
+            "cpu", "--max-tokens", "12", "--temperature", "0", "--chunk-size", "1"]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "one.parquet")]) == 0
+    assert main([*args, "--out", str(tmp_path / "ray.parquet"), "--ray", "--replicas", "2"]) == 0
+    assert pl.read_parquet(tmp_path / "ray.parquet").equals(pl.read_parquet(tmp_path / "one.parquet"))
+
+
+def test_transformer_folds_as_ray_tasks_resume_per_fold(cluster, tmp_path):
+    """A fold saved by an earlier run is left alone; the others run as Ray tasks and land beside it."""
+    from engine.cluster.folds import run_folds_on_ray
+    from engine.config import OofConfig, TransformerConfig
+    from engine.oof.kfold import run_folds, run_oof
+    from engine.random_models.bert import build_random_bert, build_tokenizer
+    from engine.validate import prepare_dataset
+
+    texts = pl.read_csv(SAMPLE / "train.csv", n_rows=3000)["text"].drop_nulls().to_list()
+    bert = build_random_bert(tmp_path / "bert", "tiny", tokenizer=build_tokenizer(texts, vocab_size=2000))
+    train, names = prepare_dataset(pl.read_csv(SAMPLE / "train.csv", n_rows=240), source="train")
+    transformer = TransformerConfig(model=str(bert), epochs=1, lr=1e-3, warmup_steps=0, train_batch_size=16,
+                                    max_length=64)  # fmt: skip
+    config = OofConfig(n_folds=3, backend="transformers", transformer=transformer)
+    common = {"config": config, "k": len(names), "class_names": names, "parts_dir": tmp_path / ".parts"}
+    run_folds(train, None, folds=[0], **common)  # an earlier run saved fold 0
+    fold0 = tmp_path / ".parts" / "fold_00.parquet"
+    before = fold0.stat().st_mtime_ns
+    done = []
+    run_folds_on_ray(train, None, checkpoint_dir=tmp_path / "checkpoints", options=ClusterOptions(),
+                     on_fold_done=lambda fold, _: done.append(fold), **common)  # fmt: skip
+    assert sorted(done) == [1, 2] and fold0.stat().st_mtime_ns == before
+    assert not list((tmp_path / ".parts").glob(".ray_fold_*"))  # every task moved its fold in and cleaned up
+    oof = run_oof(train, None, **common).oof  # assembles the three saved folds
+    assert oof.height == 240 and sorted(oof["fold"].unique()) == [0, 1, 2]
+
+
+def test_the_cluster_table_of_a_pipeline_reaches_the_stages_that_take_it(tmp_path):
+    from engine.cli.run import subcommand_parsers
+    from engine.errors import InputError
+    from engine.pipeline import load_config, plan
+
+    parsers = subcommand_parsers()
+    toml = tmp_path / "p.toml"
+    toml.write_text('[augment.eda]\nn = 2\n\n[cluster]\nray = "auto"\nreplicas = 4\ngpus_per_replica = 2\n')
+    config = load_config(toml, parsers=parsers, default_data=SAMPLE)
+    assert config.where["filter"] == ("--ray", "auto", "--replicas", "4", "--gpus-per-replica", "2")
+    assert config.where["augment.eda"] == ("--ray", "auto", "--replicas", "4")
+    assert config.where["oof"] == ("--ray", "auto") and config.where["mine"] == ()
+    stages = {stage.name: stage for stage in plan(config)}
+    assert stages["eda-targeted"].where == config.where["augment.eda"] and stages["compare"].where == ()
+    # where a stage runs is not what it writes: the same cache key with or without [cluster]
+    toml.write_text("[augment.eda]\nn = 2\n")
+    plain = {stage.name: stage for stage in plan(load_config(toml, parsers=parsers, default_data=SAMPLE))}
+    assert plain["eda-targeted"].argv == stages["eda-targeted"].argv and plain["eda-targeted"].where == ()
+    toml.write_text("[augment.eda]\nn = 2\n\n[cluster]\nnodes = 3\n")
+    with pytest.raises(InputError, match=r"unknown key 'nodes' in \[cluster\]"):
+        load_config(toml, parsers=parsers, default_data=SAMPLE)
+    toml.write_text('[augment.eda]\nn = 2\n\n[cluster]\nreplicas = "many"\n')
+    with pytest.raises(InputError, match=r"replicas"):
+        load_config(toml, parsers=parsers, default_data=SAMPLE)
