@@ -370,6 +370,18 @@ def params(config: EdaConfig) -> dict:
     return {**asdict(config), "ops": list(config.ops())}
 
 
+def job_params(sources: pl.DataFrame, config: EdaConfig, source: str) -> dict:
+    """The rows' `params` for a job on `sources` (one process or Ray shards alike); stops on texts that are
+    neither Korean nor English."""
+    scripts = check_scripts(sources, source)
+    job = params(config)
+    if scripts["en"]:
+        # English units are another algorithm: such a job is not the one an earlier hardaug ran on these texts.
+        job["english"] = "words"
+        log.info("%d English texts: cut into words, negations protected", scripts["en"])
+    return job
+
+
 def run_eda(
     input_path: str | Path,
     out: str | Path,
@@ -390,12 +402,7 @@ def run_eda(
     config = config or EdaConfig()
     check_output(out)
     sources = load_sources(input_path, text_col=text_col, label_col=label_col, id_col=id_col)
-    scripts = check_scripts(sources, str(input_path))
-    model, job = model_name(), params(config)
-    if scripts["en"]:
-        # English units are another algorithm: such a job is not the one an earlier hardaug ran on these texts.
-        job["english"] = "words"
-        log.info("%d English texts: cut into words, negations protected", scripts["en"])
+    model, job = model_name(), job_params(sources, config, str(input_path))
     writer = AugmentedOutput(
         out,
         fingerprint=job_fingerprint(sources, METHOD, model, job),

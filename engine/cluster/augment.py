@@ -44,19 +44,23 @@ log = logging.getLogger(__name__)
 class EdaJob:
     config: eda.EdaConfig
     threads: int = 1  # Kiwi threads per replica
+    params: dict | None = None  # the rows' params, from `bind` (they depend on the sources' scripts)
+
+    def bind(self, sources: pl.DataFrame, source: str) -> EdaJob:
+        return dataclasses.replace(self, params=eda.job_params(sources, self.config, source))
 
     def check(self) -> None:
         pass  # the options were checked by EdaConfig; Kiwi has no model folder
 
     def fingerprint(self, sources: pl.DataFrame) -> str:
-        return job_fingerprint(sources, eda.METHOD, eda.model_name(), eda.params(self.config))
+        return job_fingerprint(sources, eda.METHOD, eda.model_name(), self.params)
 
     def open(self) -> EdaJob:
         return self
 
     def run(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
         generated = eda.generate(chunk, self.config, threads=self.threads)
-        rows = to_rows(chunk, generated, method=eda.METHOD, model=eda.model_name(), params=eda.params(self.config))
+        rows = to_rows(chunk, generated, method=eda.METHOD, model=eda.model_name(), params=self.params)
         return rows, len(generated), 0
 
     def close(self) -> None:
@@ -66,6 +70,9 @@ class EdaJob:
 @dataclass(frozen=True)
 class BacktranslateJob:
     config: bt.BacktranslateConfig
+
+    def bind(self, sources: pl.DataFrame, source: str) -> BacktranslateJob:
+        return self  # nothing of the job depends on its sources
 
     def check(self) -> None:
         bt.BackTranslator(self.config, load=False)  # folder, tokenizer, languages: before any output
@@ -92,6 +99,9 @@ class _Backtranslator:
 @dataclass(frozen=True)
 class ParaphraseJob:
     config: pp.ParaphraseConfig
+
+    def bind(self, sources: pl.DataFrame, source: str) -> ParaphraseJob:
+        return self  # nothing of the job depends on its sources
 
     def check(self) -> None:
         pp.check_model(self.config.model, backend=self.config.backend)
@@ -150,6 +160,7 @@ def augment_on_ray(
     """
     sources = load_sources(input, text_col=text_col, label_col=label_col, id_col=id_col)
     check_output(out)
+    job = job.bind(sources, str(input))  # what the job's rows record may depend on its sources
     job.check()
     preflight(options)  # Ray installed, the cluster reachable: before the output folder is touched
     writer = AugmentedOutput(out, fingerprint=job.fingerprint(sources), restart=restart, classes=classes_of(input))
