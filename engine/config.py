@@ -18,6 +18,8 @@ class TfidfConfig:
     sublinear_tf: bool = True
     C: float = 2.0
     max_iter: int = 1000
+    solver: str = "lbfgs"  # scikit-learn's LogisticRegression solver (benchmarks/results/oof_levers.md)
+    tol: float = 1e-4  # the solver's stopping tolerance
 
     def __post_init__(self) -> None:
         if self.analyzer not in ("char", "char_wb", "word"):

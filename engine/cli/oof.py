@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
@@ -59,6 +60,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ngram-max", type=int, default=3, help="tfidf: longest character n-gram (default: 3)")
     p.add_argument("--max-features", type=int, default=300_000, help="tfidf: vocabulary size (default: 300000)")
     p.add_argument("--C", type=float, default=2.0, dest="C", help="tfidf: inverse regularization (default: 2.0)")
+    p.add_argument(
+        "--processes",
+        type=positive_int,
+        default=None,
+        help="tfidf: folds fitted at once, one process and one thread each (default: the usable cores, at most "
+        "the folds); the results are the same for any number",
+    )
     p.add_argument("--restart", action="store_true", help="discard saved folds of an earlier run and start over")
     p.add_argument(
         "--only-folds",
@@ -215,6 +223,7 @@ def run_oof_command(args: argparse.Namespace) -> int:
             "on_fold_done": on_fold_done,
             "checkpoint_dir": out_dir / "checkpoints",
             "on_step": on_step,
+            "processes": args.processes or len(os.sched_getaffinity(0)),
         }
         if args.only_folds is not None:
             saved = run_folds(train, test, folds=args.only_folds, **common)
