@@ -30,6 +30,10 @@ class TfidfConfig:
             raise ValueError(f"max_features must be positive or None, got {self.max_features}")
         if self.C <= 0:
             raise ValueError(f"C must be positive, got {self.C}")
+        if self.solver not in ("lbfgs", "saga", "sag"):
+            raise ValueError(f"solver must be 'lbfgs', 'saga' or 'sag', got {self.solver!r}")
+        if self.tol <= 0:
+            raise ValueError(f"tol must be positive, got {self.tol}")
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
