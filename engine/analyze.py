@@ -131,8 +131,11 @@ def analyze(
     trace: list[dict],
     config: AnalysisConfig | None = None,
     source: str = "",
+    terms: bool = True,
 ) -> Analysis:
-    """Analyse a mined frame (scores + `selected`, see engine.mine) for the report and summary.json."""
+    """Analyse a mined frame (scores + `selected`, see engine.mine) for the report and summary.json.
+    `terms=False` leaves out the distinctive terms (tokenizing is nearly all of the analysis's time):
+    summary["terms"] is then empty and summary["terms_skipped"] true."""
     config = config or AnalysisConfig()
     names = list(class_names)
     k = len(names)
@@ -166,8 +169,10 @@ def analyze(
     if "data_map" in mined.columns:
         summary["data_map"] = data_map_summary(mined, names)
         data_map_examples = _data_map_examples(mined, n=min(config.n_examples, 10))
-    terms = _distinctive_terms(mined, k, config)
-    summary["terms"] = {names[c]: t for c, t in terms.items()}
+    distinctive = _distinctive_terms(mined, k, config) if terms else {}
+    summary["terms"] = {names[c]: t for c, t in distinctive.items()}
+    if not terms:
+        summary["terms_skipped"] = True
     summary["tokenizer"] = (
         config.tokenizer if config.tokenizer != "auto" else detect_tokenizer(mined["text"].head(2000).to_list())
     )
@@ -175,6 +180,7 @@ def analyze(
     summary["analysis_config"] = {
         "hard_quantile": config.hard_quantile,
         "easy_quantile": config.easy_quantile,
+        "max_hard_per_class": config.max_hard_per_class,
         "max_easy_per_class": config.max_easy_per_class,
         "prior_weight": config.prior_weight,
     }
@@ -207,7 +213,7 @@ def analyze(
         class_names=names,
         hardest=hardest,
         label_issues=issues,
-        terms=terms,
+        terms=distinctive,
         data_map_examples=data_map_examples,
     )
 
@@ -398,6 +404,8 @@ def _distinctive_terms(mined: pl.DataFrame, k: int, config: AnalysisConfig) -> d
         hard = rows.filter(pl.col("hardness") >= hi)["_row"].to_numpy()
         easy = rows.filter(pl.col("hardness") <= lo)["_row"].to_numpy()
         easy = easy[~np.isin(easy, hard)]
+        if config.max_hard_per_class and len(hard) > config.max_hard_per_class:
+            hard = np.sort(rng.choice(hard, config.max_hard_per_class, replace=False))
         if config.max_easy_per_class and len(easy) > config.max_easy_per_class:
             easy = np.sort(rng.choice(easy, config.max_easy_per_class, replace=False))
         if len(hard) and len(easy):

@@ -93,3 +93,29 @@ def test_mine_cli_end_to_end_on_the_sample(sample_oof: Path, tmp_path: Path, cap
         shown.append(clean["text"][0])  # the hardest selected row whose label looks right
     for text in shown:
         assert escape(text) in html
+
+
+def test_mine_without_report_skips_the_term_analysis(sample_oof: Path, tmp_path: Path):
+    """Tokenizing is nearly all of mine's time: without a report nothing is tokenized."""
+    from engine.analyze import _kiwi
+
+    before = _kiwi.cache_info()
+    out = tmp_path / "mine"
+    assert main(["mine", "--input", str(sample_oof / "oof.parquet"), "--out-dir", str(out), "--no-report"]) == 0
+    assert _kiwi.cache_info() == before  # Kiwi was not even asked for
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["terms"] == {} and summary["terms_skipped"] is True
+    assert summary["counts"]["all"] == 3000 and summary["findings"]
+    assert not (out / "report.html").exists()
+
+
+def test_term_analysis_tokenizes_at_most_the_capped_rows_per_class(sample_oof: Path):
+    from engine import mine
+    from engine.analyze import analyze
+    from engine.config import AnalysisConfig
+
+    frame, names = mine.load_predictions(sample_oof / "oof.parquet")
+    mined, trace = mine.select(mine.score(frame, len(names), label_issues=False), [mine.OnlyMisclassified()])
+    config = AnalysisConfig(tokenizer="whitespace", max_hard_per_class=40, max_easy_per_class=50)
+    terms = analyze(mined, names, trace=trace, config=config).terms
+    assert terms and all(t["n_hard"] == 40 and t["n_easy"] == 50 for t in terms.values())

@@ -171,7 +171,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     rep = p.add_argument_group("report")
     rep.add_argument("--report", type=Path, default=None, help="HTML report path (default: OUT_DIR/report.html)")
-    rep.add_argument("--no-report", action="store_true", help="skip the HTML report (summary.json is still written)")
+    rep.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip the HTML report and its term analysis (summary.json is still written, without terms)",
+    )
     rep.add_argument(
         "--tokenizer",
         choices=["auto", "kiwi", "whitespace"],
@@ -220,7 +224,10 @@ def run_mine_command(args: argparse.Namespace) -> int:
 
     from engine.analyze import analyze
 
-    analysis = analyze(mined, names, trace=trace, config=analysis_config, source=str(args.input))
+    # the distinctive terms (Kiwi) are only shown in the report: without one, summary.json goes without them
+    analysis = analyze(
+        mined, names, trace=trace, config=analysis_config, source=str(args.input), terms=not args.no_report
+    )
     write_parquet(mined, out_dir / "scores.parquet")
     write_parquet(
         mined.filter(pl.col("selected")).sort("hardness", descending=True, maintain_order=True),
