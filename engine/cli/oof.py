@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from engine.cli.common import SAMPLE_DIR, comma_list, positive_int
+from engine.config import TfidfConfig
 
 log = logging.getLogger("engine")
 
@@ -60,6 +61,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ngram-max", type=int, default=3, help="tfidf: longest character n-gram (default: 3)")
     p.add_argument("--max-features", type=int, default=300_000, help="tfidf: vocabulary size (default: 300000)")
     p.add_argument("--C", type=float, default=2.0, dest="C", help="tfidf: inverse regularization (default: 2.0)")
+    p.add_argument(
+        "--solver",
+        choices=["lbfgs", "saga", "sag"],
+        default=TfidfConfig.solver,
+        help=f"tfidf: logistic regression solver (default: {TfidfConfig.solver})",
+    )
+    p.add_argument(
+        "--tol", type=float, default=TfidfConfig.tol, help=f"tfidf: solver tolerance (default: {TfidfConfig.tol:g})"
+    )
     p.add_argument(
         "--processes",
         type=positive_int,
@@ -150,7 +160,9 @@ def run_oof_command(args: argparse.Namespace) -> int:
         n_folds=args.folds,
         seed=args.seed,
         backend=args.backend,
-        tfidf=TfidfConfig(ngram_max=args.ngram_max, max_features=args.max_features, C=args.C),
+        tfidf=TfidfConfig(
+            ngram_max=args.ngram_max, max_features=args.max_features, C=args.C, solver=args.solver, tol=args.tol
+        ),
         transformer=TransformerConfig(
             model=args.model,
             epochs=args.epochs,

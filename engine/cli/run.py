@@ -53,4 +53,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"results: {summary['results']} (the report, the filter summaries, the comparison)")
     print(f"report: {summary['report']}")
     print(f"stages: {config.out / 'pipeline.json'}")
+    print(_format_stages(summary["stages"]))
     return 0
+
+
+def _format_stages(stages: list[dict]) -> str:
+    """Each stage's seconds (cached ones: the seconds they took when they ran), slowest first."""
+    width = max((len(s["stage"]) for s in stages), default=5)
+    lines = [f"{'stage':<{width}}  {'seconds':>8}"]
+    for s in sorted(stages, key=lambda s: -(s["seconds"] or 0)):
+        seconds = "" if s["seconds"] is None else f"{s['seconds']:,.1f}"
+        lines.append(f"{s['stage']:<{width}}  {seconds:>8}" + ("  (cached)" if s["cached"] else ""))
+    ran = sum(s["seconds"] or 0 for s in stages if not s["cached"])
+    lines.append(f"{'ran now':<{width}}  {ran:>8,.1f}")
+    return "\n".join(lines)
