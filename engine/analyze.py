@@ -436,7 +436,7 @@ def _distinctive_terms(mined: pl.DataFrame, k: int, config: AnalysisConfig) -> d
         result: dict = {"n_hard": len(hard), "n_easy": len(easy)}
         for name, order in (("hard", np.argsort(-z, kind="stable")), ("easy", np.argsort(z, kind="stable"))):
             rows, columns, support, _ = sides[name]
-            picked = [w for w in order if support[w] >= config.min_term_count][: config.top_terms]
+            picked = order[support[order] >= config.min_term_count][: config.top_terms].tolist()
             shown: set[int] = set()
             result[name] = [
                 {

@@ -142,10 +142,11 @@ class AnalysisConfig:
     hard_quantile: float = 0.2  # the hardest 20% of each class ...
     easy_quantile: float = 0.5  # ... against its easiest 50%
     # Caps on the rows tokenized per class and side (a uniform random sample; tokenizing is the cost): on all
-    # of nsmc4, 20,000 texts instead of 94,855, the top 5 terms kept in 7 of 8 lists, shown shares within
-    # 1.6 points (benchmarks/results/mine_terms.md). z-scores shrink with the square root of the sample.
-    max_hard_per_class: int | None = 2_500
-    max_easy_per_class: int | None = 2_500
+    # of nsmc4, 8,000 texts instead of 94,855 (3 instead of 45 CPU seconds), the top 5 terms kept in 7 of 8
+    # lists, shown shares within 2.5 points; 2,500 gave 78% instead of 72% of the top 15 for 2.4x the time
+    # (benchmarks/results/mine_terms.md). z-scores shrink with the square root of the sample.
+    max_hard_per_class: int | None = 1_000
+    max_easy_per_class: int | None = 1_000
     min_term_count: int = 5
     # Informative Dirichlet prior (Monroe et al. 2008): pooled counts scaled to this share of a group's size.
     prior_weight: float = 0.1
