@@ -693,7 +693,8 @@ def markdown_new(r: dict) -> str:
         for name, flag in (("no_report", "--no-report"), ("report", "(with report)")):
             runs = ", ".join(f"{x:.1f}" for x in cli["runs_s"][name])
             lines.append(
-                f"| `hardaug mine ... {flag}` | {cli['median_s'][name]:.1f} | {cli['min_s'][name]:.1f} | {runs} |"
+                f"| `hardaug mine ... {flag}` | {cli['median_s'][name]:.1f} | {cli['min_s'][name]:.1f} | "
+                f"{cli['min_cpu_s'][name]:.1f} | {runs} |"
             )
         for name, imp in cli["imports"].items():
             largest = ", ".join(f"{k} {v:.2f}" for k, v in imp["largest_s"].items())
