@@ -154,8 +154,10 @@ def test_class_smaller_than_fold_count_is_refused(noisy_dataset, tmp_path: Path)
     assert not (tmp_path / "p").exists()
 
 
-def test_killed_cli_run_resumes_to_the_same_file(sample_oof: Path, tmp_path: Path):
-    """SIGKILL the real CLI after its first fold; no final file may exist; the rerun matches a clean run."""
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_killed_cli_run_resumes_to_the_same_file(sample_oof: Path, tmp_path: Path, processes: str):
+    """SIGKILL the real CLI after its first fold; no final file may exist; the rerun matches a clean run
+    (made with one process: the number of processes must not change a byte)."""
     root = sample_oof.parent
     out = tmp_path / "oof"
     cmd = [
@@ -171,6 +173,8 @@ def test_killed_cli_run_resumes_to_the_same_file(sample_oof: Path, tmp_path: Pat
         "3",
         "--out-dir",
         str(out),
+        "--processes",
+        processes,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300

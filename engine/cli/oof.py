@@ -74,8 +74,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--processes",
         type=positive_int,
         default=None,
-        help="tfidf: folds fitted at once, one process and one thread each (default: the usable cores, at most "
-        "the folds); the results are the same for any number",
+        help="tfidf: folds fitted at once, one process and one thread each (default: the usable cores from "
+        f"{PARALLEL_FROM_ROWS:,} training rows on, else 1); the results are the same for any number",
     )
     p.add_argument("--restart", action="store_true", help="discard saved folds of an earlier run and start over")
     p.add_argument(
@@ -133,6 +133,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "fold's predictions are saved; at most one checkpoint is on disk at a time)",
     )
     p.set_defaults(func=run_oof_command)
+
+
+# A worker process costs about 2-3 s to start (imports); below this many rows a fold takes less than that.
+PARALLEL_FROM_ROWS = 10_000
+
+
+def _auto_processes(rows: int, n_folds: int) -> int:
+    return min(len(os.sched_getaffinity(0)), n_folds) if rows >= PARALLEL_FROM_ROWS else 1
 
 
 def fold_ids(value: str) -> tuple[int, ...]:
@@ -235,7 +243,7 @@ def run_oof_command(args: argparse.Namespace) -> int:
             "on_fold_done": on_fold_done,
             "checkpoint_dir": out_dir / "checkpoints",
             "on_step": on_step,
-            "processes": args.processes or len(os.sched_getaffinity(0)),
+            "processes": args.processes or _auto_processes(train.height, config.n_folds),
         }
         if args.only_folds is not None:
             saved = run_folds(train, test, folds=args.only_folds, **common)
