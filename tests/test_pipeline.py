@@ -136,3 +136,24 @@ def test_label_model_is_shared_only_for_the_default_tfidf_check(tmp_path: Path):
     train = SAMPLE / "train.csv"
     for table in ({"no-label-check": True}, {"label_model": "my.joblib"}, {"save-label-model": "m.joblib"}):
         assert shared_label_model(table, train, Runner(tmp_path, main)) is None
+
+
+def test_run_records_each_stage_subprocess_peak_memory(tmp_path: Path):
+    """`hardaug run` runs every stage in a fresh process and prints its seconds and peak RSS at the end."""
+    from engine.cli.run import _PEAK_RSS_GIB, _format_stages, _run_stage
+
+    train = tmp_path / "train.csv"
+    pl.read_csv(SAMPLE / "train.csv").head(300).write_csv(train)
+    folder = tmp_path / "runs" / "stages" / "oof-0123"
+    assert _run_stage(["oof", "--train", str(train), "--folds", "2", "--out-dir", str(folder)]) == 0
+    assert (folder / "oof.parquet").exists() and _PEAK_RSS_GIB["oof-0123"] > 0.05  # Python + polars alone
+    assert _run_stage(["oof", "--train", str(tmp_path / "missing.csv"), "--out-dir", str(folder)]) != 0
+    table = _format_stages(
+        [
+            {"stage": "oof", "folder": str(folder), "cached": False, "seconds": 3.5},
+            {"stage": "mine", "folder": str(tmp_path / "runs" / "stages" / "mine-1"), "cached": True, "seconds": 9.0},
+        ]
+    )
+    lines = table.splitlines()
+    assert lines[1].startswith("mine") and "(cached)" in lines[1]  # slowest first
+    assert lines[2].startswith("oof") and "GiB" in lines[2]

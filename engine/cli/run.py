@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from importlib import resources
@@ -38,9 +39,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+# stage folder name -> peak RSS in GiB of the largest process of the stage (its own, or a worker's)
+_PEAK_RSS_GIB: dict[str, float] = {}
+
+
 def _run_stage(argv: list[str]) -> int:
     # A fresh process per stage: model engines (vLLM, torch) give their memory back when a stage ends.
-    return subprocess.call([sys.executable, "-m", "engine.cli", *argv])
+    with subprocess.Popen([sys.executable, "-m", "engine.cli", *argv]) as proc:
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)  # wait4: the exit status and the child's peak RSS
+        except BaseException:
+            proc.kill()
+            raise
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    folder = next((Path(a) for a in argv if "stages" in Path(a).parts[:-1]), None)
+    if folder is not None:
+        name = folder.parts[folder.parts.index("stages") + 1]
+        _PEAK_RSS_GIB[name] = usage.ru_maxrss / 2**20  # Linux reports kilobytes
+    return proc.returncode
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,12 +74,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _format_stages(stages: list[dict]) -> str:
-    """Each stage's seconds (cached ones: the seconds they took when they ran), slowest first."""
+    """Each stage's seconds (cached ones: the seconds they took when they ran), slowest first, and the peak
+    RSS of the largest process of each stage that ran now as a subcommand."""
     width = max((len(s["stage"]) for s in stages), default=5)
-    lines = [f"{'stage':<{width}}  {'seconds':>8}"]
+    lines = [f"{'stage':<{width}}  {'seconds':>8}  {'peak RSS':>8}"]
     for s in sorted(stages, key=lambda s: -(s["seconds"] or 0)):
         seconds = "" if s["seconds"] is None else f"{s['seconds']:,.1f}"
-        lines.append(f"{s['stage']:<{width}}  {seconds:>8}" + ("  (cached)" if s["cached"] else ""))
+        peak = _PEAK_RSS_GIB.get(Path(s["folder"]).name)
+        rss = "" if s["cached"] or peak is None else f"{peak:.2f} GiB"
+        lines.append(f"{s['stage']:<{width}}  {seconds:>8}  {rss:>8}" + ("  (cached)" if s["cached"] else ""))
     ran = sum(s["seconds"] or 0 for s in stages if not s["cached"])
     lines.append(f"{'ran now':<{width}}  {ran:>8,.1f}")
     return "\n".join(lines)
