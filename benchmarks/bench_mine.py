@@ -28,6 +28,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -247,6 +248,119 @@ def terms_section(train_csv: Path, n_texts: int, seed: int) -> dict:
     return {"status": "done", "texts": len(texts), "runs": runs, "same_tokens_1_vs_2_threads": outputs[1] == outputs[2]}
 
 
+def cli_section(csv_path: Path, repeats: int) -> dict:
+    """`hardaug mine` end to end as a user runs it (a fresh interpreter: imports, CSV, scoring with cleanlab,
+    selection, outputs), with and without the report; plus cold import times (`python -X importtime`)."""
+    runs: dict[str, list[float]] = {"no_report": [], "report": []}
+    cpu: dict[str, list[float]] = {"no_report": [], "report": []}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with tempfile.TemporaryDirectory(prefix="bench_mine_cli_") as tmp:
+        for r in range(repeats):
+            for name, extra in (("no_report", ["--no-report"]), ("report", [])):
+                cmd = [sys.executable, "-m", "engine.cli", "mine", "--input", str(csv_path), "--preset", "notebook"]
+                cmd += ["--out-dir", str(Path(tmp) / f"{name}{r}"), *extra]
+                start = perf_counter()
+                proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                _, status, usage = os.wait4(proc.pid, 0)
+                runs[name].append(round(perf_counter() - start, 2))
+                if os.waitstatus_to_exitcode(status) != 0:
+                    raise RuntimeError(f"{' '.join(cmd)} failed")
+                # CPU seconds of the process (and its threads): on a loaded machine far steadier than wall time
+                cpu[name].append(round(usage.ru_utime + usage.ru_stime, 2))
+                print(f"hardaug mine {name}: {runs[name][-1]} s wall, {cpu[name][-1]} s CPU", flush=True)
+        imports = {}
+        for name, args in (("help", ["--help"]), ("mine_help", ["mine", "--help"])):
+            done = subprocess.run(
+                [sys.executable, "-X", "importtime", "-m", "engine.cli", *args], env=env, capture_output=True, text=True
+            )
+            imports[name] = _import_seconds(done.stderr)
+    return {
+        "status": "done",
+        "runs_s": runs,
+        "median_s": {k: statistics.median(v) for k, v in runs.items()},
+        "min_s": {k: min(v) for k, v in runs.items()},
+        "cpu_s": cpu,
+        "min_cpu_s": {k: min(v) for k, v in cpu.items()},
+        "imports": imports,
+        "load": load(),
+    }
+
+
+def _import_seconds(importtime: str) -> dict:
+    """Total and the largest top-level packages from `-X importtime` output (microseconds, cumulative)."""
+    top: dict[str, int] = {}
+    for line in importtime.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            name = parts[2].rstrip()
+            if not name.startswith("  "):  # depth 0 (one space after the bar)
+                top[name.strip()] = top.get(name.strip(), 0) + int(parts[1])
+    biggest = sorted(top.items(), key=lambda kv: -kv[1])[:6]
+    return {"total_s": round(sum(top.values()) / 1e6, 3), "largest_s": {k: round(v / 1e6, 3) for k, v in biggest}}
+
+
+def terms_sampling_section(oof_path: Path, caps: list[int], class_names: list[str]) -> list[dict]:
+    """`terms_sampling` for each cap against one reference run (the reference is most of the time)."""
+    reference: dict = {}
+    return [terms_sampling(oof_path, cap, class_names, reference) for cap in caps]
+
+
+def terms_sampling(oof_path: Path, cap: int, class_names: list[str], cache: dict) -> dict:
+    """Does a bounded sample give the same term statistics? On real out-of-fold predictions, the term
+    analysis with the old caps (every hard row, at most 10,000 easy rows per class) against `cap` hard and
+    `cap` easy rows per class: overlap of the top terms, and their document shares side by side."""
+    from engine import mine
+    from engine.analyze import _distinctive_terms
+    from engine.config import AnalysisConfig
+
+    frame, names = mine.load_predictions(oof_path, class_names=class_names)
+    scored = mine.score(frame, len(names), label_issues=False)
+    out: dict = {"status": "done", "source": str(oof_path), "rows": scored.height, "cap": cap, "classes": {}}
+    results = {}
+    for label, hard_cap, easy_cap in (("reference", None, 10_000), ("sampled", cap, cap)):
+        if label == "reference" and cache:
+            results[label], out["reference_seconds"], out["reference_cpu_seconds"] = cache["reference"]
+            out["reference_texts"] = sum(t["n_hard"] + t["n_easy"] for t in results[label].values())
+            continue
+        config = AnalysisConfig(max_hard_per_class=hard_cap, max_easy_per_class=easy_cap)
+        start, cpu = perf_counter(), time.process_time()
+        results[label] = _distinctive_terms(scored, len(names), config)
+        out[f"{label}_seconds"] = round(perf_counter() - start, 1)
+        out[f"{label}_cpu_seconds"] = round(time.process_time() - cpu, 1)
+        if label == "reference":
+            cache["reference"] = (results[label], out["reference_seconds"], out["reference_cpu_seconds"])
+        out[f"{label}_texts"] = sum(t["n_hard"] + t["n_easy"] for t in results[label].values())
+        print(f"terms {label}: {out[f'{label}_texts']} texts, {out[f'{label}_seconds']} s", flush=True)
+    overlaps, share_diffs = [], []
+    for c, ref in results["reference"].items():
+        got = results["sampled"].get(c, {"hard": [], "easy": []})
+        per_side = {}
+        for side in ("hard", "easy"):
+            ref_terms = [(t["term"], t["tag"]) for t in ref[side]]
+            got_by = {(t["term"], t["tag"]): t for t in got[side]}
+            common = [t for t in ref_terms if t in got_by]
+            overlap = len(common) / max(len(ref_terms), 1)
+            top5 = len([t for t in ref_terms[:5] if t in got_by]) / max(min(5, len(ref_terms)), 1)
+            diffs = [
+                abs(got_by[key][f"{side}_share"] - r[f"{side}_share"])
+                for r in ref[side]
+                if (key := (r["term"], r["tag"])) in got_by
+            ]
+            overlaps.append(overlap)
+            share_diffs += diffs
+            per_side[side] = {
+                "top_overlap": round(overlap, 3),
+                "top5_kept": round(top5, 3),
+                "max_share_diff": round(max(diffs), 4) if diffs else None,
+                "reference": [t[0] for t in ref_terms[:8]],
+                "sampled": [t["term"] for t in got[side][:8]],
+            }
+        out["classes"][names[c]] = per_side
+    out["mean_top_overlap"] = round(float(np.mean(overlaps)), 3)
+    out["max_share_diff"] = round(float(max(share_diffs)), 4) if share_diffs else None
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- machine
 def machine() -> dict:
     cpu = "unknown"
@@ -384,11 +498,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--oof-metrics", type=Path, default=ROOT / "runs" / "nsmc4_oof" / "metrics.json")
     p.add_argument("--skip-terms", action="store_true", help="leave out the tokenization timing")
     p.add_argument("--term-texts", type=int, default=55_000)
+    p.add_argument("--cli", action="store_true", help="also time `hardaug mine` end to end and its imports")
+    p.add_argument("--cli-repeats", type=int, default=3)
+    p.add_argument(
+        "--terms-oof",
+        type=Path,
+        default=None,
+        help="real oof.parquet: check that the term analysis on a bounded sample keeps the statistics",
+    )
+    p.add_argument(
+        "--terms-cap", type=int, nargs="+", default=[1_000, 2_500], help="rows per class and side for that check"
+    )
+    p.add_argument("--only-new", action="store_true", help="run only --cli / --terms-oof (results: --name)")
+    p.add_argument("--name", default="mine_e2e", help="results file name of --only-new (default mine_e2e)")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.only_new:
+        return main_new(args)
     if args.apply_repeats is None:
         args.apply_repeats = args.repeats
     started = time.time()
@@ -507,6 +636,92 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+NAMES = ["strong neg", "weak neg", "weak pos", "strong pos"]
+
+
+def main_new(args: argparse.Namespace) -> int:
+    """`hardaug mine` end to end on the notebook layout, and the term-sampling check: mine_e2e.{json,md}."""
+    started = time.time()
+    results: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine(),
+        "versions": versions(),
+        "load_before": load(),
+    }
+    if args.cli:
+        with tempfile.TemporaryDirectory(prefix="bench_mine_") as tmp:
+            csv_path = Path(tmp) / "oof.csv"
+            table = make_oof_table(args.data, args.rows, args.seed)
+            table.write_csv(csv_path)
+            results["data"] = {"source": str(args.data), "rows": table.height}
+            del table
+            results["cli"] = cli_section(csv_path, args.cli_repeats)
+    if args.terms_oof is not None:
+        results["terms_sampling"] = terms_sampling_section(args.terms_oof, args.terms_cap, NAMES)
+    results["load_after"] = load()
+    results["total_seconds"] = round(time.time() - started, 1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(
+        json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    text = markdown_new(results)
+    (args.out / f"{args.name}.md").write_text(text, encoding="utf-8")
+    print("\n" + text)
+    return 0
+
+
+def markdown_new(r: dict) -> str:
+    mach = r["machine"]
+    lines = [
+        f"`hardaug mine` end to end, {r['date']}: {mach['cpu']}, {mach['usable_cpus']} usable cores, load average "
+        f"{r['load_before']} before / {r['load_after']} after (a shared machine: re-measure on a quiet one "
+        "before quoting seconds).",
+        "",
+    ]
+    cli = r.get("cli")
+    if cli:
+        lines += [
+            f"{r['data']['rows']:,} rows in the notebook's CSV layout, `--preset notebook`, a fresh process per "
+            f"run ({len(cli['runs_s']['report'])} runs each):",
+            "",
+            "| command | wall s (median) | wall s (min) | CPU s (min) | wall s of each run |",
+            "|---|---|---|---|---|",
+        ]
+        for name, flag in (("no_report", "--no-report"), ("report", "(with report)")):
+            runs = ", ".join(f"{x:.1f}" for x in cli["runs_s"][name])
+            lines.append(
+                f"| `hardaug mine ... {flag}` | {cli['median_s'][name]:.1f} | {cli['min_s'][name]:.1f} | "
+                f"{cli['min_cpu_s'][name]:.1f} | {runs} |"
+            )
+        for name, imp in cli["imports"].items():
+            largest = ", ".join(f"{k} {v:.2f}" for k, v in imp["largest_s"].items())
+            lines.append(f"\nImports of `hardaug {name.replace('_', ' ')}`: {imp['total_s']:.2f} s ({largest}).")
+        lines.append("")
+    for t in r.get("terms_sampling") or []:
+        lines += [
+            f"Term analysis on a bounded sample, real out-of-fold predictions ({t['source']}, {t['rows']:,} rows): "
+            f"reference (every hard row, <= 10,000 easy rows per class) {t['reference_texts']:,} texts in "
+            f"{t['reference_seconds']} s wall, {t['reference_cpu_seconds']} s CPU; sample (<= {t['cap']:,} hard and "
+            f"easy rows per class) {t['sampled_texts']:,} texts in {t['sampled_seconds']} s wall, "
+            f"{t['sampled_cpu_seconds']} s CPU. Mean overlap of the top-term lists "
+            f"{t['mean_top_overlap']:.0%}; largest difference of a shown term's document share "
+            f"{t['max_share_diff']:.2%} points.",
+            "",
+            "| class | side | top overlap | top 5 kept | max share diff | reference top terms | sample top terms |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, sides in t["classes"].items():
+            for side, v in sides.items():
+                diff = "n/a" if v["max_share_diff"] is None else f"{v['max_share_diff']:.2%}"
+                lines.append(
+                    f"| {name} | {side} | {v['top_overlap']:.0%} | {v['top5_kept']:.0%} | {diff} | "
+                    f"{' '.join(v['reference'])} | {' '.join(v['sampled'])} |"
+                )
+        lines.append("")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

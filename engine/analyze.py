@@ -134,9 +134,12 @@ def analyze(
     config: AnalysisConfig | None = None,
     source: str = "",
     test_overlap: dict | None = None,
+    terms: bool = True,
 ) -> Analysis:
     """Analyse a mined frame (scores + `selected`, see engine.mine) for the report and summary.json.
-    `test_overlap`: the train/test overlap counts (engine.overlap), when a test set was given."""
+    `test_overlap`: the train/test overlap counts (engine.overlap), when a test set was given. `terms=False`
+    leaves out the distinctive terms (tokenizing is nearly all of the analysis's time): summary["terms"] is
+    then empty and summary["terms_skipped"] true."""
     config = config or AnalysisConfig()
     names = list(class_names)
     k = len(names)
@@ -170,8 +173,10 @@ def analyze(
     if "data_map" in mined.columns:
         summary["data_map"] = data_map_summary(mined, names)
         data_map_examples = _data_map_examples(mined, n=min(config.n_examples, 10))
-    terms = _distinctive_terms(mined, k, config)
-    summary["terms"] = {names[c]: t for c, t in terms.items()}
+    distinctive = _distinctive_terms(mined, k, config) if terms else {}
+    summary["terms"] = {names[c]: t for c, t in distinctive.items()}
+    if not terms:
+        summary["terms_skipped"] = True
     summary["tokenizer"] = (
         config.tokenizer if config.tokenizer != "auto" else detect_tokenizer(mined["text"].head(2000).to_list())
     )
@@ -181,6 +186,7 @@ def analyze(
     summary["analysis_config"] = {
         "hard_quantile": config.hard_quantile,
         "easy_quantile": config.easy_quantile,
+        "max_hard_per_class": config.max_hard_per_class,
         "max_easy_per_class": config.max_easy_per_class,
         "prior_weight": config.prior_weight,
     }
@@ -213,7 +219,7 @@ def analyze(
         class_names=names,
         hardest=hardest,
         label_issues=issues,
-        terms=terms,
+        terms=distinctive,
         data_map_examples=data_map_examples,
     )
 
@@ -404,6 +410,8 @@ def _distinctive_terms(mined: pl.DataFrame, k: int, config: AnalysisConfig) -> d
         hard = rows.filter(pl.col("hardness") >= hi)["_row"].to_numpy()
         easy = rows.filter(pl.col("hardness") <= lo)["_row"].to_numpy()
         easy = easy[~np.isin(easy, hard)]
+        if config.max_hard_per_class and len(hard) > config.max_hard_per_class:
+            hard = np.sort(rng.choice(hard, config.max_hard_per_class, replace=False))
         if config.max_easy_per_class and len(easy) > config.max_easy_per_class:
             easy = np.sort(rng.choice(easy, config.max_easy_per_class, replace=False))
         if len(hard) and len(easy):
@@ -434,7 +442,7 @@ def _distinctive_terms(mined: pl.DataFrame, k: int, config: AnalysisConfig) -> d
         result: dict = {"n_hard": len(hard), "n_easy": len(easy)}
         for name, order in (("hard", np.argsort(-z, kind="stable")), ("easy", np.argsort(z, kind="stable"))):
             rows, columns, support, _ = sides[name]
-            picked = [w for w in order if support[w] >= config.min_term_count][: config.top_terms]
+            picked = order[support[order] >= config.min_term_count][: config.top_terms].tolist()
             shown: set[int] = set()
             result[name] = [
                 {

@@ -229,7 +229,8 @@ def verdict(arm: str, plan: dict, comparisons: dict) -> str:
 
 # ------------------------------------------------------------------------------------------------ runner
 def _cell_key(config: CompareConfig, train_set: pl.DataFrame, test: pl.DataFrame) -> str:
-    # TF-IDF + logistic regression (lbfgs) has no randomness: the model depends only on its training rows
+    # TF-IDF + logistic regression is deterministic (saga draws its row order from a fixed random_state, lbfgs
+    # draws nothing): the model depends only on its training rows
     # (and their weights, when the arm has them), so the key leaves the arm and seed out and identical
     # training sets are trained once.
     digest = hashlib.sha256(json.dumps({**asdict(config.tfidf), "fit": FIT}, sort_keys=True).encode())

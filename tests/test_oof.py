@@ -81,6 +81,38 @@ def test_resume_after_interruption_gives_identical_result(noisy_dataset, tmp_pat
     assert resumed.metrics == full.metrics
 
 
+def test_folds_in_two_processes_give_the_same_result_as_one(noisy_dataset, tmp_path: Path):
+    """Each fold is fitted on one thread from the same shared counts: which process fits it must not matter."""
+    frame, _ = noisy_dataset
+    kwargs = {"config": OofConfig(n_folds=3), "k": 4, "class_names": list("0123")}
+    one = run_oof(frame, frame.head(40), parts_dir=tmp_path / "one", **kwargs)
+    two = run_oof(frame, frame.head(40), parts_dir=tmp_path / "two", processes=2, **kwargs)
+    assert two.oof.equals(one.oof) and two.test.equals(one.test) and two.test_folds.equals(one.test_folds)
+    assert two.metrics == one.metrics
+    for fold in range(3):
+        name = f"fold_{fold:02d}.parquet"
+        assert pl.read_parquet(tmp_path / "two" / name).equals(pl.read_parquet(tmp_path / "one" / name))
+
+
+def test_shared_counts_give_the_features_of_a_vectorizer_fitted_on_the_training_rows(noisy_dataset):
+    """The n-grams are counted once over every text (no labels); a fold's vocabulary and idf must still come
+    from its training rows alone, exactly as a TfidfVectorizer fitted on them."""
+    from engine.config import TfidfConfig
+    from engine.oof import tfidf
+
+    frame, _ = noisy_dataset
+    texts = frame["text"].to_list()
+    config = TfidfConfig(max_features=500)  # small: the max_features cut and its ties are exercised
+    folds = assign_folds(frame["label"].to_numpy(), 4, 42)
+    train, held = np.flatnonzero(folds != 0), np.flatnonzero(folds == 0)
+    vectorizer = tfidf.build_model(config).steps[0][1]
+    expected_train = vectorizer.fit_transform([texts[i] for i in train])
+    expected_held = vectorizer.transform([texts[i] for i in held])
+    got_train, (got_held,) = tfidf.fold_features(config, tfidf.count_ngrams(config, texts), train, [held])
+    assert got_train.shape == expected_train.shape and got_held.shape == expected_held.shape
+    assert (got_train != expected_train).nnz == 0 and (got_held != expected_held).nnz == 0
+
+
 def test_tfidf_folds_fitted_another_way_are_another_job(noisy_dataset, monkeypatch):
     # folds saved before every TF-IDF fit ran on one thread must not be resumed as if they were the same job
     from engine.oof import kfold, tfidf
@@ -122,8 +154,10 @@ def test_class_smaller_than_fold_count_is_refused(noisy_dataset, tmp_path: Path)
     assert not (tmp_path / "p").exists()
 
 
-def test_killed_cli_run_resumes_to_the_same_file(sample_oof: Path, tmp_path: Path):
-    """SIGKILL the real CLI after its first fold; no final file may exist; the rerun matches a clean run."""
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_killed_cli_run_resumes_to_the_same_file(sample_oof: Path, tmp_path: Path, processes: str):
+    """SIGKILL the real CLI after its first fold; no final file may exist; the rerun matches a clean run
+    (made with one process: the number of processes must not change a byte)."""
     root = sample_oof.parent
     out = tmp_path / "oof"
     cmd = [
@@ -139,13 +173,15 @@ def test_killed_cli_run_resumes_to_the_same_file(sample_oof: Path, tmp_path: Pat
         "3",
         "--out-dir",
         str(out),
+        "--processes",
+        processes,
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     while not (out / ".parts" / "fold_00.parquet").exists():
         assert proc.poll() is None, "the run ended before its first fold was saved"
         assert time.monotonic() < deadline
-        time.sleep(0.05)
+        time.sleep(0.01)  # a fold of this small set takes well under a second
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "oof.parquet").exists() and not (out / "metrics.json").exists()

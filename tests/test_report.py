@@ -157,3 +157,29 @@ def test_english_report_fits_the_data_and_counts_planted_test_overlap(tmp_path: 
     argv[argv.index(str(out))] = str(skipped)
     assert main([*argv, "--no-test-overlap", "--no-report"]) == 0
     assert "test_overlap" not in json.loads((skipped / "summary.json").read_text())
+
+
+def test_mine_without_report_skips_the_term_analysis(sample_oof: Path, tmp_path: Path):
+    """Tokenizing is nearly all of mine's time: without a report nothing is tokenized."""
+    from engine.analyze import _kiwi
+
+    before = _kiwi.cache_info()
+    out = tmp_path / "mine"
+    assert main(["mine", "--input", str(sample_oof / "oof.parquet"), "--out-dir", str(out), "--no-report"]) == 0
+    assert _kiwi.cache_info() == before  # Kiwi was not even asked for
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["terms"] == {} and summary["terms_skipped"] is True
+    assert summary["counts"]["all"] == 3000 and summary["findings"]
+    assert not (out / "report.html").exists()
+
+
+def test_term_analysis_tokenizes_at_most_the_capped_rows_per_class(sample_oof: Path):
+    from engine import mine
+    from engine.analyze import analyze
+    from engine.config import AnalysisConfig
+
+    frame, names = mine.load_predictions(sample_oof / "oof.parquet")
+    mined, trace = mine.select(mine.score(frame, len(names), label_issues=False), [mine.OnlyMisclassified()])
+    config = AnalysisConfig(tokenizer="whitespace", max_hard_per_class=40, max_easy_per_class=50)
+    terms = analyze(mined, names, trace=trace, config=config).terms
+    assert terms and all(t["n_hard"] == 40 and t["n_easy"] == 50 for t in terms.values())

@@ -195,7 +195,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     rep = p.add_argument_group("report")
     rep.add_argument("--report", type=Path, default=None, help="HTML report path (default: OUT_DIR/report.html)")
-    rep.add_argument("--no-report", action="store_true", help="skip the HTML report (summary.json is still written)")
+    rep.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip the HTML report and its term analysis (summary.json is still written, without terms)",
+    )
     rep.add_argument(
         "--tokenizer",
         choices=["auto", "kiwi", "whitespace"],
@@ -252,8 +256,15 @@ def run_mine_command(args: argparse.Namespace) -> int:
     from engine.analyze import analyze
 
     test_overlap = _test_overlap(args, mined)
+    # the distinctive terms (Kiwi) are only shown in the report: without one, summary.json goes without them
     analysis = analyze(
-        mined, names, trace=trace, config=analysis_config, source=str(args.input), test_overlap=test_overlap
+        mined,
+        names,
+        trace=trace,
+        config=analysis_config,
+        source=str(args.input),
+        test_overlap=test_overlap,
+        terms=not args.no_report,
     )
     write_parquet(mined, out_dir / "scores.parquet", classes=names)
     write_parquet(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shutil
 import time
 from pathlib import Path
 
 from engine.cli.cluster import add_cluster_options
 from engine.cli.common import SAMPLE_DIR, comma_list, positive_int
+from engine.config import TfidfConfig
 
 log = logging.getLogger("engine")
 
@@ -60,6 +62,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ngram-max", type=int, default=3, help="tfidf: longest character n-gram (default: 3)")
     p.add_argument("--max-features", type=int, default=300_000, help="tfidf: vocabulary size (default: 300000)")
     p.add_argument("--C", type=float, default=2.0, dest="C", help="tfidf: inverse regularization (default: 2.0)")
+    p.add_argument(
+        "--solver",
+        choices=["lbfgs", "saga", "sag"],
+        default=TfidfConfig.solver,
+        help=f"tfidf: logistic regression solver (default: {TfidfConfig.solver})",
+    )
+    p.add_argument(
+        "--tol", type=float, default=TfidfConfig.tol, help=f"tfidf: solver tolerance (default: {TfidfConfig.tol:g})"
+    )
+    p.add_argument(
+        "--processes",
+        type=positive_int,
+        default=None,
+        help="tfidf: folds fitted at once, one process and one thread each (default: the usable cores from "
+        f"{PARALLEL_FROM_ROWS:,} training rows on, else 1); the results are the same for any number",
+    )
     p.add_argument("--restart", action="store_true", help="discard saved folds of an earlier run and start over")
     p.add_argument(
         "--only-folds",
@@ -119,6 +137,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_oof_command)
 
 
+# A worker process costs about 2-3 s to start (imports); below this many rows a fold takes less than that.
+PARALLEL_FROM_ROWS = 10_000
+
+
+def _auto_processes(rows: int, n_folds: int) -> int:
+    return min(len(os.sched_getaffinity(0)), n_folds) if rows >= PARALLEL_FROM_ROWS else 1
+
+
 def fold_ids(value: str) -> tuple[int, ...]:
     try:
         return tuple(int(v) for v in comma_list(value))
@@ -150,7 +176,9 @@ def run_oof_command(args: argparse.Namespace) -> int:
         n_folds=args.folds,
         seed=args.seed,
         backend=args.backend,
-        tfidf=TfidfConfig(ngram_max=args.ngram_max, max_features=args.max_features, C=args.C),
+        tfidf=TfidfConfig(
+            ngram_max=args.ngram_max, max_features=args.max_features, C=args.C, solver=args.solver, tol=args.tol
+        ),
         transformer=TransformerConfig(
             model=args.model,
             epochs=args.epochs,
@@ -226,6 +254,7 @@ def run_oof_command(args: argparse.Namespace) -> int:
             "on_fold_done": on_fold_done,
             "checkpoint_dir": out_dir / "checkpoints",
             "on_step": on_step,
+            "processes": args.processes or _auto_processes(train.height, config.n_folds),
         }
         if args.only_folds is not None:
             saved = run_folds(train, test, folds=args.only_folds, **common)

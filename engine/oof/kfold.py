@@ -18,21 +18,24 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 
-from engine.config import OofConfig
+from engine.config import OofConfig, TfidfConfig
 from engine.errors import InputError
 from engine.io import write_json, write_parquet, write_text
 from engine.oof import tfidf
-from engine.oof.tfidf import TfidfBackend
 from engine.schema import argmax_expr, prob_columns
 
 log = logging.getLogger(__name__)
@@ -62,7 +65,7 @@ def assign_folds(labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
 def fingerprint(config: OofConfig, k: int, train: pl.DataFrame, test: pl.DataFrame | None) -> str:
     job: list = [config.job(), k]
     if config.backend == "tfidf":  # folds fitted before every fit ran on one thread are another job
-        job.append(tfidf.FIT)
+        job += [tfidf.FIT, tfidf.FOLD_FEATURES]
     digest = hashlib.sha256(json.dumps(job, sort_keys=True).encode())
     for frame in (train, test):
         if frame is not None:
@@ -109,7 +112,7 @@ def _fold_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
 def _make_backend(config: OofConfig, k: int, class_names: list[str], train: pl.DataFrame, test: pl.DataFrame | None):
     """The backend object; for transformers this checks model, tokenizer, device and texts (InputError)."""
     if config.backend == "tfidf":
-        return TfidfBackend(config.tfidf)
+        return None  # the folds are plain functions (`_tfidf_folds`), run in this process or in workers
     from engine.oof.transformer import TransformerBackend, check_texts
 
     check_texts(train, "training data")
@@ -118,24 +121,101 @@ def _make_backend(config: OofConfig, k: int, class_names: list[str], train: pl.D
     return TransformerBackend(config.transformer, k=k, class_names=class_names)
 
 
-def _tfidf_fold(backend, fold, folds, texts, test_texts, labels, k) -> pl.DataFrame:
+def _tfidf_part(fold: int, held_out: np.ndarray, oof_probs: np.ndarray, test_probs: np.ndarray, k: int):
     probs = prob_columns(k)
-    held_out = np.flatnonzero(folds == fold)
-    trained_on = np.flatnonzero(folds != fold)
-    oof_probs, test_probs = backend.fit_predict(
-        [texts[i] for i in trained_on],
-        labels[trained_on],
-        k,
-        [[texts[i] for i in held_out], test_texts],
-    )
     return pl.concat(
         [
             pl.DataFrame({"split": "oof", "row": held_out}).hstack(pl.DataFrame(oof_probs, schema=probs)),
-            pl.DataFrame({"split": "test", "row": np.arange(len(test_texts), dtype=np.int64)}).hstack(
+            pl.DataFrame({"split": "test", "row": np.arange(len(test_probs), dtype=np.int64)}).hstack(
                 pl.DataFrame(test_probs.reshape(-1, k), schema=probs)
             ),
         ]
     ).with_columns(pl.lit(fold, dtype=pl.Int64).alias("fold"))
+
+
+def _fit_tfidf_fold(
+    config: TfidfConfig, counts: sp.csr_matrix, train_rows: np.ndarray, train_labels: np.ndarray, predict, k: int
+) -> list[np.ndarray]:
+    """One fold: features from the shared counts, a classifier on one thread, probabilities of `predict`."""
+    features, others = tfidf.fold_features(config, counts, train_rows, predict)
+    model = tfidf.fit_classifier(config, features, train_labels)
+    return [tfidf.predict_proba(model, x, k) for x in others]
+
+
+# The n-gram counts of every text of the job, saved once in the parts folder (its manifest pins the data and
+# options): workers map them read-only (one copy in the page cache for all), and a resumed run skips counting.
+_COUNTS = ("data", "indices", "indptr")
+
+
+def _shared_counts(config: TfidfConfig, texts: list[str], parts_dir: Path) -> Path:
+    folder = parts_dir / "ngrams"
+    if not (folder / "shape.json").exists():
+        counts = tfidf.count_ngrams(config, texts)
+        tmp = parts_dir / f".ngrams.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for name in _COUNTS:
+            np.save(tmp / f"{name}.npy", getattr(counts, name))
+        (tmp / "shape.json").write_text(json.dumps(list(counts.shape)))  # written last: marks a whole folder
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+    return folder
+
+
+def _load_counts(folder: Path) -> sp.csr_matrix:
+    arrays = [np.load(folder / f"{name}.npy", mmap_mode="r") for name in _COUNTS]
+    shape = tuple(json.loads((folder / "shape.json").read_text()))
+    return sp.csr_matrix(tuple(arrays), shape=shape, copy=False)
+
+
+def _tfidf_worker(config: TfidfConfig, folder: Path, fold: int, folds: np.ndarray, labels, n_test: int, k: int):
+    held_out = np.flatnonzero(folds == fold)
+    trained_on = np.flatnonzero(folds != fold)
+    test_rows = np.arange(len(folds), len(folds) + n_test)
+    oof_probs, test_probs = _fit_tfidf_fold(
+        config, _load_counts(folder), trained_on, labels[trained_on], [held_out, test_rows], k
+    )
+    return fold, held_out, oof_probs, test_probs
+
+
+def _tfidf_folds(
+    config: TfidfConfig,
+    todo: list[int],
+    folds: np.ndarray,
+    labels: np.ndarray,
+    texts: list[str],
+    test_texts: list[str],
+    k: int,
+    parts_dir: Path,
+    processes: int,
+) -> Iterator[tuple[int, pl.DataFrame]]:
+    """Fit the folds `todo`; yields (fold, part) as each finishes (in fold order with one process). A fold's
+    model depends only on its rows and options, never on which process fitted it or in which order: every
+    fit runs on one thread, so 1 or N processes give the same bytes."""
+    if not todo:
+        return
+    folder = _shared_counts(config, texts + test_texts, parts_dir)
+    args = (folds, labels, len(test_texts), k)
+    if processes <= 1 or len(todo) == 1:
+        for fold in todo:
+            yield fold, _tfidf_result(_tfidf_worker(config, folder, fold, *args), k)
+        return
+    # spawn: a clean interpreter per worker (no inherited locks of this process's thread pools)
+    pool = ProcessPoolExecutor(max_workers=min(processes, len(todo)), mp_context=get_context("spawn"))
+    finished = False
+    try:
+        futures = [pool.submit(_tfidf_worker, config, folder, fold, *args) for fold in todo]
+        for future in as_completed(futures):
+            result = future.result()
+            yield result[0], _tfidf_result(result, k)
+        finished = True
+    finally:  # on an error or an interrupt: drop the queued folds, do not wait for the running ones
+        pool.shutdown(wait=finished, cancel_futures=True)
+
+
+def _tfidf_result(result: tuple, k: int) -> pl.DataFrame:
+    fold, held_out, oof_probs, test_probs = result
+    return _tfidf_part(fold, held_out, oof_probs, test_probs, k)
 
 
 def _transformer_fold(backend, fold, folds, encoded, test_encoded, labels, k, seed, parts_dir, on_step):
@@ -213,13 +293,15 @@ def run_oof(
     on_fold_done: FoldCallback | None = None,
     checkpoint_dir: Path | None = None,
     on_step: StepCallback | None = None,
+    processes: int = 1,
 ) -> OofResult:
     """Out-of-fold class probabilities for every row of `train` (validated: id, text, label).
 
     `on_fold_done(fold, metrics)` is called after each fold is saved (the CLI advances a progress bar);
     `on_step(fold, done, total)` after each optimizer step of the transformers backend. With
     `config.transformer.keep_checkpoints`, each fold's selected model is moved to
-    `checkpoint_dir/fold_XX` (default: beside `parts_dir`, in `checkpoints/`).
+    `checkpoint_dir/fold_XX` (default: beside `parts_dir`, in `checkpoints/`). `processes` > 1 fits that
+    many TF-IDF folds at once, one process each (same results; `on_fold_done` then follows completion order).
     """
     key, parts = _run(
         train,
@@ -233,6 +315,7 @@ def run_oof(
         on_fold_done=on_fold_done,
         checkpoint_dir=checkpoint_dir,
         on_step=on_step,
+        processes=processes,
     )
     return _assemble(train, test, parts, k, key, config)
 
@@ -249,6 +332,7 @@ def run_folds(
     on_fold_done: FoldCallback | None = None,
     checkpoint_dir: Path | None = None,
     on_step: StepCallback | None = None,
+    processes: int = 1,
 ) -> list[dict]:
     """Run (or reuse) only `folds` and save their parts; returns their metrics. For several GPUs: one
     process per GPU on disjoint folds sharing `parts_dir`, then `run_oof` once to assemble (it reuses
@@ -268,6 +352,7 @@ def run_folds(
         on_fold_done=on_fold_done,
         checkpoint_dir=checkpoint_dir,
         on_step=on_step,
+        processes=processes,
     )
     return [metrics for _, metrics in parts]
 
@@ -285,6 +370,7 @@ def _run(
     on_fold_done: FoldCallback | None,
     checkpoint_dir: Path | None,
     on_step: StepCallback | None,
+    processes: int = 1,
 ) -> tuple[str, list]:
     labels = train["label"].to_numpy()
     _check_class_sizes(labels, k, config.n_folds, class_names)
@@ -303,12 +389,21 @@ def _run(
         _leftover_checkpoints(parts_dir, keep_in)
     encoded = test_encoded = None
 
+    order = list(folds_to_run if folds_to_run is not None else range(config.n_folds))
+    saved = [fold for fold in order if (parts_dir / f"fold_{fold:02d}.parquet").exists()]
+    todo = [fold for fold in order if fold not in saved]
+    fitted: Iterator[tuple[int, pl.DataFrame | None]]
+    if transformers:
+        fitted = ((fold, None) for fold in todo)  # trained one by one below (one GPU per process)
+    else:
+        fitted = _tfidf_folds(config.tfidf, todo, folds, labels, texts, test_texts, k, parts_dir, processes)
+
     parts = []
-    for fold in folds_to_run if folds_to_run is not None else range(config.n_folds):
+    for fold, part in [*((fold, None) for fold in saved), *fitted]:
         path = parts_dir / f"fold_{fold:02d}.parquet"
         sidecar = path.with_suffix(".json")
         extra: dict = {}
-        if path.exists():
+        if fold in saved:
             log.info("fold %d: reusing %s", fold, path)
             part = pl.read_parquet(path)
             if sidecar.exists():
@@ -324,7 +419,6 @@ def _run(
             write_parquet(part, path)
             _settle_checkpoint(checkpoint, fold, keep_in)
         else:
-            part = _tfidf_fold(backend, fold, folds, texts, test_texts, labels, k)
             write_parquet(part, path)
         held = part.filter(pl.col("split") == "oof")
         metrics = {
@@ -341,6 +435,7 @@ def _run(
         parts.append((part, metrics))
         if on_fold_done is not None:
             on_fold_done(fold, metrics)
+    parts.sort(key=lambda item: item[1]["fold"])  # completion order varies with processes; results do not
     return key, parts
 
 
