@@ -273,7 +273,7 @@ def run_oof_command(args: argparse.Namespace) -> int:
                 shutil.rmtree(out_dir / ".parts", ignore_errors=True)
             run_folds_on_ray(
                 train, test, options=cluster_options(args, device="cpu", threads=1),
-                **{key: value for key, value in common.items() if key != "on_step"},
+                **{key: value for key, value in common.items() if key not in ("on_step", "processes")},
             )  # fmt: skip
             common["on_fold_done"], restart = None, False
         result = run_oof(train, test, restart=restart, **common)
