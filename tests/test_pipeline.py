@@ -496,6 +496,7 @@ def test_bad_strategies_are_refused_at_load(tmp_path: Path):
         good.replace("cleaning = [", "cleaning = ['fix', "): r"\[compare\] cleaning: unknown arms \['fix'\]",
         good.replace("[strategies]", "[mine]\nno-label-issues = true\n\n[strategies]"): r"cleaning needs the suspec",
         good.replace("[compare]", "[compare]\nscores = 'x.parquet'"): r"\[compare\] scores: set by the pipeline",
+        good.replace("bootstrap = 100", "bootstrap = 50"): r"\[compare\]: bootstrap must be >= 100 resamples, got 50",
     }
     for text, message in cases.items():
         assert text != good
