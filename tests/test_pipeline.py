@@ -510,3 +510,15 @@ def test_bad_strategies_are_refused_at_load(tmp_path: Path):
         )
         config = _load(bad)
         assert config.cleaning is scores and "--cleaning" not in config.options["compare"]
+
+
+def test_the_bundled_strategies_pipeline_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from engine.cli.run import PIPELINES
+
+    monkeypatch.chdir(tmp_path)
+    config = _load(Path(str(PIPELINES / "strategies.toml")))
+    assert list(config.strategies) == ["notebook", "weak-classes", "misclassified", "clean-hard", "per-class"]
+    assert config.cleaning and config.parsed["compare"].budget == ["notebook"]
+    plan = run_pipeline(config, main, dry_run=True)["plan"]
+    assert [p["stage"] for p in plan if p["stage"].startswith("mine")] == [f"mine-{n}" for n in config.strategies]
+    assert not (tmp_path / "runs").exists()
