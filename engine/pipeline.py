@@ -744,7 +744,7 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], Any]
     filters = [s.name for s in stages if s.table == "filter" and s.task is None]
     mines = {name: mine for name, _, mine, _ in mine_stages(config)}
     first = next(iter(mines.values()))
-    results = collect_results(config.out / "results", folders, filters, mine=first)
+    results = collect_results(config.out / "results", folders, filters, mines=list(mines.values()))
     kept = {
         arm: [str(folders[f"filter-{method}-{arm}"] / "kept.parquet") for method in config.augmenters]
         for arm in [*mines, "random"]
@@ -767,19 +767,21 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], Any]
 
 
 def collect_results(
-    folder: Path, folders: Mapping[str, Path], filters: Sequence[str], mine: str = "mine"
+    folder: Path, folders: Mapping[str, Path], filters: Sequence[str], mines: Sequence[str] = ("mine",)
 ) -> dict[str, Path]:
-    """Gather what people read into one folder: the miner's report, every filter summary and rejected rows,
-    the comparison. Copies of the small files; hard links to the Parquet files where the file system allows
-    (the rejected rows can be large; a link is a real file, so the folder stays readable when zipped or
-    moved)."""
+    """Gather what people read into one folder: the miner's report (of the first mine stage), every
+    strategy's mine summary, every filter summary and rejected rows, the comparison. Copies of the small
+    files; hard links to the Parquet files where the file system allows (the rejected rows can be large; a
+    link is a real file, so the folder stays readable when zipped or moved)."""
     wanted = {
-        "report.html": folders[mine] / "report.html",
-        "mine_summary.json": folders[mine] / "summary.json",
+        "report.html": folders[mines[0]] / "report.html",
+        "mine_summary.json": folders[mines[0]] / "summary.json",
         "comparison.md": folders["compare"] / "results.md",
         "comparison.json": folders["compare"] / "results.json",
         "comparison.svg": folders["compare"] / "results.svg",
     }
+    for stage in mines if len(mines) > 1 else ():  # mine-<strategy>
+        wanted[f"{stage}.summary.json"] = folders[stage] / "summary.json"
     for stage in filters:  # filter-<method>-<arm>
         wanted[f"{stage}.summary.json"] = folders[stage] / "kept.summary.json"
         wanted[f"{stage}.rejected.parquet"] = folders[stage] / "rejected.parquet"

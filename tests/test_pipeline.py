@@ -467,9 +467,13 @@ def test_strategies_each_get_their_own_stages_and_random_control(tmp_path: Path)
         assert arms[name]["control"] == f"{name}-random"
         assert arms[name]["added_rows"] == arms[f"{name}-random"]["added_rows"] == kept.height > 0
     assert set(summary["kept"]) == {"hard", "clean-hard", "random"}
-    assert {"filter-eda-hard.summary.json", "filter-eda-clean-hard.summary.json", "filter-eda-random.summary.json"} <= {
-        p.name for p in Path(summary["results"]).iterdir()
-    }
+    assert {
+        "mine-hard.summary.json",
+        "mine-clean-hard.summary.json",
+        "filter-eda-hard.summary.json",
+        "filter-eda-clean-hard.summary.json",
+        "filter-eda-random.summary.json",
+    } <= {p.name for p in Path(summary["results"]).iterdir()}
     assert all(p["status"] == "cached" for p in run_pipeline(config, main, dry_run=True)["plan"])
 
 
