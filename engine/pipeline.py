@@ -185,14 +185,16 @@ def load_config(
         argv, keys = table_options(path, where, table, parsers[command], OWNED[command])
         if command == "compare" and "cleaning" in table:
             cleaning = True
-        if select is not None:
+        if command == "mine":
             # Selection steps apply in the order given; keys of a table have no order that means anything.
             step_flags = {flag for a in parsers["mine"]._actions if a.dest == "steps" for flag in a.option_strings}
+            into = "select = '...'" if named is None else "each strategy of [strategies]"
             for flag in step_flags & keys.keys():
                 raise InputError(
-                    f"{path}: [mine] {keys[flag]}: a selection step; put it in select = '...' with the other "
-                    "steps, in the order they apply."
+                    f"{path}: [mine] {keys[flag]}: a selection step; put it in {into} with the other steps, in "
+                    "the order they apply."
                 )
+        if select is not None:
             steps = selection_steps(path, "[mine] select", select)
             keys.update({word: "select" for word in steps if word.startswith("--")})
             argv += steps

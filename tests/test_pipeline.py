@@ -496,6 +496,9 @@ def test_bad_strategies_are_refused_at_load(tmp_path: Path):
         good.replace(strategies, "hard = 5\n"): r"\[strategies\] hard must be a string of selection options",
         good.replace("--min-chars 5", "--out-dir x"): r"\[strategies\] hard: --out-dir is set by the pipeline",
         good.replace("[strategies]", "[mine]\nselect = '--preset notebook'\n\n[strategies]"): r"move select into",
+        good.replace(
+            "[strategies]", "[mine]\nlimit = 5\n\n[strategies]"
+        ): r"\[mine\] limit: a selection step; put it in each",
         good.replace("[compare]", "[compare]\nbudget = 'notebook'"): r"budget = 'notebook': no such strategy.*'hard'",
         good.replace("cleaning = [", "cleaning = ['fix', "): r"\[compare\] cleaning: unknown arms \['fix'\]",
         good.replace("[strategies]", "[mine]\nno-label-issues = true\n\n[strategies]"): r"cleaning needs the suspec",
