@@ -3,6 +3,9 @@
     oof -> mine -> random-sources (the control sample) -> label-model -> for every [augment.<method>]:
     augment the targeted (hard) and the random sources -> filter both -> kept (merged per arm) -> compare
 
+With a [strategies] table, one mine-<name> stage per strategy takes the place of mine, and every strategy is
+augmented and filtered like the targeted arm; the one random sample serves every strategy's control.
+
 `load_config` checks the WHOLE file before any work: each table's keys become options of its `hardaug`
 subcommand (`key = value` -> `--key value`, `true` -> `--key`, `false` -> `--no-key`, or nothing where false
 is the option's default, a list -> a repeated option or one comma-separated value, as the option takes it),
@@ -43,7 +46,7 @@ log = logging.getLogger(__name__)
 
 AUGMENTERS = ("eda", "backtranslate", "paraphrase")
 DONE = ".done.json"
-TABLES = ("data", "oof", "mine", "random", "augment", "filter", "compare", "cluster")
+TABLES = ("data", "oof", "mine", "strategies", "random", "augment", "filter", "compare", "cluster")
 # [cluster]: where stages run (Ray), given to every stage whose subcommand has the option; not in cache keys
 CLUSTER_KEYS = ("ray", "replicas", "gpus_per_replica")
 DATA_KEYS = ("train", "test", "predictions", "out")
@@ -56,7 +59,7 @@ OWNED = {
     "oof": ("--train", "--test", "--out-dir"),
     "mine": ("--input", "--out-dir"),
     "filter": ("--input", "--train", "--out", "--rejected", "--summary"),
-    "compare": ("--train", "--test", "--targeted", "--random", "--all", "--out-dir"),
+    "compare": ("--train", "--test", "--targeted", "--strategy", "--random", "--all", "--scores", "--out-dir"),
     **{method: ("--input", "--out") for method in AUGMENTERS},
 }
 
@@ -67,6 +70,7 @@ class Output:
 
     stage: str
     name: str
+    prefix: str = ""  # written in front of the path on the command line, e.g. "NAME=" for compare --strategy
 
 
 Arg = str | Path | Output
@@ -107,6 +111,9 @@ class PipelineConfig:
     random_seed: int = 13
     # table -> the [cluster] options its subcommand takes (--ray auto, --replicas 4, ...)
     where: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # [strategies]: name -> its selection steps (empty: the one strategy "targeted", [mine] select)
+    strategies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    cleaning: bool = False  # [compare] cleaning: compare gets --scores, for the arms that add no text
 
     @property
     def augmenters(self) -> list[str]:
@@ -160,27 +167,35 @@ def load_config(
     options: dict[str, tuple[str, ...]] = {}
     parsed: dict[str, argparse.Namespace] = {}
     placed: dict[str, tuple[str, ...]] = {}
+    named = raw.get("strategies")
+    cleaning = False
     for where, command in tables.items():
         source = raw.get(where, {}) if "." not in where else augment[command]
         table = dict(source)
         select = table.pop("select", "--preset notebook") if command == "mine" else None
+        if command == "mine" and named is not None:
+            if "select" in source:
+                raise InputError(
+                    f"{path}: [mine] select and [strategies] both name selection steps; with [strategies] every "
+                    "strategy names its own: move select into [strategies] (e.g. notebook = '--preset notebook')."
+                )
+            select = None
+        if command == "compare" and isinstance(table.get("cleaning"), bool):
+            cleaning = table.pop("cleaning")  # true: all three arms; a list of arms is compare's --cleaning
         argv, keys = table_options(path, where, table, parsers[command], OWNED[command])
-        if select is not None:
+        if command == "compare" and "cleaning" in table:
+            cleaning = True
+        if command == "mine":
             # Selection steps apply in the order given; keys of a table have no order that means anything.
             step_flags = {flag for a in parsers["mine"]._actions if a.dest == "steps" for flag in a.option_strings}
+            into = "select = '...'" if named is None else "each strategy of [strategies]"
             for flag in step_flags & keys.keys():
                 raise InputError(
-                    f"{path}: [mine] {keys[flag]}: a selection step; put it in select = '...' with the other "
-                    "steps, in the order they apply."
+                    f"{path}: [mine] {keys[flag]}: a selection step; put it in {into} with the other steps, in "
+                    "the order they apply."
                 )
-            if not isinstance(select, str):
-                raise InputError(
-                    f"{path}: [mine] select must be a string of selection options, e.g. '--preset notebook'."
-                )
-            try:
-                steps = shlex.split(select)
-            except ValueError as exc:
-                raise InputError(f"{path}: [mine] select = {select!r}: {exc}.") from exc
+        if select is not None:
+            steps = selection_steps(path, "[mine] select", select)
             keys.update({word: "select" for word in steps if word.startswith("--")})
             argv += steps
         flags = {flag for action in parsers[command]._actions for flag in action.option_strings}
@@ -189,6 +204,13 @@ def load_config(
         keys = {**keys, **cluster_keys}
         parsed[where] = check_command(path, where, command, [*argv, *on], keys, {**source, **usable}, parsers[command])
         options[where], placed[where] = tuple(argv), tuple(on)
+    strategies = {} if named is None else _strategies(path, named, options["mine"], parsers["mine"])
+    _check_compare(path, parsed["compare"], list(strategies) or ["targeted"])
+    if cleaning and parsed["mine"].no_label_issues:
+        raise InputError(
+            f"{path}: [compare] cleaning needs the suspected label errors, which [mine] no-label-issues = true "
+            "turns off; remove one of the two."
+        )
     return PipelineConfig(
         path=path,
         out=data["out"],
@@ -200,7 +222,58 @@ def load_config(
         random_factor=factor,
         random_seed=seed,
         where=placed,
+        strategies=strategies,
+        cleaning=cleaning,
     )
+
+
+def selection_steps(path: Path, at: str, value: Any) -> list[str]:
+    """`hardaug mine` selection options, given as one string (or a list of words), as a list of words."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{path}: {at} must be a string of selection options, e.g. '--preset notebook'.")
+    try:
+        return shlex.split(value)
+    except ValueError as exc:
+        raise InputError(f"{path}: {at} = {value!r}: {exc}.") from exc
+
+
+def _strategies(
+    path: Path, table: dict, mine: tuple[str, ...], parser: argparse.ArgumentParser
+) -> dict[str, tuple[str, ...]]:
+    """[strategies] name = "selection steps": each checked by hardaug mine's parser after the [mine] options."""
+    from engine.arms import check_strategy_name
+
+    if not table:
+        raise InputError(f"{path}: [strategies] is empty; name at least one, e.g. notebook = '--preset notebook'.")
+    strategies: dict[str, tuple[str, ...]] = {}
+    for name, value in table.items():
+        at = f"[strategies] {name}"
+        try:
+            check_strategy_name(name)
+        except InputError as exc:
+            raise InputError(f"{path}: {at}: {exc}") from None
+        steps = selection_steps(path, at, value)
+        stray = [word for word in steps if word.startswith("--") and word.split("=", 1)[0] in OWNED["mine"]]
+        if stray:
+            raise InputError(f"{path}: {at}: {stray[0]} is set by the pipeline; give only selection steps.")
+        keys = {word.split("=", 1)[0]: name for word in steps if word.startswith("--")}
+        check_command(path, "strategies", "mine", [*mine, *steps], keys, table, parser)
+        strategies[name] = tuple(steps)
+    return strategies
+
+
+def _check_compare(path: Path, args: argparse.Namespace, strategies: list[str]) -> None:
+    """What compare would refuse only after every stage ran: a budget for no strategy, unknown cleaning arms."""
+    from engine.arms import CLEANING_ARMS
+
+    for name in args.budget:
+        if name not in strategies:
+            raise InputError(f"{path}: [compare] budget = {name!r}: no such strategy; the strategies are {strategies}.")
+    unknown = [arm for arm in args.cleaning or () if arm not in CLEANING_ARMS]
+    if unknown:
+        raise InputError(f"{path}: [compare] cleaning: unknown arms {unknown}; expected {list(CLEANING_ARMS)}.")
 
 
 def _did_you_mean(word: str, choices: Sequence[str]) -> str:
@@ -360,6 +433,7 @@ def check_command(
     parser.print_help = lambda file=None: None  # type: ignore[method-assign]
     parser.exit = leave  # type: ignore[method-assign]
     placeholders = [part for flag in OWNED[command] for part in (flag, f"<{flag[2:]}>")]
+    placeholders = ["strategy=<strategy>" if p == "<strategy>" else p for p in placeholders]  # reads NAME=FILE
     try:
         namespace = parser.parse_args([*placeholders, *argv])
     except _ParseError as exc:
@@ -383,7 +457,11 @@ def check_command(
 
 def plan(config: PipelineConfig) -> list[Stage]:
     """The stages in the order they run. An arm is a set of sources augmented and filtered alike: the
-    targeted arm (the hard samples) and the random control."""
+    targeted arm (the hard samples), or one per [strategies] entry, and the random control.
+
+    One random sample serves every strategy: compare draws each strategy's control from its kept rows, as
+    many per method as the strategy kept, so the sample is sized to the largest selection; one random
+    augment + filter per method instead of one per strategy."""
     train, test, opts = config.train, config.test, config.options
     stages: list[Stage] = []
     if config.predictions is None:
@@ -392,21 +470,28 @@ def plan(config: PipelineConfig) -> list[Stage]:
         predictions: Path | Output = Output("oof", "oof.parquet")
     else:  # out-of-fold predictions made elsewhere (e.g. the notebook's CSV)
         predictions = config.predictions
-    stages.append(Stage("mine", "mine", ("mine", "--input", predictions, *opts["mine"]), outputs=(("--out-dir", ""),)))
-    hard, scores = Output("mine", "hard.parquet"), Output("mine", "scores.parquet")
+    hards: dict[str, Output] = {}
+    for name, steps, mine, table in mine_stages(config):
+        # The first strategy's stage writes the report and the overlap check; they do not depend on the selection
+        # but for its own section, and cost most of mine's time on large data.
+        quiet = ("--no-report", "--no-test-overlap") if hards else ()
+        argv = ("mine", "--input", predictions, *opts["mine"], *steps, *quiet)
+        stages.append(Stage(mine, table, argv, outputs=(("--out-dir", ""),)))
+        hards[name] = Output(mine, "hard.parquet")
+    scores = Output(next(iter(hards.values())).stage, "scores.parquet")
     stages.append(
         Stage(
             "random-sources",
             "random",
             task=partial(draw_random_sources, factor=config.random_factor, seed=config.random_seed),
-            inputs=(scores, hard),
+            inputs=(scores, *hards.values()),
             options={"factor": config.random_factor, "seed": config.random_seed},
             outputs=(("", "sources.parquet"),),
-            about=f"draw {config.random_factor}x as many random training rows as hard.parquet has (seed "
-            f"{config.random_seed})",
+            about=f"draw {config.random_factor}x as many random training rows as the largest hard.parquet has "
+            f"(seed {config.random_seed})",
         )
     )
-    arms = {"targeted": hard, "random": Output("random-sources", "sources.parquet")}
+    arms = {**hards, "random": Output("random-sources", "sources.parquet")}
 
     filter_options: list[Arg] = list(opts["filter"])
     label_model = shared_label_model(config.parsed["filter"], train)
@@ -438,17 +523,32 @@ def plan(config: PipelineConfig) -> list[Stage]:
             about="merge the kept rows of every method, per arm",
         )
     )
-    compare = ("compare", "--train", train, "--test", test)
-    compare += ("--targeted", Output("kept", "targeted.parquet"), "--random", Output("kept", "random.parquet"))
+    compare: tuple[Arg, ...] = ("compare", "--train", train, "--test", test)
+    if config.strategies:
+        for name in config.strategies:
+            compare += ("--strategy", Output("kept", f"{name}.parquet", prefix=f"{name}="))
+    else:
+        compare += ("--targeted", Output("kept", "targeted.parquet"))
+    compare += ("--random", Output("kept", "random.parquet"))
+    if config.cleaning:
+        compare += ("--scores", scores)
     stages.append(Stage("compare", "compare", (*compare, *opts["compare"]), outputs=(("--out-dir", ""),)))
     return stages
 
 
+def mine_stages(config: PipelineConfig) -> list[tuple[str, tuple[str, ...], str, str]]:
+    """(strategy, its selection steps, stage name, TOML table) of every mine stage: `mine` for the one
+    strategy of [mine] select (its steps are in the [mine] options), `mine-<name>` per [strategies] entry."""
+    if not config.strategies:
+        return [("targeted", (), "mine", "mine")]
+    return [(name, steps, f"mine-{name}", "strategies") for name, steps in config.strategies.items()]
+
+
 def draw_random_sources(folder: Path, inputs: list[Path], *, factor: float, seed: int) -> None:
-    """The control sample: `factor` x as many rows as the hard set, uniformly from all training rows, so
-    that after filtering the random arm can still match the targeted arm's count per method."""
-    scores, hard = inputs
-    n_hard = pl.scan_parquet(hard).select(pl.len()).collect().item()
+    """The control sample: `factor` x as many rows as the largest hard set, uniformly from all training rows,
+    so that after filtering the random arm can still match every strategy's count per method."""
+    scores, *hards = inputs
+    n_hard = max(pl.scan_parquet(hard).select(pl.len()).collect().item() for hard in hards)
     every = pl.read_parquet(scores)
     n = min(every.height, max(1, round(n_hard * factor)))
     sample = every.sample(n=n, seed=seed, shuffle=True).select("id", "text", "label", "hardness")
@@ -546,11 +646,13 @@ class Runner:
         if isinstance(arg, str):
             return arg
         path = self.path(arg)
-        return str(path) if path is not None else str(self.out / "stages" / f"{arg.stage}-<key>" / arg.name)
+        if isinstance(arg, Path):
+            return str(path)
+        return arg.prefix + str(path if path is not None else self.out / "stages" / f"{arg.stage}-<key>" / arg.name)
 
     def key(self, stage: Stage, inputs: list[Path]) -> str:
         # Input files by content, not by path: moving the data or OUT keeps the cache.
-        argv = [a if isinstance(a, str) else "<file>" for a in stage.argv]
+        argv = [a if isinstance(a, str) else getattr(a, "prefix", "") + "<file>" for a in stage.argv]
         digest = hashlib.sha256(json.dumps([self.version, stage.name, argv, stage.options]).encode())
         for path in inputs:
             stat = path.stat()
@@ -642,17 +744,21 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], Any]
 
     folders = {name: folder for name, folder in runner.folders.items() if folder is not None}
     filters = [s.name for s in stages if s.table == "filter" and s.task is None]
-    results = collect_results(config.out / "results", folders, filters)
+    mines = {name: mine for name, _, mine, _ in mine_stages(config)}
+    first = next(iter(mines.values()))
+    results = collect_results(config.out / "results", folders, filters, mines=list(mines.values()))
     kept = {
-        arm: [str(folders[f] / "kept.parquet") for f in filters if f.endswith(f"-{arm}")]
-        for arm in ("targeted", "random")
+        arm: [str(folders[f"filter-{method}-{arm}"] / "kept.parquet") for method in config.augmenters]
+        for arm in [*mines, "random"]
     }
     summary = {
         "config": str(config.path),
         "version": runner.version,
         "results": str(config.out / "results"),
         "report": str(results["report.html"]),
-        "hard": str(folders["mine"] / "hard.parquet"),
+        "hard": str(folders[first] / "hard.parquet"),
+        # every strategy's selection (the one of [mine] select is "targeted")
+        "strategies": {name: str(folders[mine] / "hard.parquet") for name, mine in mines.items()},
         "kept": kept,
         "rejected": {f: str(folders[f] / "rejected.parquet") for f in filters},
         "comparison": str(results["comparison.md"]),
@@ -662,18 +768,22 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], Any]
     return summary
 
 
-def collect_results(folder: Path, folders: Mapping[str, Path], filters: Sequence[str]) -> dict[str, Path]:
-    """Gather what people read into one folder: the miner's report, every filter summary and rejected rows,
-    the comparison. Copies of the small files; hard links to the Parquet files where the file system allows
-    (the rejected rows can be large; a link is a real file, so the folder stays readable when zipped or
-    moved)."""
+def collect_results(
+    folder: Path, folders: Mapping[str, Path], filters: Sequence[str], mines: Sequence[str] = ("mine",)
+) -> dict[str, Path]:
+    """Gather what people read into one folder: the miner's report (of the first mine stage), every
+    strategy's mine summary, every filter summary and rejected rows, the comparison. Copies of the small
+    files; hard links to the Parquet files where the file system allows (the rejected rows can be large; a
+    link is a real file, so the folder stays readable when zipped or moved)."""
     wanted = {
-        "report.html": folders["mine"] / "report.html",
-        "mine_summary.json": folders["mine"] / "summary.json",
+        "report.html": folders[mines[0]] / "report.html",
+        "mine_summary.json": folders[mines[0]] / "summary.json",
         "comparison.md": folders["compare"] / "results.md",
         "comparison.json": folders["compare"] / "results.json",
         "comparison.svg": folders["compare"] / "results.svg",
     }
+    for stage in mines if len(mines) > 1 else ():  # mine-<strategy>
+        wanted[f"{stage}.summary.json"] = folders[stage] / "summary.json"
     for stage in filters:  # filter-<method>-<arm>
         wanted[f"{stage}.summary.json"] = folders[stage] / "kept.summary.json"
         wanted[f"{stage}.rejected.parquet"] = folders[stage] / "rejected.parquet"

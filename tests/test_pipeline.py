@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -364,3 +365,167 @@ def test_kill_9_mid_stage_leaves_no_stage_process_and_the_rerun_equals_an_uninte
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("# Targeted augmentation") == 1
     assert again.stderr.count("stage compare: cached") == 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# [strategies]: several selections, each augmented, filtered and compared with its own random control
+
+STRATEGIES = """
+[data]
+train = "train.csv"
+test = "test.csv"
+out = "{out}"
+
+[oof]
+folds = 3
+
+[strategies]
+hard = "--top-quantile 0.3 --min-chars 5"
+clean-hard = ["--preset", "clean-hard"]
+
+[augment.eda]
+n = 1
+
+[filter]
+no-similarity = true
+
+[compare]
+seeds = [0]
+bootstrap = 100
+cleaning = ["drop-label-issues", "relabel"]
+"""
+
+STRATEGY_STAGES = [
+    "oof",
+    "mine-hard",
+    "mine-clean-hard",
+    "random-sources",
+    "label-model",
+    "eda-hard",
+    "filter-eda-hard",
+    "eda-clean-hard",
+    "filter-eda-clean-hard",
+    "eda-random",
+    "filter-eda-random",
+    "kept",
+    "compare",
+]
+
+
+def _write_strategies(folder: Path, text: str = STRATEGIES) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    pl.read_csv(SAMPLE / "train.csv").head(400).write_csv(folder / "train.csv")
+    pl.read_csv(SAMPLE / "test.csv").head(150).write_csv(folder / "test.csv")
+    path = folder / "strategies.toml"
+    path.write_text(text.format(out=folder / "runs"), encoding="utf-8")
+    return path
+
+
+def test_strategies_each_get_their_own_stages_and_random_control(tmp_path: Path):
+    config = _load(_write_strategies(tmp_path))
+    assert config.strategies == {
+        "hard": ("--top-quantile", "0.3", "--min-chars", "5"),
+        "clean-hard": ("--preset", "clean-hard"),
+    }
+    plan = run_pipeline(config, main, dry_run=True)["plan"]
+    assert [p["stage"] for p in plan] == STRATEGY_STAGES
+    assert not (tmp_path / "runs").exists()
+    compare = shlex.split(plan[-1]["command"])
+    strategies = [compare[i + 1].split("=")[0] for i, word in enumerate(compare) if word == "--strategy"]
+    assert strategies == ["hard", "clean-hard"] and "--targeted" not in compare
+    assert "--scores" in compare and compare[compare.index("--cleaning") + 1] == "drop-label-issues,relabel"
+
+    summary = run_pipeline(config, main)
+    assert [s["stage"] for s in summary["stages"]] == STRATEGY_STAGES
+    # the first strategy's mine stage writes the report; the others only select
+    mines = {s["stage"]: Path(s["folder"]) for s in summary["stages"] if s["stage"].startswith("mine-")}
+    assert (mines["mine-hard"] / "report.html").exists() and not (mines["mine-clean-hard"] / "report.html").exists()
+    assert Path(summary["report"]) == Path(summary["results"]) / "report.html"
+    hard = {name: pl.read_parquet(path) for name, path in summary["strategies"].items()}
+    assert set(hard) == {"hard", "clean-hard"} and all(frame.height > 0 for frame in hard.values())
+    assert not hard["clean-hard"]["label_issue"].any()  # each stage its own selection
+    # one random sample, sized to the largest selection
+    sources = pl.read_parquet(
+        next(Path(s["folder"]) for s in summary["stages"] if s["stage"] == "random-sources") / "sources.parquet"
+    )
+    assert sources.height == round(1.5 * max(frame.height for frame in hard.values()))
+
+    results = json.loads((Path(summary["results"]) / "comparison.json").read_text())
+    arms = results["arms"]
+    assert set(arms) == {
+        "baseline",
+        "hard",
+        "hard-random",
+        "clean-hard",
+        "clean-hard-random",
+        "drop-label-issues",
+        "drop-random",
+        "relabel",
+    }
+    for name in ("hard", "clean-hard"):
+        kept = pl.read_parquet(summary["kept"][name][0])
+        assert arms[name]["control"] == f"{name}-random"
+        assert arms[name]["added_rows"] == arms[f"{name}-random"]["added_rows"] == kept.height > 0
+    assert set(summary["kept"]) == {"hard", "clean-hard", "random"}
+    assert {
+        "mine-hard.summary.json",
+        "mine-clean-hard.summary.json",
+        "filter-eda-hard.summary.json",
+        "filter-eda-clean-hard.summary.json",
+        "filter-eda-random.summary.json",
+    } <= {p.name for p in Path(summary["results"]).iterdir()}
+    assert all(p["status"] == "cached" for p in run_pipeline(config, main, dry_run=True)["plan"])
+
+
+def test_bad_strategies_are_refused_at_load(tmp_path: Path):
+    good = _write_strategies(tmp_path).read_text()
+    bad = tmp_path / "bad.toml"
+    strategies = 'hard = "--top-quantile 0.3 --min-chars 5"\nclean-hard = ["--preset", "clean-hard"]\n'
+    cases = {
+        good.replace(
+            "0.3", "x"
+        ): r"\[strategies\] hard = '--top-quantile x --min-chars 5': argument --top-quantile: inv",
+        good.replace('"clean-hard"]', '"cleanhard"]'): r"\[strategies\] clean-hard = .*invalid choice: 'cleanhard'",
+        good.replace(
+            "--min-chars 5", "--min-chars 5 --bogus"
+        ): r"\[strategies\] hard = .*unrecognized arguments: --bogus",
+        good.replace("--min-chars 5", "--min-chars"): r"\[strategies\] hard = .*--min-chars: expected one argument",
+        good.replace("hard = ", "random = ", 1): r"\[strategies\] random: strategy name 'random'",
+        good.replace("hard = ", "two words = ", 1).replace("two words", '"two words"'): r"strategy name 'two words'",
+        good.replace(strategies, ""): r"\[strategies\] is empty",
+        good.replace(strategies, "hard = 5\n"): r"\[strategies\] hard must be a string of selection options",
+        good.replace("--min-chars 5", "--out-dir x"): r"\[strategies\] hard: --out-dir is set by the pipeline",
+        good.replace("[strategies]", "[mine]\nselect = '--preset notebook'\n\n[strategies]"): r"move select into",
+        good.replace(
+            "[strategies]", "[mine]\nlimit = 5\n\n[strategies]"
+        ): r"\[mine\] limit: a selection step; put it in each",
+        good.replace("[compare]", "[compare]\nbudget = 'notebook'"): r"budget = 'notebook': no such strategy.*'hard'",
+        good.replace("cleaning = [", "cleaning = ['fix', "): r"\[compare\] cleaning: unknown arms \['fix'\]",
+        good.replace("[strategies]", "[mine]\nno-label-issues = true\n\n[strategies]"): r"cleaning needs the suspec",
+        good.replace("[compare]", "[compare]\nscores = 'x.parquet'"): r"\[compare\] scores: set by the pipeline",
+        good.replace("bootstrap = 100", "bootstrap = 50"): r"\[compare\]: bootstrap must be >= 100 resamples, got 50",
+    }
+    for text, message in cases.items():
+        assert text != good
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(InputError, match=message):
+            _load(bad)
+    # cleaning = true: all three arms, through --scores; false: none
+    for value, scores in (("true", True), ("false", False)):
+        bad.write_text(
+            good.replace('cleaning = ["drop-label-issues", "relabel"]', f"cleaning = {value}"), encoding="utf-8"
+        )
+        config = _load(bad)
+        assert config.cleaning is scores and "--cleaning" not in config.options["compare"]
+
+
+def test_the_bundled_strategies_pipeline_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from engine.cli.run import PIPELINES
+
+    monkeypatch.chdir(tmp_path)
+    config = _load(Path(str(PIPELINES / "strategies.toml")))
+    assert list(config.strategies) == ["notebook", "weak-classes", "misclassified", "clean-hard", "per-class"]
+    assert config.cleaning and config.parsed["compare"].budget == ["notebook"]
+    plan = run_pipeline(config, main, dry_run=True)["plan"]
+    assert [p["stage"] for p in plan if p["stage"].startswith("mine")] == [f"mine-{n}" for n in config.strategies]
+    assert not (tmp_path / "runs").exists()

@@ -131,24 +131,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def build_config(args: argparse.Namespace):
+    """The experiment's config from the options (also what `hardaug run` checks a [compare] table with)."""
+    from engine.experiment import CompareConfig
+
+    return CompareConfig(
+        seeds=tuple(int(s) for s in args.seeds),
+        bootstrap=args.bootstrap,
+        confident_threshold=args.confident,
+        relabel_confidence=args.relabel_confidence,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     import polars as pl
     from tqdm import tqdm
 
     from engine.arms import CLEANING_ARMS, align_scores, budget_sets, check_strategy_name
     from engine.errors import InputError
-    from engine.experiment import CompareConfig, compare, count_cells, kept_rows, write_results
+    from engine.experiment import compare, count_cells, kept_rows, write_results
     from engine.io import check_output_dir, read_table, refuse_overwrite
     from engine.labels import check_same_classes, saved_classes
     from engine.overlap import find_overlap
     from engine.validate import check_augmented_pool, prepare_dataset
 
-    config = CompareConfig(
-        seeds=tuple(int(s) for s in args.seeds),
-        bootstrap=args.bootstrap,
-        confident_threshold=args.confident,
-        relabel_confidence=args.relabel_confidence,
-    )
+    config = build_config(args)
     named = ([("targeted", args.targeted)] if args.targeted else []) + args.strategy
     if not named and args.scores is None:
         raise InputError(

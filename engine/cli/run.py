@@ -27,7 +27,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "key covers its options, the content of its inputs and the hardaug version; finished stages are "
             "skipped, so changing only [filter] reruns only filter and compare. OUT/results gathers the report, "
             "the filter summaries and rejected rows, and the comparison; OUT/pipeline.json lists every stage "
-            "with its folder, seconds and peak memory. Examples: engine/data/pipelines/cpu.toml and gpu.toml."
+            "with its folder, seconds and peak memory. A [strategies] table (name = 'hardaug mine selection steps') "
+            "runs several selections in one experiment, each augmented, filtered and compared with its own random "
+            "control; [compare] cleaning = true adds the arms that add no text. Examples: "
+            "engine/data/pipelines/cpu.toml, strategies.toml and gpu.toml."
         ),
     )
     p.add_argument(
