@@ -42,6 +42,7 @@ import polars as pl
 
 from engine.augment.common import (
     AugmentedOutput,
+    ChunkDone,
     Generated,
     check_output,
     chunks,
@@ -543,18 +544,6 @@ class BackTranslator:
                     )
             out.append(row)
         return out
-
-
-@dataclass(frozen=True)
-class ChunkDone:
-    """Progress after one chunk: counts of this chunk and of the job so far."""
-
-    sources: int
-    outputs: int
-    output_tokens: int
-    seconds: float
-    done: int
-    total: int
 
 
 def _chunk_rows(chunk: pl.DataFrame, results: dict[int, list[BackTranslation]], config: BacktranslateConfig):

@@ -55,6 +55,7 @@ from engine.augment.common import (
     to_rows,
 )
 from engine.errors import InputError
+from engine.text import HANGUL, LATIN, kiwi_tokens
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +70,6 @@ _CLOSING = ("J", "E", "SF", "SP")
 _LEANING = ("NNB", "VX")
 _WORD_TAGS = ("N", "V", "M", "XR", "SL", "SH", "SN", "IC")
 _INSERTABLE = ("NNG", "NNP", "MAG")
-_HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
-_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 _LETTER = re.compile(r"[^\W\d_]")
 _SENTENCE_END = (".", "!", "?", "…")
 _NEGATION = {("안", "MAG"), ("못", "MAG"), ("없", "VA"), ("않", "VX"), ("못하", "VX"), ("말", "VX"), ("아니", "VCN")}
@@ -166,7 +165,7 @@ def split_units(text: str, tokens: Sequence) -> list[Unit]:
 def script(text: str) -> str:
     """'ko' (Hangul letters at least as many as Latin ones, or no letters at all: Kiwi handles symbols and
     emoji), 'en' (Latin letters, at least as many as any other letters) or 'other'."""
-    hangul, latin = len(_HANGUL.findall(text)), len(_LATIN.findall(text))
+    hangul, latin = len(HANGUL.findall(text)), len(LATIN.findall(text))
     letters = len(_LETTER.findall(text))
     if (hangul and hangul >= latin) or not letters:
         return "ko"
@@ -320,14 +319,8 @@ def augment_units(
 
 
 def tokenize(texts: list[str], threads: int | None = None) -> list[list]:
-    """Kiwi tokens of each text (the cached Kiwi of engine.analyze)."""
-    import os
-
-    from engine.analyze import _kiwi
-
-    cores = len(os.sched_getaffinity(0))  # more threads than usable cores only oversubscribe them
-    kiwi = _kiwi(max(min(threads or cores, cores), 1))
-    return [list(tokens) for tokens in kiwi.tokenize(texts)]
+    """Kiwi tokens of each text (the cached Kiwi of engine.text)."""
+    return kiwi_tokens(texts, threads)
 
 
 def generate(sources: pl.DataFrame, config: EdaConfig, *, threads: int | None = None) -> list[Generated]:

@@ -40,6 +40,7 @@ import polars as pl
 
 from engine.augment.common import (
     AugmentedOutput,
+    ChunkDone,
     Generated,
     check_output,
     chunks,
@@ -681,18 +682,6 @@ def open_paraphraser(config: ParaphraseConfig, info: ModelInfo | None = None) ->
 
 
 # ------------------------------------------------------------------------------------------ the file job
-@dataclass(frozen=True)
-class ChunkDone:
-    """Progress after one chunk: counts of this chunk and of the job so far."""
-
-    sources: int
-    completions: int
-    output_tokens: int
-    seconds: float
-    done: int
-    total: int
-
-
 def paraphrase_file(
     input: str | Path,
     out: str | Path,
@@ -756,7 +745,7 @@ def paraphrase_file(
                 on_chunk(
                     ChunkDone(
                         sources=chunk.height,
-                        completions=sum(len(r.completions) for r in results),
+                        outputs=sum(len(r.completions) for r in results),
                         output_tokens=sum(r.output_tokens for r in results),
                         seconds=time.perf_counter() - started,
                         done=finished,

@@ -10,16 +10,16 @@ from pathlib import Path
 
 from engine.augment.convert_mbart import QUANTIZATIONS
 from engine.cli.cluster import add_cluster_options, augment_on_ray
-from engine.cli.common import ChunkProgress, add_source_options, check_source_paths, comma_list, positive_int
+from engine.cli.common import (
+    ChunkProgress,
+    add_source_options,
+    check_source_paths,
+    comma_list,
+    positive_float,
+    positive_int,
+)
 
 log = logging.getLogger("engine")
-
-
-def _positive_float(value: str) -> float:
-    x = float(value)
-    if x <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return x
 
 
 def _non_negative_int(value: str) -> int:
@@ -95,7 +95,7 @@ def _register_backtranslate(sub: argparse._SubParsersAction) -> None:
         help="sampled variants: sample among the K most likely tokens; 0 = all (default: 20)",
     )
     d.add_argument(
-        "--temperature", type=_positive_float, default=0.9, help="sampled variants: temperature (default: 0.9)"
+        "--temperature", type=positive_float, default=0.9, help="sampled variants: temperature (default: 0.9)"
     )
     d.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the sampled variants (default: 0)")
     d.add_argument(
@@ -216,7 +216,7 @@ def run_backtranslate_command(args: argparse.Namespace) -> int:
     config = build_config(args)
     started = time.perf_counter()
     progress = ChunkProgress(
-        "backtranslate", "outputs", lambda c: f"{c.output_tokens / max(c.seconds, 1e-9):,.0f} output tokens/s"
+        "backtranslate", lambda c: f"{c.output_tokens / max(c.seconds, 1e-9):,.0f} output tokens/s"
     )
     try:
         if args.ray is not None:

@@ -50,6 +50,13 @@ def positive_int(value: str) -> int:
     return n
 
 
+def positive_float(value: str) -> float:
+    x = float(value)
+    if x <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return x
+
+
 def drop_count_lines(counts: dict[str, int]) -> list[str]:
     """The augmenters' `.drops.json` counts as aligned lines: candidates, each drop reason, kept."""
     lines = [f"{'candidates':<24}{counts.get('generated', 0):>8,}"]
@@ -90,11 +97,11 @@ class ChunkProgress:
     """`on_chunk` of the chunked augmenters (backtranslate, paraphrase): one progress bar over sources, which
     starts at the sources an earlier run finished, and the totals of this run for the closing summary.
 
-    `outputs` names the chunk's count of generated outputs (`outputs`, `completions`); `rate` renders a
+    It reads `augment.common.ChunkDone` and `cluster.shards.ShardDone` (the same fields); `rate` renders a
     chunk's speed for the bar."""
 
-    def __init__(self, desc: str, outputs: str, rate: Callable[[Any], str]) -> None:
-        self.desc, self.outputs_field, self.rate = desc, outputs, rate
+    def __init__(self, desc: str, rate: Callable[[Any], str]) -> None:
+        self.desc, self.rate = desc, rate
         self.outputs, self.tokens, self.seconds = 0, 0, 0.0
         self.bar = None
 
@@ -103,7 +110,7 @@ class ChunkProgress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=chunk.total, initial=chunk.done - chunk.sources, desc=self.desc, unit="src")
-        self.outputs += getattr(chunk, self.outputs_field)
+        self.outputs += chunk.outputs
         self.tokens += chunk.output_tokens
         self.seconds += chunk.seconds
         self.bar.update(chunk.sources)

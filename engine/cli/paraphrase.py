@@ -9,16 +9,9 @@ import time
 from pathlib import Path
 
 from engine.cli.cluster import add_cluster_options, augment_on_ray
-from engine.cli.common import ChunkProgress, add_source_options, check_source_paths, positive_int
+from engine.cli.common import ChunkProgress, add_source_options, check_source_paths, positive_float, positive_int
 
 log = logging.getLogger("engine")
-
-
-def _positive_float(value: str) -> float:
-    x = float(value)
-    if x <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return x
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -149,7 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument(
         "--kv-cache-gib",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="KV cache size in GiB. CPU: sets VLLM_CPU_KVCACHE_SPACE (whole GiB; default 4, or the variable "
         "if set); GPU: a fixed size instead of --gpu-memory-utilization's share",
@@ -266,7 +259,6 @@ def run_paraphrase_command(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     progress = ChunkProgress(
         "sources",
-        "completions",
         lambda c: f"{c.sources / c.seconds:.1f} prompts/s, {c.output_tokens / c.seconds:.0f} tokens/s",
     )
     # the engine's own bar shows progress inside a chunk (vLLM: prompts done, input/output tokens/s)
