@@ -8,6 +8,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from engine.options import positive_float, positive_int  # noqa: F401 (re-exported: the commands' types)
+
 SAMPLE_DIR = resources.files("engine") / "data" / "sample"
 
 
@@ -41,20 +43,6 @@ def fraction(value: str) -> float:
     if not 0 < q <= 1:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
     return q
-
-
-def positive_int(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return n
-
-
-def positive_float(value: str) -> float:
-    x = float(value)
-    if x <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return x
 
 
 def drop_count_lines(counts: dict[str, int]) -> list[str]:
