@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from pathlib import Path
 
 import pytest
 
+from engine.augment.backtranslate import BacktranslateConfig
 from engine.augment.paraphrase import ParaphraseConfig
 from engine.cli import build_parser
 from engine.options import CLI, from_dict
 
-CONFIGS = {"paraphrase": (ParaphraseConfig, ["--model", "m"], {"model": "m"})}
+CONFIGS = {
+    "paraphrase": (ParaphraseConfig, ["--model", "m"], {"model": "m"}),
+    "backtranslate": (BacktranslateConfig, ["--model", "m"], {"model": Path("m")}),
+}
 
 
 @pytest.mark.parametrize("command", sorted(CONFIGS))
