@@ -41,6 +41,7 @@ class Flag:
 
     help: str
     flag: str | None = None  # default: --field-name
+    dest: str | None = None  # the parsed namespace's attribute; default: the field's name
     group: str | None = None  # argparse argument group title; None = the command's main options
     type: Callable[[str], Any] | None = None  # default: the field's int / float / str / Path
     metavar: str | None = None
@@ -81,7 +82,7 @@ def add_options(parser: argparse.ArgumentParser, config_cls: type) -> dict[str, 
             where = groups[spec.group] = parser.add_argument_group(spec.group)
         flag = spec.flag or "--" + field.name.replace("_", "-")
         default = field.default if spec.cli_default is SAME else spec.cli_default
-        kwargs: dict[str, Any] = {"dest": field.name}
+        kwargs: dict[str, Any] = {"dest": spec.dest or field.name}
         kind = _base_type(config_cls, field)
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction if spec.negatable else "store_true"
@@ -116,7 +117,7 @@ def _help(spec: Flag, flag: str, default: Any, kind: Any) -> str:
 def config_from_args(config_cls: type, args: argparse.Namespace, **values: Any) -> Any:
     """The config from parsed flags (each `convert`ed); `values` set the fields that have no flag."""
     for field, spec in _flags(config_cls):
-        value = getattr(args, field.name)
+        value = getattr(args, spec.dest or field.name)
         values[field.name] = spec.convert(value) if spec.convert is not None else value
     return config_cls(**values)
 
@@ -133,13 +134,14 @@ def from_dict(config_cls: type, mapping: Mapping[str, Any], *, where: str | None
             close = difflib.get_close_matches(name, fields, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(fields)}"
             raise ValueError(f"unknown key '{key}'{at}{hint}")
-        values[name] = _checked(config_cls, fields[name], key, value, at)
+        values[name] = _checked(config_cls, fields[name], key, value, where)
     return config_cls(**values)
 
 
-def _checked(config_cls: type, field: dataclasses.Field, key: str, value: Any, at: str) -> Any:
+def _checked(config_cls: type, field: dataclasses.Field, key: str, value: Any, where: str | None) -> Any:
     """`value` as the field's type: ints are floats too, lists are tuples, strings are paths; anything
     else must match."""
+    at = f" in [{where}]" if where else f" for {config_cls.__name__}"
     hint = typing.get_type_hints(config_cls)[field.name]
     kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
     for kind in kinds:
@@ -158,6 +160,10 @@ def _checked(config_cls: type, field: dataclasses.Field, key: str, value: Any, a
             return value
         if origin is Path and isinstance(value, str | Path):
             return Path(value)
+        if dataclasses.is_dataclass(origin) and isinstance(value, Mapping):  # a nested table
+            return from_dict(origin, value, where=f"{where}.{key}" if where else key)
+        if origin not in (bool, int, float, str, tuple) and isinstance(origin, type) and isinstance(value, origin):
+            return value  # a config object, a Path
     wanted = " or ".join("None" if k is type(None) else getattr(k, "__name__", str(k)) for k in kinds)
     raise ValueError(f"'{key}'{at} must be {wanted}, got {value!r} ({type(value).__name__})")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine.augment.backtranslate import BacktranslateConfig
+from engine.augment.eda import EdaConfig
 from engine.augment.paraphrase import ParaphraseConfig
 from engine.cli import build_parser
 from engine.options import CLI, from_dict
@@ -16,6 +17,7 @@ from engine.options import CLI, from_dict
 CONFIGS = {
     "paraphrase": (ParaphraseConfig, ["--model", "m"], {"model": "m"}),
     "backtranslate": (BacktranslateConfig, ["--model", "m"], {"model": Path("m")}),
+    "eda": (EdaConfig, [], {}),
 }
 
 
@@ -33,9 +35,10 @@ def test_every_flagged_field_has_help_and_a_flag(command):
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
     dests = {action.dest: action for action in sub._actions}
     for field in dataclasses.fields(config_cls):
-        spec = field.metadata[CLI]
-        if spec.cli:
-            assert field.name in dests and dests[field.name].help, field.name
+        spec = field.metadata.get(CLI)
+        if spec is not None and spec.cli:
+            dest = spec.dest or field.name
+            assert dest in dests and dests[dest].help, field.name
 
 
 def test_from_dict_builds_the_same_config_as_the_constructor():

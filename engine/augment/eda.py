@@ -34,7 +34,9 @@ not depend on the order of the sources, the chunking, or a resume.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import operator
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -55,6 +57,7 @@ from engine.augment.common import (
     to_rows,
 )
 from engine.errors import InputError
+from engine.options import option, positive_int
 from engine.text import HANGUL, LATIN, kiwi_tokens
 
 log = logging.getLogger(__name__)
@@ -75,17 +78,32 @@ _SENTENCE_END = (".", "!", "?", "…")
 _NEGATION = {("안", "MAG"), ("못", "MAG"), ("없", "VA"), ("않", "VX"), ("못하", "VX"), ("말", "VX"), ("아니", "VCN")}
 
 
+def rate(value: str) -> float:
+    """--p-delete and the other rates: a number in [0, 1]."""
+    x = float(value)
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1], got {value}")
+    return x
+
+
 @dataclass(frozen=True)
 class EdaConfig:
-    """Variants per source and per-operation rates (0 disables an operation)."""
+    """Variants per source and per-operation rates (0 disables an operation); each field's help is its
+    flag's (`hardaug eda --help`)."""
 
-    n: int = 4
-    p_delete: float = 0.1
-    p_swap: float = 0.1
-    p_insert: float = 0.1
-    seed: int = 42
-    protect_negation: bool = True
-    max_tries: int = 10  # attempts per variant to get a text that differs from the source and earlier variants
+    n: int = option(4, type=positive_int, help="variants per source")
+    p_delete: float = option(0.1, type=rate, help="deletion: chance to drop each unit; 0 disables")
+    p_swap: float = option(0.1, type=rate, help="swap: swaps per word, at least 1; 0 disables")
+    p_insert: float = option(0.1, type=rate, help="insertion: words per word, at least 1; 0 disables")
+    seed: int = option(42, help="random seed")
+    protect_negation: bool = option(
+        True,
+        flag="--move-negations",
+        cli_default=False,
+        convert=operator.not_,
+        help="let delete and swap touch units with a negation (by default they stay, so the label holds)",
+    )
+    max_tries: int = option(10, type=positive_int, help="attempts per variant to get a new text")
 
     def __post_init__(self) -> None:
         if self.n < 1:
