@@ -12,12 +12,15 @@ from engine.augment.backtranslate import BacktranslateConfig
 from engine.augment.eda import EdaConfig
 from engine.augment.paraphrase import ParaphraseConfig
 from engine.cli import build_parser
+from engine.config import TfidfConfig
+from engine.filters import FilterConfig
 from engine.options import CLI, from_dict
 
 CONFIGS = {
     "paraphrase": (ParaphraseConfig, ["--model", "m"], {"model": "m"}),
     "backtranslate": (BacktranslateConfig, ["--model", "m"], {"model": Path("m")}),
     "eda": (EdaConfig, [], {}),
+    "filter": (FilterConfig, ["--input", "augmented.parquet"], {}),
 }
 
 
@@ -64,3 +67,10 @@ def test_from_dict_refuses_a_wrong_type_naming_the_key(key, value):
 def test_from_dict_still_validates_values():
     with pytest.raises(ValueError, match="top_p must be in"):
         from_dict(ParaphraseConfig, {"model": "m", "top_p": 1.5})
+
+
+def test_from_dict_reads_a_nested_table_and_names_it():
+    config = from_dict(FilterConfig, {"similarity": False, "tfidf": {"max_features": 1000}}, where="filter")
+    assert config == FilterConfig(similarity=False, tfidf=TfidfConfig(max_features=1000))
+    with pytest.raises(ValueError, match=r"unknown key 'max_feature' in \[filter.tfidf\]; did you mean 'max_features'"):
+        from_dict(FilterConfig, {"tfidf": {"max_feature": 1000}}, where="filter")
