@@ -17,7 +17,6 @@ suspected label errors and selection. Without those columns nothing changes.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import re
@@ -28,6 +27,7 @@ import numpy as np
 import polars as pl
 
 from engine.config import AnalysisConfig
+from engine.text import load_kiwi as _kiwi
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +96,6 @@ def tokenize(texts: list[str], kind: str = "kiwi", threads: int | None = None) -
         [f"{t.form}/{t.tag}" for t in tokens if t.tag not in _SKIP_TAGS and not t.tag.startswith(_SKIP_PREFIXES)]
         for tokens in kiwi.tokenize(texts)
     ]
-
-
-@functools.lru_cache(maxsize=2)
-def _kiwi(workers: int):
-    """Loading Kiwi's model takes seconds: keep one per thread count. Its batch API needs a worker pool;
-    one worker is its single-threaded mode."""
-    from kiwipiepy import Kiwi
-
-    return Kiwi(num_workers=workers)
 
 
 def log_odds_z(hard: np.ndarray, easy: np.ndarray, prior_weight: float) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Length-sorted batching under a token budget, and putting results back in input order.
 
-Generation engines (CTranslate2 back-translation, HF `generate`) pad every sequence in a batch to the
-longest one, so a batch costs `len(batch) * max(length)` positions whatever its real content. Sorting by
+Transformer forward passes pad every sequence in a batch to the longest one, so a batch costs
+`len(batch) * max(length)` positions whatever its real content. Users: the transformer classifier
+(`engine.oof.transformer`), the label filter's scorer (`engine.filters.label`) and the back-translation
+benchmark's planned-batch engine; the back-translator hands CTranslate2 whole lists (it batches itself). Sorting by
 length before cutting batches keeps similar lengths together and wastes little on padding; the price is
 that results come back in sorted order, which `restore_order` undoes.
 

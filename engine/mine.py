@@ -41,19 +41,6 @@ from engine.validate import check_columns, find_prob_columns, prepare_dataset, p
 
 log = logging.getLogger(__name__)
 
-SCORE_COLUMNS = (
-    "p_true",
-    "hardness",
-    "oof_pred",
-    "oof_confidence",
-    "is_correct",
-    "margin",
-    "entropy",
-    "label_issue",
-    "n_chars",
-    "hardness_rank",
-)
-
 DYNAMICS_COLUMNS = ("dyn_confidence", "dyn_variability")
 DATA_MAP_REGIONS = ("easy-to-learn", "ambiguous", "hard-to-learn")
 AMBIGUOUS_QUANTILE = 2 / 3  # variability at or above this quantile of all rows = ambiguous

@@ -25,7 +25,7 @@ PROB_SUM_TOLERANCE = 1e-3
 _PROB_PATTERNS = (re.compile(r"^prob_(\d+)$"), re.compile(r"^class_(\d+)_prob$"))
 
 
-def _show(frame: pl.DataFrame, mask: pl.Expr, columns: Sequence[str]) -> str:
+def show_rows(frame: pl.DataFrame, mask: pl.Expr, columns: Sequence[str]) -> str:
     """The first offending rows as 'row 12 (id=..., label=...)', 0-based like the file's data rows."""
     bad = frame.with_row_index("_row").filter(mask)
     shown = []
@@ -113,7 +113,7 @@ def _check_ids(frame: pl.DataFrame, source: str, id_col: str) -> pl.DataFrame:
         empty = empty | (ids.str.strip_chars() == "")
     if frame.select(empty.any()).item():
         raise InputError(
-            f"{source}: column {id_col!r} has empty ids at {_show(frame, empty, ['id', 'text'])}. "
+            f"{source}: column {id_col!r} has empty ids at {show_rows(frame, empty, ['id', 'text'])}. "
             "Every row needs a unique id; fill them in, or drop the column to number rows automatically."
         )
     dup = ids.is_duplicated()
@@ -121,7 +121,7 @@ def _check_ids(frame: pl.DataFrame, source: str, id_col: str) -> pl.DataFrame:
         n = frame.select(dup.sum()).item()
         raise InputError(
             f"{source}: column {id_col!r} has {n} rows with duplicate ids, first at "
-            f"{_show(frame, dup, ['id', 'text'])}. Ids must be unique: de-duplicate the rows, or drop the "
+            f"{show_rows(frame, dup, ['id', 'text'])}. Ids must be unique: de-duplicate the rows, or drop the "
             "id column to number rows automatically."
         )
     return frame
@@ -164,7 +164,7 @@ def _check_labels(
     if frame.select(label_missing.any()).item():
         raise InputError(
             f"{source}: column {label_col!r} has missing labels at "
-            f"{_show(frame, label_missing, ['id', 'text'])}. Drop or label those rows."
+            f"{show_rows(frame, label_missing, ['id', 'text'])}. Drop or label those rows."
         )
     dtype = frame.schema["label"]
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
@@ -194,7 +194,7 @@ def _check_labels(
         if frame.select(fractional.any()).item():
             raise InputError(
                 f"{source}: column {label_col!r} has non-integer labels at "
-                f"{_show(frame, fractional, ['id', 'label'])}. Labels must be class ids 0..K-1 or names."
+                f"{show_rows(frame, fractional, ['id', 'label'])}. Labels must be class ids 0..K-1 or names."
             )
         frame = frame.with_columns(label.cast(pl.Int64))
     elif not dtype.is_integer():
@@ -207,7 +207,7 @@ def _check_labels(
     if frame.select(out_of_range.any()).item():
         raise InputError(
             f"{source}: column {label_col!r} has labels outside 0..{k - 1} at "
-            f"{_show(frame, out_of_range, ['id', 'label'])}. Labels must be class ids 0..K-1 "
+            f"{show_rows(frame, out_of_range, ['id', 'label'])}. Labels must be class ids 0..K-1 "
             f"(K={k}{' from the probability columns' if num_classes is not None else ''}); "
             "renumber them, or use class names as labels."
         )
@@ -228,7 +228,7 @@ def _check_no_gaps(frame: pl.DataFrame, source: str, label_col: str) -> None:
     raise InputError(
         f"{source}: column {label_col!r} has classes {sorted(i for i in present if i < missing[0])} and then "
         f"{sorted(i for i in present if i > missing[0])[:SHOW_ROWS]} with no rows of class(es) {missing[:SHOW_ROWS]} "
-        f"between them, at {_show(frame, above, ['id', 'label'])}. Class ids must be 0..K-1, each with rows: fix "
+        f"between them, at {show_rows(frame, above, ['id', 'label'])}. Class ids must be 0..K-1, each with rows: fix "
         "those labels, or renumber the classes."
     )
 
@@ -238,8 +238,9 @@ def check_augmented_pool(frame: pl.DataFrame, source: str) -> pl.DataFrame:
     integer labels present, and `kept`, when there, Boolean. Returns the frame unchanged."""
     for column in ("text", "label"):
         if column in frame.columns and frame.select(pl.col(column).is_null().any()).item():
+            empty = show_rows(frame, pl.col(column).is_null(), ["id", "text"])
             raise InputError(
-                f"{source}: column {column!r} is empty at {_show(frame, pl.col(column).is_null(), ['id', 'text'])}. "
+                f"{source}: column {column!r} is empty at {empty}. "
                 "Augmented rows to train on need a text and a label: drop those rows, or run the file through "
                 "hardaug filter (it rejects empty texts)."
             )
@@ -301,13 +302,13 @@ def prepare_probs(
     bad = pl.any_horizontal([p.is_null() | p.is_nan() | p.is_infinite() for p in probs])
     if frame.select(bad.any()).item():
         raise InputError(
-            f"{source}: missing or NaN probabilities at {_show(frame, bad, show)}. Every row needs a "
+            f"{source}: missing or NaN probabilities at {show_rows(frame, bad, show)}. Every row needs a "
             "finite probability for every class; re-run the predictions for those rows or drop them."
         )
     negative = pl.any_horizontal([p < 0 for p in probs])
     if frame.select(negative.any()).item():
         raise InputError(
-            f"{source}: negative probabilities at {_show(frame, negative, show)}. These look like logits "
+            f"{source}: negative probabilities at {show_rows(frame, negative, show)}. These look like logits "
             "or log-probabilities: apply softmax (or exp) first."
         )
     total = pl.sum_horizontal(probs)
@@ -316,14 +317,14 @@ def prepare_probs(
     if n_off and not renormalize:
         raise InputError(
             f"{source}: {n_off} rows have probabilities that do not sum to 1 (tolerance "
-            f"{PROB_SUM_TOLERANCE}), first at {_show(frame, off, show)}. If they are unnormalized scores "
+            f"{PROB_SUM_TOLERANCE}), first at {show_rows(frame, off, show)}. If they are unnormalized scores "
             "pass --renormalize to divide each row by its sum; if they are logits apply softmax first."
         )
     if renormalize:
         zero = total <= 0
         if frame.select(zero.any()).item():
             raise InputError(
-                f"{source}: rows whose probabilities sum to 0 cannot be renormalized: {_show(frame, zero, show)}."
+                f"{source}: rows whose probabilities sum to 0 cannot be renormalized: {show_rows(frame, zero, show)}."
             )
         if n_off:
             log.warning("%s: renormalized %d rows whose probabilities did not sum to 1", source, n_off)

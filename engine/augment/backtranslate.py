@@ -29,6 +29,7 @@ draws new samples for the sources it had not finished (still exactly one row per
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import json
 import logging
@@ -42,6 +43,7 @@ import polars as pl
 
 from engine.augment.common import (
     AugmentedOutput,
+    ChunkDone,
     Generated,
     check_output,
     chunks,
@@ -52,6 +54,7 @@ from engine.augment.common import (
 )
 from engine.errors import InputError
 from engine.models import resolve_model
+from engine.options import non_negative_int, option, positive_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +99,19 @@ def check_language(code: str, valid: Sequence[str], what: str) -> None:
     raise InputError(f"{what} {code!r} is not an mBART-50 language code.{hint} Valid codes: {', '.join(valid)}.")
 
 
+def _pivots_from_flag(pivots: list[str] | None) -> tuple[str, ...]:
+    """--pivot, repeated: the pivots in order; none given = en_XX."""
+    return tuple(pivots or ("en_XX",))
+
+
+def _device_indices(value: str) -> tuple[int, ...]:
+    """--device-index 0,1: GPU numbers."""
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected GPU numbers like 0 or 0,1, got {value!r}") from None
+
+
 @dataclass(frozen=True)
 class BacktranslateConfig:
     """Every option of a back-translation job.
@@ -112,23 +128,82 @@ class BacktranslateConfig:
     CPU, 16384 on CUDA). None and 0 are resolved in `__post_init__`, so `config.compute_type` is the real one.
     """
 
-    model: str | Path
-    source_lang: str = "ko_KR"
-    pivots: tuple[str, ...] = ("en_XX",)
-    variants: int = 1
-    beam_size: int = 4
-    sampling_topk: int = 20
-    sampling_temperature: float = 0.9
-    max_input_tokens: int = 256
-    max_output_tokens: int = 256
-    min_output_tokens: int = 0
-    min_chars: int = 10
-    seed: int = 0
-    device: str = "cpu"
-    device_index: tuple[int, ...] = (0,)
-    compute_type: str | None = None
-    threads: int = 0
-    max_batch_tokens: int | None = None
+    model: str | Path = option(type=Path, help="CTranslate2 mBART-50 folder (from convert-mbart)")
+    source_lang: str = option("ko_KR", group="translation", help="mBART-50 code of the texts' language")
+    pivots: tuple[str, ...] = option(
+        ("en_XX",),
+        group="translation",
+        flag="--pivot",
+        action="append",
+        metavar="CODE",
+        cli_default=None,
+        convert=_pivots_from_flag,
+        help="pivot language, mBART-50 code; repeat for several (each adds --variants rows per source; default: en_XX)",
+    )
+    variants: int = option(
+        1,
+        group="translation",
+        type=positive_int,
+        help="outputs per source and pivot: 1 = beam search only; N = beam + N-1 samples",
+    )
+    beam_size: int = option(4, group="translation", type=positive_int, help="beam size of variant 0; 1 = greedy")
+    sampling_topk: int = option(
+        20,
+        group="translation",
+        flag="--top-k",
+        type=non_negative_int,
+        help="sampled variants: sample among the K most likely tokens; 0 = all",
+    )
+    sampling_temperature: float = option(
+        0.9, group="translation", flag="--temperature", type=positive_float, help="sampled variants: temperature"
+    )
+    seed: int = option(0, group="translation", type=non_negative_int, help="seed of the sampled variants")
+    max_input_tokens: int = option(
+        256,
+        group="translation",
+        type=positive_int,
+        help="longer inputs are cut to this many tokens, language code and </s> included",
+    )
+    max_output_tokens: int = option(
+        256,
+        group="translation",
+        type=positive_int,
+        help="longest output of each leg in tokens, language code included",
+    )
+    min_output_tokens: int = option(0, cli=False, help="shortest output of each leg (= max: benchmarks only)")
+    min_chars: int = option(
+        10,
+        group="translation",
+        type=non_negative_int,
+        help="skip sources shorter than this many characters; counted as too_short",
+    )
+    device: str = option("cpu", group="engine", choices=DEVICES, help="where to run")
+    device_index: tuple[int, ...] = option(
+        (0,),
+        group="engine",
+        type=_device_indices,
+        help="GPU numbers, comma-separated; batches are spread over all of them",
+    )
+    compute_type: str | None = option(
+        None,
+        group="engine",
+        choices=tuple(c for c in COMPUTE_TYPES if c not in ("default", "auto")),
+        help="computation type (default: int8 on CPU, int8_float16 on CUDA); the model is converted on load",
+    )
+    threads: int = option(
+        0,
+        group="engine",
+        type=non_negative_int,
+        help=f"CPU threads for the model; 0 = the cores this process may use, at most {MAX_DEFAULT_THREADS} "
+        "(default: 0). Never more than the free cores: an oversubscribed CPU is many times slower",
+    )
+    max_batch_tokens: int | None = option(
+        None,
+        group="engine",
+        type=positive_int,
+        help=f"batch budget in source tokens (default: {DEFAULT_BATCH_TOKENS['cpu']} on CPU, "
+        f"{DEFAULT_BATCH_TOKENS['cuda']} on CUDA; raise it on large GPUs)",
+    )
 
     def __post_init__(self) -> None:
         if not str(self.model).strip():
@@ -543,18 +618,6 @@ class BackTranslator:
                     )
             out.append(row)
         return out
-
-
-@dataclass(frozen=True)
-class ChunkDone:
-    """Progress after one chunk: counts of this chunk and of the job so far."""
-
-    sources: int
-    outputs: int
-    output_tokens: int
-    seconds: float
-    done: int
-    total: int
 
 
 def _chunk_rows(chunk: pl.DataFrame, results: dict[int, list[BackTranslation]], config: BacktranslateConfig):

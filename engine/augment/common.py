@@ -52,6 +52,20 @@ AUGMENTED_SCHEMA = {
 PART_SCHEMA = {**AUGMENTED_SCHEMA, "source_order": pl.Int64, "drop_reason": pl.String}
 
 
+@dataclass(frozen=True)
+class ChunkDone:
+    """Progress after one saved chunk of a chunked augmenter (backtranslate, paraphrase), what `on_chunk`
+    receives: this chunk's sources, generated `outputs` (round trips, answers) and output tokens, its seconds,
+    and the sources done so far of the job's `total`."""
+
+    sources: int
+    outputs: int
+    output_tokens: int
+    seconds: float
+    done: int
+    total: int
+
+
 def load_sources(
     path: str | Path, *, text_col: str = "text", label_col: str = "label", id_col: str = "id"
 ) -> pl.DataFrame:

@@ -34,7 +34,9 @@ not depend on the order of the sources, the chunking, or a resume.
 
 from __future__ import annotations
 
+import argparse
 import logging
+import operator
 import random
 import re
 from collections.abc import Callable, Sequence
@@ -55,6 +57,8 @@ from engine.augment.common import (
     to_rows,
 )
 from engine.errors import InputError
+from engine.options import option, positive_int
+from engine.text import HANGUL, LATIN, kiwi_tokens
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +73,37 @@ _CLOSING = ("J", "E", "SF", "SP")
 _LEANING = ("NNB", "VX")
 _WORD_TAGS = ("N", "V", "M", "XR", "SL", "SH", "SN", "IC")
 _INSERTABLE = ("NNG", "NNP", "MAG")
-_HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
-_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 _LETTER = re.compile(r"[^\W\d_]")
 _SENTENCE_END = (".", "!", "?", "…")
 _NEGATION = {("안", "MAG"), ("못", "MAG"), ("없", "VA"), ("않", "VX"), ("못하", "VX"), ("말", "VX"), ("아니", "VCN")}
 
 
+def rate(value: str) -> float:
+    """--p-delete and the other rates: a number in [0, 1]."""
+    x = float(value)
+    if not 0 <= x <= 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1], got {value}")
+    return x
+
+
 @dataclass(frozen=True)
 class EdaConfig:
-    """Variants per source and per-operation rates (0 disables an operation)."""
+    """Variants per source and per-operation rates (0 disables an operation); each field's help is its
+    flag's (`hardaug eda --help`)."""
 
-    n: int = 4
-    p_delete: float = 0.1
-    p_swap: float = 0.1
-    p_insert: float = 0.1
-    seed: int = 42
-    protect_negation: bool = True
-    max_tries: int = 10  # attempts per variant to get a text that differs from the source and earlier variants
+    n: int = option(4, type=positive_int, help="variants per source")
+    p_delete: float = option(0.1, type=rate, help="deletion: chance to drop each unit; 0 disables")
+    p_swap: float = option(0.1, type=rate, help="swap: swaps per word, at least 1; 0 disables")
+    p_insert: float = option(0.1, type=rate, help="insertion: words per word, at least 1; 0 disables")
+    seed: int = option(42, help="random seed")
+    protect_negation: bool = option(
+        True,
+        flag="--move-negations",
+        cli_default=False,
+        convert=operator.not_,
+        help="let delete and swap touch units with a negation (by default they stay, so the label holds)",
+    )
+    max_tries: int = option(10, type=positive_int, help="attempts per variant to get a new text")
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -166,7 +183,7 @@ def split_units(text: str, tokens: Sequence) -> list[Unit]:
 def script(text: str) -> str:
     """'ko' (Hangul letters at least as many as Latin ones, or no letters at all: Kiwi handles symbols and
     emoji), 'en' (Latin letters, at least as many as any other letters) or 'other'."""
-    hangul, latin = len(_HANGUL.findall(text)), len(_LATIN.findall(text))
+    hangul, latin = len(HANGUL.findall(text)), len(LATIN.findall(text))
     letters = len(_LETTER.findall(text))
     if (hangul and hangul >= latin) or not letters:
         return "ko"
@@ -320,14 +337,8 @@ def augment_units(
 
 
 def tokenize(texts: list[str], threads: int | None = None) -> list[list]:
-    """Kiwi tokens of each text (the cached Kiwi of engine.analyze)."""
-    import os
-
-    from engine.analyze import _kiwi
-
-    cores = len(os.sched_getaffinity(0))  # more threads than usable cores only oversubscribe them
-    kiwi = _kiwi(max(min(threads or cores, cores), 1))
-    return [list(tokens) for tokens in kiwi.tokenize(texts)]
+    """Kiwi tokens of each text (the cached Kiwi of engine.text)."""
+    return kiwi_tokens(texts, threads)
 
 
 def generate(sources: pl.DataFrame, config: EdaConfig, *, threads: int | None = None) -> list[Generated]:

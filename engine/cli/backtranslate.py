@@ -8,32 +8,18 @@ import textwrap
 import time
 from pathlib import Path
 
+from engine.augment.backtranslate import BacktranslateConfig
 from engine.augment.convert_mbart import QUANTIZATIONS
 from engine.cli.cluster import add_cluster_options, augment_on_ray
-from engine.cli.common import ChunkProgress, add_source_options, check_source_paths, comma_list, positive_int
+from engine.cli.common import (
+    ChunkProgress,
+    add_source_options,
+    check_source_paths,
+    positive_int,
+)
+from engine.options import add_options, config_from_args
 
 log = logging.getLogger("engine")
-
-
-def _positive_float(value: str) -> float:
-    x = float(value)
-    if x <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return x
-
-
-def _non_negative_int(value: str) -> int:
-    n = int(value)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return n
-
-
-def _device_indices(value: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in comma_list(value))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected GPU numbers like 0 or 0,1, got {value!r}") from None
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,8 +28,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _register_backtranslate(sub: argparse._SubParsersAction) -> None:
-    from engine.augment.backtranslate import COMPUTE_TYPES
-
     p = sub.add_parser(
         "backtranslate",
         help="back-translate the hard samples ko -> pivot -> ko with mBART-50 on CTranslate2",
@@ -71,85 +55,16 @@ def _register_backtranslate(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_source_options(p, "backtranslate")
-    p.add_argument("--model", type=Path, required=True, help="CTranslate2 mBART-50 folder (from convert-mbart)")
-    d = p.add_argument_group("translation")
-    d.add_argument("--source-lang", default="ko_KR", help="mBART-50 code of the texts' language (default: ko_KR)")
-    d.add_argument(
-        "--pivot",
-        action="append",
-        dest="pivots",
-        metavar="CODE",
-        help="pivot language, mBART-50 code; repeat for several (each adds --variants rows per source; default: en_XX)",
-    )
-    d.add_argument(
-        "--variants",
-        type=positive_int,
-        default=1,
-        help="outputs per source and pivot: 1 = beam search only; N = beam + N-1 samples (default: 1)",
-    )
-    d.add_argument("--beam-size", type=positive_int, default=4, help="beam size of variant 0; 1 = greedy (default: 4)")
-    d.add_argument(
-        "--top-k",
-        type=_non_negative_int,
-        default=20,
-        help="sampled variants: sample among the K most likely tokens; 0 = all (default: 20)",
-    )
-    d.add_argument(
-        "--temperature", type=_positive_float, default=0.9, help="sampled variants: temperature (default: 0.9)"
-    )
-    d.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the sampled variants (default: 0)")
-    d.add_argument(
-        "--max-input-tokens",
-        type=positive_int,
-        default=256,
-        help="longer inputs are cut to this many tokens, language code and </s> included (default: 256)",
-    )
-    d.add_argument(
-        "--max-output-tokens",
-        type=positive_int,
-        default=256,
-        help="longest output of each leg in tokens, language code included (default: 256)",
-    )
-    d.add_argument(
-        "--min-chars",
-        type=_non_negative_int,
-        default=10,
-        help="skip sources shorter than this many characters; counted as too_short (default: 10)",
-    )
-    e = p.add_argument_group("engine")
-    e.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to run (default: cpu)")
-    e.add_argument(
-        "--device-index",
-        type=_device_indices,
-        default=(0,),
-        help="GPU numbers, comma-separated; batches are spread over all of them (default: 0)",
-    )
-    e.add_argument(
-        "--compute-type",
-        choices=[c for c in COMPUTE_TYPES if c not in ("default", "auto")],
-        default=None,
-        help="computation type (default: int8 on CPU, int8_float16 on CUDA); the model is converted on load",
-    )
-    e.add_argument(
-        "--threads",
-        type=_non_negative_int,
-        default=0,
-        help="CPU threads for the model; 0 = the cores this process may use, at most 16 (default: 0). "
-        "Never more than the free cores: an oversubscribed CPU is many times slower",
-    )
-    e.add_argument(
-        "--max-batch-tokens",
-        type=positive_int,
-        default=None,
-        help="batch budget in source tokens (default: 2048 on CPU, 16384 on CUDA; raise it on large GPUs)",
-    )
-    e.add_argument(
+    groups = add_options(p, BacktranslateConfig)
+    groups["engine"].add_argument(
         "--chunk-size",
         type=positive_int,
         default=None,
         help="sources per saved chunk; a rerun skips finished chunks (default: 256 on CPU, 8192 on CUDA)",
     )
-    e.add_argument("--restart", action="store_true", help="discard finished chunks of an earlier run and start over")
+    groups["engine"].add_argument(
+        "--restart", action="store_true", help="discard finished chunks of an earlier run and start over"
+    )
     add_cluster_options(p)
     p.set_defaults(func=run_backtranslate_command)
 
@@ -186,27 +101,8 @@ def _register_convert(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_convert_command)
 
 
-def build_config(args: argparse.Namespace):
-    from engine.augment.backtranslate import BacktranslateConfig
-
-    return BacktranslateConfig(
-        model=args.model,
-        source_lang=args.source_lang,
-        pivots=tuple(args.pivots or ("en_XX",)),
-        variants=args.variants,
-        beam_size=args.beam_size,
-        sampling_topk=args.top_k,
-        sampling_temperature=args.temperature,
-        max_input_tokens=args.max_input_tokens,
-        max_output_tokens=args.max_output_tokens,
-        min_chars=args.min_chars,
-        seed=args.seed,
-        device=args.device,
-        device_index=args.device_index,
-        compute_type=args.compute_type,
-        threads=args.threads,
-        max_batch_tokens=args.max_batch_tokens,
-    )
+def build_config(args: argparse.Namespace) -> BacktranslateConfig:
+    return config_from_args(BacktranslateConfig, args)
 
 
 def run_backtranslate_command(args: argparse.Namespace) -> int:
@@ -216,7 +112,7 @@ def run_backtranslate_command(args: argparse.Namespace) -> int:
     config = build_config(args)
     started = time.perf_counter()
     progress = ChunkProgress(
-        "backtranslate", "outputs", lambda c: f"{c.output_tokens / max(c.seconds, 1e-9):,.0f} output tokens/s"
+        "backtranslate", lambda c: f"{c.output_tokens / max(c.seconds, 1e-9):,.0f} output tokens/s"
     )
     try:
         if args.ray is not None:

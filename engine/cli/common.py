@@ -8,6 +8,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from engine.options import positive_float, positive_int  # noqa: F401 (re-exported: the commands' types)
+
 SAMPLE_DIR = resources.files("engine") / "data" / "sample"
 
 
@@ -41,13 +43,6 @@ def fraction(value: str) -> float:
     if not 0 < q <= 1:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
     return q
-
-
-def positive_int(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return n
 
 
 def drop_count_lines(counts: dict[str, int]) -> list[str]:
@@ -90,11 +85,11 @@ class ChunkProgress:
     """`on_chunk` of the chunked augmenters (backtranslate, paraphrase): one progress bar over sources, which
     starts at the sources an earlier run finished, and the totals of this run for the closing summary.
 
-    `outputs` names the chunk's count of generated outputs (`outputs`, `completions`); `rate` renders a
+    It reads `augment.common.ChunkDone` and `cluster.shards.ShardDone` (the same fields); `rate` renders a
     chunk's speed for the bar."""
 
-    def __init__(self, desc: str, outputs: str, rate: Callable[[Any], str]) -> None:
-        self.desc, self.outputs_field, self.rate = desc, outputs, rate
+    def __init__(self, desc: str, rate: Callable[[Any], str]) -> None:
+        self.desc, self.rate = desc, rate
         self.outputs, self.tokens, self.seconds = 0, 0, 0.0
         self.bar = None
 
@@ -103,7 +98,7 @@ class ChunkProgress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=chunk.total, initial=chunk.done - chunk.sources, desc=self.desc, unit="src")
-        self.outputs += getattr(chunk, self.outputs_field)
+        self.outputs += chunk.outputs
         self.tokens += chunk.output_tokens
         self.seconds += chunk.seconds
         self.bar.update(chunk.sources)

@@ -8,17 +8,12 @@ import logging
 import textwrap
 import time
 
+from engine.augment.eda import EdaConfig
 from engine.cli.cluster import add_cluster_options, augment_on_ray
 from engine.cli.common import add_source_options, check_source_paths, positive_int
+from engine.options import add_options, config_from_args
 
 log = logging.getLogger("engine")
-
-
-def _rate(value: str) -> float:
-    x = float(value)
-    if not 0 <= x <= 1:
-        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1], got {value}")
-    return x
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,19 +50,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_source_options(p, "eda")
-    p.add_argument("--n", type=positive_int, default=4, help="variants per source (default: 4)")
-    p.add_argument("--p-delete", type=_rate, default=0.1, help="deletion: chance to drop each unit; 0 disables (0.1)")
-    p.add_argument("--p-swap", type=_rate, default=0.1, help="swap: swaps per word, at least 1; 0 disables (0.1)")
-    p.add_argument(
-        "--p-insert", type=_rate, default=0.1, help="insertion: words per word, at least 1; 0 disables (0.1)"
-    )
-    p.add_argument("--seed", type=int, default=42, help="random seed (default: 42)")
-    p.add_argument(
-        "--move-negations",
-        action="store_true",
-        help="let delete and swap touch units with a negation (by default they stay, so the label holds)",
-    )
-    p.add_argument("--max-tries", type=positive_int, default=10, help="attempts per variant to get a new text (10)")
+    add_options(p, EdaConfig)
     p.add_argument("--threads", type=positive_int, default=None, help="Kiwi threads (default: the usable cores)")
     p.add_argument("--chunk-size", type=positive_int, default=5000, help="sources per saved chunk (default: 5000)")
     p.add_argument("--restart", action="store_true", help="discard finished chunks of an earlier run and start over")
@@ -75,21 +58,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_eda_command)
 
 
+def build_config(args: argparse.Namespace) -> EdaConfig:
+    return config_from_args(EdaConfig, args)
+
+
 def run_eda_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.augment.eda import EdaConfig, run_eda
+    from engine.augment.eda import run_eda
 
     check_source_paths(args)
-    config = EdaConfig(
-        n=args.n,
-        p_delete=args.p_delete,
-        p_swap=args.p_swap,
-        p_insert=args.p_insert,
-        seed=args.seed,
-        protect_negation=not args.move_negations,
-        max_tries=args.max_tries,
-    )
+    config = build_config(args)
     started = time.perf_counter()
     bar = None
 

@@ -10,12 +10,10 @@ from pathlib import Path
 
 from engine.cli.cluster import add_cluster_options, cluster_options
 from engine.cli.common import SAMPLE_DIR
+from engine.filters.config import LABEL, FilterConfig
+from engine.options import add_options, config_from_args
 
 log = logging.getLogger("engine")
-
-DEFAULT_EMBED_MODEL = (
-    "jhgan/ko-sroberta-multitask"  # engine.filters.DEFAULT_EMBED_MODEL, not imported: --help stays fast
-)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -68,114 +66,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     io.add_argument("--label-col", default="label", help="label column of --train (default: label)")
     io.add_argument("--id-col", default="id", help="id column of --train/--sources (default: id)")
 
-    ch = p.add_argument_group("cheap checks (lengths count non-space characters)")
-    ch.add_argument("--no-cheap-checks", action="store_true", help="skip identical/length/Hangul/repetition checks")
-    ch.add_argument("--min-length-ratio", type=float, default=0.5, help="shortest allowed length x source's (0.5)")
-    ch.add_argument("--max-length-ratio", type=float, default=2.0, help="longest allowed length x source's (2.0)")
-    ch.add_argument("--length-slack", type=int, default=5, help="characters of leeway on both length bounds (5)")
-    ch.add_argument(
-        "--min-hangul-share",
-        type=float,
-        default=0.5,
-        help="for Korean sources: least share of Hangul among the letters of the text (0.5; 0 disables)",
-    )
-    ch.add_argument(
-        "--korean-source-share",
-        type=float,
-        default=0.5,
-        help="a source is Korean when at least this share of its letters is Hangul (0.5)",
-    )
-    ch.add_argument(
-        "--max-repeat-share",
-        type=float,
-        default=0.5,
-        help="reject texts whose longest run of one repeated 1-10 character unit covers more than this share, "
-        "when the source repeats less (0.5; 1 disables)",
-    )
-
-    du = p.add_argument_group("near-duplicates (character 1-3-gram TF-IDF cosine, exact search)")
-    du.add_argument("--dup-threshold", type=float, default=0.95, help="cosine at or above which texts are duplicates")
-    du.add_argument("--no-dedup-train", action="store_true", help="do not compare with the original training set")
-    du.add_argument("--no-dedup-augmented", action="store_true", help="do not compare augmented rows with each other")
-    du.add_argument("--dup-ngram-max", type=int, choices=[1, 2, 3], default=3, help="longest character n-gram (3)")
-
-    se = p.add_argument_group("semantic similarity to the source (sentence-transformers)")
-    se.add_argument("--no-similarity", action="store_true", help="skip the embedding filter")
-    se.add_argument("--min-similarity", type=float, default=0.80, help="least cosine to the source (0.80)")
-    se.add_argument(
-        "--embed-model",
-        default=DEFAULT_EMBED_MODEL,
-        help=f"sentence-transformers folder or hub id (default: {DEFAULT_EMBED_MODEL}, the notebook's model; "
-        "needs hub access or a local copy)",
-    )
-
-    la = p.add_argument_group("label consistency")
-    la.add_argument("--no-label-check", action="store_true", help="skip the label filter")
-    la.add_argument(
-        "--label-model",
-        default="tfidf",
-        help="tfidf = character TF-IDF + logistic regression trained on --train (~2 min for 275k rows); "
-        "a .npz file saved by --save-label-model (plain arrays read without running code: pickles such as "
-        ".joblib are refused, since loading one runs code from the file); or a transformers "
-        "sequence-classification folder whose output i is class id i",
-    )
-    la.add_argument(
-        "--min-label-prob",
-        type=float,
-        default=None,
-        help="require at least this probability of the source's label (default: it must be the top class)",
-    )
-    la.add_argument(
+    groups = add_options(p, FilterConfig)
+    groups[LABEL].add_argument(
         "--save-label-model",
         type=Path,
         default=None,
         help="save the trained TF-IDF model as .npz (vocabulary, idf and coefficients as arrays; no code)",
     )
-
-    co = p.add_argument_group("compute")
-    co.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps for the neural models (default: cpu)")
-    co.add_argument("--batch-size", type=int, default=64, help="texts per batch for the neural models (64)")
-    co.add_argument("--max-length", type=int, default=128, help="tokens per text for a transformers label model")
     add_cluster_options(p)
     p.set_defaults(func=run_filter_command)
+
+
+def build_config(args: argparse.Namespace) -> FilterConfig:
+    return config_from_args(FilterConfig, args)
 
 
 def run_filter_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.augment.common import check_output
-    from engine.config import TfidfConfig
     from engine.errors import InputError
-    from engine.filters import FilterConfig, attach_sources, filter_augmented, format_summary, load_augmented
+    from engine.filters import attach_sources, filter_augmented, format_summary, load_augmented
     from engine.filters.core import check_labels, load_dataset
     from engine.filters.label import LabelModel, label_model_kind
     from engine.filters.semantic import Embedder
     from engine.io import check_writable, json_text, output_group, refuse_overwrite
     from engine.labels import check_same_classes, metadata, saved_classes
 
-    config = FilterConfig(
-        cheap_checks=not args.no_cheap_checks,
-        min_length_ratio=args.min_length_ratio,
-        max_length_ratio=args.max_length_ratio,
-        length_slack=args.length_slack,
-        korean_source_share=args.korean_source_share,
-        min_hangul_share=args.min_hangul_share,
-        max_repeat_share=args.max_repeat_share,
-        dedup_train=not args.no_dedup_train,
-        dedup_augmented=not args.no_dedup_augmented,
-        dup_threshold=args.dup_threshold,
-        dup_ngram_max=args.dup_ngram_max,
-        similarity=not args.no_similarity,
-        min_similarity=args.min_similarity,
-        embed_model=args.embed_model,
-        label_check=not args.no_label_check,
-        label_model=args.label_model,
-        min_label_prob=args.min_label_prob,
-        tfidf=TfidfConfig(),
-        device=args.device,
-        batch_size=args.batch_size,
-        max_length=args.max_length,
-    )
+    config = build_config(args)
     out = check_output(args.out)
     summary_path = args.summary or out.with_suffix(".summary.json")
     rejected_path = check_output(args.rejected or out.with_suffix(".rejected.parquet"))

@@ -64,10 +64,6 @@ class ShardDone:
     total: int
     worker_pid: int
 
-    @property
-    def completions(self) -> int:  # the paraphraser's name for its outputs
-        return self.outputs
-
 
 def shard_size(total: int, replicas: int, most: int) -> int:
     """At most `most` sources per shard (what a worker holds and a crash loses), and at least

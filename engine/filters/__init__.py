@@ -11,15 +11,27 @@ See `engine.filters.core` for the columns and `engine.filters.config.REASONS` fo
 """
 
 from engine.filters.config import DEFAULT_EMBED_MODEL, REASONS, FilterConfig
-from engine.filters.core import (
-    FILTER_COLUMNS,
-    FilterResult,
-    attach_sources,
-    filter_augmented,
-    format_summary,
-    load_augmented,
-    load_dataset,
+
+# engine.filters.core brings NumPy and SciPy: it loads on first use, so that `hardaug --help`, which needs
+# only FilterConfig for the filter's flags, does not pay for it.
+_CORE = (
+    "FILTER_COLUMNS",
+    "FilterResult",
+    "attach_sources",
+    "filter_augmented",
+    "format_summary",
+    "load_augmented",
+    "load_dataset",
 )
+
+
+def __getattr__(name: str):
+    if name in _CORE:
+        from engine.filters import core
+
+        return getattr(core, name)
+    raise AttributeError(f"module 'engine.filters' has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_EMBED_MODEL",

@@ -18,9 +18,8 @@ import re
 import polars as pl
 
 from engine.filters.config import FilterConfig
+from engine.text import hangul_share
 
-_HANGUL = r"[\x{AC00}-\x{D7A3}\x{1100}-\x{11FF}\x{3130}-\x{318F}\x{A960}-\x{A97F}\x{D7B0}-\x{D7FF}]"
-_LETTER = r"\p{L}"
 _REPEAT = re.compile(r"(.{1,10}?)\1{2,}", re.S)
 
 
@@ -36,11 +35,6 @@ def repeat_share(text: str) -> float:
 
 def _collapse(expr: pl.Expr) -> pl.Expr:
     return expr.str.replace_all(r"\s+", " ").str.strip_chars()
-
-
-def _hangul_share(expr: pl.Expr) -> pl.Expr:
-    letters = expr.str.count_matches(_LETTER)
-    return pl.when(letters > 0).then(expr.str.count_matches(_HANGUL) / letters).otherwise(None)
 
 
 def measure(frame: pl.DataFrame) -> pl.DataFrame:
@@ -59,8 +53,8 @@ def measure(frame: pl.DataFrame) -> pl.DataFrame:
         length.alias("_length"),
         source_length.alias("_source_length"),
         pl.when(source_length > 0).then(length / source_length).otherwise(None).alias("length_ratio"),
-        _hangul_share(pl.col("_text")).alias("hangul_share"),
-        _hangul_share(pl.col("_source")).alias("source_hangul_share"),
+        hangul_share(pl.col("_text")).alias("hangul_share"),
+        hangul_share(pl.col("_source")).alias("source_hangul_share"),
         pl.Series("repeat_share", [r / len(t) if t else 0.0 for r, t in zip(runs, texts, strict=True)]),
         pl.Series("_repeat", runs, dtype=pl.Int64),
         pl.Series("_source_repeat", [source_run[s] for s in frame["_source"]], dtype=pl.Int64),

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass, field
 
 from engine.config import TfidfConfig
+from engine.options import option
 
 DEFAULT_EMBED_MODEL = "jhgan/ko-sroberta-multitask"  # the motivating notebook's model
 
@@ -25,39 +27,109 @@ REASONS = (
 )
 
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+# the argument groups of `hardaug filter --help`
+CHEAP = "cheap checks (lengths count non-space characters)"
+DUPLICATES = "near-duplicates (character 1-3-gram TF-IDF cosine, exact search)"
+SEMANTIC = "semantic similarity to the source (sentence-transformers)"
+LABEL = "label consistency"
+COMPUTE = "compute"
 
 
 @dataclass(frozen=True)
 class FilterConfig:
-    """What to check and with which thresholds. Defaults follow the motivating notebook where it had one
-    (similarity >= 0.80 with jhgan/ko-sroberta-multitask, TF-IDF cosine duplicates above 0.95)."""
+    """What to check and with which thresholds; each field's help is its flag's (`hardaug filter --help`).
+    Defaults follow the motivating notebook where it had one (similarity >= 0.80 with
+    jhgan/ko-sroberta-multitask, TF-IDF cosine duplicates above 0.95)."""
 
-    # cheap checks
-    cheap_checks: bool = True
-    min_length_ratio: float = 0.5
-    max_length_ratio: float = 2.0
-    length_slack: int = 5  # characters of leeway on both bounds, so a 3-character source may become 8
-    korean_source_share: float = 0.5  # a source is Korean when Hangul makes up at least this share of its letters
-    min_hangul_share: float = 0.5  # ... and then its augmented text needs this share (0 disables)
-    max_repeat_share: float = 0.5  # reject above this repeated share if the run beats the source's (1 disables)
-    # near-duplicates (character n-gram TF-IDF cosine)
-    dedup_train: bool = True
-    dedup_augmented: bool = True
-    dup_threshold: float = 0.95
-    dup_ngram_max: int = 3
-    # semantic similarity to the source (sentence-transformers)
-    similarity: bool = True
-    min_similarity: float = 0.80
-    embed_model: str = DEFAULT_EMBED_MODEL
-    # label consistency
-    label_check: bool = True
-    label_model: str = "tfidf"  # tfidf (trained on --train) | a .joblib pipeline | a transformers folder
-    min_label_prob: float | None = None  # None: the model's top class must be the label
-    tfidf: TfidfConfig = field(default_factory=TfidfConfig)
-    # compute
-    device: str = "cpu"
-    batch_size: int = 64
-    max_length: int = 128  # tokens per text for the transformers label model
+    cheap_checks: bool = option(
+        True,
+        group=CHEAP,
+        flag="--no-cheap-checks",
+        dest="no_cheap_checks",
+        cli_default=False,
+        convert=operator.not_,
+        help="skip identical/length/Hangul/repetition checks",
+    )
+    min_length_ratio: float = option(0.5, group=CHEAP, help="shortest allowed length x source's")
+    max_length_ratio: float = option(2.0, group=CHEAP, help="longest allowed length x source's")
+    # characters of leeway on both bounds, so a 3-character source may become 8
+    length_slack: int = option(5, group=CHEAP, help="characters of leeway on both length bounds")
+    min_hangul_share: float = option(
+        0.5,
+        group=CHEAP,
+        help="for Korean sources: least share of Hangul among the letters of the text; 0 disables",
+    )
+    korean_source_share: float = option(
+        0.5, group=CHEAP, help="a source is Korean when at least this share of its letters is Hangul"
+    )
+    max_repeat_share: float = option(
+        0.5,
+        group=CHEAP,
+        help="reject texts whose longest run of one repeated 1-10 character unit covers more than this share, "
+        "when the source repeats less; 1 disables",
+    )
+    dup_threshold: float = option(0.95, group=DUPLICATES, help="cosine at or above which texts are duplicates")
+    dedup_train: bool = option(
+        True,
+        group=DUPLICATES,
+        flag="--no-dedup-train",
+        dest="no_dedup_train",
+        cli_default=False,
+        convert=operator.not_,
+        help="do not compare with the original training set",
+    )
+    dedup_augmented: bool = option(
+        True,
+        group=DUPLICATES,
+        flag="--no-dedup-augmented",
+        dest="no_dedup_augmented",
+        cli_default=False,
+        convert=operator.not_,
+        help="do not compare augmented rows with each other",
+    )
+    dup_ngram_max: int = option(3, group=DUPLICATES, choices=(1, 2, 3), help="longest character n-gram")
+    similarity: bool = option(
+        True,
+        group=SEMANTIC,
+        flag="--no-similarity",
+        dest="no_similarity",
+        cli_default=False,
+        convert=operator.not_,
+        help="skip the embedding filter",
+    )
+    min_similarity: float = option(0.80, group=SEMANTIC, help="least cosine to the source")
+    embed_model: str = option(
+        DEFAULT_EMBED_MODEL,
+        group=SEMANTIC,
+        help=f"sentence-transformers folder or hub id (default: {DEFAULT_EMBED_MODEL}, the notebook's model; "
+        "needs hub access or a local copy)",
+    )
+    label_check: bool = option(
+        True,
+        group=LABEL,
+        flag="--no-label-check",
+        dest="no_label_check",
+        cli_default=False,
+        convert=operator.not_,
+        help="skip the label filter",
+    )
+    label_model: str = option(
+        "tfidf",
+        group=LABEL,
+        help="tfidf = character TF-IDF + logistic regression trained on --train (~2 min for 275k rows); "
+        "a .npz file saved by --save-label-model (plain arrays read without running code: pickles such as "
+        ".joblib are refused, since loading one runs code from the file); or a transformers "
+        "sequence-classification folder whose output i is class id i",
+    )
+    min_label_prob: float | None = option(
+        None,
+        group=LABEL,
+        help="require at least this probability of the source's label (default: it must be the top class)",
+    )
+    tfidf: TfidfConfig = field(default_factory=TfidfConfig)  # the tfidf label model's options (no flags)
+    device: str = option("cpu", group=COMPUTE, help="cpu, cuda, cuda:N or mps for the neural models (default: cpu)")
+    batch_size: int = option(64, group=COMPUTE, help="texts per batch for the neural models")
+    max_length: int = option(128, group=COMPUTE, help="tokens per text for a transformers label model")
 
     def __post_init__(self) -> None:
         for name in ("min_length_ratio", "max_length_ratio"):

@@ -31,7 +31,7 @@ from engine.filters.dedup import find_near_duplicates, keep_first
 from engine.filters.label import LabelModel
 from engine.filters.semantic import Embedder
 from engine.io import read_table
-from engine.validate import _show, prepare_dataset
+from engine.validate import prepare_dataset, show_rows
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,14 @@ def load_augmented(path: str | Path) -> pl.DataFrame:
         empty = pl.col(column).is_null() | (pl.col(column).str.strip_chars() == "")
         if frame.select(empty.any()).item():
             raise InputError(
-                f"{source}: column {column!r} is empty at {_show(frame, empty, ['id', 'source_id', 'text'])}. "
+                f"{source}: column {column!r} is empty at {show_rows(frame, empty, ['id', 'source_id', 'text'])}. "
                 "Every augmented row needs its own id and the id of the row it was generated from."
             )
     dup = pl.col("id").is_duplicated()
     if frame.select(dup.any()).item():
         raise InputError(
             f"{source}: {frame.select(dup.sum()).item()} rows share an id, first at "
-            f"{_show(frame, dup, ['id', 'text'])}. Augmented ids must be unique "
+            f"{show_rows(frame, dup, ['id', 'text'])}. Augmented ids must be unique "
             "(the augmenters write source_id:method:variant)."
         )
     if frame.schema["text"] not in (pl.String, pl.Null):
@@ -128,7 +128,7 @@ def check_labels(augmented: pl.DataFrame, k: int, *, where: str) -> None:
     if augmented.select(bad.any()).item():
         raise InputError(
             f"augmented labels outside 0..{k - 1} (the classes of {where}) at "
-            f"{_show(augmented, bad, ['id', 'label'])}. Filter against the training set the rows were made from."
+            f"{show_rows(augmented, bad, ['id', 'label'])}. Filter against the training set the rows were made from."
         )
 
 

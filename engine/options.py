@@ -1,0 +1,190 @@
+"""An engine's frozen config dataclass as the one place its options are written: default, help text and
+command-line flag per field, validation in `__post_init__`.
+
+    @dataclass(frozen=True)
+    class Config:
+        temperature: float = option(0.9, help="sampling temperature; 0 = greedy", group="sampling")
+
+`add_options(parser, Config)` adds one argparse flag per field (`--temperature`, in the argument group
+`sampling`, its help ending in "(default: 0.9)"), `config_from_args(Config, args)` builds the config from
+the parsed flags, and `from_dict(Config, mapping, where=...)` builds it from a TOML table or a dict, refusing
+unknown keys with a suggestion. vLLM generates its flags from its engine-args dataclasses the same way
+(`EngineArgs.add_cli_args`).
+
+Why not tyro, jsonargparse or simple-parsing: each would bring its own help layout and flag conventions
+(the `hardaug` flags, their metavars and groups are fixed by the pipeline TOMLs, scripts and the README),
+and an import cost that `hardaug --help` pays for every subcommand; this module is plain argparse and
+`dataclasses`, and the help reads as before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+CLI = "hardaug.cli"  # the metadata key of a field's command-line description
+SAME = "<the field's default>"  # Flag.cli_default: the flag's default is the field's
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    """How a config field shows on the command line. `help` gets " (default: X)" appended unless it says
+    its default itself, the default is None, or the flag is an off-by-default switch. `convert` maps the
+    parsed value to the field's (e.g. a prompt file to its text); `cli_default` is the flag's own default
+    where it differs from the field's (None = "not given", resolved by `convert`)."""
+
+    help: str
+    flag: str | None = None  # default: --field-name
+    dest: str | None = None  # the parsed namespace's attribute; default: the field's name
+    group: str | None = None  # argparse argument group title; None = the command's main options
+    type: Callable[[str], Any] | None = None  # default: the field's int / float / str / Path
+    metavar: str | None = None
+    choices: tuple[str, ...] | None = None
+    action: str | None = None  # "append" for a repeatable flag collected into a tuple
+    negatable: bool = False  # a bool field gets --x/--no-x instead of an --x switch
+    cli_default: Any = SAME
+    convert: Callable[[Any], Any] | None = None
+    cli: bool = True  # False: a library/benchmark-only field, no flag
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str, **flag: Any) -> Any:
+    """A config field with its command-line flag (`Flag`'s arguments as keywords)."""
+    meta = {CLI: Flag(help=help, **flag)}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def _flags(config_cls: type) -> list[tuple[dataclasses.Field, Flag]]:
+    return [(f, f.metadata[CLI]) for f in dataclasses.fields(config_cls) if CLI in f.metadata and f.metadata[CLI].cli]
+
+
+def _base_type(config_cls: type, field: dataclasses.Field) -> Any:
+    """int for `int | None`, str for `str`, ...: what argparse converts the flag's text to."""
+    hint = typing.get_type_hints(config_cls)[field.name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+    return args[0]
+
+
+def add_options(parser: argparse.ArgumentParser, config_cls: type) -> dict[str, argparse._ArgumentGroup]:
+    """One flag per field of `config_cls`, in field order; groups are made on first use. Returns the groups
+    by title, so the command can add its own options to one, or new groups after them."""
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for field, spec in _flags(config_cls):
+        where = parser if spec.group is None else groups.get(spec.group)
+        if where is None:
+            where = groups[spec.group] = parser.add_argument_group(spec.group)
+        flag = spec.flag or "--" + field.name.replace("_", "-")
+        default = field.default if spec.cli_default is SAME else spec.cli_default
+        kwargs: dict[str, Any] = {"dest": spec.dest or field.name}
+        kind = _base_type(config_cls, field)
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction if spec.negatable else "store_true"
+            kwargs["default"] = default
+        else:
+            if spec.action is not None:
+                kwargs["action"] = spec.action
+            else:
+                kwargs["type"] = spec.type or kind
+            if field.default is dataclasses.MISSING and spec.cli_default is SAME:
+                kwargs["required"] = True
+            else:
+                kwargs["default"] = default
+            if spec.choices is not None:  # argparse shows {a,b,c} as the metavar
+                kwargs["choices"] = list(spec.choices)
+            if spec.metavar is not None or spec.choices is None:
+                kwargs["metavar"] = spec.metavar or flag[2:].replace("-", "_").upper()
+        kwargs["help"] = _help(spec, flag, default, kind)
+        where.add_argument(flag, **kwargs)
+    return groups
+
+
+def _help(spec: Flag, flag: str, default: Any, kind: Any) -> str:
+    if "default" in spec.help or default is None or default is dataclasses.MISSING:
+        return spec.help
+    if kind is bool:
+        return f"{spec.help} (default: {flag if default else '--no-' + flag[2:]})" if spec.negatable else spec.help
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    return f"{spec.help} (default: {shown})"
+
+
+def config_from_args(config_cls: type, args: argparse.Namespace, **values: Any) -> Any:
+    """The config from parsed flags (each `convert`ed); `values` set the fields that have no flag."""
+    for field, spec in _flags(config_cls):
+        value = getattr(args, spec.dest or field.name)
+        values[field.name] = spec.convert(value) if spec.convert is not None else value
+    return config_cls(**values)
+
+
+def from_dict(config_cls: type, mapping: Mapping[str, Any], *, where: str | None = None) -> Any:
+    """The config from a TOML table or a dict keyed by field name (dashes read as underscores). Unknown keys
+    and values of the wrong kind are refused with the table named; `__post_init__` checks the rest."""
+    at = f" in [{where}]" if where else f" for {config_cls.__name__}"
+    fields = {f.name: f for f in dataclasses.fields(config_cls)}
+    values: dict[str, Any] = {}
+    for key, value in mapping.items():
+        name = key.replace("-", "_")
+        if name not in fields:
+            close = difflib.get_close_matches(name, fields, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(fields)}"
+            raise ValueError(f"unknown key '{key}'{at}{hint}")
+        values[name] = _checked(config_cls, fields[name], key, value, where)
+    return config_cls(**values)
+
+
+def _checked(config_cls: type, field: dataclasses.Field, key: str, value: Any, where: str | None) -> Any:
+    """`value` as the field's type: ints are floats too, lists are tuples, strings are paths; anything
+    else must match."""
+    at = f" in [{where}]" if where else f" for {config_cls.__name__}"
+    hint = typing.get_type_hints(config_cls)[field.name]
+    kinds = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for kind in kinds:
+        origin = typing.get_origin(kind) or kind
+        if kind is type(None) and value is None:
+            return None
+        if origin is bool and isinstance(value, bool):
+            return value
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if origin is tuple and isinstance(value, list | tuple):
+            return tuple(value)
+        if origin is str and isinstance(value, str):
+            return value
+        if origin is Path and isinstance(value, str | Path):
+            return Path(value)
+        if dataclasses.is_dataclass(origin) and isinstance(value, Mapping):  # a nested table
+            return from_dict(origin, value, where=f"{where}.{key}" if where else key)
+        if origin not in (bool, int, float, str, tuple) and isinstance(origin, type) and isinstance(value, origin):
+            return value  # a config object, a Path
+    wanted = " or ".join("None" if k is type(None) else getattr(k, "__name__", str(k)) for k in kinds)
+    raise ValueError(f"'{key}'{at} must be {wanted}, got {value!r} ({type(value).__name__})")
+
+
+# argparse types shared by the engines' flags and the CLI's own options (argparse shows their message)
+def positive_int(value: str) -> int:
+    n = int(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return n
+
+
+def non_negative_int(value: str) -> int:
+    n = int(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return n
+
+
+def positive_float(value: str) -> float:
+    x = float(value)
+    if x <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return x
