@@ -245,13 +245,23 @@ def test_english_texts_keep_their_negations_and_get_all_three_operations():
     assert [u.text for u in units if u.negation] == ["isn't", "without"]
 
 
-def test_texts_in_another_script_are_refused_before_any_output(tmp_path, capsys):
+def test_a_stray_text_in_another_script_gets_no_variants_and_a_mostly_foreign_file_is_refused(tmp_path, capsys):
     path = tmp_path / "mixed.csv"
-    pl.DataFrame(
-        {"id": ["k", "e", "j"], "text": [SPACED[0], ENGLISH[0], "この映画はとても面白かったです。"], "label": [0, 1, 1]}
-    ).write_csv(path)
+    japanese = "この映画はとても面白かったです。"
+    pl.DataFrame({"id": ["k", "e", "j"], "text": [SPACED[0], ENGLISH[0], japanese], "label": [0, 1, 1]}).write_csv(path)
     out = tmp_path / "aug.parquet"
-    assert main(["eda", "--input", str(path), "--out", str(out)]) == 2
+    assert main(["eda", "--input", str(path), "--out", str(out), "--n", "2"]) == 0
+    rows = pl.read_parquet(out)
+    assert set(rows["source_id"]) == {"k", "e"}  # nsmc4 has a Chinese review among its hard samples
+    drops = json.loads(out.with_suffix(".drops.json").read_text())
+    assert drops["other_script"] == 2  # both variants of "j", counted
+
+    foreign = tmp_path / "foreign.csv"
+    pl.DataFrame(
+        {"id": ["j1", "j2", "k"], "text": [japanese, japanese + "!", SPACED[0]], "label": [0, 1, 1]}
+    ).write_csv(foreign)
+    out = tmp_path / "foreign_aug.parquet"
+    assert main(["eda", "--input", str(foreign), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "1 of 3 texts are neither Korean nor English" in err and "['j']" in err
-    assert not out.exists() and not list(tmp_path.glob("aug*"))
+    assert "2 of 3 texts are neither Korean nor English" in err and "['j1', 'j2']" in err
+    assert not out.exists() and not list(tmp_path.glob("foreign_aug*"))

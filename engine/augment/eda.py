@@ -345,10 +345,14 @@ def generate(sources: pl.DataFrame, config: EdaConfig, *, threads: int | None = 
     """Variants for every row of `sources` (`id`, `text`); `source_index` is the row in `sources`.
     Korean texts are cut into Kiwi units, English ones into words (see the module docstring)."""
     texts = sources["text"].to_list()
-    korean = [i for i, t in enumerate(texts) if script(t) == "ko"]
+    scripts = [script(t) for t in texts]
+    korean = [i for i, kind in enumerate(scripts) if kind == "ko"]
     tokens = dict(zip(korean, tokenize([texts[i] for i in korean], threads), strict=True))
     out = []
     for index, (source_id, text) in enumerate(zip(sources["id"].to_list(), texts, strict=True)):
+        if scripts[index] == "other":  # no word units or negation rules for it: dropped, counted
+            out += [Generated(index, f"{v}.none", text, None, "other_script") for v in range(config.n)]
+            continue
         units = split_units(text, tokens[index]) if index in tokens else split_units_english(text)
         for variant, new_text, extra, drop in augment_units(units, str(source_id), config):
             out.append(Generated(index, variant, new_text, extra, drop))
@@ -356,19 +360,26 @@ def generate(sources: pl.DataFrame, config: EdaConfig, *, threads: int | None = 
 
 
 def check_scripts(sources: pl.DataFrame, source: str) -> dict[str, int]:
-    """Counts of Korean and English texts; stops on texts in another script (no negation rules for them)."""
+    """Counts of Korean, English and other texts. EDA has word units and negation rules for Korean and
+    English only: a few stray texts in another script (a Chinese review among Korean ones) get no variants
+    (drop reason `other_script`, with a warning); a file that is mostly another language is refused."""
     kinds = sources.select(pl.col("text").map_elements(script, return_dtype=pl.String).alias("script"), "id")
     other = kinds.filter(pl.col("script") == "other")
     if other.height:
         first = other.head(3)["id"].to_list()
         example = sources.filter(pl.col("id") == first[0])["text"][0][:60]
-        raise InputError(
-            f"{source}: {other.height:,} of {sources.height:,} texts are neither Korean nor English (first ids "
-            f"{first}, e.g. {example!r}). EDA knows the negations and word units of Korean (Kiwi) and English "
-            "only; drop those rows, or augment them with backtranslate or paraphrase."
+        found = (
+            f"{other.height:,} of {sources.height:,} texts are neither Korean nor English "
+            f"(first ids {first}, e.g. {example!r})"
         )
+        if 2 * other.height > sources.height:
+            raise InputError(
+                f"{source}: {found}. EDA knows the negations and word units of Korean (Kiwi) and English only; "
+                "augment this data with backtranslate or paraphrase."
+            )
+        log.warning("%s: %s; they get no EDA variants (drop reason other_script)", source, found)
     counts = dict(kinds.group_by("script").len().iter_rows())
-    return {"ko": counts.get("ko", 0), "en": counts.get("en", 0)}
+    return {"ko": counts.get("ko", 0), "en": counts.get("en", 0), "other": other.height}
 
 
 def model_name() -> str:
@@ -382,7 +393,7 @@ def params(config: EdaConfig) -> dict:
 
 
 def job_params(sources: pl.DataFrame, config: EdaConfig, source: str) -> dict:
-    """The rows' `params` for a job on `sources` (one process or Ray shards alike); stops on texts that are
+    """The rows' `params` for a job on `sources` (one process or Ray shards alike); stops when most texts are
     neither Korean nor English."""
     scripts = check_scripts(sources, source)
     job = params(config)

@@ -38,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "installable from PyPI. English (texts in Latin script): the units are the space-separated words "
             "with their punctuation, the same three operations apply, negations (not, no, never, without, "
             "nobody, ...n't) are protected the same way, and insertion repeats a content word of the text (3+ "
-            "letters, not a scikit-learn English stop word). Texts in any other script are refused before "
+            "letters, not a scikit-learn English stop word). Texts in another script get no variants (counted "
+            "as other_script in the drops file); a file that is mostly another language is refused before "
             "anything is written.",
             width=100,
         ),
