@@ -39,6 +39,7 @@ from pathlib import Path
 from time import perf_counter
 
 import numpy as np
+from machine import describe
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from threadpoolctl import threadpool_limits
@@ -359,7 +360,7 @@ def main(argv=None) -> int:
     r: dict = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"cpu": _cpu(), "usable_cpus": len(os.sched_getaffinity(0)), "platform": platform.platform()},
+        "machine": describe(),
         "versions": {"python": platform.python_version()}
         | {d: metadata.version(d) for d in ("scikit-learn", "numpy", "scipy", "polars")},
         "params": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
@@ -400,14 +401,6 @@ def main(argv=None) -> int:
     (args.out / f"{name}.md").write_text(table, encoding="utf-8")
     print("\n" + table)
     return 0
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
-    except OSError:
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from importlib import metadata
 from pathlib import Path
 
 import polars as pl
+from machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nsmc4"
@@ -290,7 +291,7 @@ def main(argv=None) -> int:
     r: dict = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": {"cpu": _cpu(), "usable_cpus": len(os.sched_getaffinity(0)), "platform": platform.platform()},
+        "machine": describe(),
         "versions": {"python": platform.python_version()}
         | {d: metadata.version(d) for d in ("scikit-learn", "numpy", "scipy", "polars", "kiwipiepy")},
         "data": {
@@ -319,14 +320,6 @@ def main(argv=None) -> int:
     (args.out / f"{args.name}.md").write_text(text, encoding="utf-8")
     print("\n" + text)
     return 0 if all(x["exit_code"] == 0 for x in r["runs"]) else 1
-
-
-def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "unknown")
-    except OSError:
-        return "unknown"
 
 
 if __name__ == "__main__":
