@@ -18,7 +18,6 @@ suspected label errors and selection. Without those columns nothing changes.
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import numpy as np
 import polars as pl
 
 from engine.config import AnalysisConfig
-from engine.text import load_kiwi as _kiwi
+from engine.text import kiwi_tokens
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +90,9 @@ def tokenize(texts: list[str], kind: str = "kiwi", threads: int | None = None) -
         from engine.english import terms
 
         return [terms(t) for t in texts]
-    kiwi = _kiwi(max(threads or len(os.sched_getaffinity(0)), 1))
     return [
         [f"{t.form}/{t.tag}" for t in tokens if t.tag not in _SKIP_TAGS and not t.tag.startswith(_SKIP_PREFIXES)]
-        for tokens in kiwi.tokenize(texts)
+        for tokens in kiwi_tokens(texts, threads)
     ]
 
 

@@ -161,7 +161,7 @@ def test_english_report_fits_the_data_and_counts_planted_test_overlap(tmp_path: 
 
 def test_mine_without_report_skips_the_term_analysis(sample_oof: Path, tmp_path: Path):
     """Tokenizing is nearly all of mine's time: without a report nothing is tokenized."""
-    from engine.analyze import _kiwi
+    from engine.text import load_kiwi as _kiwi
 
     before = _kiwi.cache_info()
     out = tmp_path / "mine"
