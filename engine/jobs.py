@@ -1,0 +1,331 @@
+"""One job folder: what every resumable command (oof, eda, backtranslate, paraphrase, filter, compare, the
+pipeline's stages) shares to save work as it finishes, resume it, and never trust what it cannot verify.
+
+A job is identified by its fingerprint: content digests of its inputs, its options, and the hardaug and
+polars versions (`fingerprint`). Its folder (for example `OUT_DIR/.job` or `.augmented.parquet.job` beside
+a file output) holds:
+
+- `lock`: held with `flock` while the job runs. A second command on the same output stops at once and
+  says which process holds it (pid, host, command, start time); the kernel drops the lock when the holder
+  dies, so a killed job never blocks the next one.
+- `manifest.json`: the fingerprint and every saved part with its row count, size and sha256. Written
+  atomically after each part, so a part that is on disk but not in the manifest was never finished.
+- `parts/`: the saved parts. On open, every recorded part is checked against its size and sha256: a part
+  that is missing, truncated or changed is named in a warning and redone; files the manifest does not
+  list (a kill between write and record, temporary files of killed writes) are removed. An unreadable
+  manifest is named and all parts are redone. Parts of another job (other inputs or options) are refused
+  unless `restart`.
+- `done.json`: written last, after every output, with the sha256 of each output. `finished()` trusts it
+  only if the fingerprint is this job's and every output still has that digest. A job that is not finished
+  removes an older `done.json` before it writes any output, so a job killed in its final writes never
+  leaves another job's marker vouching for its half-written files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import socket
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from engine.errors import InputError
+from engine.io import json_text, write_json, write_parquet, write_text
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+DONE = "done.json"
+LOCK = "lock"
+PARTS = "parts"
+_CHUNK = 1 << 20
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(_CHUNK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def frame_digest(frame: pl.DataFrame) -> str:
+    """A digest of a frame's content (column names, types and values, in row order)."""
+    digest = hashlib.sha256(json.dumps({name: str(dtype) for name, dtype in frame.schema.items()}).encode())
+    digest.update(frame.hash_rows(seed=11).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint(kind: str, options: Mapping[str, Any], inputs: Mapping[str, pl.DataFrame | str | Path | None]) -> str:
+    """The identity of a job: what it does (`kind`, `options`: JSON-able), what it reads (`inputs`: frames,
+    files or folders by content, None for an input not given), and the code that does it (the hardaug and
+    polars versions: polars' row hash may change between its releases, which only makes a job run anew)."""
+    from engine import __version__
+
+    digest = hashlib.sha256(
+        json.dumps(
+            {"kind": kind, "options": options, "hardaug": __version__, "polars": pl.__version__},
+            sort_keys=True,
+            ensure_ascii=False,
+            default=str,
+        ).encode()
+    )
+    for name in sorted(inputs):
+        value = inputs[name]
+        digest.update(f"\0{name}\0".encode())
+        if value is None:
+            digest.update(b"none")
+        elif isinstance(value, pl.DataFrame):
+            digest.update(frame_digest(value).encode())
+        else:
+            digest.update(_path_digest(Path(value)).encode())
+    return digest.hexdigest()[:24]
+
+
+def _path_digest(path: Path) -> str:
+    if path.is_dir():  # a model folder: every file's name and content
+        digest = hashlib.sha256()
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            digest.update(f"{file.relative_to(path)}\0{file_digest(file)}\0".encode())
+        return digest.hexdigest()
+    return file_digest(path)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One saved part as the manifest records it; `meta` holds what the part's producer wants back on
+    resume (a fold's metrics, the source ids a chunk processed)."""
+
+    name: str
+    file: str
+    rows: int
+    size: int
+    sha256: str
+    meta: dict
+
+
+class JobLocked(InputError):
+    """Another live process holds the job's lock."""
+
+
+class Job:
+    """The job folder of one resumable job; use as a context manager (it holds the lock inside `with`).
+
+    with Job(out_dir / ".job", key, restart=args.restart, outputs=[out_dir / "oof.parquet"]) as job:
+        if (summary := job.finished()) is not None:
+            return summary
+        for name in todo:
+            if name not in job.parts:
+                job.save_part(name, compute(name), meta={...})
+        ...write the outputs...
+        job.finish({"rows": n})
+    """
+
+    def __init__(
+        self,
+        folder: str | Path,
+        key: str,
+        *,
+        restart: bool = False,
+        outputs: Iterable[str | Path] = (),
+        what: str = "job",
+    ) -> None:
+        self.folder = Path(folder)
+        self.key = key
+        self.restart = restart
+        self.outputs = [Path(p) for p in outputs]
+        self.what = what  # how messages name the parts' owner ("oof job", "eda job")
+        self.parts: dict[str, Part] = {}
+        self._lock_fd: int | None = None
+
+    # -- lifetime -------------------------------------------------------------------------------------------
+    def __enter__(self) -> Job:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock()
+        try:
+            self._open()
+        except BaseException:
+            self._unlock()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._unlock()
+
+    def _lock(self) -> None:
+        path = self.folder / LOCK
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            raise JobLocked(
+                f"{self._target()} is being written by another hardaug run ({_holder(path)}). Two runs must not "
+                "share an output: wait for that one to finish, stop it, or choose another output."
+            ) from None
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "command": " ".join(sys.argv) or "python",
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _target(self) -> Path:
+        return self.outputs[0] if self.outputs else self.folder
+
+    def _open(self) -> None:
+        if self.restart:
+            (self.folder / DONE).unlink(missing_ok=True)
+            self._clear_parts()
+        if self.finished() is not None:
+            return
+        # not finished: an older marker must not vouch for the outputs this job is about to write
+        (self.folder / DONE).unlink(missing_ok=True)
+        for output in self.outputs:  # temporary files of writes that were killed (engine.io.atomic_path)
+            for tmp in output.parent.glob(f".{output.name}.tmp-*"):
+                tmp.unlink(missing_ok=True)
+        self.parts = self._read_manifest()
+
+    def _clear_parts(self) -> None:
+        shutil.rmtree(self.folder / PARTS, ignore_errors=True)
+        (self.folder / MANIFEST).unlink(missing_ok=True)
+        self.parts = {}
+
+    # -- parts ----------------------------------------------------------------------------------------------
+    def _read_manifest(self) -> dict[str, Part]:
+        path = self.folder / MANIFEST
+        parts_dir = self.folder / PARTS
+        if not path.exists():
+            self._clear_parts()
+            return {}
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            found_key = manifest["fingerprint"]
+            recorded = [Part(**fields) for fields in manifest["parts"]]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("%s is unreadable (%s): its parts cannot be trusted and are redone", path, exc)
+            self._clear_parts()
+            return {}
+        if found_key != self.key:
+            raise InputError(
+                f"{self.folder} holds the saved parts of another {self.what} (other input, model or options: "
+                f"fingerprint {found_key}, this one is {self.key}). Pass --restart to discard them, or choose "
+                "another output."
+            )
+        kept: dict[str, Part] = {}
+        for part in recorded:
+            file = parts_dir / part.file
+            problem = _check_part(file, part)
+            if problem is None:
+                kept[part.name] = part
+            else:
+                log.warning("%s: %s; the part is redone", file, problem)
+                file.unlink(missing_ok=True)
+        listed = {part.file for part in kept.values()}
+        for stray in parts_dir.glob("*") if parts_dir.is_dir() else ():
+            if stray.name not in listed:  # written but never recorded: a run killed between the two
+                stray.unlink() if stray.is_file() else shutil.rmtree(stray, ignore_errors=True)
+        if len(kept) != len(recorded):
+            self._write_manifest(kept)
+        if kept:
+            log.info("%s: resuming with %d saved parts", self.folder, len(kept))
+        return kept
+
+    def _write_manifest(self, parts: Mapping[str, Part]) -> None:
+        manifest = {"fingerprint": self.key, "parts": [vars(p) for p in parts.values()]}
+        write_text(json_text(manifest), self.folder / MANIFEST)
+
+    def part_path(self, name: str, suffix: str = ".parquet") -> Path:
+        return self.folder / PARTS / f"{name}{suffix}"
+
+    def save_part(self, name: str, frame: pl.DataFrame, *, meta: dict | None = None) -> Part:
+        """Save `frame` as the part `name` (atomically) and record it in the manifest."""
+        path = self.part_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_parquet(frame, path)
+        return self.record_part(name, path, rows=frame.height, meta=meta)
+
+    def record_part(self, name: str, path: Path, *, rows: int, meta: dict | None = None) -> Part:
+        """Record a part its producer wrote itself (atomically) under `part_path(name, ...)`."""
+        part = Part(name, path.name, rows, path.stat().st_size, file_digest(path), dict(meta or {}))
+        self.parts[name] = part
+        self._write_manifest(self.parts)
+        return part
+
+    def read_part(self, name: str) -> pl.DataFrame:
+        return pl.read_parquet(self.folder / PARTS / self.parts[name].file)
+
+    def read_parts(self, names: Iterable[str] | None = None) -> pl.DataFrame | None:
+        """The named parts (default: all, in the order they were saved) as one frame; None if there are none."""
+        files = [self.folder / PARTS / self.parts[n].file for n in (self.parts if names is None else names)]
+        return pl.read_parquet(files) if files else None
+
+    # -- the end ---------------------------------------------------------------------------------------------
+    def finished(self) -> dict | None:
+        """The summary this very job wrote when it finished here, if its outputs are still what it wrote."""
+        path = self.folder / DONE
+        try:
+            done = json.loads(path.read_text(encoding="utf-8"))
+            if done["fingerprint"] != self.key:
+                return None
+            written = done["outputs"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        for name, expected in written.items():
+            file = Path(name)
+            if not file.is_file() or file.stat().st_size != expected["size"] or file_digest(file) != expected["sha256"]:
+                log.warning("%s changed since the job that wrote it finished: the job runs again", file)
+                return None
+        return done["summary"]
+
+    def finish(self, summary: Mapping[str, Any] | None = None) -> None:
+        """Mark the job done (after every output is written): the done marker with the outputs' digests,
+        then the parts are removed."""
+        missing = [str(p) for p in self.outputs if not p.is_file()]
+        if missing:
+            raise RuntimeError(f"finish() before every output was written: {missing}")
+        outputs = {str(p): {"size": p.stat().st_size, "sha256": file_digest(p)} for p in self.outputs}
+        write_json({"fingerprint": self.key, "outputs": outputs, "summary": dict(summary or {})}, self.folder / DONE)
+        self._clear_parts()
+
+
+def _check_part(file: Path, part: Part) -> str | None:
+    if not file.is_file():
+        return f"missing (the manifest records {part.rows} rows)"
+    size = file.stat().st_size
+    if size != part.size:
+        return f"{size} bytes where {part.size} were saved (truncated or changed)"
+    if file_digest(file) != part.sha256:
+        return "its content changed since it was saved (sha256 differs)"
+    return None
+
+
+def _holder(lock: Path) -> str:
+    with contextlib.suppress(OSError, ValueError):
+        holder = json.loads(lock.read_text(encoding="utf-8"))
+        return f"pid {holder['pid']} on {holder['host']}, started {holder['started']}: {holder['command']}"
+    return "its holder did not say who it is"

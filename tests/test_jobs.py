@@ -1,0 +1,166 @@
+"""The job folder (engine/jobs.py): lock, verified parts, done marker. Every test attacks one way a resume
+could go wrong: a second run at once, a part deleted, truncated or edited by hand, a truncated manifest,
+another job's parts, and a job killed in its final writes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+
+import polars as pl
+import pytest
+
+from engine.errors import InputError
+from engine.jobs import DONE, MANIFEST, Job, JobLocked, fingerprint
+
+
+def _frame(n: int, start: int = 0) -> pl.DataFrame:
+    return pl.DataFrame({"id": [str(i) for i in range(start, start + n)], "x": list(range(start, start + n))})
+
+
+def _save_three(folder, key="k1"):
+    with Job(folder, key) as job:
+        for i in range(3):
+            job.save_part(f"chunk_{i}", _frame(10, 10 * i), meta={"i": i})
+    return folder
+
+
+def test_fingerprint_depends_on_content_options_and_kind(tmp_path):
+    a = fingerprint("eda", {"n": 4}, {"sources": _frame(5)})
+    assert a == fingerprint("eda", {"n": 4}, {"sources": _frame(5)})
+    assert a != fingerprint("eda", {"n": 5}, {"sources": _frame(5)})
+    assert a != fingerprint("backtranslate", {"n": 4}, {"sources": _frame(5)})
+    assert a != fingerprint("eda", {"n": 4}, {"sources": _frame(5, start=1)})
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "w.bin").write_bytes(b"one")
+    b = fingerprint("eda", {}, {"model": model})
+    (model / "w.bin").write_bytes(b"two")
+    assert b != fingerprint("eda", {}, {"model": model})
+
+
+def test_parts_survive_a_rerun_with_their_meta(tmp_path):
+    folder = _save_three(tmp_path / ".job")
+    with Job(folder, "k1") as job:
+        assert sorted(job.parts) == ["chunk_0", "chunk_1", "chunk_2"]
+        assert job.parts["chunk_2"].meta == {"i": 2} and job.parts["chunk_2"].rows == 10
+        assert job.read_parts()["x"].to_list() == list(range(30))
+
+
+@pytest.mark.parametrize("attack", ["delete", "truncate", "edit"])
+def test_a_missing_or_changed_part_is_named_and_redone(tmp_path, caplog, attack):
+    folder = _save_three(tmp_path / ".job")
+    victim = folder / "parts" / "chunk_1.parquet"
+    if attack == "delete":
+        victim.unlink()
+    elif attack == "truncate":
+        victim.write_bytes(victim.read_bytes()[:40])
+    else:  # same size, other bytes
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        victim.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING), Job(folder, "k1") as job:
+        assert sorted(job.parts) == ["chunk_0", "chunk_2"]  # chunk_1 is pending again, never silently skipped
+    assert "chunk_1.parquet" in caplog.text
+    assert not victim.exists()
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert [p["name"] for p in manifest["parts"]] == ["chunk_0", "chunk_2"]
+
+
+def test_a_truncated_manifest_is_named_and_every_part_redone(tmp_path, caplog):
+    folder = _save_three(tmp_path / ".job")
+    manifest = folder / MANIFEST
+    manifest.write_text(manifest.read_text()[:25])
+    with caplog.at_level(logging.WARNING), Job(folder, "k1") as job:
+        assert job.parts == {}
+    assert str(manifest) in caplog.text
+    assert not list((folder / "parts").glob("*")) if (folder / "parts").exists() else True
+
+
+def test_files_the_manifest_does_not_list_are_removed(tmp_path):
+    folder = _save_three(tmp_path / ".job")
+    stray = folder / "parts" / "chunk_3.parquet"  # a run killed between writing a part and recording it
+    _frame(3).write_parquet(stray)
+    (folder / "parts" / ".chunk_4.parquet.tmp-123").write_bytes(b"half")
+    with Job(folder, "k1") as job:
+        assert "chunk_3" not in job.parts
+    assert sorted(p.name for p in (folder / "parts").iterdir()) == [f"chunk_{i}.parquet" for i in range(3)]
+
+
+def test_another_jobs_parts_are_refused_unless_restart(tmp_path):
+    folder = _save_three(tmp_path / ".job")
+    with pytest.raises(InputError, match="--restart"), Job(folder, "k2"):
+        pass
+    with Job(folder, "k2", restart=True) as job:
+        assert job.parts == {}
+    assert not (folder / "parts").exists()
+
+
+def test_a_second_run_at_once_is_refused_naming_the_holder(tmp_path):
+    folder = tmp_path / ".job"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from engine.jobs import Job
+                with Job({str(folder)!r}, "k1"):
+                    print("locked", flush=True)
+                    time.sleep(60)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(JobLocked, match=f"pid {holder.pid}"), Job(folder, "k1"):
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with Job(folder, "k1"):  # the kernel dropped the dead holder's lock
+        pass
+
+
+def test_done_marker_vouches_only_for_the_outputs_it_saw(tmp_path):
+    out = tmp_path / "oof.parquet"
+    folder = tmp_path / ".job"
+    with Job(folder, "A", outputs=[out]) as job:
+        assert job.finished() is None
+        job.save_part("fold_0", _frame(4))
+        _frame(4).write_parquet(out)
+        job.finish({"accuracy": 0.5})
+    assert not (folder / "parts").exists()
+    with Job(folder, "A", outputs=[out]) as job:
+        assert job.finished() == {"accuracy": 0.5}
+    _frame(5).write_parquet(out)  # changed by hand: not trusted
+    with Job(folder, "A", outputs=[out]) as job:
+        assert job.finished() is None
+
+
+def test_job_killed_in_its_final_writes_leaves_no_marker_for_another_job(tmp_path):
+    """A finishes; B (another seed) opens the folder and is killed while writing its outputs; A again must
+    not find "up to date" over B's files."""
+    out = tmp_path / "oof.parquet"
+    folder = tmp_path / ".job"
+    with Job(folder, "A", outputs=[out]) as job:
+        _frame(4).write_parquet(out)
+        job.finish({"run": "A"})
+    with Job(folder, "B", outputs=[out]) as job:
+        assert job.finished() is None
+        assert not (folder / DONE).exists()  # removed before B writes anything
+        job.save_part("fold_0", _frame(6))
+        _frame(6).write_parquet(out)  # ...and B is killed here, before finish()
+    (tmp_path / ".oof.parquet.tmp-999").write_bytes(b"half-written")
+    with pytest.raises(InputError, match="another"), Job(folder, "A", outputs=[out]):
+        pass  # B's parts are there: A refuses them instead of trusting the folder
+    with Job(folder, "A", outputs=[out], restart=True) as job:
+        assert job.finished() is None
+    assert not (tmp_path / ".oof.parquet.tmp-999").exists()
