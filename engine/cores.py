@@ -8,6 +8,7 @@ More threads than that only oversubscribe the cores: a CTranslate2 or Kiwi job t
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -92,12 +93,13 @@ def threads_for(requested: int | None, *, most: int | None = None, what: str = "
     if not requested:
         return min(cores, most) if most else cores
     if requested > cores:
-        log.warning(
-            "%s %d > %d usable cores: using %d (more threads than cores only oversubscribe them)",
-            what,
-            requested,
-            cores,
-            cores,
-        )
+        _warn_capped(what, requested, cores)
         return cores
     return requested
+
+
+@functools.lru_cache(maxsize=16)
+def _warn_capped(what: str, requested: int, cores: int) -> None:
+    """Once per setting: an engine that takes its threads per chunk should not repeat it every chunk."""
+    message = "%s %d > %d usable cores: using %d (more threads than cores only oversubscribe them)"
+    log.warning(message, what, requested, cores, cores)
