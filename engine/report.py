@@ -215,6 +215,7 @@ table.terms th:first-child { width: 54%; } table.terms th:last-child { width: 92
 .ex { color: var(--muted); font-size: 12px; display: block; max-width: 100%; overflow: hidden;
       text-overflow: ellipsis; white-space: nowrap; }
 .flag { color: var(--accent); font-weight: 600; }
+code { white-space: nowrap; }  /* a flag never breaks after its dashes */
 .trace td:first-child { white-space: nowrap; }
 @media (max-width: 900px) { .grid2 { grid-template-columns: 1fr; } }
 """.replace("FONTS_KO", ", ".join(f'"{f}"' for f in KOREAN_FONTS))
@@ -357,7 +358,7 @@ def render_report(analysis: Analysis) -> str:
     if counts["selected_label_issues"]:
         clean_note += (
             f" The other {_num(counts['selected_label_issues'])} selected rows are suspected label errors (next "
-            "section); --exclude-label-issues leaves them out of the selection."
+            "section); <code>--exclude-label-issues</code> leaves them out of the selection."
         )
     per_class_rows = [
         [
@@ -454,7 +455,7 @@ confusions that mostly go one way point at a class the model under-predicts, or 
             "Hardness and text length",
             f"""
 <p class="how">Rows split into deciles of length in characters. Very short texts carry little evidence;
-if they dominate the hard set, a length filter (--min-chars) keeps augmentation from amplifying noise.</p>
+if they dominate the hard set, a length filter (<code>--min-chars</code>) keeps augmentation from amplifying noise.</p>
 <div class="figure">{plot_by_length(analysis)}</div>
 {
                 _table(
