@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
-from machine import cpu_name
+from machine import cpu_name, load_average
 
 from engine.cli import main as hardaug
 from engine.cli.common import SAMPLE_DIR
@@ -147,7 +147,7 @@ def main() -> None:
                 "cpu": cpu_name(),
                 "usable_cores": usable_cores(),
             },
-            "load_after": [round(x, 2) for x in os.getloadavg()],
+            "load_after": load_average(),
             "train": str(args.train),
             "test": str(args.test),
             "sources_per_strategy": limit,
