@@ -170,8 +170,8 @@ def _use_auth_token() -> None:
 
 
 def _local_cpus(options: ClusterOptions) -> int:
-    """Logical CPUs of a local cluster: the machine's, and at least what the replicas ask for plus one free slot
-    for Ray Data's own tasks (logical slots: the replicas' engine threads are what really use the cores)."""
+    """Logical CPUs of a local cluster: the cores this process may use, and at least what the replicas ask for
+    plus one free slot for Ray Data's own tasks (logical slots: the replicas' engine threads use the cores)."""
     cores = usable_cores()
     wanted = (options.replicas or 1) * options.cpus_per_replica if options.gpus_per_replica == 0 else 0
     return max(cores, math.ceil(wanted) + 1)
