@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -47,10 +46,14 @@ import tempfile
 import threading
 import time
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from time import perf_counter
 from typing import Any
+
+from machine import describe, load_average
+from machine import versions as package_versions
+
+from engine.cores import threads_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nsmc4" / "test.csv"
@@ -400,13 +403,6 @@ def run_row(name: str, what: str, runner: str, texts: list[str], spec: dict, tim
 
 
 def machine() -> dict:
-    cpu = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
     gpu = None
     if shutil.which("nvidia-smi"):
         gpu = subprocess.run(
@@ -415,28 +411,15 @@ def machine() -> dict:
             text=True,
             check=False,
         ).stdout.strip()
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "memory_gib": round(int(mem.group(1)) / 2**20, 1) if mem else None,
-        "gpu": gpu,
-        "platform": platform.platform(),
-    }
+    return describe() | {"gpu": gpu}
 
 
 def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for dist in ("ctranslate2", "transformers", "torch", "tokenizers", "sentencepiece", "polars", "hardaug"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
+    return package_versions("ctranslate2", "transformers", "torch", "tokenizers", "sentencepiece", "polars", "hardaug")
 
 
 def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
+    return load_average()
 
 
 def summarize(results: dict) -> None:
@@ -599,7 +582,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.dataloader_sentences = args.dataloader_sentences or args.sentences
     args.repeats = args.repeats or (1 if quick else 3)
     args.naive_repeats = args.naive_repeats or args.repeats
-    args.threads = args.threads or len(os.sched_getaffinity(0))
+    args.threads = threads_for(args.threads)
     gpu = args.device == "cuda"
     args.quantization = args.quantization or ("int8_float16" if gpu else "int8")
     args.compute_type = args.compute_type or ("int8_float16" if gpu else "int8")

@@ -29,8 +29,10 @@ from pathlib import Path
 from time import perf_counter
 
 import numpy as np
+from machine import cpu_name
 from sklearn.metrics import f1_score
 
+from engine.cores import usable_cores
 from engine.experiment import compare_pairs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,8 +114,8 @@ def main() -> None:
     result = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "usable_cores": len(os.sched_getaffinity(0)),
+            "cpu": cpu_name(),
+            "usable_cores": usable_cores(),
             "load_before": [round(x, 2) for x in load_before],
             "load_after": [round(x, 2) for x in load_after],
         },

@@ -26,7 +26,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
@@ -34,14 +33,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
 import numpy as np
 import polars as pl
+from machine import describe, load_average
+from machine import versions as package_versions
 
+from engine.cores import threads_for
 from engine.filters.dedup import char_ngram_tfidf, find_near_duplicates, keep_first
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,32 +183,17 @@ def repeat(run: Callable[[], tuple[float, Any]], repeats: int) -> tuple[list[flo
 
 
 def machine() -> dict:
-    """The same fields as bench_mine.py's machine description."""
-    info = Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines()
-    cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "unknown")
-    meminfo = Path("/proc/meminfo").read_text().splitlines()
-    mem = next((int(line.split()[1]) for line in meminfo if line.startswith("MemTotal")), None)
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "memory_gib": round(mem / 2**20, 1) if mem else None,
-        "platform": platform.platform(),
-    }
+    return describe()
 
 
 def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
+    return load_average()
 
 
 def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for dist in ("numpy", "scipy", "polars", "scikit-learn", "torch", "transformers", "sentence-transformers"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
+    return package_versions(
+        "numpy", "scipy", "polars", "scikit-learn", "torch", "transformers", "sentence-transformers"
+    )
 
 
 def _human(seconds: float) -> str:
@@ -297,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    torch.set_num_threads(args.threads or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(threads_for(args.threads))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.time()
     results: dict[str, Any] = {

@@ -25,7 +25,6 @@ import argparse
 import gc
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -34,7 +33,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -42,6 +40,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import polars as pl
+from machine import describe, load_average
+from machine import versions as package_versions
 
 from engine.io import read_table
 from engine.mine import PRESETS, load_predictions, score, select
@@ -363,22 +363,7 @@ def terms_sampling(oof_path: Path, cap: int, class_names: list[str], cache: dict
 
 # ---------------------------------------------------------------------------------------------- machine
 def machine() -> dict:
-    cpu = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
-    return {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "memory_gib": round(int(mem.group(1)) / 2**20, 1) if mem else None,
-        "polars_threads": pl.thread_pool_size(),
-        "platform": platform.platform(),
-        "other_jobs": other_jobs(),
-    }
+    return describe() | {"polars_threads": pl.thread_pool_size(), "other_jobs": other_jobs()}
 
 
 def other_jobs() -> list[str]:
@@ -397,17 +382,11 @@ def other_jobs() -> list[str]:
 
 
 def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for dist in ("polars", "pandas", "numpy", "cleanlab", "pyarrow", "kiwipiepy", "hardaug"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
+    return package_versions("polars", "pandas", "numpy", "cleanlab", "pyarrow", "kiwipiepy", "hardaug")
 
 
 def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
+    return load_average()
 
 
 # ---------------------------------------------------------------------------------------------- report

@@ -24,19 +24,18 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from time import perf_counter
 
 import numpy as np
 import polars as pl
+from machine import describe, load_average
+from machine import versions as package_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("grouped", "shuffled", "fixed")
@@ -111,17 +110,7 @@ def positions(lengths: np.ndarray, batches: list[np.ndarray], pad_to: int | None
 
 # ---------------------------------------------------------------------------------------------- report
 def machine(device) -> dict:
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    out = {
-        "cpu": cpu,
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "platform": platform.platform(),
-    }
+    out = describe()
     if device.type == "cuda":
         import torch
 
@@ -130,13 +119,7 @@ def machine(device) -> dict:
 
 
 def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for dist in ("torch", "transformers", "tokenizers", "numpy", "polars"):
-        try:
-            out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            out[dist] = None
-    return out
+    return package_versions("torch", "transformers", "tokenizers", "numpy", "polars")
 
 
 def markdown(results: dict) -> str:
@@ -215,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": machine(device),
         "versions": versions(),
-        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "load_before": load_average(),
     }
     with tempfile.TemporaryDirectory(prefix="bench_oof_") as tmp:
         folder = args.model
@@ -271,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         fixed = next(r for r in rows if r["precision"] == row["precision"] and r["mode"] == "fixed")
         row["speedup_vs_fixed"] = round(row["median_samples_per_s"] / fixed["median_samples_per_s"], 3)
     results["rows"] = rows
-    results["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["load_after"] = load_average()
     results["total_seconds"] = round(time.time() - started, 1)
 
     name = "oof_quick" if args.quick else "oof"

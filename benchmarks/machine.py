@@ -1,10 +1,15 @@
 """What the benchmarks record about the machine they ran on (imported by the bench_*.py scripts, which run
-with this folder on sys.path)."""
+with this folder on sys.path): CPU, cores, memory, load average and package versions, read one way for all."""
 
 from __future__ import annotations
 
 import os
 import platform
+import re
+from importlib import metadata
+from pathlib import Path
+
+from engine.cores import usable_cores
 
 
 def cpu_name() -> str:
@@ -16,6 +21,38 @@ def cpu_name() -> str:
         return "unknown"
 
 
+def memory_gib() -> float | None:
+    """Total memory from /proc/meminfo, in GiB (None where there is no /proc)."""
+    try:
+        found = re.search(r"MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(encoding="utf-8"))
+    except OSError:
+        return None
+    return round(int(found.group(1)) / 2**20, 1) if found else None
+
+
 def describe() -> dict:
-    """CPU, the cores this process may use, and the platform."""
-    return {"cpu": cpu_name(), "usable_cpus": len(os.sched_getaffinity(0)), "platform": platform.platform()}
+    """CPU, the logical CPUs and the cores this process may use (engine.cores' rule, as the engines count
+    them), memory and the platform."""
+    return {
+        "cpu": cpu_name(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable_cores(),
+        "memory_gib": memory_gib(),
+        "platform": platform.platform(),
+    }
+
+
+def load_average() -> list[float]:
+    """The 1, 5 and 15 minute load averages: other work on a shared machine shows here."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def versions(*dists: str) -> dict:
+    """Python's version and each distribution's (None where it is not installed)."""
+    out: dict = {"python": platform.python_version()}
+    for dist in dists:
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = None
+    return out

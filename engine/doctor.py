@@ -270,8 +270,38 @@ def _cache_folders() -> dict[str, tuple[Path, bool]]:
     return {name: (path.expanduser(), was_set) for name, (path, was_set) in folders.items()}
 
 
+# The project-local folders `make` exports (Makefile), so that caches never land in the home folder.
+MAKE_CACHES = {
+    "HF_HOME": "huggingface",
+    "HF_HUB_CACHE": "huggingface",
+    "TORCH_HOME": "torch",
+    "VLLM_CACHE_ROOT": "vllm",
+}
+
+
+def project_folder() -> Path:
+    """The checkout hardaug runs from (an editable install), else the working folder: where `make` puts .cache."""
+    checkout = Path(__file__).resolve().parents[1]
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd()
+
+
+def in_home_folder(path: Path, project: Path, home: Path) -> bool:
+    """A cache under the home folder but outside the project (~/.cache/huggingface): outside `make`, models,
+    compiled kernels and torch hubs pile up there, out of sight of `make clean` and of the project's disk."""
+    path, project = path.resolve(), project.resolve()
+    return home.resolve() != Path("/") and path.is_relative_to(home.resolve()) and not path.is_relative_to(project)
+
+
+def home_cache_fix(name: str, was_set: bool, project: Path) -> str:
+    local = project / ".cache" / MAKE_CACHES[name]
+    if name == "HF_HUB_CACHE":
+        return f"unset HF_HUB_CACHE or point it at {local / 'hub'}" if was_set else f"export HF_HOME={local}"
+    return f"export {name}={local} (what `make` sets), or run hardaug through make"
+
+
 def check_caches() -> list[Check]:
     checks = []
+    project, home = project_folder(), Path.home()
     for name, (path, was_set) in _cache_folders().items():
         existing = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
         writable = os.access(existing, os.W_OK)
@@ -282,6 +312,8 @@ def check_caches() -> list[Check]:
             checks.append(Check("cache", FAIL, detail + ": not writable", f"point {name} at a writable folder"))
         elif free < MIN_CACHE_FREE_GIB and name in ("HF_HOME", "HF_HUB_CACHE"):
             checks.append(Check("cache", WARN, detail, f"models need room: point {name} at a larger disk"))
+        elif name in MAKE_CACHES and in_home_folder(path, project, home):
+            checks.append(Check("cache", WARN, detail + ": in the home folder", home_cache_fix(name, was_set, project)))
         else:
             checks.append(Check("cache", OK, detail))
     return checks

@@ -18,6 +18,9 @@ import polars as pl
 from engine import __version__
 from engine.analyze import Analysis
 
+# Fonts with Hangul, tried in order after the Latin font (Linux: fonts-noto-cjk, macOS, Windows, Naver's):
+# the browser falls back glyph by glyph, so Korean texts, terms and class names render instead of empty boxes.
+KOREAN_FONTS = ("Noto Sans CJK KR", "Noto Sans KR", "Apple SD Gothic Neo", "Malgun Gothic", "NanumGothic")
 PALETTE = ["#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860", "#da8bc3", "#8c8c8c"]
 
 
@@ -35,6 +38,9 @@ def _pyplot():
             "axes.spines.top": False,
             "axes.spines.right": False,
             "font.family": ["sans-serif"],
+            # Written into every SVG <text> (svg.fonttype none): DejaVu Sans first, as matplotlib measured the
+            # labels with it, then the Hangul fonts for the browser's glyph fallback.
+            "font.sans-serif": ["DejaVu Sans", *KOREAN_FONTS, "sans-serif"],
             "svg.hashsalt": "hardaug",  # stable ids: same data, same file
         }
     )
@@ -129,9 +135,9 @@ def plot_by_length(analysis: Analysis) -> str:
     labels = [f"{r['min_chars']}-{r['max_chars']}" for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(6.4, 2.8))
-    ax.plot(x, [r["mean_hardness"] for r in rows], marker="o", color="#c44e52", label="mean hardness")
-    ax.plot(x, [r["error_rate"] for r in rows], marker="s", color="#4c72b0", label="error rate")
-    ax.plot(x, [r["selected_rate"] for r in rows], marker="^", color="#55a868", label="selected")
+    ax.plot(x, [r["mean_hardness"] for r in rows], marker="o", color="#c44e52", label="mean hardness (0-1)")
+    ax.plot(x, [r["error_rate"] for r in rows], marker="s", color="#4c72b0", label="error rate (share of rows)")
+    ax.plot(x, [r["selected_rate"] for r in rows], marker="^", color="#55a868", label="selected (share of rows)")
     ax.set_xticks(x, labels, rotation=30, ha="right")
     ax.set_xlabel("text length in characters (deciles)")
     ax.set_ylim(0, 1)
@@ -182,14 +188,14 @@ def plot_data_map(analysis: Analysis) -> str:
 CSS = """
 :root { --ink:#1f2328; --muted:#656d76; --line:#d8dee4; --bg:#f6f8fa; --accent:#c44e52; }
 * { box-sizing: border-box; }
-body { font: 15px/1.5 -apple-system, "Segoe UI", "Noto Sans KR", "Apple SD Gothic Neo", "Malgun Gothic",
-       sans-serif; color: var(--ink); margin: 0; background: #fff; }
+body { font: 15px/1.5 -apple-system, "Segoe UI", "Noto Sans", FONTS_KO, sans-serif; color: var(--ink);
+       margin: 0; background: #fff; }
 main { max-width: 1120px; margin: 0 auto; padding: 24px 28px 64px; }
 h1 { font-size: 26px; margin: 0 0 4px; } h2 { font-size: 20px; margin: 40px 0 6px; padding-top: 8px;
 border-top: 1px solid var(--line); } h3 { font-size: 16px; margin: 18px 0 6px; }
 .meta, .how { color: var(--muted); font-size: 13px; } .how { max-width: 820px; margin: 2px 0 12px; }
 nav { font-size: 13px; margin: 10px 0 0; } nav a { margin-right: 14px; color: var(--muted); }
-.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(170px, 1fr)); gap: 12px; margin: 18px 0; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: 12px; margin: 18px 0; }
 .card { background: var(--bg); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
 .card .n { font-size: 26px; font-weight: 650; } .card .l { color: var(--muted); font-size: 13px; }
 .findings { background: #fff8f0; border: 1px solid #f0d9c0; border-radius: 8px; padding: 10px 18px 10px 34px; }
@@ -209,9 +215,10 @@ table.terms th:first-child { width: 54%; } table.terms th:last-child { width: 92
 .ex { color: var(--muted); font-size: 12px; display: block; max-width: 100%; overflow: hidden;
       text-overflow: ellipsis; white-space: nowrap; }
 .flag { color: var(--accent); font-weight: 600; }
+code { white-space: nowrap; }  /* a flag never breaks after its dashes */
 .trace td:first-child { white-space: nowrap; }
 @media (max-width: 900px) { .grid2 { grid-template-columns: 1fr; } }
-"""
+""".replace("FONTS_KO", ", ".join(f'"{f}"' for f in KOREAN_FONTS))
 
 
 def _table(header: list[tuple[str, str]], rows: list[list[str]], cls: str = "") -> str:
@@ -229,6 +236,13 @@ def _num(value, fmt: str = ",") -> str:
 
 def _class_label(names: list[str], c: int) -> str:
     return escape(names[c]) if names[c] == str(c) else f"{c} {escape(names[c])}"
+
+
+def _shown(frame: pl.DataFrame, total: int) -> str:
+    """How many of `total` rows a table lists ("Showing the hardest 50 of 6,612.")."""
+    if frame.height == total:
+        return f"Showing all {_num(total)}." if total else ""
+    return f"Showing the hardest {_num(frame.height)} of {_num(total)}."
 
 
 def _examples_table(frame: pl.DataFrame, names: list[str]) -> str:
@@ -338,6 +352,14 @@ def render_report(analysis: Analysis) -> str:
         for n, label in cards
     )
     trace_rows = [[escape(t["step"]), _num(t["rows"])] for t in s["selection"]]
+    # A selection can be nearly all suspected label errors (a weak model, the notebook preset): say where they
+    # went, so that a short table here does not look like a bug.
+    clean_note = _shown(analysis.hardest, counts["selected"] - counts["selected_label_issues"])
+    if counts["selected_label_issues"]:
+        clean_note += (
+            f" The other {_num(counts['selected_label_issues'])} selected rows are suspected label errors (next "
+            "section); <code>--exclude-label-issues</code> leaves them out of the selection."
+        )
     per_class_rows = [
         [
             _class_label(names, r["class"]),
@@ -433,7 +455,7 @@ confusions that mostly go one way point at a class the model under-predicts, or 
             "Hardness and text length",
             f"""
 <p class="how">Rows split into deciles of length in characters. Very short texts carry little evidence;
-if they dominate the hard set, a length filter (--min-chars) keeps augmentation from amplifying noise.</p>
+if they dominate the hard set, a length filter (<code>--min-chars</code>) keeps augmentation from amplifying noise.</p>
 <div class="figure">{plot_by_length(analysis)}</div>
 {
                 _table(
@@ -466,7 +488,7 @@ understand yet; easy-side terms are what it relies on.
             "The hardest samples whose label looks right",
             f"""
 <p class="how">Selected rows not flagged as label errors, hardest first: the samples augmentation should
-teach. margin = p(true) - best other class (negative = misclassified).</p>
+teach. {clean_note} margin = p(true) - best other class (negative = misclassified).</p>
 {_examples_table(analysis.hardest, names)}""",
         ),
         (
@@ -475,7 +497,7 @@ teach. margin = p(true) - best other class (negative = misclassified).</p>
             f"""
 <p class="how">Rows that confident learning (cleanlab) flags as likely mislabeled: the model is confidently
 sure of another class, beyond what the estimated class-confusion rates explain. Review or relabel them rather
-than augment them; "predicted" is the likely correct label.</p>
+than augment them; "predicted" is the likely correct label. {_shown(analysis.label_issues, counts["label_issues"])}</p>
 {_examples_table(analysis.label_issues, names)}""",
         ),
     ]

@@ -8,10 +8,11 @@ Nothing heavy at import: kiwipiepy loads on the first `load_kiwi` call.
 from __future__ import annotations
 
 import functools
-import os
 import re
 
 import polars as pl
+
+from engine.cores import threads_for
 
 # Hangul syllables and compatibility jamo, for Python's `re` (what a reader calls Korean letters).
 HANGUL = re.compile(r"[\uac00-\ud7a3\u3131-\u318e]")
@@ -33,8 +34,7 @@ def load_kiwi(workers: int):
 def kiwi_tokens(texts: list[str], threads: int | None = None) -> list[list]:
     """Kiwi `Token`s of each text, with at most `threads` workers (None = every usable core): more threads
     than usable cores only oversubscribe them."""
-    cores = len(os.sched_getaffinity(0))
-    kiwi = load_kiwi(max(min(threads or cores, cores), 1))
+    kiwi = load_kiwi(threads_for(threads, what="Kiwi threads"))
     return [list(tokens) for tokens in kiwi.tokenize(texts)]
 
 

@@ -335,9 +335,9 @@ def test_config_resolves_engine_defaults(tiny_mbart):
     gpu = BacktranslateConfig(tiny_mbart["ct2"], device="cuda", device_index=(0, 1))
     assert gpu.compute_type == "int8_float16" and gpu.max_batch_tokens == 16384
     assert cpu.variant_tags == ["en_XX.0"]
-    from engine.augment.backtranslate import available_cores
+    from engine.cores import usable_cores
 
-    assert BacktranslateConfig(tiny_mbart["ct2"], threads=10_000).threads == available_cores()  # capped
+    assert BacktranslateConfig(tiny_mbart["ct2"], threads=10_000).threads == usable_cores()  # capped
 
 
 # ------------------------------------------------------------------------------------- conversion

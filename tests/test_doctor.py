@@ -95,3 +95,36 @@ def test_doctor_help_runs(capsys):
         main(["doctor", "--help"])
     assert exc.value.code == 0
     assert "--json" in capsys.readouterr().out
+
+
+CACHE_VARS = ("HF_HOME", "HF_HUB_CACHE", "TORCH_HOME", "VLLM_CACHE_ROOT", "XDG_CACHE_HOME")
+
+
+def _cache_checks(env: dict) -> dict[str, dict]:
+    """The cache lines of a fresh process (huggingface_hub reads HF_HOME at import), by variable name."""
+    code = (
+        "import json, dataclasses, engine.doctor as d; print(json.dumps([*map(dataclasses.asdict, d.check_caches())]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return {c["detail"].split("=", 1)[0]: c for c in json.loads(result.stdout)}
+
+
+def test_caches_in_the_home_folder_warn_with_the_make_fix(tmp_path):
+    """Outside `make` (no cache variables set) the engines' caches land in ~/.cache: WARN and say what `make`
+    exports; with the project-local folders `make` sets, the same lines are OK."""
+    bare = {k: v for k, v in os.environ.items() if k not in CACHE_VARS} | {
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+    }
+    home = _cache_checks(bare)
+    for name, sub in (("HF_HOME", "huggingface"), ("TORCH_HOME", "torch"), ("VLLM_CACHE_ROOT", "vllm")):
+        assert home[name]["status"] == "WARN" and "home folder" in home[name]["detail"]
+        assert f"export {name}={ROOT / '.cache' / sub}" in home[name]["fix"]
+    assert home["HF_HUB_CACHE"]["status"] == "WARN" and "HF_HOME=" in home["HF_HUB_CACHE"]["fix"]
+    assert home["TMPDIR"]["status"] == "OK"
+
+    local = bare | {name: str(ROOT / ".cache" / sub) for name, sub in (("HF_HOME", "hf"), ("TORCH_HOME", "torch"))}
+    local["VLLM_CACHE_ROOT"] = str(ROOT / ".cache" / "vllm")
+    project = _cache_checks(local)
+    assert all("home folder" not in project[name]["detail"] for name in CACHE_VARS[:4]), project
+    assert project["HF_HUB_CACHE"]["detail"].startswith(f"HF_HUB_CACHE={ROOT / '.cache' / 'hf' / 'hub'}")

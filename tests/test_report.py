@@ -100,6 +100,16 @@ def test_mine_cli_end_to_end_on_the_sample(sample_oof: Path, tmp_path: Path, cap
         shown.append(clean["text"][0])  # the hardest selected row whose label looks right
     for text in shown:
         assert escape(text) in html
+    # Korean class names in the charts and tables render with a Hangul font where one is installed: the page's
+    # font stack and every SVG text name one (matplotlib writes the family into each <text>)
+    svg_fonts = set(re.findall(r"font-family: ([^;\"]*)", html))
+    assert svg_fonts and all("Noto Sans CJK KR" in f for f in svg_fonts)
+    assert re.search(r"body \{ font: [^}]*\"Noto Sans CJK KR\"", html)
+    # each example table says how many rows it lists of how many
+    counts = summary["counts"]
+    assert f"of {counts['label_issues']:,}." in html or f"Showing all {counts['label_issues']:,}." in html
+    if counts["selected_label_issues"]:
+        assert f"The other {counts['selected_label_issues']:,} selected rows are suspected label errors" in html
 
 
 POSITIVE = ["good", "great", "wonderful", "moving", "funny", "clever", "superb", "charming"]

@@ -33,7 +33,6 @@ import argparse
 import difflib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ from engine.augment.common import (
     load_sources,
     to_rows,
 )
+from engine.cores import threads_for
 from engine.errors import InputError
 from engine.models import resolve_model
 from engine.options import non_negative_int, option, positive_float, positive_int
@@ -80,13 +80,6 @@ TOKENIZER_FILES = ("tokenizer.json", "sentencepiece.bpe.model")
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
 TOO_SHORT = "too_short"
 EMPTY_PIVOT = "empty_pivot"
-
-
-def available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def check_language(code: str, valid: Sequence[str], what: str) -> None:
@@ -256,10 +249,7 @@ class BacktranslateConfig:
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0 = the available cores), got {self.threads}")
         # An explicit count above the cores this process may use only oversubscribes them: capped too.
-        cores = available_cores()
-        object.__setattr__(
-            self, "threads", min(self.threads, cores) if self.threads else min(cores, MAX_DEFAULT_THREADS)
-        )
+        object.__setattr__(self, "threads", threads_for(self.threads, most=MAX_DEFAULT_THREADS, what="threads"))
         budget = self.max_batch_tokens or DEFAULT_BATCH_TOKENS[self.device]
         if budget < 1:
             raise ValueError(f"max_batch_tokens must be at least 1, got {self.max_batch_tokens}")

@@ -52,6 +52,7 @@ from engine.augment.common import (
 from engine.augment.parse import Parsed, parse_outputs
 from engine.augment.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPLATE, load_template, messages, prompt_version
 from engine.augment.sampling import SAMPLING_KEYS, describe, effective_sampling, read_generation_config
+from engine.cores import core_ids, usable_cores
 from engine.errors import InputError
 from engine.models import resolve_model
 from engine.options import option, positive_float, positive_int
@@ -533,7 +534,7 @@ def json_schema(n: int, texts: Sequence[str]) -> dict:
 
 def _cpu_bind_all(tensor_parallel_size: int) -> str | None:
     """Every core this process may use, split into one group per tensor-parallel rank ("0-1", "0-3|4-7")."""
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    cores = core_ids()[: usable_cores()]  # a cgroup quota of n cores: bind n threads, not one per visible core
     if len(cores) < tensor_parallel_size:
         return None
     size = len(cores) // tensor_parallel_size

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 from engine.cli.cluster import add_cluster_options
 from engine.cli.common import SAMPLE_DIR, comma_list, positive_int
 from engine.config import TfidfConfig
+from engine.cores import usable_cores
 
 log = logging.getLogger("engine")
 
@@ -142,7 +142,7 @@ PARALLEL_FROM_ROWS = 10_000
 
 
 def _auto_processes(rows: int, n_folds: int) -> int:
-    return min(len(os.sched_getaffinity(0)), n_folds) if rows >= PARALLEL_FROM_ROWS else 1
+    return min(usable_cores(), n_folds) if rows >= PARALLEL_FROM_ROWS else 1
 
 
 def fold_ids(value: str) -> tuple[int, ...]:

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.cores import usable_cores
 from engine.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -169,9 +170,9 @@ def _use_auth_token() -> None:
 
 
 def _local_cpus(options: ClusterOptions) -> int:
-    """Logical CPUs of a local cluster: the machine's, and at least what the replicas ask for plus one free slot
-    for Ray Data's own tasks (logical slots: the replicas' engine threads are what really use the cores)."""
-    cores = os.cpu_count() or 1
+    """Logical CPUs of a local cluster: the cores this process may use, and at least what the replicas ask for
+    plus one free slot for Ray Data's own tasks (logical slots: the replicas' engine threads use the cores)."""
+    cores = usable_cores()
     wanted = (options.replicas or 1) * options.cpus_per_replica if options.gpus_per_replica == 0 else 0
     return max(cores, math.ceil(wanted) + 1)
 
