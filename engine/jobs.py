@@ -270,9 +270,9 @@ class Job:
             return {}
         if found_key != self.key:
             raise InputError(
-                f"{self.folder} holds the saved parts of another {self.what} (other input, model or options: "
-                f"fingerprint {found_key}, this one is {self.key}). Pass --restart to discard them, or choose "
-                "another output."
+                f"{self.folder} holds the saved parts of a different job (another {self.what} with other input, "
+                f"model or options: fingerprint {found_key}, this one is {self.key}). Pass --restart to discard "
+                "them, or choose another output."
             )
         kept: dict[str, Part] = {}
         for part in recorded:
