@@ -152,8 +152,14 @@ def _shared_counts(config: TfidfConfig, texts: list[str], scratch: Path) -> Path
         for name in _COUNTS:
             np.save(tmp / f"{name}.npy", getattr(counts, name))
         (tmp / "shape.json").write_text(json.dumps(list(counts.shape)))  # written last: marks a whole folder
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        try:  # a folder appears whole or not at all; never replace one: another process may be reading it
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "shape.json").exists():  # not another process's whole folder: a leftover
+                shutil.rmtree(folder, ignore_errors=True)
+                os.rename(tmp, folder)
+            else:  # another process of a shared job counted the same texts first
+                shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
