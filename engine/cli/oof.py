@@ -166,6 +166,10 @@ def run_oof_command(args: argparse.Namespace) -> int:
         {"--train": train_path, "--test": args.test},
     )
     transformers = args.backend == "transformers"
+    if args.only_folds is not None and args.ray is not None:
+        raise ValueError("--only-folds and --ray exclude each other: with --ray, Ray spreads the folds")
+    if args.only_folds is not None and args.restart:
+        raise ValueError("--only-folds cannot be combined with --restart (it would delete the other processes' folds)")
     config = OofConfig(
         n_folds=args.folds,
         seed=args.seed,
