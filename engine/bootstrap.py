@@ -14,10 +14,12 @@ Counts are exact: W and the indicators are small integers, and float32 sums inte
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from engine.progress import OnProgress, report
 
 CHUNK = 100  # resamples per matrix product: W is CHUNK x rows float32 (11 MB for 27,500 test rows)
 
@@ -43,10 +45,11 @@ def resample_scores(
     *,
     resamples: int,
     seed: int,
-    progress: Callable[[int, int], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> list[dict[str, Scores]]:
     """Accuracy, macro-F1 and per-class F1 of each prediction vector in `preds`, on all rows and on the
-    same `resamples` bootstrap resamples of the test rows. `progress(done, total)` after each chunk."""
+    same `resamples` bootstrap resamples of the test rows. `on_progress` ("bootstrap", unit "resample")
+    after each chunk."""
     labels = np.asarray(labels)
     n, m = len(labels), len(preds)
     # Indicator columns: true class c (k), then per prediction vector tp of class c (k) and predicted c (k).
@@ -78,8 +81,7 @@ def resample_scores(
         for r in range(size):  # one draw per resample, exactly as a per-resample loop makes them
             weights[r] = np.bincount(rng.integers(0, n, size=n), minlength=n)
         parts.append(metrics_of(weights @ indicators))
-        if progress is not None:
-            progress(start + size, resamples)
+        report(on_progress, "bootstrap", "resample", start + size, resamples, step=size)
     out = []
     for j in range(m):
         acc, macro, per_class = (np.concatenate([part[j][i] for part in parts]) for i in range(3))

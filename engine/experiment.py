@@ -18,7 +18,10 @@ intervals over the test rows, pooled over seeds: each resample draws test rows w
 the per-seed differences, so the interval reflects both test-set sampling and seed variation. Every arm is
 compared with baseline and, where it has one, with its control; each gets a one-line verdict.
 
-Each (arm, seed) cell is saved when done (test predictions + metrics) and skipped on a rerun.
+Each cell's test predictions are saved when done as a part of a job folder (engine.jobs), named by its cell
+key (the classifier's options, its training rows and the test set), so a rerun, or a run with more seeds or
+arms into the same folder, trains only what it has not saved; `run_compare` writes results.json, .md and
+.svg and the done marker, and answers "up to date" when the same inputs and options finished there.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -46,8 +49,11 @@ from engine.arms import (
 from engine.bootstrap import paired_difference, resample_scores
 from engine.config import TfidfConfig
 from engine.errors import InputError
-from engine.io import write_json, write_parquet
+from engine.io import write_json
+from engine.jobs import Job
+from engine.jobs import fingerprint as job_fingerprint
 from engine.oof.tfidf import FIT, build_model, fit_model, predict_proba
+from engine.progress import OnProgress, report
 from engine.schema import prob_columns
 
 __all__ = ["CompareConfig", "arm_training_sets", "compare", "compare_pairs", "kept_rows", "match_counts"]
@@ -166,7 +172,7 @@ def compare_pairs(
     *,
     k: int,
     resamples: int,
-    progress: Callable[[int, int], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> dict[str, dict]:
     """Paired bootstrap differences `a - b` of every pair of arms, for accuracy, macro-F1 and per-class F1.
     `probs[arm]` holds the arm's test probabilities, one array per seed. Every arm's metrics are computed
@@ -179,7 +185,7 @@ def compare_pairs(
         k,
         resamples=resamples,
         seed=BOOTSTRAP_SEED,
-        progress=progress,
+        on_progress=on_progress,
     )
     by_arm: dict[str, list[dict]] = {}
     for (arm, _), s in zip(flat, scores, strict=True):
@@ -257,24 +263,30 @@ def run_cell(
     *,
     k: int,
     config: CompareConfig,
-    path: Path,
+    job: Job,
     key: str,
     memo: dict[str, np.ndarray],
+    about: Mapping[str, object] | None = None,
 ) -> np.ndarray:
-    """Train on `train_set`, predict `test`; reuse the saved cell when its key matches, or the result of an
-    identical training set in this run (`memo`)."""
-    if path.exists():
-        saved = pl.read_parquet(path)
-        if saved.height == test.height and saved["key"][0] == key:
-            log.info("reusing %s", path.name)
-            memo[key] = saved.select(prob_columns(k)).to_numpy()
-            return memo[key]
+    """Train on `train_set`, predict `test`; reuse the result of an identical training set in this run
+    (`memo`) or the job's saved part named `key` (verified by the job), else save it as that part."""
     if key in memo:
-        probs = memo[key]
-    else:
-        probs = memo[key] = predict_proba(_fit(config, train_set), test["text"].to_list(), k)
-    write_parquet(pl.DataFrame(probs, schema=prob_columns(k)).with_columns(pl.lit(key).alias("key")), path)
+        return memo[key]
+    if key in job.parts:
+        log.info("reusing cell %s %s", key, dict(job.parts[key].meta))
+        memo[key] = job.read_part(key).select(prob_columns(k)).to_numpy()
+        return memo[key]
+    probs = memo[key] = predict_proba(_fit(config, train_set), test["text"].to_list(), k)
+    job.save_part(key, pl.DataFrame(probs, schema=prob_columns(k)), meta=dict(about or {}))
     return probs
+
+
+def cells_key(config: CompareConfig, test: pl.DataFrame, k: int) -> str:
+    """The cells' job: every cell names its own content (`_cell_key`), so parts of another job (another test
+    set, classifier or hardaug version) are discarded, never refused."""
+    return job_fingerprint("compare-cells", {"tfidf": asdict(config.tfidf), "fit": FIT, "k": k}, {
+        "test": test.select("text", "label")
+    })  # fmt: skip
 
 
 def count_cells(*, strategies: int, random: bool, all_: bool, cleaning: Sequence[str], seeds: int) -> int:
@@ -299,19 +311,99 @@ def compare(
     flagged: pl.DataFrame | None = None,
     cleaning: tuple[str, ...] = CLEANING_ARMS,
     extra_pairs: Sequence[tuple[str, str]] = (),
-    on_cell_done: Callable[[str, int], None] | None = None,
-    on_bootstrap: Callable[[int, int], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> dict:
     """Run every (arm, seed) cell and return the results (JSON-ready). `targeted` / `strategies`: kept
     augmentations of each selection; `flagged`: training rows with mined scores for the `cleaning` arms
     (see `arm_training_sets`); `extra_pairs`: more (arm, other) comparisons, named in the arm's verdict
-    (e.g. a proportional budget vs the uniform one). `on_bootstrap(done, total)` reports the resamples."""
+    (e.g. a proportional budget vs the uniform one). The cells are saved in the job folder `cells_dir`.
+    `on_progress` hears of each cell ("cells", unit "cell", detail: arm, seed), then of the bootstrap
+    resamples ("bootstrap", unit "resample")."""
+    with Job(cells_dir, cells_key(config, test, k), stale="discard", what="compare job") as job:
+        results, _ = _compare(
+            job, train, test, k=k, class_names=class_names, targeted=targeted, random_pool=random_pool,
+            all_pool=all_pool, config=config, strategies=strategies, flagged=flagged, cleaning=cleaning,
+            extra_pairs=extra_pairs, on_progress=on_progress,
+        )  # fmt: skip
+    return results
+
+
+RESULTS = ("results.json", "results.md", "results.svg")
+
+
+def run_compare(
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    *,
+    out_dir: Path,
+    k: int,
+    class_names: list[str],
+    targeted: pl.DataFrame | None = None,
+    random_pool: pl.DataFrame | None,
+    all_pool: pl.DataFrame | None,
+    config: CompareConfig,
+    strategies: dict[str, pl.DataFrame] | None = None,
+    flagged: pl.DataFrame | None = None,
+    cleaning: tuple[str, ...] = CLEANING_ARMS,
+    extra_pairs: Sequence[tuple[str, str]] = (),
+    extra: Mapping[str, object] | None = None,
+    on_progress: OnProgress | None = None,
+) -> tuple[dict, bool]:
+    """`compare` into `out_dir` (what `hardaug compare` does after parsing): the cells are parts of the job
+    folder `out_dir/.job` (locked while it runs: a second compare into the folder is refused), `extra` is
+    added to the results, and results.json, .md and .svg are written, then the done marker. Returns the
+    results and whether they were already there: the same inputs and options finished in `out_dir` and its
+    files are what that run wrote ("up to date": nothing is run)."""
+    named = {"targeted": targeted} if targeted is not None else {}
+    named.update(strategies or {})
+    result_key = job_fingerprint(
+        "compare",
+        {"config": asdict(config), "fit": FIT, "k": k, "classes": class_names, "cleaning": list(cleaning),
+         "extra_pairs": [list(p) for p in extra_pairs], "extra": dict(extra or {}), "strategies": list(named)},
+        {"train": train, "test": test, "random": random_pool, "all": all_pool, "flagged": flagged,
+         **{f"strategy {name}": rows for name, rows in named.items()}},
+    )  # fmt: skip
+    outputs = [out_dir / name for name in RESULTS]
+    key = cells_key(config, test, k)
+    with Job(out_dir / ".job", key, stale="discard", outputs=outputs, result_key=result_key, what="compare job") as job:
+        if job.finished() is not None:
+            return json.loads((out_dir / "results.json").read_text(encoding="utf-8")), True
+        results, used = _compare(
+            job, train, test, k=k, class_names=class_names, targeted=targeted, random_pool=random_pool,
+            all_pool=all_pool, config=config, strategies=strategies, flagged=flagged, cleaning=cleaning,
+            extra_pairs=extra_pairs, on_progress=on_progress,
+        )  # fmt: skip
+        results.update(extra or {})
+        write_results(results, out_dir)
+        job.finish({"arms": list(results["arms"])}, keep=used)  # the cells stay: more seeds or arms reuse them
+    return results, False
+
+
+def _compare(
+    job: Job,
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    *,
+    k: int,
+    class_names: list[str],
+    targeted: pl.DataFrame | None,
+    random_pool: pl.DataFrame | None,
+    all_pool: pl.DataFrame | None,
+    config: CompareConfig,
+    strategies: dict[str, pl.DataFrame] | None,
+    flagged: pl.DataFrame | None,
+    cleaning: tuple[str, ...],
+    extra_pairs: Sequence[tuple[str, str]],
+    on_progress: OnProgress | None,
+) -> tuple[dict, set[str]]:
+    """The results and the keys of the cells they used."""
     names = (["targeted"] if targeted is not None else []) + list(strategies or {})
     labels = test["label"].to_numpy()
     probs: dict[str, list[np.ndarray]] = {}
     sizes: dict[str, dict] = {}
     memo: dict[str, np.ndarray] = {}
     sets: dict[str, pl.DataFrame] = {}
+    n_cells, done = None, 0
     for seed in config.seeds:
         sets = arm_training_sets(
             train,
@@ -324,17 +416,19 @@ def compare(
             cleaning=cleaning,
             relabel_confidence=config.relabel_confidence,
         )
+        n_cells = n_cells or len(sets) * len(config.seeds)
         for arm, train_set in sets.items():
             key = _cell_key(config, train_set, test)
-            path = cells_dir / f"{arm}_seed{seed}.parquet"
             probs.setdefault(arm, []).append(
-                run_cell(train_set, test, k=k, config=config, path=path, key=key, memo=memo)
+                run_cell(
+                    train_set, test, k=k, config=config, job=job, key=key, memo=memo, about={"arm": arm, "seed": seed}
+                )
             )
             sizes[arm] = {"train_rows": train_set.height, "added_rows": train_set.height - train.height}
             if arm in CLEANING_ARMS or arm in CLEANING_CONTROLS.values():
                 sizes[arm]["changed_rows"] = changed_rows(arm, flagged, train_set, train.height)
-            if on_cell_done is not None:
-                on_cell_done(arm, seed)
+            done += 1
+            report(on_progress, "cells", "cell", done, n_cells, arm=arm, seed=seed)
 
     plan = arm_plan(sets, names)
     arms = {}
@@ -356,11 +450,11 @@ def compare(
     pairs += [pair for pair in extra_pairs if pair not in pairs]
     for arm, other in extra_pairs:
         plan[arm]["also"] = other
-    comparisons = compare_pairs(labels, probs, pairs, k=k, resamples=config.bootstrap, progress=on_bootstrap)
+    comparisons = compare_pairs(labels, probs, pairs, k=k, resamples=config.bootstrap, on_progress=on_progress)
     verdicts = {
         arm: verdict(arm, plan, comparisons) for arm, p in plan.items() if p["kind"] in ("strategy", "all", "cleaning")
     }
-    return {
+    results = {
         "classes": class_names,
         "test_rows": test.height,
         "train_rows": train.height,
@@ -371,6 +465,7 @@ def compare(
         "comparisons": comparisons,
         "verdicts": verdicts,
     }
+    return results, set(memo)
 
 
 # ----------------------------------------------------------------------------------------------- output

@@ -19,6 +19,16 @@ a file output) holds:
   only if the fingerprint is this job's and every output still has that digest. A job that is not finished
   removes an older `done.json` before it writes any output, so a job killed in its final writes never
   leaves another job's marker vouching for its half-written files.
+- `scratch/`: what the producer keeps between runs besides parts (oof's shared n-gram counts, a checkpoint
+  while a fold trains); tied to the manifest: removed with the parts on restart, on finish, and when the
+  manifest is missing or unreadable.
+
+Several processes may share one job (`shared=True`: `hardaug oof --only-folds`, one process per GPU on
+disjoint folds, or Ray tasks): each holds a shared lock, so they run together while a run that takes the
+exclusive lock (the one that assembles the result) is refused until they end, and the other way round. Every
+change of the manifest is then made under a short exclusive lock on `manifest.lock`, re-reading and merging
+the manifest first, so no process loses another's records; a part is written under that lock too, so the
+clean-up of unlisted files never removes a part another process is recording.
 """
 
 from __future__ import annotations
@@ -49,7 +59,9 @@ log = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 DONE = "done.json"
 LOCK = "lock"
+MANIFEST_LOCK = "manifest.lock"
 PARTS = "parts"
+SCRATCH = "scratch"
 _CHUNK = 1 << 20
 
 
@@ -124,6 +136,11 @@ class JobLocked(InputError):
 class Job:
     """The job folder of one resumable job; use as a context manager (it holds the lock inside `with`).
 
+    `shared`: one of several processes of the same job at once (see the module docstring); they save parts,
+    never finish. `stale="discard"`: parts of another fingerprint are removed instead of refused, for a job
+    whose parts name their own content (compare's cells). `result_key`: what the done marker must also
+    match when one folder of parts serves results of several option sets (compare's cells serve any seeds).
+
     with Job(out_dir / ".job", key, restart=args.restart, outputs=[out_dir / "oof.parquet"]) as job:
         if (summary := job.finished()) is not None:
             return summary
@@ -142,14 +159,29 @@ class Job:
         restart: bool = False,
         outputs: Iterable[str | Path] = (),
         what: str = "job",
+        shared: bool = False,
+        stale: str = "refuse",
+        result_key: str | None = None,
     ) -> None:
+        if shared and restart:
+            raise ValueError("a shared job cannot restart: it would delete the parts of the other processes")
+        if stale not in ("refuse", "discard"):
+            raise ValueError(f"stale must be 'refuse' or 'discard', got {stale!r}")
         self.folder = Path(folder)
         self.key = key
         self.restart = restart
         self.outputs = [Path(p) for p in outputs]
         self.what = what  # how messages name the parts' owner ("oof job", "eda job")
+        self.shared = shared
+        self.stale = stale
+        self.result_key = result_key
         self.parts: dict[str, Part] = {}
         self._lock_fd: int | None = None
+
+    @property
+    def scratch(self) -> Path:
+        """A folder for what the producer keeps between runs besides parts (created on demand)."""
+        return self.folder / SCRATCH
 
     # -- lifetime -------------------------------------------------------------------------------------------
     def __enter__(self) -> Job:
@@ -166,38 +198,39 @@ class Job:
         self._unlock()
 
     def _lock(self) -> None:
-        path = self.folder / LOCK
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise
-            raise JobLocked(
-                f"{self._target()} is being written by another hardaug run ({_holder(path)}). Two runs must not "
-                "share an output: wait for that one to finish, stop it, or choose another output."
-            ) from None
-        holder = {
-            "pid": os.getpid(),
-            "host": socket.gethostname(),
-            "command": " ".join(sys.argv) or "python",
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(holder).encode(), 0)
-        self._lock_fd = fd
+        self._lock_fd = _acquire(self.folder / LOCK, self._target(), shared=self.shared)
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-            os.close(self._lock_fd)
+            _release(self._lock_fd)
             self._lock_fd = None
 
     def _target(self) -> Path:
         return self.outputs[0] if self.outputs else self.folder
 
+    @contextlib.contextmanager
+    def _manifest_lock(self):
+        """Held while the manifest is read and changed in shared mode (short: one part's write at most)."""
+        if not self.shared:
+            yield
+            return
+        fd = os.open(self.folder / MANIFEST_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
     def _open(self) -> None:
+        if self.shared:
+            with self._manifest_lock():
+                if self.finished() is not None:
+                    return
+                self.parts = self._read_manifest()
+                if not (self.folder / MANIFEST).exists():  # claim the folder: another job's process is refused
+                    self._write_manifest(self.parts)
+            return
         if self.restart:
             (self.folder / DONE).unlink(missing_ok=True)
             self._clear_parts()
@@ -212,6 +245,7 @@ class Job:
 
     def _clear_parts(self) -> None:
         shutil.rmtree(self.folder / PARTS, ignore_errors=True)
+        shutil.rmtree(self.folder / SCRATCH, ignore_errors=True)
         (self.folder / MANIFEST).unlink(missing_ok=True)
         self.parts = {}
 
@@ -230,11 +264,15 @@ class Job:
             log.warning("%s is unreadable (%s): its parts cannot be trusted and are redone", path, exc)
             self._clear_parts()
             return {}
+        if found_key != self.key and self.stale == "discard":
+            log.info("%s: discarding the saved parts of another %s (fingerprint %s)", self.folder, self.what, found_key)
+            self._clear_parts()
+            return {}
         if found_key != self.key:
             raise InputError(
-                f"{self.folder} holds the saved parts of another {self.what} (other input, model or options: "
-                f"fingerprint {found_key}, this one is {self.key}). Pass --restart to discard them, or choose "
-                "another output."
+                f"{self.folder} holds the saved parts of a different job (another {self.what} with other input, "
+                f"model or options: fingerprint {found_key}, this one is {self.key}). Pass --restart to discard "
+                "them, or choose another output."
             )
         kept: dict[str, Part] = {}
         for part in recorded:
@@ -266,15 +304,37 @@ class Job:
         """Save `frame` as the part `name` (atomically) and record it in the manifest."""
         path = self.part_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_parquet(frame, path)
-        return self.record_part(name, path, rows=frame.height, meta=meta)
+        with self._manifest_lock():
+            write_parquet(frame, path)
+            return self._record(name, path, rows=frame.height, meta=meta)
 
     def record_part(self, name: str, path: Path, *, rows: int, meta: dict | None = None) -> Part:
-        """Record a part its producer wrote itself (atomically) under `part_path(name, ...)`."""
+        """Record a part its producer wrote itself (atomically) under `part_path(name, ...)`. In shared mode
+        prefer `save_part`: a part written outside the manifest lock can be taken for a killed write's."""
+        with self._manifest_lock():
+            return self._record(name, path, rows=rows, meta=meta)
+
+    def _record(self, name: str, path: Path, *, rows: int, meta: dict | None) -> Part:
         part = Part(name, path.name, rows, path.stat().st_size, file_digest(path), dict(meta or {}))
+        if self.shared:  # the other processes' records since this one opened the folder are kept
+            self.parts = {**self._recorded_by_others(), **self.parts}
         self.parts[name] = part
         self._write_manifest(self.parts)
         return part
+
+    def _recorded_by_others(self) -> dict[str, Part]:
+        try:
+            manifest = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))
+            found_key = manifest["fingerprint"]
+            recorded = {fields["name"]: Part(**fields) for fields in manifest["parts"]}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+        if found_key != self.key:
+            raise InputError(
+                f"{self.folder} now holds the saved parts of another {self.what} (fingerprint {found_key}, this "
+                f"one is {self.key}): another run with other inputs or options shares it. Choose another output."
+            )
+        return recorded
 
     def read_part(self, name: str) -> pl.DataFrame:
         return pl.read_parquet(self.folder / PARTS / self.parts[name].file)
@@ -290,7 +350,7 @@ class Job:
         path = self.folder / DONE
         try:
             done = json.loads(path.read_text(encoding="utf-8"))
-            if done["fingerprint"] != self.key:
+            if done["fingerprint"] != self.key or done.get("result") != self.result_key:
                 return None
             written = done["outputs"]
         except (OSError, ValueError, KeyError, TypeError):
@@ -302,15 +362,72 @@ class Job:
                 return None
         return done["summary"]
 
-    def finish(self, summary: Mapping[str, Any] | None = None) -> None:
+    def finish(self, summary: Mapping[str, Any] | None = None, *, keep: Iterable[str] | None = None) -> None:
         """Mark the job done (after every output is written): the done marker with the outputs' digests,
-        then the parts are removed."""
+        then the parts are removed; `keep` names parts to keep for later jobs instead (compare's cells: a
+        rerun with more seeds reuses them), the others are removed."""
+        if self.shared:
+            raise RuntimeError("a shared job saves parts; the run that holds the job alone finishes it")
         missing = [str(p) for p in self.outputs if not p.is_file()]
         if missing:
             raise RuntimeError(f"finish() before every output was written: {missing}")
         outputs = {str(p): {"size": p.stat().st_size, "sha256": file_digest(p)} for p in self.outputs}
-        write_json({"fingerprint": self.key, "outputs": outputs, "summary": dict(summary or {})}, self.folder / DONE)
-        self._clear_parts()
+        done = {"fingerprint": self.key, "outputs": outputs, "summary": dict(summary or {})}
+        if self.result_key is not None:
+            done["result"] = self.result_key
+        write_json(done, self.folder / DONE)
+        if keep is None:
+            self._clear_parts()
+            return
+        keep = set(keep)
+        kept = {name: part for name, part in self.parts.items() if name in keep}
+        for name, part in self.parts.items():
+            if name not in kept:
+                (self.folder / PARTS / part.file).unlink(missing_ok=True)
+        self.parts = kept
+        self._write_manifest(kept)
+
+
+@contextlib.contextmanager
+def locked(folder: str | Path, target: str | Path):
+    """Hold `folder`/lock alone while the block runs (a job of jobs: `hardaug run` on OUT); a second holder is
+    refused with JobLocked naming this one. `target` is what the message says is being written."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    fd = _acquire(Path(folder) / LOCK, Path(target), shared=False)
+    try:
+        yield
+    finally:
+        _release(fd)
+
+
+def _acquire(path: Path, target: Path, *, shared: bool) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+            raise
+        raise JobLocked(
+            f"{target} is being written by another hardaug run ({_holder(path)}). Two runs must not share an "
+            "output: wait for that one to finish, stop it, or choose another output."
+        ) from None
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": " ".join(sys.argv) or "python",
+        "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    if shared:  # several holders: each says who it is, the last one to start is named
+        holder["shared"] = True
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(holder).encode(), 0)
+    return fd
+
+
+def _release(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 def _check_part(file: Path, part: Part) -> str | None:

@@ -11,9 +11,12 @@ subcommand (`key = value` -> `--key value`, `true` -> `--key`, `false` -> `--no-
 is the option's default, a list -> a repeated option or one comma-separated value, as the option takes it),
 and each table's command line is parsed by that subcommand's own parser, so a typo, a wrong type or a bad
 value stops the run naming the table and the key. `plan` turns the config into the ordered list of stages;
-`Runner` runs them, each in OUT/stages/<stage>-<key>, and skips a stage whose folder holds a finished marker,
-so a rerun after changing only the filter threshold reruns only the filters and compare. A killed stage
-resumes through the stage's own resumability.
+`Runner` runs them, each in OUT/stages/<stage>-<key>, and skips a stage whose job (engine.jobs, in the
+stage folder's `.stage/`) finished and whose output files are still what it wrote (their digests are in the
+done marker: an output edited or deleted by hand makes the stage run again), so a rerun after changing only
+the filter threshold reruns only the filters and compare. A killed stage resumes through the stage's own
+resumability. `run_pipeline` holds a lock on OUT (OUT/.run/lock): a second run into it is refused, naming
+the first.
 """
 
 from __future__ import annotations
@@ -41,11 +44,12 @@ import polars as pl
 import engine
 from engine.errors import InputError
 from engine.io import write_json, write_parquet
+from engine.jobs import Job, file_digest, locked
 
 log = logging.getLogger(__name__)
 
 AUGMENTERS = ("eda", "backtranslate", "paraphrase")
-DONE = ".done.json"
+STAGE_JOB = ".stage"  # the stage's job folder inside the stage folder (lock, done marker)
 TABLES = ("data", "oof", "mine", "strategies", "random", "augment", "filter", "compare", "cluster")
 # [cluster]: where stages run (Ray), given to every stage whose subcommand has the option; not in cache keys
 CLUSTER_KEYS = ("ray", "replicas", "gpus_per_replica")
@@ -613,12 +617,19 @@ class StageFailed(Exception):
         )
 
 
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def stage_record(folder: Path) -> dict | None:
+    """What a finished stage recorded (stage, argv or options, inputs, version, seconds, peak_mb), as its
+    done marker holds it; None if it has none. It does not check the outputs (the Runner does)."""
+    try:
+        return json.loads((folder / STAGE_JOB / "done.json").read_text(encoding="utf-8"))["summary"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def stage_outputs(folder: Path) -> list[Path]:
+    """The files a stage left in its folder, which its done marker vouches for: the regular files at the top
+    (not job folders or temporary files, whose names start with a dot, nor kept checkpoints below)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
 @dataclass
@@ -670,8 +681,8 @@ class Runner:
         return argv
 
     def run(self, stage: Stage) -> Path | None:
-        """Run `stage` unless its folder holds a finished marker; returns the folder (None in a dry run when
-        the stage waits for an earlier one)."""
+        """Run `stage` unless it finished in its folder and its outputs are unchanged; returns the folder (None
+        in a dry run when the stage waits for an earlier one)."""
         inputs = [self.path(p) for p in stage.files()]
         if any(p is None or not p.exists() for p in inputs):
             if not self.dry_run:  # an earlier stage's output deleted by hand, its marker left
@@ -683,38 +694,40 @@ class Runner:
             self.folders[stage.name] = None
             self._plan(stage, None, "waits")
             return None
-        folder = self.out / "stages" / f"{stage.name}-{self.key(stage, inputs)}"
+        key = self.key(stage, inputs)
+        folder = self.out / "stages" / f"{stage.name}-{key}"
         self.folders[stage.name] = folder
-        marker = folder / DONE
-        if marker.exists():
-            if not self.dry_run:
+        job = Job(folder / STAGE_JOB, key, what=f"stage {stage.name}")
+        if self.dry_run:  # a look at the done marker, without the lock: nothing is written
+            self._plan(stage, folder, "cached" if job.finished() is not None else "runs")
+            return folder
+        with job:
+            done = job.finished()
+            if done is not None:
                 log.info("stage %s: cached (%s)", stage.name, folder)
-            self._plan(stage, folder, "cached")
-            # The cost when it ran, so pipeline.json always gives the cost of every stage.
-            done = json.loads(marker.read_text(encoding="utf-8"))
-            self._record(stage, folder, True, done.get("seconds"), done.get("peak_mb"))
-            return folder
-        self._plan(stage, folder, "runs")
-        if self.dry_run:
-            return folder
-        folder.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        peak = None
-        if stage.task is None:
-            command = self.command(stage, folder)
-            log.info("stage %s: hardaug %s", stage.name, shlex.join(command))
-            result = self.run_command(command)
-            code, peak = (result, None) if isinstance(result, int) else (result.code, result.peak_mb)
-            if code != 0:
-                raise StageFailed(stage.name, code, folder)
-            extra: dict = {"argv": command}
-        else:
-            log.info("stage %s: %s", stage.name, stage.about)
-            stage.task(folder, inputs)
-            extra = {"options": stage.options}
-        seconds = round(time.perf_counter() - started, 1)
-        done = {"stage": stage.name, **extra, "inputs": [str(p) for p in inputs], "version": self.version}
-        write_json({**done, "seconds": seconds, "peak_mb": peak}, marker)
+                self._plan(stage, folder, "cached")
+                # The cost when it ran, so pipeline.json always gives the cost of every stage.
+                self._record(stage, folder, True, done.get("seconds"), done.get("peak_mb"))
+                return folder
+            self._plan(stage, folder, "runs")
+            started = time.perf_counter()
+            peak = None
+            if stage.task is None:
+                command = self.command(stage, folder)
+                log.info("stage %s: hardaug %s", stage.name, shlex.join(command))
+                result = self.run_command(command)
+                code, peak = (result, None) if isinstance(result, int) else (result.code, result.peak_mb)
+                if code != 0:
+                    raise StageFailed(stage.name, code, folder)
+                extra: dict = {"argv": command}
+            else:
+                log.info("stage %s: %s", stage.name, stage.about)
+                stage.task(folder, inputs)
+                extra = {"options": stage.options}
+            seconds = round(time.perf_counter() - started, 1)
+            done = {"stage": stage.name, **extra, "inputs": [str(p) for p in inputs], "version": self.version}
+            job.outputs = stage_outputs(folder)
+            job.finish({**done, "seconds": seconds, "peak_mb": peak})
         self._record(stage, folder, False, seconds, peak)
         return folder
 
@@ -737,10 +750,17 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], Any]
     stage's output to know its key, and its command."""
     runner = Runner(config.out, run_command, dry_run=dry_run)
     stages = plan(config)
-    for stage in stages:
-        runner.run(stage)
     if dry_run:
+        for stage in stages:
+            runner.run(stage)
         return {"plan": runner.plan_lines}
+    with locked(config.out / ".run", config.out):  # two runs into one OUT: the second is refused
+        for stage in stages:
+            runner.run(stage)
+        return _finish(config, runner, stages)
+
+
+def _finish(config: PipelineConfig, runner: Runner, stages: list[Stage]) -> dict:
 
     folders = {name: folder for name, folder in runner.folders.items() if folder is not None}
     filters = [s.name for s in stages if s.table == "filter" and s.task is None]

@@ -250,13 +250,13 @@ def test_transformer_folds_as_ray_tasks_resume_per_fold(cluster, tmp_path):
     config = OofConfig(n_folds=3, backend="transformers", transformer=transformer)
     common = {"config": config, "k": len(names), "class_names": names, "parts_dir": tmp_path / ".parts"}
     run_folds(train, None, folds=[0], **common)  # an earlier run saved fold 0
-    fold0 = tmp_path / ".parts" / "fold_00.parquet"
+    fold0 = tmp_path / ".parts" / "parts" / "fold_00.parquet"
     before = fold0.stat().st_mtime_ns
     done = []
     run_folds_on_ray(train, None, checkpoint_dir=tmp_path / "checkpoints", options=ClusterOptions(),
-                     on_fold_done=lambda fold, _: done.append(fold), **common)  # fmt: skip
+                     on_progress=lambda p: done.append(p.detail["fold"]), **common)  # fmt: skip
     assert sorted(done) == [1, 2] and fold0.stat().st_mtime_ns == before
-    assert not list((tmp_path / ".parts").glob(".ray_fold_*"))  # every task moved its fold in and cleaned up
+    assert not list((tmp_path / ".parts" / "scratch").glob("ckpt_*"))  # every task cleaned up its checkpoint
     oof = run_oof(train, None, **common).oof  # assembles the three saved folds
     assert oof.height == 240 and sorted(oof["fold"].unique()) == [0, 1, 2]
 

@@ -14,6 +14,7 @@ from engine.cli import main
 from engine.cli.common import SAMPLE_DIR
 from engine.errors import InputError
 from engine.experiment import CompareConfig, arm_training_sets, compare
+from engine.progress import Progress
 
 SAMPLE = Path(str(SAMPLE_DIR))
 
@@ -120,18 +121,22 @@ def test_cells_resume_after_a_kill(small_data, tmp_path: Path):
         "cells_dir": tmp_path / "cells",
     }
 
-    def kill_after_two(arm: str, seed: int, done=[]) -> None:  # noqa: B006 (counts calls within this test)
-        done.append(arm)
+    def kill_after_two(p: Progress, done=[]) -> None:  # noqa: B006 (counts calls within this test)
+        if p.unit == "cell":
+            done.append(p.detail["arm"])
         if len(done) == 2:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        compare(train, test, on_cell_done=kill_after_two, **kwargs)
-    saved = sorted(p.name for p in (tmp_path / "cells").glob("*.parquet"))
-    assert saved == ["baseline_seed0.parquet", "targeted_seed0.parquet"]
-    before = {p: (tmp_path / "cells" / p).stat().st_mtime_ns for p in saved}
+        compare(train, test, on_progress=kill_after_two, **kwargs)
+    parts = tmp_path / "cells" / "parts"  # the cells are parts of a job folder, named by their cell key
+    manifest = json.loads((tmp_path / "cells" / "manifest.json").read_text())
+    assert [p["meta"] for p in manifest["parts"]] == [{"arm": "baseline", "seed": 0}, {"arm": "targeted", "seed": 0}]
+    saved = sorted(p.name for p in parts.glob("*.parquet"))
+    assert len(saved) == 2
+    before = {p: (parts / p).stat().st_mtime_ns for p in saved}
     resumed = compare(train, test, **kwargs)
-    assert {p: (tmp_path / "cells" / p).stat().st_mtime_ns for p in saved} == before  # reused
+    assert {p: (parts / p).stat().st_mtime_ns for p in saved} == before  # reused
     fresh = compare(train, test, **{**kwargs, "cells_dir": tmp_path / "fresh"})
     assert resumed == fresh
     assert set(resumed["arms"]) == {"baseline", "targeted", "random"}
@@ -154,31 +159,43 @@ def test_compare_cli_end_to_end(small_data, tmp_path: Path, capsys):
         tmp_path / "random.parquet"
     )
     out = tmp_path / "cmp"
-    code = main(
-        [
-            "compare",
-            "--train",
-            str(train_path),
-            "--test",
-            str(test_path),
-            "--targeted",
-            str(tmp_path / "targeted.parquet"),
-            "--random",
-            str(tmp_path / "random.parquet"),
-            "--seeds",
-            "0",
-            "--bootstrap",
-            "100",
-            "--out-dir",
-            str(out),
-        ]
-    )
+    argv = [
+        "compare",
+        "--train",
+        str(train_path),
+        "--test",
+        str(test_path),
+        "--targeted",
+        str(tmp_path / "targeted.parquet"),
+        "--random",
+        str(tmp_path / "random.parquet"),
+        "--seeds",
+        "0",
+        "--bootstrap",
+        "100",
+        "--out-dir",
+        str(out),
+    ]
+    code = main(argv)
     assert code == 0
     printed = capsys.readouterr().out
     assert "targeted vs random" in printed and "| baseline | 0 |" in printed
     results = json.loads((out / "results.json").read_text())
     assert results["arms"]["targeted"]["added_rows"] == 50  # only kept rows
     assert (out / "results.svg").read_text().lstrip().startswith("<?xml")
+    before = (out / "results.json").read_bytes()
+
+    # the same command again: up to date, nothing run; a result file edited by hand: run again, from the cells
+    assert main(argv) == 0 and "is up to date" in capsys.readouterr().out
+    (out / "results.md").write_text("edited")
+    assert main(argv) == 0 and "is up to date" not in capsys.readouterr().out
+    assert (out / "results.json").read_bytes() == before and (out / "results.md").read_text() != "edited"
+    # a second compare into the same folder while one runs is refused, naming the holder
+    from engine.jobs import locked
+
+    with locked(out / ".job", out):
+        assert main(argv) == 2
+    assert "being written by another hardaug run (pid" in capsys.readouterr().err
 
 
 def test_compare_refuses_augmentations_without_labels(small_data, tmp_path: Path, capsys):

@@ -164,3 +164,57 @@ def test_job_killed_in_its_final_writes_leaves_no_marker_for_another_job(tmp_pat
     with Job(folder, "A", outputs=[out], restart=True) as job:
         assert job.finished() is None
     assert not (tmp_path / ".oof.parquet.tmp-999").exists()
+
+
+def test_shared_processes_keep_each_others_records_and_an_exclusive_run_waits_for_them(tmp_path):
+    folder = tmp_path / ".job"
+    with Job(folder, "k1", shared=True) as one, Job(folder, "k1", shared=True) as two:
+        one.save_part("fold_0", _frame(3))
+        two.save_part("fold_1", _frame(4))  # two opened before fold_0 was saved: the merge keeps it
+        one.save_part("fold_2", _frame(5))
+        with pytest.raises(JobLocked), Job(folder, "k1"):
+            pass  # the assembling run is refused while fold processes run
+        with pytest.raises(RuntimeError, match="finish"):
+            one.finish()
+    with Job(folder, "k1") as job:
+        assert sorted(job.parts) == ["fold_0", "fold_1", "fold_2"]
+        with pytest.raises(JobLocked), Job(folder, "k1", shared=True):
+            pass
+    with pytest.raises(ValueError, match="restart"):
+        Job(folder, "k1", shared=True, restart=True)
+
+
+def test_a_shared_process_of_another_job_is_refused_even_before_any_part(tmp_path):
+    folder = tmp_path / ".job"
+    with Job(folder, "A", shared=True), pytest.raises(InputError, match="another"), Job(folder, "B", shared=True):
+        pass
+
+
+def test_scratch_goes_with_the_parts(tmp_path):
+    folder = tmp_path / ".job"
+    with Job(folder, "k1") as job:
+        job.scratch.mkdir()
+        (job.scratch / "counts.npy").write_bytes(b"x")
+        job.save_part("p", _frame(2))
+    with Job(folder, "k1") as job:
+        assert (job.scratch / "counts.npy").exists()  # same job: kept
+    (folder / MANIFEST).unlink()
+    with Job(folder, "k1") as job:
+        assert not job.scratch.exists()  # no manifest vouches for it
+
+
+def test_cache_parts_of_other_options_are_discarded_and_kept_parts_survive_finish(tmp_path, caplog):
+    out = tmp_path / "results.json"
+    folder = tmp_path / ".job"
+    with Job(folder, "v1", stale="discard", outputs=[out], result_key="r1") as job:
+        job.save_part("cell_a", _frame(2))
+        job.save_part("cell_b", _frame(3))
+        out.write_text("{}")
+        job.finish({"n": 1}, keep=["cell_a"])
+    with Job(folder, "v1", stale="discard", outputs=[out], result_key="r1") as job:
+        assert job.finished() == {"n": 1}
+    with Job(folder, "v1", stale="discard", outputs=[out], result_key="r2") as job:
+        assert job.finished() is None and sorted(job.parts) == ["cell_a"]  # another result, same cells
+    with caplog.at_level(logging.INFO), Job(folder, "v2", stale="discard") as job:
+        assert job.parts == {}
+    assert "discarding" in caplog.text

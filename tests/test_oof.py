@@ -16,6 +16,7 @@ import pytest
 from engine.config import OofConfig
 from engine.errors import InputError
 from engine.oof import assign_folds, run_oof
+from engine.progress import Progress
 from engine.schema import prob_columns
 
 
@@ -64,17 +65,20 @@ def test_resume_after_interruption_gives_identical_result(noisy_dataset, tmp_pat
     kwargs = {"config": config, "k": 4, "class_names": list("0123")}
     full = run_oof(frame, frame.head(30), parts_dir=tmp_path / "full", **kwargs)
 
-    def stop_after_two(fold: int, _metrics: dict) -> None:
-        if fold == 1:
+    def stop_after_two(p: Progress) -> None:
+        if p.unit == "fold" and p.detail["fold"] == 1:
             raise KeyboardInterrupt
 
-    parts = tmp_path / "resumed"
+    job = tmp_path / "resumed"
+    parts = job / "parts"
     with pytest.raises(KeyboardInterrupt):
-        run_oof(frame, frame.head(30), parts_dir=parts, on_fold_done=stop_after_two, **kwargs)
+        run_oof(frame, frame.head(30), parts_dir=job, on_progress=stop_after_two, **kwargs)
     assert sorted(p.name for p in parts.glob("fold_*.parquet")) == ["fold_00.parquet", "fold_01.parquet"]
     before = (parts / "fold_00.parquet").stat().st_mtime_ns
     seen = []
-    resumed = run_oof(frame, frame.head(30), parts_dir=parts, on_fold_done=lambda f, _: seen.append(f), **kwargs)
+    resumed = run_oof(
+        frame, frame.head(30), parts_dir=job, on_progress=lambda p: seen.append(p.detail["fold"]), **kwargs
+    )
     assert (parts / "fold_00.parquet").stat().st_mtime_ns == before  # reused, not recomputed
     assert seen == [0, 1, 2, 3]
     assert resumed.oof.equals(full.oof) and resumed.test.equals(full.test)
@@ -91,7 +95,9 @@ def test_folds_in_two_processes_give_the_same_result_as_one(noisy_dataset, tmp_p
     assert two.metrics == one.metrics
     for fold in range(3):
         name = f"fold_{fold:02d}.parquet"
-        assert pl.read_parquet(tmp_path / "two" / name).equals(pl.read_parquet(tmp_path / "one" / name))
+        assert pl.read_parquet(tmp_path / "two" / "parts" / name).equals(
+            pl.read_parquet(tmp_path / "one" / "parts" / name)
+        )
 
 
 def test_shared_counts_give_the_features_of_a_vectorizer_fitted_on_the_training_rows(noisy_dataset):
@@ -178,7 +184,7 @@ def test_killed_cli_run_resumes_to_the_same_file(sample_oof: Path, tmp_path: Pat
     ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while not (out / ".parts" / "fold_00.parquet").exists():
+    while not (out / ".job" / "parts" / "fold_00.parquet").exists():
         assert proc.poll() is None, "the run ended before its first fold was saved"
         assert time.monotonic() < deadline
         time.sleep(0.01)  # a fold of this small set takes well under a second
@@ -190,4 +196,4 @@ def test_killed_cli_run_resumes_to_the_same_file(sample_oof: Path, tmp_path: Pat
     for name in ("oof.parquet", "test_probs.parquet", "test_fold_probs.parquet"):
         assert pl.read_parquet(out / name).equals(pl.read_parquet(sample_oof / name)), name
     assert (out / "oof.parquet").read_bytes() == (sample_oof / "oof.parquet").read_bytes()
-    assert not (out / ".parts").exists()
+    assert not (out / ".job" / "parts").exists() and not (out / ".parts").exists()

@@ -20,6 +20,7 @@ from engine.config import OofConfig, TransformerConfig  # noqa: E402
 from engine.errors import InputError  # noqa: E402
 from engine.oof import assign_folds, run_oof  # noqa: E402
 from engine.oof.transformer import Encoded, collate, train_batches  # noqa: E402
+from engine.progress import Progress  # noqa: E402
 from engine.schema import prob_columns  # noqa: E402
 from engine.validate import prepare_dataset  # noqa: E402
 
@@ -104,7 +105,7 @@ def test_schema_matches_tfidf_and_every_row_is_predicted_once_out_of_fold(full_r
     # Each fold's part records the rows its model predicted and (dynamics) the rows it trained on.
     every = np.arange(train.height)
     for fold in range(3):
-        part = pl.read_parquet(parts / f"fold_{fold:02d}.parquet")
+        part = pl.read_parquet(parts / "parts" / f"fold_{fold:02d}.parquet")
         predicted = np.sort(part.filter(pl.col("split") == "oof")["row"].to_numpy())
         trained = np.sort(part.filter(pl.col("split") == "train")["row"].to_numpy())
         np.testing.assert_array_equal(predicted, np.flatnonzero(folds == fold))
@@ -137,7 +138,7 @@ def test_dynamics_are_in_range_and_vary_over_epochs(full_run):
     variability = result.oof["dyn_variability"].to_numpy()
     assert ((confidence >= 0) & (confidence <= 1)).all()
     assert ((variability >= 0) & (variability <= 0.5)).all() and variability.max() > 0
-    assert not list(parts.glob("ckpt_*")) and not (parts.parent / "checkpoints").exists()  # nothing kept
+    assert not list((parts / "scratch").glob("ckpt_*")) and not (parts.parent / "checkpoints").exists()  # nothing kept
 
 
 def test_resume_gives_the_identical_file_and_keeps_one_checkpoint_at_a_time(full_run, models, data, tmp_path):
@@ -149,17 +150,19 @@ def test_resume_gives_the_identical_file_and_keeps_one_checkpoint_at_a_time(full
 
     train, test = data
     full, _ = full_run
-    parts = tmp_path / ".parts"
-    kwargs = {"k": 4, "class_names": NAMES, "parts_dir": parts}
+    job = tmp_path / ".parts"
+    parts, scratch = job / "parts", job / "scratch"
+    kwargs = {"k": 4, "class_names": NAMES, "parts_dir": job}
 
-    def stop_after_first(fold: int, _metrics: dict) -> None:
-        if fold == 0:
+    def stop_after_first(p: Progress) -> None:
+        if p.unit == "fold" and p.detail["fold"] == 0:
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_oof(train, test, config=config(models["base"]), on_fold_done=stop_after_first, **kwargs)
-    assert sorted(p.name for p in parts.glob("fold_*")) == ["fold_00.json", "fold_00.parquet"]
-    assert not list(parts.glob("ckpt_*"))
+        run_oof(train, test, config=config(models["base"]), on_progress=stop_after_first, **kwargs)
+    assert sorted(p.name for p in parts.glob("fold_*")) == ["fold_00.parquet"]  # its history: the part's meta
+    assert json.loads((job / "manifest.json").read_text())["parts"][0]["meta"]["best_epoch"] >= 1
+    assert not list(scratch.glob("ckpt_*"))
     before = (parts / "fold_00.parquet").stat().st_mtime_ns
 
     on_disk = []
@@ -167,7 +170,7 @@ def test_resume_gives_the_identical_file_and_keeps_one_checkpoint_at_a_time(full
         train,
         test,
         config=config(models["base"], keep_checkpoints=True),
-        on_step=lambda fold, done, total: on_disk.append(len(list(parts.glob("ckpt_*")))),
+        on_progress=lambda p: on_disk.append(len(list(scratch.glob("ckpt_*")))) if p.unit == "step" else None,
         **kwargs,
     )
     assert (parts / "fold_00.parquet").stat().st_mtime_ns == before  # reused, not retrained
@@ -175,7 +178,7 @@ def test_resume_gives_the_identical_file_and_keeps_one_checkpoint_at_a_time(full
     assert resumed.test_folds.equals(full.test_folds)
     assert without_timings(resumed.metrics) == without_timings(full.metrics)
     assert max(on_disk) == 1  # the selected epoch's model while a later epoch trains, never two
-    assert not list(parts.glob("ckpt_*"))
+    assert not list(scratch.glob("ckpt_*"))
 
     kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert kept == ["fold_01", "fold_02"]  # fold 0 finished before keeping was asked for

@@ -21,7 +21,7 @@ from engine.cli import main
 from engine.cli.common import SAMPLE_DIR
 from engine.cli.run import subcommand_parsers
 from engine.errors import InputError
-from engine.pipeline import load_config, run_pipeline, shared_label_model, table_options
+from engine.pipeline import load_config, run_pipeline, shared_label_model, stage_record, table_options
 
 SAMPLE = Path(str(SAMPLE_DIR))
 ROOT = Path(engine.__file__).resolve().parents[1]
@@ -221,14 +221,14 @@ def test_pipeline_end_to_end_and_cache(uninterrupted: tuple[Path, dict]):
     assert len(models) == 1
     for stage in ("filter-eda-targeted", "filter-eda-random"):
         stage_folder = next(Path(s["folder"]) for s in summary["stages"] if s["stage"] == stage)
-        argv = json.loads((stage_folder / ".done.json").read_text())["argv"]
+        argv = stage_record(stage_folder)["argv"]
         assert argv[argv.index("--label-model") + 1] == str(models[0])
 
     config = _load(folder / "pipeline.toml")
     # a dry run of a finished pipeline: every stage cached, the commands it ran
     plan = run_pipeline(config, main, dry_run=True)["plan"]
     assert [(p["stage"], p["status"]) for p in plan] == [(s, "cached") for s in STAGES]
-    compare = json.loads((Path(plan[-1]["folder"]) / ".done.json").read_text())["argv"]
+    compare = stage_record(Path(plan[-1]["folder"]))["argv"]
     assert plan[-1]["command"].split()[1:] == compare
 
     again = run_pipeline(config, main)
@@ -248,6 +248,37 @@ def test_pipeline_end_to_end_and_cache(uninterrupted: tuple[Path, dict]):
     assert kept_changed  # 0.8 rejects more near-duplicates than 0.95 on this data
     assert rerun == ["filter-eda-targeted", "filter-eda-random"] + (["kept", "compare"] if kept_changed else [])
     assert list((runs / "stages").glob("label-model-*/label_model.npz")) == models  # not retrained
+
+
+def test_a_stage_whose_output_was_deleted_or_edited_runs_again(uninterrupted: tuple[Path, dict]):
+    """The stage's done marker vouches for its outputs' digests: a file deleted or edited by hand makes the
+    stage run again (only it: its output comes out the same, so later stages stay cached)."""
+    folder, summary = uninterrupted
+    config = _load(folder / "pipeline.toml")
+    victim = next(Path(s["folder"]) for s in summary["stages"] if s["stage"] == "kept") / "targeted.parquet"
+    before = victim.read_bytes()
+    for attack in ("delete", "edit"):
+        if attack == "delete":
+            victim.unlink()
+        else:
+            pl.read_parquet(victim).head(3).write_parquet(victim)
+        planned = {p["stage"]: p["status"] for p in run_pipeline(config, main, dry_run=True)["plan"]}
+        # a dry run cannot know that kept will come out the same: compare waits for it, or (edited) looks new
+        assert planned["kept"] == "runs" and planned["compare"] == ("waits" if attack == "delete" else "runs")
+        assert all(status == "cached" for stage, status in planned.items() if stage not in ("kept", "compare"))
+        again = run_pipeline(config, main)
+        assert [s["stage"] for s in again["stages"] if not s["cached"]] == ["kept"], attack
+        assert victim.read_bytes() == before
+
+
+def test_a_second_run_into_the_same_out_is_refused_naming_the_first(uninterrupted: tuple[Path, dict]):
+    from engine.jobs import JobLocked, locked
+
+    folder, _ = uninterrupted
+    config = _load(folder / "pipeline.toml")
+    with locked(config.out / ".run", config.out), pytest.raises(JobLocked, match=f"pid {os.getpid()}"):
+        run_pipeline(config, main)
+    assert all(s["cached"] for s in run_pipeline(config, main)["stages"])
 
 
 def test_dry_run_writes_nothing_and_a_new_version_reruns_every_stage(

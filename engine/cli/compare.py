@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "reweight-shuffled). Several seeds; accuracy, macro-F1, per-class F1, confidently wrong test "
             "predictions; every arm's gain over baseline and over its control with paired bootstrap 95% "
             "intervals pooled over seeds, and a one-line verdict per arm. Each (arm, seed) cell is saved in "
-            "OUT_DIR/cells and skipped on a rerun. Writes OUT_DIR/results.json, results.md and results.svg."
+            "OUT_DIR/.job and skipped on a rerun. Writes OUT_DIR/results.json, results.md and results.svg."
         ),
         epilog=(
             "example: hardaug compare --strategy notebook=runs/kept_nb.parquet --strategy "
@@ -149,10 +149,11 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.arms import CLEANING_ARMS, align_scores, budget_sets, check_strategy_name
     from engine.errors import InputError
-    from engine.experiment import compare, count_cells, kept_rows, write_results
+    from engine.experiment import count_cells, kept_rows, run_compare
     from engine.io import check_output_dir, read_table, refuse_overwrite
     from engine.labels import check_same_classes, saved_classes
     from engine.overlap import find_overlap
+    from engine.progress import Progress
     from engine.validate import check_augmented_pool, prepare_dataset
 
     config = build_config(args)
@@ -249,19 +250,24 @@ def run(args: argparse.Namespace) -> int:
         cleaning=cleaning if flagged is not None else (),
         seeds=len(config.seeds),
     )
-    bars = {"cells": tqdm(total=n_cells, desc="cells", unit="cell")}
+    bars: dict = {}  # opened at the first report: an "up to date" answer shows none
 
-    def on_bootstrap(done: int, total: int) -> None:
-        # The bootstrap runs after the last cell: its own line, so the wait after the cells bar is visible.
-        if "bootstrap" not in bars:
-            bars["cells"].close()
-            bars["bootstrap"] = tqdm(total=total, desc="bootstrap", unit="resample")
-        bars["bootstrap"].update(done - bars["bootstrap"].n)
+    def on_progress(p: Progress) -> None:
+        if p.unit == "cell":
+            bars.setdefault("cells", tqdm(total=n_cells, desc="cells", unit="cell")).update(p.step)
+        elif p.unit == "resample":
+            # The bootstrap runs after the last cell: its own line, so the wait after the cells bar is visible.
+            if "bootstrap" not in bars:
+                if "cells" in bars:
+                    bars["cells"].close()
+                bars["bootstrap"] = tqdm(total=p.total, desc="bootstrap", unit="resample")
+            bars["bootstrap"].update(p.done - bars["bootstrap"].n)
 
     try:
-        results = compare(
+        _, up_to_date = run_compare(
             train,
             test,
+            out_dir=out_dir,
             k=k,
             class_names=names,
             strategies=strategies,
@@ -271,15 +277,16 @@ def run(args: argparse.Namespace) -> int:
             cleaning=cleaning,
             extra_pairs=extra_pairs,
             config=config,
-            cells_dir=out_dir / "cells",
-            on_cell_done=lambda arm, seed: bars["cells"].update(),
-            on_bootstrap=on_bootstrap,
+            extra={"test_overlap": test_overlap},
+            on_progress=on_progress,
         )
     finally:
         for bar in bars.values():
             bar.close()
-    results["test_overlap"] = test_overlap
-    write_results(results, out_dir)
+    if up_to_date:
+        print((out_dir / "results.md").read_text(encoding="utf-8"))
+        print(f"{out_dir / 'results.json'} is up to date (same inputs and options): nothing was run")
+        return 0
     print((out_dir / "results.md").read_text(encoding="utf-8"))
     print(f"wrote {out_dir / 'results.json'}, {out_dir / 'results.md'}, {out_dir / 'results.svg'}")
     return 0

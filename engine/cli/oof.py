@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
-import time
 from pathlib import Path
 
 from engine.cli.cluster import add_cluster_options
@@ -25,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "gets probabilities from a model that never saw it. Writes OUT_DIR/oof.parquet (dataset columns + "
             "fold, oof_pred, oof_confidence, prob_0..prob_{K-1}), OUT_DIR/metrics.json, and with --test "
             "OUT_DIR/test_probs.parquet (fold-averaged) and OUT_DIR/test_fold_probs.parquet (per fold). "
-            "Each fold is saved when done (OUT_DIR/.parts); a killed run resumes at the next unfinished fold. "
+            "Each fold is saved when done (OUT_DIR/.job); a killed run resumes at the next unfinished fold. "
             "--backend transformers fine-tunes a model per fold (defaults: the motivating notebook's recipe); "
             "with --dynamics it adds dyn_confidence and dyn_variability (training dynamics for the data map)."
         ),
@@ -156,15 +154,15 @@ def run_oof_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.config import OofConfig, TfidfConfig, TransformerConfig
-    from engine.io import check_output_dir, read_table, refuse_overwrite, write_json, write_parquet
-    from engine.oof import run_oof
-    from engine.oof.kfold import fingerprint, run_folds
+    from engine.io import check_output_dir, read_table, refuse_overwrite
+    from engine.oof.job import JOB, OUTPUTS, run_oof_job
+    from engine.progress import Progress
     from engine.validate import prepare_dataset
 
     train_path = args.train or Path(str(SAMPLE_DIR / "train.csv"))
     out_dir = check_output_dir(args.out_dir)
     refuse_overwrite(
-        [("--out-dir", out_dir / n) for n in (*OOF_OUTPUTS, "label_map.json")],
+        [("--out-dir", out_dir / n) for n in OUTPUTS],
         {"--train": train_path, "--test": args.test},
     )
     transformers = args.backend == "transformers"
@@ -223,90 +221,50 @@ def run_oof_command(args: argparse.Namespace) -> int:
         )
     k = len(names)
     log.info("train %s: %d rows, %d classes; %d folds", train_path, train.height, k, config.n_folds)
-    done = _finished_oof(out_dir, fingerprint(config, k, train, test), with_test=test is not None)
-    if done is not None and not args.restart:
-        print(_format_oof_metrics(done))
-        print(f"\n{out_dir / 'oof.parquet'} is up to date (same data and options); --restart recomputes it")
-        return 0
+    ray = None
+    if args.ray is not None:
+        from engine.cli.cluster import cluster_options
 
-    started = time.perf_counter()
+        ray = cluster_options(args, device="cpu", threads=1)
     n_run = len(set(args.only_folds)) if args.only_folds is not None else config.n_folds
-    with (
-        tqdm(total=n_run, desc="folds", unit="fold") as bar,
-        tqdm(desc="steps", unit="step", leave=False, disable=not transformers) as steps,
-    ):
+    bars: dict = {}  # opened at the first report: an "up to date" answer shows none
 
-        def on_fold_done(fold: int, metrics: dict) -> None:
-            bar.set_postfix(acc=f"{metrics['accuracy']:.4f}")
-            bar.update()
+    def on_progress(p: Progress) -> None:
+        if not bars:
+            bars["folds"] = tqdm(total=n_run, desc="folds", unit="fold")
+            bars["steps"] = tqdm(desc="steps", unit="step", leave=False, disable=not transformers)
+        if p.unit == "fold":
+            bars["folds"].set_postfix(acc=f"{p.detail['metrics']['accuracy']:.4f}")
+            bars["folds"].update(p.step)
+        elif p.unit == "step":
+            if p.done == 1:
+                bars["steps"].reset(total=p.total)
+                bars["steps"].set_description(p.stage)
+            bars["steps"].update(p.step)
 
-        def on_step(fold: int, done: int, total: int) -> None:
-            if done == 1:
-                steps.reset(total=total)
-                steps.set_description(f"fold {fold} steps")
-            steps.update()
-
-        common = {
-            "config": config,
-            "k": k,
-            "class_names": names,
-            "parts_dir": out_dir / ".parts",
-            "on_fold_done": on_fold_done,
-            "checkpoint_dir": out_dir / "checkpoints",
-            "on_step": on_step,
-            "processes": args.processes or _auto_processes(train.height, config.n_folds),
-        }
-        if args.only_folds is not None:
-            saved = run_folds(train, test, folds=args.only_folds, **common)
-            print(_format_oof_metrics({"folds": saved}))
-            print(
-                f"\nsaved folds {','.join(str(m['fold']) for m in saved)} in {out_dir / '.parts'}; when every fold "
-                "is saved, run the same command without --only-folds to write oof.parquet"
-            )
-            return 0
-        restart = args.restart
-        if args.ray is not None:  # every fold a Ray task (one GPU each with --device cuda); run_oof assembles
-            from engine.cli.cluster import cluster_options
-            from engine.cluster.folds import run_folds_on_ray
-
-            if restart:
-                shutil.rmtree(out_dir / ".parts", ignore_errors=True)
-            run_folds_on_ray(
-                train, test, options=cluster_options(args, device="cpu", threads=1),
-                **{key: value for key, value in common.items() if key not in ("on_step", "processes")},
-            )  # fmt: skip
-            common["on_fold_done"], restart = None, False
-        result = run_oof(train, test, restart=restart, **common)
-    result.metrics["seconds"] = round(time.perf_counter() - started, 2)
-    result.metrics["train"] = str(train_path)
-    result.metrics["classes"] = names
-
-    write_parquet(result.oof, out_dir / "oof.parquet", classes=names)
-    if result.test is not None:
-        write_parquet(result.test, out_dir / "test_probs.parquet", classes=names)
-        write_parquet(result.test_folds, out_dir / "test_fold_probs.parquet", classes=names)
-    write_json({"classes": names}, out_dir / "label_map.json")
-    write_json(result.metrics, out_dir / "metrics.json")  # last: its presence marks a finished run
-    shutil.rmtree(out_dir / ".parts", ignore_errors=True)
-
-    print(_format_oof_metrics(result.metrics))
-    print(f"\nwrote {out_dir / 'oof.parquet'}" + (f" and {out_dir / 'test_probs.parquet'}" if test is not None else ""))
+    try:
+        run = run_oof_job(
+            train, test, config=config, k=k, class_names=names, out_dir=out_dir, restart=args.restart,
+            only_folds=args.only_folds, processes=args.processes or _auto_processes(train.height, config.n_folds),
+            ray=ray, on_progress=on_progress, extra_metrics={"train": str(train_path)},
+        )  # fmt: skip
+    finally:
+        for bar in reversed(bars.values()):
+            bar.close()
+    print(_format_oof_metrics(run.metrics))
+    if run.up_to_date:
+        print(f"\n{out_dir / 'oof.parquet'} is up to date (same data and options); --restart recomputes it")
+    elif not run.complete:
+        print(
+            f"\nsaved folds {','.join(str(m['fold']) for m in run.metrics['folds'])} in {out_dir / JOB}; when every "
+            "fold is saved, run the same command without --only-folds to write oof.parquet"
+        )
+    else:
+        print(
+            f"\nwrote {out_dir / 'oof.parquet'}"
+            + (f" and {out_dir / 'test_probs.parquet'}" if test is not None else "")
+        )
     return 0
-
-
-OOF_OUTPUTS = ("oof.parquet", "metrics.json", "test_probs.parquet", "test_fold_probs.parquet")
-
-
-def _finished_oof(out_dir: Path, key: str, *, with_test: bool) -> dict | None:
-    """The metrics of a finished run of the same job in `out_dir`, or None. metrics.json is written
-    last, so its fingerprint vouches for the other files."""
-    import json
-
-    names = ["oof.parquet", "metrics.json"] + (["test_probs.parquet", "test_fold_probs.parquet"] if with_test else [])
-    if not all((out_dir / n).is_file() for n in names):
-        return None
-    metrics = json.loads((out_dir / "metrics.json").read_text(encoding="utf-8"))
-    return metrics if metrics.get("fingerprint") == key else None
 
 
 def _format_oof_metrics(metrics: dict) -> str:

@@ -1,26 +1,26 @@
 """OOF folds as Ray tasks: one task per unfinished fold, one GPU each (a CPU slot on CPU), across the cluster.
 
 This is the hand-run recipe (`hardaug oof --only-folds i` per GPU, then once without it) done by Ray. Each
-task runs `run_folds` for its fold in a work folder of its own (`.parts/.ray_fold_XX`: concurrent folds
-must not clean up each other's half-trained checkpoints), then moves the saved fold (sidecar first, then
-the part, each an atomic rename) into `.parts`, where `run_oof` finds it as if the fold had run here. So
-resuming is per fold as before: a finished fold is never trained again, a fold killed with its task or
-node is trained again from the start. The parts folder must be on storage every node sees.
+task runs `run_folds` for its fold in the shared oof job folder (engine.jobs, shared mode: the tasks save
+their folds into one manifest at once, each touching only its own fold's checkpoints), where `run_oof` then
+finds them as if the folds had run here. The driver holds the job (shared) while the tasks run, so a run that
+would assemble is refused until they end. Resuming is per fold as before: a finished fold is never trained
+again, a fold killed with its task or node is trained again from the start. The job folder must be on storage
+every node sees.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
 
 from engine.cluster.session import ClusterError, ClusterOptions, connect, preflight
 from engine.config import OofConfig
-from engine.oof.kfold import run_folds
+from engine.jobs import Job
+from engine.oof.kfold import fingerprint, part_name, run_folds
+from engine.progress import OnProgress, report
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +37,10 @@ def _fold_task(
     fold: int,
 ) -> dict:
     logging.basicConfig(level=logging.WARNING)
-    parts = Path(parts_dir)
-    work = parts / f".ray_fold_{fold:02d}"
-    shutil.rmtree(work, ignore_errors=True)  # a task killed before left a half-trained fold: start it over
     (metrics,) = run_folds(
-        train, test, config=config, k=k, class_names=class_names, parts_dir=work, folds=[fold],
+        train, test, config=config, k=k, class_names=class_names, parts_dir=Path(parts_dir), folds=[fold],
         checkpoint_dir=Path(checkpoint_dir),
     )  # fmt: skip
-    name = f"fold_{fold:02d}"
-    if (work / f"{name}.json").exists():
-        os.replace(work / f"{name}.json", parts / f"{name}.json")  # a part on disk always has its sidecar
-    os.replace(work / f"{name}.parquet", parts / f"{name}.parquet")
-    shutil.rmtree(work, ignore_errors=True)
     return metrics
 
 
@@ -62,36 +54,39 @@ def run_folds_on_ray(
     parts_dir: Path,
     checkpoint_dir: Path,
     options: ClusterOptions,
-    on_fold_done: Callable[[int, dict], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> None:
-    """Train every fold not saved in `parts_dir` as a Ray task; `run_oof` with the same arguments then
-    assembles them. Checks (and creates) the parts folder first, as `run_folds` does."""
+    """Train every fold not saved in the job folder `parts_dir` as a Ray task; `run_oof` with the same
+    arguments then assembles them. Checks the job first, as `run_folds` does. `on_progress` hears of each
+    fold as it lands ("folds", unit "fold", detail: fold, metrics)."""
     preflight(options)
     run_folds(train, test, config=config, k=k, class_names=class_names, parts_dir=parts_dir, folds=[])
-    pending = [f for f in range(config.n_folds) if not (parts_dir / f"fold_{f:02d}.parquet").exists()]
-    if not pending:
-        return
-    gpu = config.backend == "transformers" and config.transformer.device != "cpu"
-    resources = {"num_gpus": 1} if gpu else {"num_cpus": 1}
-    with connect(options) as ray:
-        task = ray.remote(_fold_task).options(**resources, max_retries=options.max_retries, retry_exceptions=False)
-        train_ref, test_ref = ray.put(train), ray.put(test)
-        common = {"config": config, "k": k, "class_names": class_names, "parts_dir": str(parts_dir.resolve()),
-                  "checkpoint_dir": str(checkpoint_dir.resolve())}  # fmt: skip
-        running = {task.remote(train_ref, test_ref, fold=fold, **common): fold for fold in pending}
-        log.info("%d folds as Ray tasks (%s each) on %s", len(pending), resources, ray.cluster_resources())
-        while running:
-            (ready,), _ = ray.wait(list(running), num_returns=1)
-            fold = running.pop(ready)
-            try:
-                metrics = ray.get(ready)
-            except Exception as exc:
-                for ref in running:
-                    ray.cancel(ref, force=True)
-                cause = getattr(exc, "cause", None) or exc
-                raise ClusterError(
-                    f"fold {fold} failed on the Ray cluster: {type(cause).__name__}: {cause}. Folds saved before "
-                    "stay saved: fix the cause and run the same command again."
-                ) from None
-            if on_fold_done is not None:
-                on_fold_done(fold, metrics)
+    key = fingerprint(config, k, train, test, class_names)
+    with Job(parts_dir, key, shared=True, what="oof job") as job:
+        pending = [f for f in range(config.n_folds) if part_name(f) not in job.parts]
+        if not pending:
+            return
+        gpu = config.backend == "transformers" and config.transformer.device != "cpu"
+        resources = {"num_gpus": 1} if gpu else {"num_cpus": 1}
+        with connect(options) as ray:
+            task = ray.remote(_fold_task).options(**resources, max_retries=options.max_retries, retry_exceptions=False)
+            train_ref, test_ref = ray.put(train), ray.put(test)
+            common = {"config": config, "k": k, "class_names": class_names, "parts_dir": str(parts_dir.resolve()),
+                      "checkpoint_dir": str(checkpoint_dir.resolve())}  # fmt: skip
+            running = {task.remote(train_ref, test_ref, fold=fold, **common): fold for fold in pending}
+            log.info("%d folds as Ray tasks (%s each) on %s", len(pending), resources, ray.cluster_resources())
+            while running:
+                (ready,), _ = ray.wait(list(running), num_returns=1)
+                fold = running.pop(ready)
+                try:
+                    metrics = ray.get(ready)
+                except Exception as exc:
+                    for ref in running:
+                        ray.cancel(ref, force=True)
+                    cause = getattr(exc, "cause", None) or exc
+                    raise ClusterError(
+                        f"fold {fold} failed on the Ray cluster: {type(cause).__name__}: {cause}. Folds saved "
+                        "before stay saved: fix the cause and run the same command again."
+                    ) from None
+                report(on_progress, "folds", "fold", len(pending) - len(running), len(pending), fold=fold,
+                       metrics=metrics)  # fmt: skip

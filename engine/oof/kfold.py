@@ -1,13 +1,15 @@
 """Stratified K-fold runner, resumable at fold granularity.
 
-Each finished fold is written to `<parts_dir>/fold_XX.parquet` before the next one starts: one row per
-held-out row (`split` = "oof") and per test row ("test") with its probabilities, and with the
-transformers backend's training dynamics one row per training row ("train") with that fold's
-`dyn_confidence` and `dyn_variability`. The transformers backend writes `fold_XX.json` (epoch history,
-selected epoch) just before the part; the part's presence marks the fold done. A manifest pins the
-configuration and a fingerprint of the data, so a restart reuses finished folds only when they came from
-the same job; folds are deterministic given the seed, so a resumed run ends with the same final file as
-an uninterrupted one (on CUDA, folds recomputed after a crash match up to the GPU's nondeterminism).
+The folds are the parts of a job folder (`engine.jobs.Job` at `parts_dir`): each finished fold is saved as
+the part `fold_XX` before the next one starts: one row per held-out row (`split` = "oof") and per test row
+("test") with its probabilities, and with the transformers backend's training dynamics one row per training
+row ("train") with that fold's `dyn_confidence` and `dyn_variability`; the part's `meta` holds the
+transformers backend's epoch history and selected epoch. The manifest pins the fingerprint (data, options,
+hardaug version) and each part's digest, so a rerun reuses a fold only when it came from the same job and
+is intact (a missing, truncated or edited fold is named and trained again); folds are deterministic given
+the seed, so a resumed run ends with the same final file as an uninterrupted one (on CUDA, folds
+recomputed after a crash match up to the GPU's nondeterminism). `run_folds` runs some folds in a shared
+job (one process per GPU on disjoint folds); `engine.oof.job` writes the final files and the done marker.
 
 Backends: `tfidf` (CPU, scikit-learn, `engine.oof.tfidf`) and `transformers` (fine-tuning,
 `engine.oof.transformer`, imported only when chosen, so the TF-IDF path never loads torch).
@@ -15,12 +17,11 @@ Backends: `tfidf` (CPU, scikit-learn, `engine.oof.tfidf`) and `transformers` (fi
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -34,14 +35,14 @@ from sklearn.model_selection import StratifiedKFold
 
 from engine.config import OofConfig, TfidfConfig
 from engine.errors import InputError
-from engine.io import write_json, write_parquet, write_text
+from engine.jobs import Job
+from engine.jobs import fingerprint as job_fingerprint
 from engine.oof import tfidf
+from engine.progress import OnProgress, report
 from engine.schema import argmax_expr, prob_columns
 
 log = logging.getLogger(__name__)
 
-FoldCallback = Callable[[int, dict], None]
-StepCallback = Callable[[int, int, int], None]  # (fold, optimizer steps done, steps in the fold)
 DYNAMICS = ("dyn_confidence", "dyn_variability")
 
 
@@ -62,16 +63,25 @@ def assign_folds(labels: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
     return folds
 
 
-def fingerprint(config: OofConfig, k: int, train: pl.DataFrame, test: pl.DataFrame | None) -> str:
-    job: list = [config.job(), k]
+def fingerprint(
+    config: OofConfig,
+    k: int,
+    train: pl.DataFrame,
+    test: pl.DataFrame | None,
+    class_names: Sequence[str] | None = None,
+) -> str:
+    """The oof job's identity (engine.jobs.fingerprint): the options that decide the results, the class
+    names, the id, text and label columns of train and test by content, and the hardaug version."""
+    options: dict = {"config": config.job(), "k": k, "classes": list(class_names or [])}
     if config.backend == "tfidf":  # folds fitted before every fit ran on one thread are another job
-        job += [tfidf.FIT, tfidf.FOLD_FEATURES]
-    digest = hashlib.sha256(json.dumps(job, sort_keys=True).encode())
-    for frame in (train, test):
-        if frame is not None:
-            cols = [c for c in ("id", "text", "label") if c in frame.columns]
-            digest.update(frame.select(pl.col(cols).cast(pl.String)).hash_rows(seed=7).to_numpy().tobytes())
-    return digest.hexdigest()[:16]
+        options["fit"] = [tfidf.FIT, tfidf.FOLD_FEATURES]
+
+    def columns(frame: pl.DataFrame | None) -> pl.DataFrame | None:
+        if frame is None:
+            return None
+        return frame.select(pl.col([c for c in ("id", "text", "label") if c in frame.columns]).cast(pl.String))
+
+    return job_fingerprint("oof", options, {"train": columns(train), "test": columns(test)})
 
 
 def _check_class_sizes(labels: np.ndarray, k: int, n_folds: int, names: list[str]) -> None:
@@ -82,22 +92,6 @@ def _check_class_sizes(labels: np.ndarray, k: int, n_folds: int, names: list[str
             f"classes {', '.join(small)} have fewer rows than folds ({n_folds}); stratified K-fold needs at "
             "least one row of each class per fold. Use fewer folds, or merge or drop those classes."
         )
-
-
-def _open_parts(parts_dir: Path, key: str, restart: bool) -> None:
-    manifest = parts_dir / "manifest.json"
-    if restart and parts_dir.exists():
-        shutil.rmtree(parts_dir)
-    if manifest.exists():
-        found = json.loads(manifest.read_text())["fingerprint"]
-        if found != key:
-            raise InputError(
-                f"{parts_dir} holds folds of a different job (data or options changed: fingerprint {found}, "
-                f"this job {key}). Pass --restart to discard them, or use another --out-dir."
-            )
-        return
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    write_text(json.dumps({"fingerprint": key}) + "\n", manifest)
 
 
 def _fold_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
@@ -142,23 +136,30 @@ def _fit_tfidf_fold(
     return [tfidf.predict_proba(model, x, k) for x in others]
 
 
-# The n-gram counts of every text of the job, saved once in the parts folder (its manifest pins the data and
-# options): workers map them read-only (one copy in the page cache for all), and a resumed run skips counting.
+# The n-gram counts of every text of the job, saved once in the job's scratch folder (its manifest pins the
+# data and options): workers map them read-only (one copy in the page cache for all), and a resumed run skips
+# counting.
 _COUNTS = ("data", "indices", "indptr")
 
 
-def _shared_counts(config: TfidfConfig, texts: list[str], parts_dir: Path) -> Path:
-    folder = parts_dir / "ngrams"
+def _shared_counts(config: TfidfConfig, texts: list[str], scratch: Path) -> Path:
+    folder = scratch / "ngrams"
     if not (folder / "shape.json").exists():
         counts = tfidf.count_ngrams(config, texts)
-        tmp = parts_dir / f".ngrams.tmp-{os.getpid()}"
+        tmp = scratch / f".ngrams.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         for name in _COUNTS:
             np.save(tmp / f"{name}.npy", getattr(counts, name))
         (tmp / "shape.json").write_text(json.dumps(list(counts.shape)))  # written last: marks a whole folder
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
+        try:  # a folder appears whole or not at all; never replace one: another process may be reading it
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "shape.json").exists():  # not another process's whole folder: a leftover
+                shutil.rmtree(folder, ignore_errors=True)
+                os.rename(tmp, folder)
+            else:  # another process of a shared job counted the same texts first
+                shutil.rmtree(tmp, ignore_errors=True)
     return folder
 
 
@@ -186,7 +187,7 @@ def _tfidf_folds(
     texts: list[str],
     test_texts: list[str],
     k: int,
-    parts_dir: Path,
+    scratch: Path,
     processes: int,
 ) -> Iterator[tuple[int, pl.DataFrame]]:
     """Fit the folds `todo`; yields (fold, part) as each finishes (in fold order with one process). A fold's
@@ -194,7 +195,7 @@ def _tfidf_folds(
     fit runs on one thread, so 1 or N processes give the same bytes."""
     if not todo:
         return
-    folder = _shared_counts(config, texts + test_texts, parts_dir)
+    folder = _shared_counts(config, texts + test_texts, scratch)
     args = (folds, labels, len(test_texts), k)
     if processes <= 1 or len(todo) == 1:
         for fold in todo:
@@ -218,7 +219,7 @@ def _tfidf_result(result: tuple, k: int) -> pl.DataFrame:
     return _tfidf_part(fold, held_out, oof_probs, test_probs, k)
 
 
-def _transformer_fold(backend, fold, folds, encoded, test_encoded, labels, k, seed, parts_dir, on_step):
+def _transformer_fold(backend, fold, folds, encoded, test_encoded, labels, k, seed, scratch, on_progress):
     """Train fold `fold`; returns the part frame, the fold's extra metrics and its checkpoint (or None)."""
     probs = prob_columns(k)
     held_out = np.flatnonzero(folds == fold)
@@ -231,8 +232,12 @@ def _transformer_fold(backend, fold, folds, encoded, test_encoded, labels, k, se
         eval_rows=held_out,
         eval_labels=labels[held_out],
         test=test_encoded,
-        checkpoint=parts_dir / f"ckpt_fold_{fold:02d}",
-        on_step=(lambda done, total: on_step(fold, done, total)) if on_step is not None else None,
+        checkpoint=scratch / f"ckpt_fold_{fold:02d}",
+        on_progress=(
+            (lambda p: report(on_progress, f"fold {fold} steps", "step", p.done, p.total, fold=fold))
+            if on_progress is not None
+            else None
+        ),
     )
     n_test = len(test_encoded) if test_encoded is not None else 0
     frames = [
@@ -271,14 +276,21 @@ def _settle_checkpoint(checkpoint: Path | None, fold: int, keep_in: Path | None)
     log.info("fold %d: kept the model in %s", fold, target)
 
 
-def _leftover_checkpoints(parts_dir: Path, keep_in: Path | None) -> None:
-    """Checkpoints a killed run left behind: the selected model of a fold whose part was saved is kept
-    (if asked) or deleted; a half-trained fold's is always deleted (that fold trains again)."""
-    for path in sorted(parts_dir.glob("ckpt_fold_*")):
+def _leftover_checkpoints(scratch: Path, saved: set[int], mine: set[int], keep_in: Path | None) -> None:
+    """Checkpoints a killed run left behind, of the folds `mine` (a shared job's process touches only its
+    own folds: another process may be training the others): the selected model of a fold whose part was
+    saved is kept (if asked) or deleted; a half-trained fold's is always deleted (that fold trains again)."""
+    for path in sorted(scratch.glob("ckpt_fold_*")):
         name = path.name.removesuffix(".tmp")
         fold = int(name.rsplit("_", 1)[1])
-        finished = (parts_dir / f"fold_{fold:02d}.parquet").exists() and not path.name.endswith(".tmp")
+        if fold not in mine:
+            continue
+        finished = fold in saved and not path.name.endswith(".tmp")
         _settle_checkpoint(path, fold, keep_in if finished else None)
+
+
+def part_name(fold: int) -> str:
+    return f"fold_{fold:02d}"
 
 
 def run_oof(
@@ -290,34 +302,29 @@ def run_oof(
     class_names: list[str],
     parts_dir: Path,
     restart: bool = False,
-    on_fold_done: FoldCallback | None = None,
+    on_progress: OnProgress | None = None,
     checkpoint_dir: Path | None = None,
-    on_step: StepCallback | None = None,
     processes: int = 1,
 ) -> OofResult:
-    """Out-of-fold class probabilities for every row of `train` (validated: id, text, label).
+    """Out-of-fold class probabilities for every row of `train` (validated: id, text, label); the folds are
+    saved in the job folder `parts_dir` as they finish and reused by a rerun (`engine.oof.job.run_oof_job`
+    writes the final files and removes them).
 
-    `on_fold_done(fold, metrics)` is called after each fold is saved (the CLI advances a progress bar);
-    `on_step(fold, done, total)` after each optimizer step of the transformers backend. With
-    `config.transformer.keep_checkpoints`, each fold's selected model is moved to
+    `on_progress` (engine.progress) hears of each fold ("folds", unit "fold", detail: fold, metrics) after
+    it is saved or found saved, and of each optimizer step of the transformers backend ("fold F steps",
+    unit "step"). With `config.transformer.keep_checkpoints`, each fold's selected model is moved to
     `checkpoint_dir/fold_XX` (default: beside `parts_dir`, in `checkpoints/`). `processes` > 1 fits that
-    many TF-IDF folds at once, one process each (same results; `on_fold_done` then follows completion order).
+    many TF-IDF folds at once, one process each (same results; the folds are then reported in completion
+    order).
     """
-    key, parts = _run(
-        train,
-        test,
-        config=config,
-        k=k,
-        class_names=class_names,
-        parts_dir=parts_dir,
-        folds_to_run=None,
-        restart=restart,
-        on_fold_done=on_fold_done,
-        checkpoint_dir=checkpoint_dir,
-        on_step=on_step,
-        processes=processes,
-    )
-    return _assemble(train, test, parts, k, key, config)
+    backend = check_job(train, test, config=config, k=k, class_names=class_names)
+    key = fingerprint(config, k, train, test, class_names)
+    with Job(parts_dir, key, restart=restart, what="oof job") as job:
+        parts = run_in_job(
+            job, backend, train, test, config=config, k=k, folds_to_run=None, on_progress=on_progress,
+            checkpoint_dir=checkpoint_dir, processes=processes,
+        )  # fmt: skip
+    return assemble(train, test, parts, k, key, config)
 
 
 def run_folds(
@@ -329,97 +336,94 @@ def run_folds(
     class_names: list[str],
     parts_dir: Path,
     folds: Sequence[int],
-    on_fold_done: FoldCallback | None = None,
+    on_progress: OnProgress | None = None,
     checkpoint_dir: Path | None = None,
-    on_step: StepCallback | None = None,
     processes: int = 1,
 ) -> list[dict]:
     """Run (or reuse) only `folds` and save their parts; returns their metrics. For several GPUs: one
-    process per GPU on disjoint folds sharing `parts_dir`, then `run_oof` once to assemble (it reuses
-    every saved fold)."""
+    process per GPU on disjoint folds sharing `parts_dir` (a shared job: they run at once, a run that
+    assembles is refused until they end), then `run_oof` once to assemble (it reuses every saved fold)."""
     bad = [f for f in folds if not 0 <= f < config.n_folds]
     if bad:
         raise InputError(f"folds {bad} do not exist; with {config.n_folds} folds the ids are 0..{config.n_folds - 1}.")
-    _, parts = _run(
-        train,
-        test,
-        config=config,
-        k=k,
-        class_names=class_names,
-        parts_dir=parts_dir,
-        folds_to_run=sorted(set(folds)),
-        restart=False,
-        on_fold_done=on_fold_done,
-        checkpoint_dir=checkpoint_dir,
-        on_step=on_step,
-        processes=processes,
-    )
+    backend = check_job(train, test, config=config, k=k, class_names=class_names)
+    key = fingerprint(config, k, train, test, class_names)
+    with Job(parts_dir, key, shared=True, what="oof job") as job:
+        if job.finished() is not None:
+            raise InputError(f"{parts_dir} holds a finished oof job of these data and options: nothing to run.")
+        parts = run_in_job(
+            job, backend, train, test, config=config, k=k, folds_to_run=sorted(set(folds)),
+            on_progress=on_progress, checkpoint_dir=checkpoint_dir, processes=processes,
+        )  # fmt: skip
     return [metrics for _, metrics in parts]
 
 
-def _run(
+def check_job(train: pl.DataFrame, test: pl.DataFrame | None, *, config: OofConfig, k: int, class_names: list[str]):
+    """Every check of the job's data and options, before anything is written (InputError); returns the
+    backend object (None for tfidf)."""
+    _check_class_sizes(train["label"].to_numpy(), k, config.n_folds, class_names)
+    return _make_backend(config, k, class_names, train, test)
+
+
+def run_in_job(
+    job: Job,
+    backend,
     train: pl.DataFrame,
     test: pl.DataFrame | None,
     *,
     config: OofConfig,
     k: int,
-    class_names: list[str],
-    parts_dir: Path,
     folds_to_run: list[int] | None,
-    restart: bool,
-    on_fold_done: FoldCallback | None,
+    on_progress: OnProgress | None,
     checkpoint_dir: Path | None,
-    on_step: StepCallback | None,
     processes: int = 1,
-) -> tuple[str, list]:
+) -> list[tuple[pl.DataFrame, dict]]:
+    """Run the folds `folds_to_run` (all when None) in the open job `job`, reusing its saved parts; returns
+    (part, metrics) of each, in fold order."""
     labels = train["label"].to_numpy()
-    _check_class_sizes(labels, k, config.n_folds, class_names)
-    backend = _make_backend(config, k, class_names, train, test)  # every check before anything is written
-    key = fingerprint(config, k, train, test)
-    _open_parts(parts_dir, key, restart)
     folds = assign_folds(labels, config.n_folds, config.seed)
     texts = train["text"].to_list()
     test_texts = test["text"].to_list() if test is not None else []
     probs = prob_columns(k)
     transformers = config.backend == "transformers"
+    scratch = job.scratch
+    scratch.mkdir(parents=True, exist_ok=True)
     keep_in = None
     if transformers and config.transformer.keep_checkpoints:
-        keep_in = checkpoint_dir or parts_dir.parent / "checkpoints"
+        keep_in = checkpoint_dir or job.folder.parent / "checkpoints"
+    order = list(folds_to_run if folds_to_run is not None else range(config.n_folds))
+    saved = [fold for fold in order if part_name(fold) in job.parts]
     if transformers:
-        _leftover_checkpoints(parts_dir, keep_in)
+        mine = set(order) if job.shared else set(range(config.n_folds))
+        _leftover_checkpoints(scratch, {f for f in range(config.n_folds) if part_name(f) in job.parts}, mine, keep_in)
     encoded = test_encoded = None
 
-    order = list(folds_to_run if folds_to_run is not None else range(config.n_folds))
-    saved = [fold for fold in order if (parts_dir / f"fold_{fold:02d}.parquet").exists()]
     todo = [fold for fold in order if fold not in saved]
     fitted: Iterator[tuple[int, pl.DataFrame | None]]
     if transformers:
         fitted = ((fold, None) for fold in todo)  # trained one by one below (one GPU per process)
     else:
-        fitted = _tfidf_folds(config.tfidf, todo, folds, labels, texts, test_texts, k, parts_dir, processes)
+        fitted = _tfidf_folds(config.tfidf, todo, folds, labels, texts, test_texts, k, scratch, processes)
 
     parts = []
     for fold, part in [*((fold, None) for fold in saved), *fitted]:
-        path = parts_dir / f"fold_{fold:02d}.parquet"
-        sidecar = path.with_suffix(".json")
+        name = part_name(fold)
         extra: dict = {}
         if fold in saved:
-            log.info("fold %d: reusing %s", fold, path)
-            part = pl.read_parquet(path)
-            if sidecar.exists():
-                extra = json.loads(sidecar.read_text(encoding="utf-8"))
+            log.info("fold %d: reusing %s", fold, job.part_path(name))
+            part = job.read_part(name)
+            extra = dict(job.parts[name].meta)
         elif transformers:
             if encoded is None:  # tokenize once per run, and only if a fold has to be trained
                 encoded = backend.encode(texts)
                 test_encoded = backend.encode(test_texts) if test is not None else None
             part, extra, checkpoint = _transformer_fold(
-                backend, fold, folds, encoded, test_encoded, labels, k, config.seed, parts_dir, on_step
+                backend, fold, folds, encoded, test_encoded, labels, k, config.seed, scratch, on_progress
             )
-            write_json(extra, sidecar)  # before the part: a part on disk always has its sidecar
-            write_parquet(part, path)
+            job.save_part(name, part, meta=extra)
             _settle_checkpoint(checkpoint, fold, keep_in)
         else:
-            write_parquet(part, path)
+            job.save_part(name, part)
         held = part.filter(pl.col("split") == "oof")
         metrics = {
             "fold": fold,
@@ -433,13 +437,12 @@ def _run(
         metrics |= extra
         log.info("fold %d: accuracy %.4f, macro-F1 %.4f", fold, metrics["accuracy"], metrics["macro_f1"])
         parts.append((part, metrics))
-        if on_fold_done is not None:
-            on_fold_done(fold, metrics)
+        report(on_progress, "folds", "fold", len(parts), len(order), fold=fold, metrics=metrics)
     parts.sort(key=lambda item: item[1]["fold"])  # completion order varies with processes; results do not
-    return key, parts
+    return parts
 
 
-def _assemble(
+def assemble(
     train: pl.DataFrame, test: pl.DataFrame | None, parts: list, k: int, key: str, config: OofConfig
 ) -> OofResult:
     probs = prob_columns(k)

@@ -45,10 +45,10 @@ from engine.batching import plan_batches
 from engine.config import TransformerConfig
 from engine.errors import InputError
 from engine.models import ModelSource, check_device, resolve_model
+from engine.progress import OnProgress, report
 
 log = logging.getLogger(__name__)
 
-StepCallback = Callable[[int, int], None]  # (optimizer steps done, total steps) within the fold
 MEGA_BATCHES = 50  # batches per length-sorted mega-batch (HF LengthGroupedSampler's multiplier)
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
 
@@ -425,12 +425,13 @@ class TransformerBackend:
         eval_labels: np.ndarray,
         test: Encoded | None,
         checkpoint: Path,
-        on_step: StepCallback | None = None,
+        on_progress: OnProgress | None = None,
     ) -> FoldOutput:
         """Train on `train_rows` of `encoded`, select an epoch on `eval_rows`, predict them and `test`.
 
         `checkpoint` is where the selected epoch's model is kept while later epochs train (one folder,
         replaced when a better epoch comes); the caller moves or deletes it after saving the predictions.
+        `on_progress` hears of each optimizer step ("steps", unit "step", over the fold's steps).
         """
         import torch
         from transformers import get_linear_schedule_with_warmup
@@ -460,8 +461,7 @@ class TransformerBackend:
         def step() -> None:
             nonlocal done
             done += 1
-            if on_step is not None:
-                on_step(done, total_steps)
+            report(on_progress, "steps", "step", done, total_steps)
 
         history: list[dict] = []
         p_true = np.zeros((len(train_rows), config.epochs)) if config.dynamics else None
