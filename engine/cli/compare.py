@@ -7,7 +7,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from engine.cli.common import SAMPLE_DIR, comma_list, seed_list
+from engine.cli.common import SAMPLE_DIR, comma_list
+from engine.config import CompareConfig
+from engine.options import add_options, config_from_args
 
 log = logging.getLogger("engine")
 
@@ -95,24 +97,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="ARMS",
         help="with --scores: which of drop-label-issues,relabel,reweight (default: all three)",
     )
-    p.add_argument(
-        "--relabel-confidence",
-        type=float,
-        default=0.7,
-        help="relabel a suspected label error only when its out-of-fold prediction has at least this "
-        "probability (default 0.7)",
-    )
+    add_options(p, CompareConfig, fields=("relabel_confidence",))
     p.add_argument("--out-dir", type=Path, default=Path("runs/compare"), help="output folder (default: runs/compare)")
-    p.add_argument(
-        "--seeds", type=seed_list, default=(0, 1, 2), help="comma-separated seeds, integers >= 0 (default: 0,1,2)"
-    )
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
-    p.add_argument(
-        "--confident",
-        type=float,
-        default=0.9,
-        help="a wrong prediction with top probability >= this counts as confidently wrong (default 0.9)",
-    )
+    add_options(p, CompareConfig, fields=("seeds", "bootstrap", "confident_threshold"))
     p.add_argument(
         "--class-names",
         type=comma_list,
@@ -131,16 +118,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def build_config(args: argparse.Namespace):
+def build_config(args: argparse.Namespace) -> CompareConfig:
     """The experiment's config from the options (also what `hardaug run` checks a [compare] table with)."""
-    from engine.experiment import CompareConfig
-
-    return CompareConfig(
-        seeds=tuple(int(s) for s in args.seeds),
-        bootstrap=args.bootstrap,
-        confident_threshold=args.confident,
-        relabel_confidence=args.relabel_confidence,
-    )
+    return config_from_args(CompareConfig, args)
 
 
 def run(args: argparse.Namespace) -> int:
