@@ -178,6 +178,10 @@ class OofConfig:
         return job
 
 
+TOKENIZERS = ("auto", "kiwi", "whitespace")
+REPORT = "report"  # its `hardaug mine` group
+
+
 @dataclass(frozen=True)
 class AnalysisConfig:
     """What the report compares. Hard/easy for the term statistics are taken within each class, so
@@ -195,8 +199,15 @@ class AnalysisConfig:
     # Informative Dirichlet prior (Monroe et al. 2008): pooled counts scaled to this share of a group's size.
     prior_weight: float = 0.1
     top_terms: int = 15
-    n_examples: int = 25
-    tokenizer: str = "auto"  # auto | kiwi | whitespace
+    n_examples: int = option(
+        25, group=REPORT, flag="--examples", dest="examples", help="example rows per table in the report"
+    )
+    tokenizer: str = option(
+        "auto",
+        group=REPORT,
+        choices=TOKENIZERS,
+        help="terms for the report: kiwi = Korean morphemes, whitespace = words; auto picks by script",
+    )
     threads: int | None = None  # tokenizer threads; None = the cores this process may use
     seed: int = 42
 
@@ -205,7 +216,7 @@ class AnalysisConfig:
             raise ValueError("hard_quantile and easy_quantile must be in (0, 1)")
         if self.hard_quantile + self.easy_quantile > 1:
             raise ValueError("hard_quantile + easy_quantile must be <= 1 so hard and easy do not overlap")
-        if self.tokenizer not in ("auto", "kiwi", "whitespace"):
+        if self.tokenizer not in TOKENIZERS:
             raise ValueError(f"tokenizer must be auto, kiwi or whitespace, got {self.tokenizer!r}")
 
 

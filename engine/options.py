@@ -217,3 +217,17 @@ def seed_list(value: str) -> tuple[int, ...]:
     if any(s < 0 for s in seeds):
         raise argparse.ArgumentTypeError(f"seeds must be integers >= 0, got {value!r}")
     return seeds
+
+
+def class_ids(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in comma_list(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected class ids like 1,3, got {value!r}") from None
+
+
+def fraction(value: str) -> float:
+    q = float(value)
+    if not 0 < q <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+    return q

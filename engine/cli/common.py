@@ -14,20 +14,6 @@ from engine.options import comma_list, positive_float, positive_int, seed_list  
 SAMPLE_DIR = resources.files("engine") / "data" / "sample"
 
 
-def class_ids(value: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in comma_list(value))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected class ids like 1,3, got {value!r}") from None
-
-
-def fraction(value: str) -> float:
-    q = float(value)
-    if not 0 < q <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
-    return q
-
-
 def drop_count_lines(counts: dict[str, int]) -> list[str]:
     """The augmenters' `.drops.json` counts as aligned lines: candidates, each drop reason, kept."""
     lines = [f"{'candidates':<24}{counts.get('generated', 0):>8,}"]
