@@ -165,7 +165,7 @@ def _checked(config_cls: type, field: dataclasses.Field, key: str, value: Any, w
             return value
         if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        if origin is tuple and isinstance(value, list | tuple):
+        if origin is tuple and isinstance(value, list | tuple) and all(map(_item_of(kind), value)):
             return tuple(value)
         if origin is str and isinstance(value, str):
             return value
@@ -175,8 +175,30 @@ def _checked(config_cls: type, field: dataclasses.Field, key: str, value: Any, w
             return from_dict(origin, value, where=f"{where}.{key}" if where else key)
         if origin not in (bool, int, float, str, tuple) and isinstance(origin, type) and isinstance(value, origin):
             return value  # a config object, a Path
-    wanted = " or ".join("None" if k is type(None) else getattr(k, "__name__", str(k)) for k in kinds)
+    wanted = " or ".join(_kind_name(k) for k in kinds)
     raise ValueError(f"'{key}'{at} must be {wanted}, got {value!r} ({type(value).__name__})")
+
+
+def _kind_name(kind: Any) -> str:
+    if kind is type(None):
+        return "None"
+    if typing.get_origin(kind) is tuple:
+        items = typing.get_args(kind)
+        return f"a list of {items[0].__name__}" if len(items) == 2 and items[1] is Ellipsis else "a list"
+    return getattr(kind, "__name__", str(kind))
+
+
+def _item_of(kind: Any) -> Callable[[Any], bool]:
+    """Whether a list item fits `tuple[int, ...]`, `tuple[str, ...]`, ... (bools are no numbers here)."""
+    items = typing.get_args(kind)
+    item = items[0] if len(items) == 2 and items[1] is Ellipsis else None
+    if item is int:
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if item is float:
+        return lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+    if item is str:
+        return lambda v: isinstance(v, str)
+    return lambda v: True
 
 
 # argparse types shared by the engines' flags and the CLI's own options (argparse shows their message)
