@@ -569,13 +569,16 @@ def shared_label_model(args: argparse.Namespace, train: Path) -> Stage | None:
     "label-model" stage, for every filter stage instead of once per stage (on 275k reviews: 142 s with lbfgs,
     37 CPU s with saga), times methods x arms. None when the [filter] options turn the check off or name their
     own model. `args` are the filter options as `hardaug filter` parsed them."""
-    if args.no_label_check or args.label_model != "tfidf" or args.save_label_model is not None:
+    from engine.filters.config import FilterConfig
+    from engine.options import config_from_args
+
+    config = config_from_args(FilterConfig, args)  # the config `hardaug filter` builds from these options
+    if not config.label_check or config.label_model != "tfidf" or args.save_label_model is not None:
         return None
-    from engine.config import TfidfConfig
     from engine.oof.tfidf import FIT
 
     columns = {"text_col": args.text_col, "label_col": args.label_col, "id_col": args.id_col}
-    tfidf = TfidfConfig()  # what `hardaug filter` trains; it has no options for it
+    tfidf = config.tfidf  # what `hardaug filter` trains (no flags: FilterConfig's default)
     return Stage(
         "label-model",
         "filter",
