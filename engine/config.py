@@ -223,7 +223,8 @@ class AnalysisConfig:
 @dataclass(frozen=True)
 class CompareConfig:
     """The experiment of `hardaug compare` (engine.experiment): seeds, the bootstrap, what counts as
-    confidently wrong, when a suspected label error is relabeled; the classifier is TF-IDF (`tfidf`, no flags)."""
+    confidently wrong, when a suspected label error is relabeled, the share of a strategy's augmentations its
+    budget arms use (engine.arms.budget_sets); the classifier is TF-IDF (`tfidf`, no flags)."""
 
     seeds: tuple[int, ...] = option((0, 1, 2), type=seed_list, help="comma-separated seeds, integers >= 0")
     bootstrap: int = option(1000, help="bootstrap resamples for the intervals")
@@ -237,6 +238,10 @@ class CompareConfig:
         0.7,
         help="relabel a suspected label error only when its out-of-fold prediction has at least this probability",
     )
+    budget_share: float = option(
+        0.5,
+        help="share of the strategy's kept augmentations the two budget arms use",
+    )
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)
 
     def __post_init__(self) -> None:
@@ -248,3 +253,5 @@ class CompareConfig:
             raise ValueError(f"confident_threshold must be in (0, 1], got {self.confident_threshold}")
         if not 0 < self.relabel_confidence <= 1:
             raise ValueError(f"relabel_confidence must be in (0, 1], got {self.relabel_confidence}")
+        if not 0 < self.budget_share <= 1:
+            raise ValueError(f"budget_share must be in (0, 1], got {self.budget_share}")

@@ -173,6 +173,7 @@ def test_oof_and_compare_tables_are_checked_by_their_configs_at_load(tmp_path: P
             "folds = 3", "folds = 3\nbackend = 'transformers'\nprecision = 'fp16'"
         ): r"\[oof\]: precision fp16",
         good.replace("[compare]", "[compare]\nconfident = 1.5"): r"\[compare\]: confident_threshold must be in",
+        good.replace("[compare]", "[compare]\nbudget-share = 2"): r"\[compare\]: budget_share must be in",
     }
     for text, message in cases.items():
         bad.write_text(text, encoding="utf-8")

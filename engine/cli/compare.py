@@ -70,12 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of NAME's kept augmentations per source) and NAME-proportional (more for harder sources), the same "
         "total (--budget-share of NAME's rows), each with its own control, proportional also vs uniform",
     )
-    p.add_argument(
-        "--budget-share",
-        type=float,
-        default=0.5,
-        help="share of the strategy's kept augmentations the two budget arms use (default 0.5)",
-    )
+    add_options(p, CompareConfig, fields=("budget_share",))
     p.add_argument(
         "--random",
         type=Path,
@@ -212,13 +207,13 @@ def run(args: argparse.Namespace) -> int:
     if named and args.random_ is None:
         log.warning("no --random augmentations: without the random control, a gain cannot be credited to targeting")
     strategies = {name: pools[name] for name, _ in named}
-    if not 0 < args.budget_share <= 1:
-        raise InputError(f"--budget-share must be in (0, 1], got {args.budget_share}")
     extra_pairs = []
     for name in args.budget:
         if name not in strategies:
             raise InputError(f"--budget {name}: no such strategy; the strategies are {sorted(strategies)}.")
-        for kind, rows in budget_sets(strategies[name], share=args.budget_share, source=str(dict(named)[name])).items():
+        for kind, rows in budget_sets(
+            strategies[name], share=config.budget_share, source=str(dict(named)[name])
+        ).items():
             strategies[f"{name}-{kind}"] = rows
         extra_pairs.append((f"{name}-proportional", f"{name}-uniform"))
 
