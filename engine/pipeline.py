@@ -322,7 +322,8 @@ def _random(table: dict, path: Path) -> tuple[float, int]:
         if key not in RANDOM_KEYS:
             hint = _did_you_mean(key, RANDOM_KEYS)
             raise InputError(f"{path}: unknown key '{key}' in [random]{hint}; expected {list(RANDOM_KEYS)}.")
-    factor, seed = table.get("factor", 1.5), table.get("seed", 13)
+    factor = table.get("factor", PipelineConfig.random_factor)  # the defaults are written once, on PipelineConfig
+    seed = table.get("seed", PipelineConfig.random_seed)
     if isinstance(factor, bool) or not isinstance(factor, int | float) or factor <= 0:
         raise InputError(f"{path}: [random] factor = {factor!r}: expected a positive number, e.g. 1.5.")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
