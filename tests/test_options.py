@@ -170,3 +170,22 @@ def test_from_dict_leaves_the_value_checks_to_the_config():
         from_dict(OofConfig, {"n_folds": 1}, where="oof")
     with pytest.raises(ValueError, match="bootstrap must be >= 100"):
         from_dict(CompareConfig, {"bootstrap": 10}, where="compare")
+
+
+@pytest.mark.parametrize(
+    ("command", "config_cls", "name", "value"),
+    [
+        ("oof", OofConfig, "n_folds", 5),
+        ("oof", TransformerConfig, "lr", 1e-4),
+        ("mine", AnalysisConfig, "n_examples", 7),
+        ("compare", CompareConfig, "bootstrap", 2000),
+    ],
+)
+def test_changing_only_the_field_default_changes_the_flag(monkeypatch, command, config_cls, name, value):
+    field = next(f for f in dataclasses.fields(config_cls) if f.name == name)
+    monkeypatch.setattr(field, "default", value)
+    spec = field.metadata[CLI]
+    sub = _subparser(command)
+    assert getattr(sub.parse_args([]), spec.dest or name) == value
+    action = next(a for a in sub._actions if a.dest == (spec.dest or name))
+    assert action.help.endswith(f"(default: {value})")
