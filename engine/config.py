@@ -1,8 +1,14 @@
-"""One frozen dataclass of options per stage, validated when built (so a bad value fails before work)."""
+"""One frozen dataclass of options per stage, validated when built (so a bad value fails before work).
+Fields made with `engine.options.option` carry their command-line flag (`hardaug oof --help`); the others
+are library-only."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+
+from engine.options import option, positive_int, seed_list
+
+SOLVERS = ("lbfgs", "saga", "sag")
 
 
 @dataclass(frozen=True)
@@ -12,16 +18,16 @@ class TfidfConfig:
 
     analyzer: str = "char_wb"
     ngram_min: int = 1
-    ngram_max: int = 3
-    max_features: int | None = 300_000
+    ngram_max: int = option(3, help="tfidf: longest character n-gram")
+    max_features: int | None = option(300_000, help="tfidf: vocabulary size")
     min_df: int = 2
     sublinear_tf: bool = True
-    C: float = 2.0
+    C: float = option(2.0, help="tfidf: inverse regularization")
     max_iter: int = 1000
     # saga at tol 1e-3: 21 passes over the data instead of lbfgs's ~300 iterations at tol 1e-4, a quarter of
     # the CPU time, with the same held-out accuracy (benchmarks/results/oof_levers.md); seeded, one thread.
-    solver: str = "saga"
-    tol: float = 1e-3
+    solver: str = option("saga", choices=SOLVERS, help="tfidf: logistic regression solver")
+    tol: float = option(1e-3, help="tfidf: solver tolerance")
 
     def __post_init__(self) -> None:
         if self.analyzer not in ("char", "char_wb", "word"):
@@ -32,7 +38,7 @@ class TfidfConfig:
             raise ValueError(f"max_features must be positive or None, got {self.max_features}")
         if self.C <= 0:
             raise ValueError(f"C must be positive, got {self.C}")
-        if self.solver not in ("lbfgs", "saga", "sag"):
+        if self.solver not in SOLVERS:
             raise ValueError(f"solver must be 'lbfgs', 'saga' or 'sag', got {self.solver!r}")
         if self.tol <= 0:
             raise ValueError(f"tol must be positive, got {self.tol}")
@@ -40,6 +46,8 @@ class TfidfConfig:
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("cpu", "cuda")
+SELECT_EPOCHS = ("best", "last")
+TRANSFORMERS = "transformers backend (defaults: the motivating notebook's recipe)"  # its `hardaug oof` group
 
 
 @dataclass(frozen=True)
@@ -59,21 +67,51 @@ class TransformerConfig:
     between a killed run and its resume.
     """
 
-    model: str = "kykim/bert-kor-base"
-    epochs: int = 3
-    lr: float = 5e-5
-    warmup_steps: int = 500
-    weight_decay: float = 0.05
-    train_batch_size: int = 128
-    eval_batch_size: int = 256
-    grad_accum: int = 1
-    max_length: int = 128
+    model: str = option(
+        "kykim/bert-kor-base",
+        group=TRANSFORMERS,
+        help="hub id or local folder (config.json, weights, tokenizer); a base model gets a fresh K-label head",
+    )
+    epochs: int = option(3, group=TRANSFORMERS, type=positive_int, help="training epochs per fold")
+    lr: float = option(5e-5, group=TRANSFORMERS, help="peak learning rate of AdamW")
+    warmup_steps: int = option(500, group=TRANSFORMERS, help="linear warmup, in optimizer steps")
+    weight_decay: float = option(0.05, group=TRANSFORMERS, help="AdamW weight decay")
+    train_batch_size: int = option(
+        128,
+        group=TRANSFORMERS,
+        type=positive_int,
+        help="rows per forward pass in training; an optimizer step sees this x --grad-accum",
+    )
+    eval_batch_size: int = option(256, group=TRANSFORMERS, type=positive_int, help="rows per prediction batch")
+    grad_accum: int = option(1, group=TRANSFORMERS, type=positive_int, help="batches per optimizer step")
+    max_length: int = option(128, group=TRANSFORMERS, help="truncate texts to this many tokens")
     max_grad_norm: float = 1.0
-    precision: str = "auto"
-    device: str = "cpu"
-    select_epoch: str = "best"
-    dynamics: bool = False
-    keep_checkpoints: bool = False
+    precision: str = option(
+        "auto",
+        group=TRANSFORMERS,
+        choices=PRECISIONS,
+        help="autocast precision: auto = bf16 on a GPU that has it, else fp16; fp32 on CPU",
+    )
+    device: str = option("cpu", group=TRANSFORMERS, choices=DEVICES, help="where to train")
+    select_epoch: str = option(
+        "best",
+        group=TRANSFORMERS,
+        choices=SELECT_EPOCHS,
+        help="best = the epoch with the best held-out accuracy (the notebook's choice, slightly optimistic "
+        "OOF numbers); last = the final epoch",
+    )
+    dynamics: bool = option(
+        False,
+        group=TRANSFORMERS,
+        help="record p(label) of every training row after each epoch (one extra forward pass over the train "
+        "split) and write dyn_confidence / dyn_variability for the data map; needs --epochs >= 2 to vary",
+    )
+    keep_checkpoints: bool = option(
+        False,
+        group=TRANSFORMERS,
+        help="keep each fold's selected model in OUT_DIR/checkpoints/fold_XX (default: delete it once the "
+        "fold's predictions are saved; at most one checkpoint is on disk at a time)",
+    )
 
     def __post_init__(self) -> None:
         if not self.model.strip():
@@ -97,7 +135,7 @@ class TransformerConfig:
             raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
         if self.device == "cpu" and self.precision == "fp16":
             raise ValueError("precision fp16 needs --device cuda (CPU autocast supports bf16 or fp32)")
-        if self.select_epoch not in ("best", "last"):
+        if self.select_epoch not in SELECT_EPOCHS:
             raise ValueError(f"select_epoch must be 'best' or 'last', got {self.select_epoch!r}")
 
 
@@ -109,9 +147,15 @@ class OofConfig:
     """Stratified K-fold out-of-fold predictions (the notebook used 10 folds, seed 42). Only the options
     of the chosen backend (`tfidf` or `transformer`) belong to the job; the other is ignored."""
 
-    n_folds: int = 10
-    seed: int = 42
-    backend: str = "tfidf"
+    n_folds: int = option(10, flag="--folds", dest="folds", help="number of stratified folds")
+    seed: int = option(42, help="fold shuffling seed")
+    backend: str = option(
+        "tfidf",
+        choices=BACKENDS,
+        help="classifier: tfidf = character n-gram TF-IDF + logistic regression (CPU, minutes); transformers "
+        "= fine-tune a pretrained encoder per fold (a GPU is advised)",
+    )
+    # their flags are added by `hardaug oof` in their own places of its --help (no flag of their own here)
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
 
@@ -134,6 +178,10 @@ class OofConfig:
         return job
 
 
+TOKENIZERS = ("auto", "kiwi", "whitespace")
+REPORT = "report"  # its `hardaug mine` group
+
+
 @dataclass(frozen=True)
 class AnalysisConfig:
     """What the report compares. Hard/easy for the term statistics are taken within each class, so
@@ -151,8 +199,15 @@ class AnalysisConfig:
     # Informative Dirichlet prior (Monroe et al. 2008): pooled counts scaled to this share of a group's size.
     prior_weight: float = 0.1
     top_terms: int = 15
-    n_examples: int = 25
-    tokenizer: str = "auto"  # auto | kiwi | whitespace
+    n_examples: int = option(
+        25, group=REPORT, flag="--examples", dest="examples", help="example rows per table in the report"
+    )
+    tokenizer: str = option(
+        "auto",
+        group=REPORT,
+        choices=TOKENIZERS,
+        help="terms for the report: kiwi = Korean morphemes, whitespace = words; auto picks by script",
+    )
     threads: int | None = None  # tokenizer threads; None = the cores this process may use
     seed: int = 42
 
@@ -161,5 +216,42 @@ class AnalysisConfig:
             raise ValueError("hard_quantile and easy_quantile must be in (0, 1)")
         if self.hard_quantile + self.easy_quantile > 1:
             raise ValueError("hard_quantile + easy_quantile must be <= 1 so hard and easy do not overlap")
-        if self.tokenizer not in ("auto", "kiwi", "whitespace"):
+        if self.tokenizer not in TOKENIZERS:
             raise ValueError(f"tokenizer must be auto, kiwi or whitespace, got {self.tokenizer!r}")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """The experiment of `hardaug compare` (engine.experiment): seeds, the bootstrap, what counts as
+    confidently wrong, when a suspected label error is relabeled, the share of a strategy's augmentations its
+    budget arms use (engine.arms.budget_sets); the classifier is TF-IDF (`tfidf`, no flags)."""
+
+    seeds: tuple[int, ...] = option((0, 1, 2), type=seed_list, help="comma-separated seeds, integers >= 0")
+    bootstrap: int = option(1000, help="bootstrap resamples for the intervals")
+    confident_threshold: float = option(
+        0.9,
+        flag="--confident",
+        dest="confident",
+        help="a wrong prediction with top probability >= this counts as confidently wrong",
+    )
+    relabel_confidence: float = option(
+        0.7,
+        help="relabel a suspected label error only when its out-of-fold prediction has at least this probability",
+    )
+    budget_share: float = option(
+        0.5,
+        help="share of the strategy's kept augmentations the two budget arms use",
+    )
+    tfidf: TfidfConfig = field(default_factory=TfidfConfig)
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("need at least one seed")
+        if self.bootstrap < 100:
+            raise ValueError(f"bootstrap must be >= 100 resamples, got {self.bootstrap}")
+        if not 0 < self.confident_threshold <= 1:
+            raise ValueError(f"confident_threshold must be in (0, 1], got {self.confident_threshold}")
+        if not 0 < self.relabel_confidence <= 1:
+            raise ValueError(f"relabel_confidence must be in (0, 1], got {self.relabel_confidence}")
+        if not 0 < self.budget_share <= 1:
+            raise ValueError(f"budget_share must be in (0, 1], got {self.budget_share}")

@@ -30,7 +30,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +47,7 @@ from engine.arms import (
     match_counts,
 )
 from engine.bootstrap import paired_difference, resample_scores
-from engine.config import TfidfConfig
+from engine.config import CompareConfig  # defined with the other stage configs; exported here (__all__)
 from engine.errors import InputError
 from engine.io import write_json
 from engine.jobs import Job
@@ -61,25 +61,6 @@ __all__ = ["CompareConfig", "arm_training_sets", "compare", "compare_pairs", "ke
 log = logging.getLogger(__name__)
 
 ARMS = ("baseline", "targeted", "random", "all")
-
-
-@dataclass(frozen=True)
-class CompareConfig:
-    seeds: tuple[int, ...] = (0, 1, 2)
-    bootstrap: int = 1000
-    confident_threshold: float = 0.9  # "confidently wrong": wrong with top probability >= this
-    relabel_confidence: float = 0.7  # relabel a suspected label error only when the OOF prediction is this sure
-    tfidf: TfidfConfig = field(default_factory=TfidfConfig)
-
-    def __post_init__(self) -> None:
-        if not self.seeds:
-            raise ValueError("need at least one seed")
-        if self.bootstrap < 100:
-            raise ValueError(f"bootstrap must be >= 100 resamples, got {self.bootstrap}")
-        if not 0 < self.confident_threshold <= 1:
-            raise ValueError(f"confident_threshold must be in (0, 1], got {self.confident_threshold}")
-        if not 0 < self.relabel_confidence <= 1:
-            raise ValueError(f"relabel_confidence must be in (0, 1], got {self.relabel_confidence}")
 
 
 # ------------------------------------------------------------------------------------------------- arms

@@ -26,9 +26,10 @@ steps are relative to the current set (as in the motivating notebook's chain).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -36,6 +37,7 @@ import polars as pl
 from engine.errors import InputError
 from engine.io import read_table
 from engine.labels import saved_classes
+from engine.options import class_ids, comma_list, fraction, positive_int
 from engine.schema import argmax_expr, prob_columns
 from engine.validate import check_columns, find_prob_columns, prepare_dataset, prepare_probs
 
@@ -400,6 +402,63 @@ PRESET_HELP = {
     "ambiguous": "the ambiguous region of the data map (needs hardaug oof --dynamics)",
 }
 NOTEBOOK_CLASSES = 4
+
+SELECTION = "selection steps (applied in the order given; default: --only-misclassified)"  # its --help group
+
+
+@dataclass(frozen=True)
+class StepFlag:
+    """A selection step's flag of `hardaug mine` (also a word of a pipeline's `select`): `make(value)` builds
+    the step from the flag's value as `type` parsed it; a flag without `type` takes no value."""
+
+    flag: str
+    make: Callable[[Any], Step | tuple]
+    help: str
+    type: Callable[[str], Any] | None = None
+    metavar: str | None = None
+
+
+# In --help order. --top-quantile makes a marker, not a step: --per-class may follow it on the command line,
+# so `steps_from_flags` turns it into TopQuantile once every flag is read (presets keep their own steps).
+STEP_FLAGS = (
+    StepFlag("--only-misclassified", lambda _: OnlyMisclassified(), "keep rows the out-of-fold model got wrong"),
+    StepFlag(
+        "--top-quantile",
+        lambda q: ("quantile", q),
+        "keep the hardest Q share (e.g. 0.2) of the current rows",
+        fraction,
+        "Q",
+    ),
+    StepFlag("--min-hardness", MinHardness, "keep rows with hardness >= H", float, "H"),
+    StepFlag("--max-confidence", MaxConfidence, "keep rows whose top predicted probability is <= C", float, "C"),
+    StepFlag("--classes", Classes, "keep rows whose label is one of these class ids, e.g. 1,3", class_ids, "IDS"),
+    StepFlag("--min-chars", MinChars, "keep texts of at least N characters", int, "N"),
+    StepFlag("--exclude-label-issues", lambda _: ExcludeLabelIssues(), "drop rows flagged as likely mislabeled"),
+    StepFlag("--limit", Limit, "keep the N hardest of the current rows", positive_int, "N"),
+    StepFlag(
+        "--limit-per-class",
+        ClassLimit,
+        "keep the N hardest of the current rows of every class (the same quota from each class)",
+        positive_int,
+        "N",
+    ),
+    StepFlag(
+        "--data-map",
+        lambda regions: DataMapRegions(tuple(regions)),
+        "keep rows in these data-map regions, e.g. hard-to-learn,ambiguous (needs dyn_confidence and "
+        "dyn_variability: hardaug oof --backend transformers --dynamics)",
+        comma_list,
+        "REGIONS",
+    ),
+)
+
+
+def steps_from_flags(made: Sequence[Step | tuple] | None, *, per_class: bool = False) -> list[Step]:
+    """The steps the selection flags made, in their order (--only-misclassified when there are none); the
+    --top-quantile markers become TopQuantile over all rows or, with `per_class`, within each class."""
+    if not made:
+        return [OnlyMisclassified()]
+    return [TopQuantile(s[1], per_class=per_class) if isinstance(s, tuple) else s for s in made]
 
 
 def check_preset(name: str, k: int, class_names: Sequence[str]) -> None:

@@ -68,15 +68,26 @@ def _flags(config_cls: type) -> list[tuple[dataclasses.Field, Flag]]:
 def _base_type(config_cls: type, field: dataclasses.Field) -> Any:
     """int for `int | None`, str for `str`, ...: what argparse converts the flag's text to."""
     hint = typing.get_type_hints(config_cls)[field.name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-    return args[0]
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return hint  # tuple[int, ...] stays whole: such a field names its own `type`
+    return next(a for a in typing.get_args(hint) if a is not type(None))
 
 
-def add_options(parser: argparse.ArgumentParser, config_cls: type) -> dict[str, argparse._ArgumentGroup]:
-    """One flag per field of `config_cls`, in field order; groups are made on first use. Returns the groups
-    by title, so the command can add its own options to one, or new groups after them."""
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for field, spec in _flags(config_cls):
+def add_options(
+    parser: argparse.ArgumentParser,
+    config_cls: type,
+    groups: dict[str, argparse._ArgumentGroup] | None = None,
+    *,
+    fields: tuple[str, ...] | None = None,
+) -> dict[str, argparse._ArgumentGroup]:
+    """One flag per field of `config_cls`, in field order, or only the `fields` named, in that order (for a
+    command whose --help places a config's flags among its own, or in an order the field order cannot take
+    because a saved config's key order fixes it). Groups are made on first use, or taken from `groups` (those
+    of an earlier call, or made by the command), so several calls can fill one group. Returns the groups by
+    title, so the command can add its own options to one, or new groups after them."""
+    groups = {} if groups is None else groups
+    flags = {field.name: (field, spec) for field, spec in _flags(config_cls)}
+    for field, spec in flags.values() if fields is None else [flags[name] for name in fields]:
         where = parser if spec.group is None else groups.get(spec.group)
         if where is None:
             where = groups[spec.group] = parser.add_argument_group(spec.group)
@@ -154,7 +165,7 @@ def _checked(config_cls: type, field: dataclasses.Field, key: str, value: Any, w
             return value
         if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
-        if origin is tuple and isinstance(value, list | tuple):
+        if origin is tuple and isinstance(value, list | tuple) and all(map(_item_of(kind), value)):
             return tuple(value)
         if origin is str and isinstance(value, str):
             return value
@@ -164,8 +175,30 @@ def _checked(config_cls: type, field: dataclasses.Field, key: str, value: Any, w
             return from_dict(origin, value, where=f"{where}.{key}" if where else key)
         if origin not in (bool, int, float, str, tuple) and isinstance(origin, type) and isinstance(value, origin):
             return value  # a config object, a Path
-    wanted = " or ".join("None" if k is type(None) else getattr(k, "__name__", str(k)) for k in kinds)
+    wanted = " or ".join(_kind_name(k) for k in kinds)
     raise ValueError(f"'{key}'{at} must be {wanted}, got {value!r} ({type(value).__name__})")
+
+
+def _kind_name(kind: Any) -> str:
+    if kind is type(None):
+        return "None"
+    if typing.get_origin(kind) is tuple:
+        items = typing.get_args(kind)
+        return f"a list of {items[0].__name__}" if len(items) == 2 and items[1] is Ellipsis else "a list"
+    return getattr(kind, "__name__", str(kind))
+
+
+def _item_of(kind: Any) -> Callable[[Any], bool]:
+    """Whether a list item fits `tuple[int, ...]`, `tuple[str, ...]`, ... (bools are no numbers here)."""
+    items = typing.get_args(kind)
+    item = items[0] if len(items) == 2 and items[1] is Ellipsis else None
+    if item is int:
+        return lambda v: isinstance(v, int) and not isinstance(v, bool)
+    if item is float:
+        return lambda v: isinstance(v, int | float) and not isinstance(v, bool)
+    if item is str:
+        return lambda v: isinstance(v, str)
+    return lambda v: True
 
 
 # argparse types shared by the engines' flags and the CLI's own options (argparse shows their message)
@@ -188,3 +221,35 @@ def positive_float(value: str) -> float:
     if x <= 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
     return x
+
+
+def comma_list(value: str) -> list[str]:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError("expected a comma-separated list, got an empty value")
+    return items
+
+
+def seed_list(value: str) -> tuple[int, ...]:
+    """Comma-separated random seeds, integers >= 0 (one flag holds the whole list: --seeds 0,1,2)."""
+    try:
+        seeds = tuple(int(v) for v in comma_list(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 (integers >= 0), got {value!r}") from None
+    if any(s < 0 for s in seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be integers >= 0, got {value!r}")
+    return seeds
+
+
+def class_ids(value: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in comma_list(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected class ids like 1,3, got {value!r}") from None
+
+
+def fraction(value: str) -> float:
+    q = float(value)
+    if not 0 < q <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+    return q

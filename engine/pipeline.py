@@ -326,7 +326,8 @@ def _random(table: dict, path: Path) -> tuple[float, int]:
         if key not in RANDOM_KEYS:
             hint = _did_you_mean(key, RANDOM_KEYS)
             raise InputError(f"{path}: unknown key '{key}' in [random]{hint}; expected {list(RANDOM_KEYS)}.")
-    factor, seed = table.get("factor", 1.5), table.get("seed", 13)
+    factor = table.get("factor", PipelineConfig.random_factor)  # the defaults are written once, on PipelineConfig
+    seed = table.get("seed", PipelineConfig.random_seed)
     if isinstance(factor, bool) or not isinstance(factor, int | float) or factor <= 0:
         raise InputError(f"{path}: [random] factor = {factor!r}: expected a positive number, e.g. 1.5.")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
@@ -573,13 +574,16 @@ def shared_label_model(args: argparse.Namespace, train: Path) -> Stage | None:
     "label-model" stage, for every filter stage instead of once per stage (on 275k reviews: 142 s with lbfgs,
     37 CPU s with saga), times methods x arms. None when the [filter] options turn the check off or name their
     own model. `args` are the filter options as `hardaug filter` parsed them."""
-    if args.no_label_check or args.label_model != "tfidf" or args.save_label_model is not None:
+    from engine.filters.config import FilterConfig
+    from engine.options import config_from_args
+
+    config = config_from_args(FilterConfig, args)  # the config `hardaug filter` builds from these options
+    if not config.label_check or config.label_model != "tfidf" or args.save_label_model is not None:
         return None
-    from engine.config import TfidfConfig
     from engine.oof.tfidf import FIT
 
     columns = {"text_col": args.text_col, "label_col": args.label_col, "id_col": args.id_col}
-    tfidf = TfidfConfig()  # what `hardaug filter` trains; it has no options for it
+    tfidf = config.tfidf  # what `hardaug filter` trains (no flags: FilterConfig's default)
     return Stage(
         "label-model",
         "filter",

@@ -12,16 +12,26 @@ from engine.augment.backtranslate import BacktranslateConfig
 from engine.augment.eda import EdaConfig
 from engine.augment.paraphrase import ParaphraseConfig
 from engine.cli import build_parser
-from engine.config import TfidfConfig
+from engine.config import AnalysisConfig, CompareConfig, OofConfig, TfidfConfig, TransformerConfig
 from engine.filters import FilterConfig
-from engine.options import CLI, from_dict
+from engine.options import CLI, SAME, from_dict
 
 CONFIGS = {
     "paraphrase": (ParaphraseConfig, ["--model", "m"], {"model": "m"}),
     "backtranslate": (BacktranslateConfig, ["--model", "m"], {"model": Path("m")}),
     "eda": (EdaConfig, [], {}),
     "filter": (FilterConfig, ["--input", "augmented.parquet"], {}),
+    "oof": (OofConfig, [], {}),
+    "mine": (AnalysisConfig, [], {}),
+    "compare": (CompareConfig, [], {}),
 }
+# every config whose fields have flags in a command (oof's nested configs have theirs in its --help too)
+FLAGGED = {command: (config_cls,) for command, (config_cls, _, _) in CONFIGS.items()}
+FLAGGED["oof"] = (OofConfig, TfidfConfig, TransformerConfig)
+
+
+def _subparser(command: str) -> argparse.ArgumentParser:
+    return next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
 
 
 @pytest.mark.parametrize("command", sorted(CONFIGS))
@@ -74,3 +84,108 @@ def test_from_dict_reads_a_nested_table_and_names_it():
     assert config == FilterConfig(similarity=False, tfidf=TfidfConfig(max_features=1000))
     with pytest.raises(ValueError, match=r"unknown key 'max_feature' in \[filter.tfidf\]; did you mean 'max_features'"):
         from_dict(FilterConfig, {"tfidf": {"max_feature": 1000}}, where="filter")
+
+
+@pytest.mark.parametrize("command", sorted(FLAGGED))
+def test_each_flag_default_is_its_field_default(command):
+    """The default is written once, on the field: the parser's default is the field's (or the flag's own
+    "not given" value that `convert` resolves), and every flagged field has its flag with help."""
+    dests = {action.dest: action for action in _subparser(command)._actions}
+    for config_cls in FLAGGED[command]:
+        for field in dataclasses.fields(config_cls):
+            spec = field.metadata.get(CLI)
+            if spec is None or not spec.cli:
+                continue
+            action = dests[spec.dest or field.name]
+            assert action.help, field.name
+            if field.default is dataclasses.MISSING:
+                continue
+            expected = field.default if spec.cli_default is SAME else spec.cli_default
+            assert action.default == expected, (config_cls.__name__, field.name)
+            assert spec.convert is None or spec.convert(action.default) == field.default, field.name
+
+
+def test_oof_and_compare_flags_build_their_configs():
+    argv = ["oof", "--folds", "5", "--C", "1", "--solver", "lbfgs", "--backend", "transformers", "--lr", "1e-4"]
+    argv += ["--train-batch-size", "32", "--select-epoch", "last", "--dynamics"]
+    args = build_parser().parse_args(argv)
+    assert __import__("engine.cli.oof", fromlist=["x"]).build_config(args) == OofConfig(
+        n_folds=5,
+        backend="transformers",
+        tfidf=TfidfConfig(C=1.0, solver="lbfgs"),
+        transformer=TransformerConfig(lr=1e-4, train_batch_size=32, select_epoch="last", dynamics=True),
+    )
+    args = build_parser().parse_args(["compare", "--seeds", "3,4", "--confident", "0.8", "--bootstrap", "200"])
+    assert __import__("engine.cli.compare", fromlist=["x"]).build_config(args) == CompareConfig(
+        seeds=(3, 4), confident_threshold=0.8, bootstrap=200
+    )
+    args = build_parser().parse_args(["mine", "--tokenizer", "whitespace", "--examples", "3"])
+    assert __import__("engine.cli.mine", fromlist=["x"]).build_config(args) == AnalysisConfig(
+        tokenizer="whitespace", n_examples=3
+    )
+
+
+@pytest.mark.parametrize("config_cls", [OofConfig, CompareConfig, AnalysisConfig])
+def test_from_dict_reads_back_a_config_as_a_dict(config_cls):
+    config = config_cls()
+    assert from_dict(config_cls, dataclasses.asdict(config)) == config
+
+
+@pytest.mark.parametrize(
+    ("config_cls", "where", "table", "message"),
+    [
+        (OofConfig, "oof", {"n_fold": 5}, r"unknown key 'n_fold' in \[oof\]; did you mean 'n_folds'\?"),
+        (OofConfig, "oof", {"tfidf": {"ngram_mx": 2}}, r"unknown key 'ngram_mx' in \[oof.tfidf\]; did you mean"),
+        (OofConfig, "oof", {"transformer": {"epoch": 2}}, r"'epoch' in \[oof.transformer\]; did you mean 'epochs'"),
+        (CompareConfig, "compare", {"bootstarp": 200}, r"unknown key 'bootstarp' in \[compare\]; did you mean"),
+        (AnalysisConfig, "mine", {"tokeniser": "kiwi"}, r"unknown key 'tokeniser' in \[mine\]; did you mean"),
+    ],
+)
+def test_from_dict_refuses_a_typo_in_oof_mine_compare(config_cls, where, table, message):
+    with pytest.raises(ValueError, match=message):
+        from_dict(config_cls, table, where=where)
+
+
+@pytest.mark.parametrize(
+    ("config_cls", "where", "table", "message"),
+    [
+        (OofConfig, "oof", {"n_folds": "10"}, r"'n_folds' in \[oof\] must be int, got '10'"),
+        (OofConfig, "oof", {"backend": 1}, r"'backend' in \[oof\] must be str"),
+        (OofConfig, "oof", {"tfidf": {"C": "2"}}, r"'C' in \[oof.tfidf\] must be float"),
+        (OofConfig, "oof", {"transformer": {"dynamics": "yes"}}, r"'dynamics' in \[oof.transformer\] must be bool"),
+        (OofConfig, "oof", {"tfidf": 3}, r"'tfidf' in \[oof\] must be TfidfConfig, got 3"),
+        (CompareConfig, "compare", {"seeds": "0,1"}, r"'seeds' in \[compare\] must be a list of int"),
+        (CompareConfig, "compare", {"seeds": [0, "1"]}, r"'seeds' in \[compare\] must be a list of int"),
+        (CompareConfig, "compare", {"bootstrap": 1.5}, r"'bootstrap' in \[compare\] must be int"),
+        (AnalysisConfig, "mine", {"n_examples": True}, r"'n_examples' in \[mine\] must be int"),
+    ],
+)
+def test_from_dict_refuses_a_wrong_type_in_oof_mine_compare(config_cls, where, table, message):
+    with pytest.raises(ValueError, match=message):
+        from_dict(config_cls, table, where=where)
+
+
+def test_from_dict_leaves_the_value_checks_to_the_config():
+    with pytest.raises(ValueError, match="n_folds must be at least 2"):
+        from_dict(OofConfig, {"n_folds": 1}, where="oof")
+    with pytest.raises(ValueError, match="bootstrap must be >= 100"):
+        from_dict(CompareConfig, {"bootstrap": 10}, where="compare")
+
+
+@pytest.mark.parametrize(
+    ("command", "config_cls", "name", "value"),
+    [
+        ("oof", OofConfig, "n_folds", 5),
+        ("oof", TransformerConfig, "lr", 1e-4),
+        ("mine", AnalysisConfig, "n_examples", 7),
+        ("compare", CompareConfig, "bootstrap", 2000),
+    ],
+)
+def test_changing_only_the_field_default_changes_the_flag(monkeypatch, command, config_cls, name, value):
+    field = next(f for f in dataclasses.fields(config_cls) if f.name == name)
+    monkeypatch.setattr(field, "default", value)
+    spec = field.metadata[CLI]
+    sub = _subparser(command)
+    assert getattr(sub.parse_args([]), spec.dest or name) == value
+    action = next(a for a in sub._actions if a.dest == (spec.dest or name))
+    assert action.help.endswith(f"(default: {value})")

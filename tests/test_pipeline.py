@@ -163,6 +163,24 @@ def test_bad_configs_are_refused_at_load_naming_table_and_key(tmp_path: Path):
         _load(bad)
 
 
+def test_oof_and_compare_tables_are_checked_by_their_configs_at_load(tmp_path: Path):
+    """[oof] and [compare] values their configs refuse stop the run at load, not when the stage starts."""
+    good = _write_config(tmp_path).read_text()
+    bad = tmp_path / "bad.toml"
+    cases = {
+        good.replace("folds = 3", "folds = 1"): r"\[oof\]: n_folds must be at least 2, got 1",
+        good.replace(
+            "folds = 3", "folds = 3\nbackend = 'transformers'\nprecision = 'fp16'"
+        ): r"\[oof\]: precision fp16",
+        good.replace("[compare]", "[compare]\nconfident = 1.5"): r"\[compare\]: confident_threshold must be in",
+        good.replace("[compare]", "[compare]\nbudget-share = 2"): r"\[compare\]: budget_share must be in",
+    }
+    for text, message in cases.items():
+        bad.write_text(text, encoding="utf-8")
+        with pytest.raises(InputError, match=message):
+            _load(bad)
+
+
 def test_data_paths_are_relative_to_the_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     path = _write_config(tmp_path / "project", out="runs/x")
     monkeypatch.chdir(tmp_path)

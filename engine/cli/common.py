@@ -8,41 +8,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from engine.options import positive_float, positive_int  # noqa: F401 (re-exported: the commands' types)
+# re-exported: the commands' types
+from engine.options import comma_list, positive_float, positive_int, seed_list  # noqa: F401
 
 SAMPLE_DIR = resources.files("engine") / "data" / "sample"
-
-
-def comma_list(value: str) -> list[str]:
-    items = [v.strip() for v in value.split(",") if v.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError("expected a comma-separated list, got an empty value")
-    return items
-
-
-def class_ids(value: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in comma_list(value))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected class ids like 1,3, got {value!r}") from None
-
-
-def seed_list(value: str) -> tuple[int, ...]:
-    """Comma-separated random seeds, integers >= 0 (one flag holds the whole list: --seeds 0,1,2)."""
-    try:
-        seeds = tuple(int(v) for v in comma_list(value))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seeds like 0,1,2 (integers >= 0), got {value!r}") from None
-    if any(s < 0 for s in seeds):
-        raise argparse.ArgumentTypeError(f"seeds must be integers >= 0, got {value!r}")
-    return seeds
-
-
-def fraction(value: str) -> float:
-    q = float(value)
-    if not 0 < q <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
-    return q
 
 
 def drop_count_lines(counts: dict[str, int]) -> list[str]:

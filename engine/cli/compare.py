@@ -7,7 +7,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from engine.cli.common import SAMPLE_DIR, comma_list, seed_list
+from engine.cli.common import SAMPLE_DIR, comma_list
+from engine.config import CompareConfig
+from engine.options import add_options, config_from_args
 
 log = logging.getLogger("engine")
 
@@ -68,12 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of NAME's kept augmentations per source) and NAME-proportional (more for harder sources), the same "
         "total (--budget-share of NAME's rows), each with its own control, proportional also vs uniform",
     )
-    p.add_argument(
-        "--budget-share",
-        type=float,
-        default=0.5,
-        help="share of the strategy's kept augmentations the two budget arms use (default 0.5)",
-    )
+    add_options(p, CompareConfig, fields=("budget_share",))
     p.add_argument(
         "--random",
         type=Path,
@@ -95,24 +92,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="ARMS",
         help="with --scores: which of drop-label-issues,relabel,reweight (default: all three)",
     )
-    p.add_argument(
-        "--relabel-confidence",
-        type=float,
-        default=0.7,
-        help="relabel a suspected label error only when its out-of-fold prediction has at least this "
-        "probability (default 0.7)",
-    )
+    add_options(p, CompareConfig, fields=("relabel_confidence",))
     p.add_argument("--out-dir", type=Path, default=Path("runs/compare"), help="output folder (default: runs/compare)")
-    p.add_argument(
-        "--seeds", type=seed_list, default=(0, 1, 2), help="comma-separated seeds, integers >= 0 (default: 0,1,2)"
-    )
-    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the intervals (default 1000)")
-    p.add_argument(
-        "--confident",
-        type=float,
-        default=0.9,
-        help="a wrong prediction with top probability >= this counts as confidently wrong (default 0.9)",
-    )
+    add_options(p, CompareConfig, fields=("seeds", "bootstrap", "confident_threshold"))
     p.add_argument(
         "--class-names",
         type=comma_list,
@@ -131,16 +113,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def build_config(args: argparse.Namespace):
+def build_config(args: argparse.Namespace) -> CompareConfig:
     """The experiment's config from the options (also what `hardaug run` checks a [compare] table with)."""
-    from engine.experiment import CompareConfig
-
-    return CompareConfig(
-        seeds=tuple(int(s) for s in args.seeds),
-        bootstrap=args.bootstrap,
-        confident_threshold=args.confident,
-        relabel_confidence=args.relabel_confidence,
-    )
+    return config_from_args(CompareConfig, args)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -233,13 +208,13 @@ def run(args: argparse.Namespace) -> int:
     if named and args.random_ is None:
         log.warning("no --random augmentations: without the random control, a gain cannot be credited to targeting")
     strategies = {name: pools[name] for name, _ in named}
-    if not 0 < args.budget_share <= 1:
-        raise InputError(f"--budget-share must be in (0, 1], got {args.budget_share}")
     extra_pairs = []
     for name in args.budget:
         if name not in strategies:
             raise InputError(f"--budget {name}: no such strategy; the strategies are {sorted(strategies)}.")
-        for kind, rows in budget_sets(strategies[name], share=args.budget_share, source=str(dict(named)[name])).items():
+        for kind, rows in budget_sets(
+            strategies[name], share=config.budget_share, source=str(dict(named)[name])
+        ).items():
             strategies[f"{name}-{kind}"] = rows
         extra_pairs.append((f"{name}-proportional", f"{name}-uniform"))
 

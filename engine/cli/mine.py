@@ -7,7 +7,8 @@ import logging
 import time
 from pathlib import Path
 
-from engine.cli.common import class_ids, comma_list, fraction, positive_int
+from engine.config import REPORT, AnalysisConfig
+from engine.options import add_options, comma_list, config_from_args
 
 log = logging.getLogger("engine")
 
@@ -77,7 +78,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="divide each row's probabilities by their sum instead of refusing rows that do not sum to 1",
     )
     p.add_argument("--no-label-issues", action="store_true", help="skip the confident-learning label check")
-    sel = p.add_argument_group("selection steps (applied in the order given; default: --only-misclassified)")
+    sel = p.add_argument_group(m.SELECTION)
     sel.add_argument(
         "--preset",
         choices=sorted(m.PRESETS),
@@ -86,95 +87,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         make=lambda v: list(m.PRESETS[v]),
         help="; ".join(f"{name} = {text}" for name, text in m.PRESET_HELP.items()),
     )
-    sel.add_argument(
-        "--only-misclassified",
-        nargs=0,
-        action=_AddStep,
-        dest="steps",
-        make=lambda _: m.OnlyMisclassified(),
-        help="keep rows the out-of-fold model got wrong",
-    )
-    sel.add_argument(
-        "--top-quantile",
-        type=fraction,
-        action=_AddStep,
-        dest="steps",
-        metavar="Q",
-        make=lambda q: ("quantile", q),
-        help="keep the hardest Q share (e.g. 0.2) of the current rows",
-    )
-    sel.add_argument(
-        "--min-hardness",
-        type=float,
-        action=_AddStep,
-        dest="steps",
-        metavar="H",
-        make=m.MinHardness,
-        help="keep rows with hardness >= H",
-    )
-    sel.add_argument(
-        "--max-confidence",
-        type=float,
-        action=_AddStep,
-        dest="steps",
-        metavar="C",
-        make=m.MaxConfidence,
-        help="keep rows whose top predicted probability is <= C",
-    )
-    sel.add_argument(
-        "--classes",
-        type=class_ids,
-        action=_AddStep,
-        dest="steps",
-        metavar="IDS",
-        make=m.Classes,
-        help="keep rows whose label is one of these class ids, e.g. 1,3",
-    )
-    sel.add_argument(
-        "--min-chars",
-        type=int,
-        action=_AddStep,
-        dest="steps",
-        metavar="N",
-        make=m.MinChars,
-        help="keep texts of at least N characters",
-    )
-    sel.add_argument(
-        "--exclude-label-issues",
-        nargs=0,
-        action=_AddStep,
-        dest="steps",
-        make=lambda _: m.ExcludeLabelIssues(),
-        help="drop rows flagged as likely mislabeled",
-    )
-    sel.add_argument(
-        "--limit",
-        type=positive_int,
-        action=_AddStep,
-        dest="steps",
-        metavar="N",
-        make=m.Limit,
-        help="keep the N hardest of the current rows",
-    )
-    sel.add_argument(
-        "--limit-per-class",
-        type=positive_int,
-        action=_AddStep,
-        dest="steps",
-        metavar="N",
-        make=m.ClassLimit,
-        help="keep the N hardest of the current rows of every class (the same quota from each class)",
-    )
-    sel.add_argument(
-        "--data-map",
-        type=comma_list,
-        action=_AddStep,
-        dest="steps",
-        metavar="REGIONS",
-        make=lambda regions: m.DataMapRegions(tuple(regions)),
-        help="keep rows in these data-map regions, e.g. hard-to-learn,ambiguous (needs dyn_confidence and "
-        "dyn_variability: hardaug oof --backend transformers --dynamics)",
-    )
+    for step in m.STEP_FLAGS:
+        takes = {"nargs": 0} if step.type is None else {"type": step.type, "metavar": step.metavar}
+        sel.add_argument(step.flag, action=_AddStep, dest="steps", make=step.make, help=step.help, **takes)
     sel.add_argument(
         "--per-class",
         action="store_true",
@@ -193,38 +108,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="skip the train/test overlap check (274k train x 27.5k test texts: 37 s on 2 busy cores)",
     )
-    rep = p.add_argument_group("report")
+    rep = p.add_argument_group(REPORT)
     rep.add_argument("--report", type=Path, default=None, help="HTML report path (default: OUT_DIR/report.html)")
     rep.add_argument(
         "--no-report",
         action="store_true",
         help="skip the HTML report and its term analysis (summary.json is still written, without terms)",
     )
-    rep.add_argument(
-        "--tokenizer",
-        choices=["auto", "kiwi", "whitespace"],
-        default="auto",
-        help="terms for the report: kiwi = Korean morphemes, whitespace = words; auto picks by script",
-    )
-    rep.add_argument("--examples", type=int, default=25, help="example rows per table in the report (default: 25)")
+    add_options(p, AnalysisConfig, {REPORT: rep}, fields=("tokenizer", "n_examples"))
     p.set_defaults(func=run_mine_command, steps=None, presets=None)
 
 
-def _build_steps(raw: list | None, per_class: bool) -> list:
-    from engine import mine as m
-
-    if not raw:
-        return [m.OnlyMisclassified()]
-    # --top-quantile is parsed before --per-class may appear, so it stays a marker until here; presets
-    # keep their own quantile steps unchanged.
-    return [m.TopQuantile(s[1], per_class=per_class) if isinstance(s, tuple) else s for s in raw]
+def build_config(args: argparse.Namespace) -> AnalysisConfig:
+    """The report's config from the flags (the selection steps check their values as they are parsed)."""
+    return config_from_args(AnalysisConfig, args)
 
 
 def run_mine_command(args: argparse.Namespace) -> int:
     import polars as pl
 
     from engine import mine as m
-    from engine.config import AnalysisConfig
     from engine.io import check_output_dir, check_writable, refuse_overwrite, write_json, write_parquet
 
     out_dir = check_output_dir(args.out_dir)
@@ -233,8 +136,8 @@ def run_mine_command(args: argparse.Namespace) -> int:
         outputs.append(("--report", args.report or out_dir / "report.html"))
         check_writable((args.report or out_dir / "report.html").parent, option="--report")
     refuse_overwrite(outputs, {"--input": args.input})
-    steps = _build_steps(args.steps, args.per_class)
-    analysis_config = AnalysisConfig(tokenizer=args.tokenizer, n_examples=args.examples)
+    steps = m.steps_from_flags(args.steps, per_class=args.per_class)
+    analysis_config = build_config(args)
     frame, names = m.load_predictions(
         args.input,
         text_col=args.text_col,

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from engine.cli.cluster import add_cluster_options
 from engine.cli.common import SAMPLE_DIR, comma_list, positive_int
-from engine.config import TfidfConfig
+from engine.config import OofConfig, TfidfConfig, TransformerConfig
 from engine.cores import usable_cores
+from engine.options import add_options, config_from_args
 
 log = logging.getLogger("engine")
 
@@ -45,30 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="optional test CSV/Parquet: predicted by every fold model; labels optional",
     )
     p.add_argument("--out-dir", type=Path, default=Path("runs/oof"), help="output folder (default: runs/oof)")
-    p.add_argument(
-        "--backend",
-        choices=["tfidf", "transformers"],
-        default="tfidf",
-        help="classifier: tfidf = character n-gram TF-IDF + logistic regression (CPU, minutes); transformers "
-        "= fine-tune a pretrained encoder per fold (a GPU is advised)",
-    )
-    p.add_argument("--folds", type=int, default=10, help="number of stratified folds (default: 10)")
-    p.add_argument("--seed", type=int, default=42, help="fold shuffling seed (default: 42)")
+    add_options(p, OofConfig, fields=("backend", "n_folds", "seed"))  # --backend first, as before
     p.add_argument("--text-col", default="text", help="column with the texts (default: text)")
     p.add_argument("--label-col", default="label", help="column with the labels: ids 0..K-1 or names")
     p.add_argument("--id-col", default="id", help="column with unique row ids (default: id; row numbers if absent)")
-    p.add_argument("--ngram-max", type=int, default=3, help="tfidf: longest character n-gram (default: 3)")
-    p.add_argument("--max-features", type=int, default=300_000, help="tfidf: vocabulary size (default: 300000)")
-    p.add_argument("--C", type=float, default=2.0, dest="C", help="tfidf: inverse regularization (default: 2.0)")
-    p.add_argument(
-        "--solver",
-        choices=["lbfgs", "saga", "sag"],
-        default=TfidfConfig.solver,
-        help=f"tfidf: logistic regression solver (default: {TfidfConfig.solver})",
-    )
-    p.add_argument(
-        "--tol", type=float, default=TfidfConfig.tol, help=f"tfidf: solver tolerance (default: {TfidfConfig.tol:g})"
-    )
+    add_options(p, TfidfConfig)
     p.add_argument(
         "--processes",
         type=positive_int,
@@ -85,52 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run only these folds (e.g. 0,4,8), save them and stop: one process per GPU on disjoint folds "
         "(CUDA_VISIBLE_DEVICES=i), then the same command without --only-folds assembles the result",
     )
-    t = p.add_argument_group("transformers backend (defaults: the motivating notebook's recipe)")
-    t.add_argument(
-        "--model",
-        default="kykim/bert-kor-base",
-        help="hub id or local folder (config.json, weights, tokenizer); a base model gets a fresh K-label head "
-        "(default: kykim/bert-kor-base)",
-    )
-    t.add_argument("--epochs", type=positive_int, default=3, help="training epochs per fold (default: 3)")
-    t.add_argument("--lr", type=float, default=5e-5, help="peak learning rate of AdamW (default: 5e-5)")
-    t.add_argument("--warmup-steps", type=int, default=500, help="linear warmup, in optimizer steps (default: 500)")
-    t.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default: 0.05)")
-    t.add_argument(
-        "--train-batch-size",
-        type=positive_int,
-        default=128,
-        help="rows per forward pass in training (default: 128); an optimizer step sees this x --grad-accum",
-    )
-    t.add_argument("--eval-batch-size", type=positive_int, default=256, help="rows per prediction batch (default: 256)")
-    t.add_argument("--grad-accum", type=positive_int, default=1, help="batches per optimizer step (default: 1)")
-    t.add_argument("--max-length", type=int, default=128, help="truncate texts to this many tokens (default: 128)")
-    t.add_argument(
-        "--precision",
-        choices=["auto", "fp32", "bf16", "fp16"],
-        default="auto",
-        help="autocast precision: auto = bf16 on a GPU that has it, else fp16; fp32 on CPU (default: auto)",
-    )
-    t.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to train (default: cpu)")
-    t.add_argument(
-        "--select-epoch",
-        choices=["best", "last"],
-        default="best",
-        help="best = the epoch with the best held-out accuracy (the notebook's choice, slightly optimistic "
-        "OOF numbers); last = the final epoch (default: best)",
-    )
-    t.add_argument(
-        "--dynamics",
-        action="store_true",
-        help="record p(label) of every training row after each epoch (one extra forward pass over the train "
-        "split) and write dyn_confidence / dyn_variability for the data map; needs --epochs >= 2 to vary",
-    )
-    t.add_argument(
-        "--keep-checkpoints",
-        action="store_true",
-        help="keep each fold's selected model in OUT_DIR/checkpoints/fold_XX (default: delete it once the "
-        "fold's predictions are saved; at most one checkpoint is on disk at a time)",
-    )
+    add_options(p, TransformerConfig)
     add_cluster_options(p, gpus=False, replicas=False)
     p.set_defaults(func=run_oof_command)
 
@@ -150,10 +87,15 @@ def fold_ids(value: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected fold ids like 0,4,8, got {value!r}") from None
 
 
+def build_config(args: argparse.Namespace) -> OofConfig:
+    """The job's config from the flags (also what `hardaug run` checks an [oof] table with)."""
+    tfidf, transformer = config_from_args(TfidfConfig, args), config_from_args(TransformerConfig, args)
+    return config_from_args(OofConfig, args, tfidf=tfidf, transformer=transformer)
+
+
 def run_oof_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.config import OofConfig, TfidfConfig, TransformerConfig
     from engine.io import check_output_dir, read_table, refuse_overwrite
     from engine.oof.job import JOB, OUTPUTS, run_oof_job
     from engine.progress import Progress
@@ -170,30 +112,7 @@ def run_oof_command(args: argparse.Namespace) -> int:
         raise ValueError("--only-folds and --ray exclude each other: with --ray, Ray spreads the folds")
     if args.only_folds is not None and args.restart:
         raise ValueError("--only-folds cannot be combined with --restart (it would delete the other processes' folds)")
-    config = OofConfig(
-        n_folds=args.folds,
-        seed=args.seed,
-        backend=args.backend,
-        tfidf=TfidfConfig(
-            ngram_max=args.ngram_max, max_features=args.max_features, C=args.C, solver=args.solver, tol=args.tol
-        ),
-        transformer=TransformerConfig(
-            model=args.model,
-            epochs=args.epochs,
-            lr=args.lr,
-            warmup_steps=args.warmup_steps,
-            weight_decay=args.weight_decay,
-            train_batch_size=args.train_batch_size,
-            eval_batch_size=args.eval_batch_size,
-            grad_accum=args.grad_accum,
-            max_length=args.max_length,
-            precision=args.precision,
-            device=args.device,
-            select_epoch=args.select_epoch,
-            dynamics=args.dynamics,
-            keep_checkpoints=args.keep_checkpoints,
-        ),
-    )
+    config = build_config(args)
     if transformers and args.dynamics and args.epochs < 2:
         log.warning("--dynamics with 1 epoch: variability is 0 for every row; the data map needs >= 2 epochs")
     train, names = prepare_dataset(
