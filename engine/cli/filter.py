@@ -73,6 +73,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="save the trained TF-IDF model as .npz (vocabulary, idf and coefficients as arrays; no code)",
     )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="filter again even if this very job (same inputs, options and outputs) already finished here",
+    )
     add_cluster_options(p)
     p.set_defaults(func=run_filter_command)
 
@@ -82,16 +87,12 @@ def build_config(args: argparse.Namespace) -> FilterConfig:
 
 
 def run_filter_command(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from engine.augment.common import check_output
     from engine.errors import InputError
-    from engine.filters import attach_sources, filter_augmented, format_summary, load_augmented
-    from engine.filters.core import check_labels, load_dataset
-    from engine.filters.label import LabelModel, label_model_kind
-    from engine.filters.semantic import Embedder
-    from engine.io import check_writable, json_text, output_group, refuse_overwrite
-    from engine.labels import check_same_classes, metadata, saved_classes
+    from engine.filters import format_summary
+    from engine.filters.label import label_model_kind
+    from engine.io import check_writable, refuse_overwrite
+    from engine.jobs import Job
 
     config = build_config(args)
     out = check_output(args.out)
@@ -120,6 +121,73 @@ def run_filter_command(args: argparse.Namespace) -> int:
         refuse_overwrite(named[i + 1 :], {option: path})
     for option, path in named:
         check_writable(Path(path).parent, option=option)  # now, not after minutes of filtering
+    rows, train, names = _load(args, train_path)
+    options = None  # on Ray: the models load on the actors (their hosts may have GPUs this one lacks)
+    if args.ray is not None:
+        from engine.cluster.session import preflight
+
+        options = cluster_options(args, device="cpu" if config.device == "cpu" else "cuda", threads=1)
+        preflight(options)  # Ray installed and the cluster reachable, before any work
+    if config.similarity:
+        from engine.models import resolve_model
+
+        resolve_model(  # a wrong folder stops the run now, before the job folder is made
+            config.embed_model,
+            option="--embed-model",
+            needs=(("modules.json", "config.json"),),
+            what="sentence-transformers",
+            skip_hint="--no-similarity",
+        )
+    label_model = None
+    if config.label_check and args.ray is None and label_model_kind(config.label_model) == "saved":
+        from engine.filters.label import LabelModel
+
+        label_model = LabelModel.load(config.label_model, len(names))  # arrays: quick, and a bad file stops here
+    # One job folder beside --out: a second filter into the same --out is refused while this one runs, and
+    # the same job run again finds its outputs ("up to date") instead of embedding every text again.
+    with Job(
+        out.with_name(f".{out.name}.job"),
+        filter_fingerprint(args, config, train_path, outputs),
+        restart=args.restart,
+        outputs=[Path(path) for _, path in named],
+        what="filter job",
+    ) as job:
+        if (done := job.finished()) is not None:
+            print(format_summary(done["summary"]))
+            print(f"\n{out} is up to date: this filter job already ran on these inputs (--restart runs it again)")
+            return 0
+        paths = {"train": train_path, "out": out, "rejected": rejected_path, "summary": summary_path}
+        summary = _filter(args, config, rows, train, names, label_model, options, paths)
+        job.finish({"summary": summary})
+    return 0
+
+
+def filter_fingerprint(args: argparse.Namespace, config: FilterConfig, train: Path, outputs: dict) -> str:
+    """The filter job's identity: its input files and local model folders by content, every option, and
+    where its outputs go (a job that writes elsewhere is another job)."""
+    from dataclasses import asdict
+
+    from engine.jobs import fingerprint
+
+    models = {"--embed-model": config.embed_model if config.similarity else None}
+    models["--label-model"] = config.label_model if config.label_check and config.label_model != "tfidf" else None
+    options = {
+        "config": asdict(config),
+        "columns": [args.text_col, args.label_col, args.id_col],
+        "outputs": {option: str(path) for option, path in outputs.items() if path is not None},
+    }
+    inputs = {"--input": args.input, "--train": train, "--sources": args.sources}
+    # a local model folder by content; a hub id only by its name (in the options)
+    inputs |= {option: Path(m) if m is not None and Path(m).exists() else None for option, m in models.items()}
+    return fingerprint("filter", options, inputs)
+
+
+def _load(args: argparse.Namespace, train_path: Path):
+    """The augmented rows with their source texts, the training set and its class names, all checked."""
+    from engine.filters import attach_sources, load_augmented
+    from engine.filters.core import check_labels, load_dataset
+    from engine.labels import check_same_classes, saved_classes
+
     augmented = load_augmented(args.input)
     train, names = load_dataset(
         train_path, text_col=args.text_col, label_col=args.label_col, id_col=args.id_col, complete=True
@@ -131,32 +199,30 @@ def run_filter_command(args: argparse.Namespace) -> int:
         rows = attach_sources(augmented, sources, where=f"--sources {args.sources}")
     else:
         rows = attach_sources(augmented, train, where=f"--train {train_path}")
-    k = len(names)
-    check_labels(augmented, k, where=f"--train {train_path}")
-    log.info("%d augmented rows, %d training rows, %d classes", rows.height, train.height, k)
+    check_labels(augmented, len(names), where=f"--train {train_path}")
+    log.info("%d augmented rows, %d training rows, %d classes", rows.height, train.height, len(names))
+    return rows, train, names
 
+
+def _filter(args, config, rows, train, names, label_model, options, paths: dict[str, Path]) -> dict:
+    """Check every row and write the three outputs together (the models on Ray when `options`); returns the
+    summary."""
+    from tqdm import tqdm
+
+    from engine.filters import filter_augmented, format_summary
+    from engine.filters.label import LabelModel
+    from engine.filters.semantic import Embedder
+    from engine.io import json_text, output_group
+    from engine.labels import metadata
+
+    k = len(names)
+    on_ray = options is not None
+    train_path, out, rejected_path, summary_path = paths["train"], paths["out"], paths["rejected"], paths["summary"]
     # Load the models before any work, so a wrong folder stops the run in seconds.
     embedder = None
-    on_ray = args.ray is not None  # the models load on the actors (their hosts may have GPUs this one lacks)
-    if on_ray:
-        from engine.cluster.session import preflight
-
-        options = cluster_options(args, device="cpu" if config.device == "cpu" else "cuda", threads=1)
-        preflight(options)  # Ray installed and the cluster reachable, before any work
-        if config.similarity:
-            from engine.models import resolve_model
-
-            resolve_model(
-                config.embed_model,
-                option="--embed-model",
-                needs=(("modules.json", "config.json"),),
-                what="sentence-transformers",
-                skip_hint="--no-similarity",
-            )
     if config.similarity and not on_ray:
         embedder = Embedder(config.embed_model, device=config.device, batch_size=config.batch_size)
-    label_model = None
-    if config.label_check and config.label_model != "tfidf" and not on_ray:
+    if label_model is None and config.label_check and config.label_model != "tfidf" and not on_ray:
         label_model = LabelModel.load(
             config.label_model, k, device=config.device, batch_size=config.batch_size, max_length=config.max_length
         )
@@ -211,4 +277,4 @@ def run_filter_command(args: argparse.Namespace) -> int:
     print(format_summary(summary))
     print(f"\nkept {kept.height:,} of {result.rows.height:,} rows: {out}; summary: {summary_path}")
     print(f"rejected rows with their source text: {rejected_path}")
-    return 0
+    return summary
