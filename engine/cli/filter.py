@@ -214,6 +214,7 @@ def _filter(args, config, rows, train, names, label_model, options, paths: dict[
     from engine.filters.semantic import Embedder
     from engine.io import json_text, output_group
     from engine.labels import metadata
+    from engine.progress import Progress
 
     k = len(names)
     on_ray = options is not None
@@ -233,12 +234,12 @@ def _filter(args, config, rows, train, names, label_model, options, paths: dict[
         label_model = LabelModel.train_tfidf(train["text"].to_list(), train["label"].to_numpy(), k, config.tfidf)
     bars: dict[str, tqdm] = {}
 
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
+    def progress(p: Progress) -> None:
+        bar = bars.get(p.stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="row")
-        bar.update(done - bar.n)
-        if done >= total:
+            bar = bars[p.stage] = tqdm(total=p.total, desc=p.stage, unit="row")
+        bar.update(p.done - bar.n)
+        if p.done >= p.total:
             bar.close()
 
     with ExitStack() as stack:
@@ -248,7 +249,7 @@ def _filter(args, config, rows, train, names, label_model, options, paths: dict[
 
             models = stack.enter_context(filter_models_on_ray(config, k, options, fitted_label_model=label_model))
         result = filter_augmented(
-            rows, train, config=config, embedder=models[0], label_model=models[1], progress=progress
+            rows, train, config=config, embedder=models[0], label_model=models[1], on_progress=progress
         )
     for bar in bars.values():
         bar.close()
