@@ -102,14 +102,14 @@ def engine_full(aug: list[str], orig: list[str]) -> tuple[float, dict]:
     stages: dict[str, float] = {}
     marks: dict[str, float] = {}
 
-    def progress(stage: str, done: int, total: int) -> None:
-        if done == 0:
-            marks[stage] = perf_counter()
-        elif done >= total:
-            stages[stage] = perf_counter() - marks[stage]
+    def progress(p) -> None:  # engine.progress.Progress
+        if p.done == 0:
+            marks[p.stage] = perf_counter()
+        elif p.done >= p.total:
+            stages[p.stage] = perf_counter() - marks[p.stage]
 
     start = perf_counter()
-    near = find_near_duplicates(aug, orig, threshold=THRESHOLD, within=True, progress=progress)
+    near = find_near_duplicates(aug, orig, threshold=THRESHOLD, within=True, on_progress=progress)
     index, _ = keep_first(near.within, len(aug))
     seconds = perf_counter() - start
     info = {

@@ -101,13 +101,14 @@ def ray_row(stage: str, actors: int, sources: Path, out: Path, model: Path, args
     before = load()
     started = time.perf_counter()
 
-    def on_shard(shard) -> None:
-        if not first:
-            first.append((time.perf_counter() - started, shard.seconds))
+    def on_shard(shard) -> None:  # engine.progress.Progress: a start report, then one per saved shard
+        if not first and shard.step:
+            first.append((time.perf_counter() - started, shard.detail["seconds"]))
 
     kept, _ = augment_on_ray(
-        sources, out, job, ClusterOptions(replicas=actors), most_per_shard=chunk(args), restart=True, on_shard=on_shard
-    )
+        sources, out, job, ClusterOptions(replicas=actors), most_per_shard=chunk(args), restart=True,
+        on_progress=on_shard,
+    )  # fmt: skip
     wall = time.perf_counter() - started
     actor_start = max(first[0][0] - first[0][1], 0.0)
     n = args.sentences

@@ -48,12 +48,14 @@ def timed_job(sources: Path, out: Path, job, replicas: int, n: int) -> dict:
     events: list[tuple[float, int, int, int]] = []  # (time, worker pid, sources, output tokens)
     started = time.perf_counter()
 
-    def on_shard(shard) -> None:
-        events.append((time.perf_counter() - started, shard.worker_pid, shard.sources, shard.output_tokens))
+    def on_shard(shard) -> None:  # engine.progress.Progress: a start report, then one per saved shard
+        if shard.step:
+            d = shard.detail
+            events.append((time.perf_counter() - started, d["worker_pid"], shard.step, d["output_tokens"]))
 
     options = ClusterOptions(replicas=replicas, gpus_per_replica=1, max_retries=1)
     augment_on_ray(sources, out, job, options, most_per_shard=max(1, n // (replicas * 8)), restart=True,
-                   on_shard=on_shard)  # fmt: skip
+                   on_progress=on_shard)  # fmt: skip
     wall = time.perf_counter() - started
     first = {}
     for t, pid, _, _ in events:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import polars as pl
@@ -16,6 +17,7 @@ from engine.augment.common import (
     to_rows,
 )
 from engine.errors import InputError
+from engine.jobs import JobLocked
 
 
 @pytest.fixture
@@ -53,66 +55,95 @@ def test_chunks_resume_and_finish_in_input_order(sources, tmp_path: Path):
     out = tmp_path / "aug.parquet"
     key = job_fingerprint(sources, "test", "m", {"p": 1})
     rows = to_rows(sources, _generated(), method="test", model="m", params={"p": 1})
-    writer = AugmentedOutput(out, fingerprint=key)
-    # second chunk first: the final file must still follow the input order
-    writer.write_chunk(rows.filter(pl.col("source_id") != "10"), ["11", "12"])
+    with AugmentedOutput(out, fingerprint=key) as writer:
+        # second chunk first: the final file must still follow the input order
+        writer.write_chunk(rows.filter(pl.col("source_id") != "10"), ["11", "12"])
     assert not out.exists()
-    resumed = AugmentedOutput(out, fingerprint=key)
-    assert resumed.done_sources() == {"11", "12"}
-    resumed.write_chunk(rows.filter(pl.col("source_id") == "10"), ["10"])
-    kept, counts = resumed.finish()
+    with AugmentedOutput(out, fingerprint=key) as resumed:
+        assert resumed.done_sources() == {"11", "12"}
+        resumed.write_chunk(rows.filter(pl.col("source_id") == "10"), ["10"])
+        kept, counts = resumed.finish()
     assert kept.columns == list(AUGMENTED_SCHEMA)
     assert kept["id"].to_list() == ["10:test:x.0", "11:test:x.1"]
     assert counts == {"generated": 5, "empty": 1, "identical_to_source": 1, "too_short": 1, "kept": 2}
     assert pl.read_parquet(out).equals(kept)
-    assert not resumed.parts.exists()
+    assert not (resumed.folder / "parts").exists()
 
 
 def test_variants_keep_the_order_they_were_made_in(sources, tmp_path: Path):
     out = tmp_path / "aug.parquet"
     made = [Generated(0, str(v), f"변형 {v}") for v in range(12)]  # as strings "10" < "2"
     rows = to_rows(sources, made, method="test", model="m", params={})
-    writer = AugmentedOutput(out, fingerprint="k")
-    writer.write_chunk(rows, ["10", "11", "12"])
-    kept, _ = writer.finish()
+    with AugmentedOutput(out, fingerprint="k") as writer:
+        writer.write_chunk(rows, ["10", "11", "12"])
+        kept, _ = writer.finish()
     assert kept["variant"].to_list() == [str(v) for v in range(12)]
 
 
 def test_sources_seen_without_outputs_are_remembered(sources, tmp_path: Path):
     out = tmp_path / "aug.parquet"
-    writer = AugmentedOutput(out, fingerprint="k")
-    writer.write_chunk(to_rows(sources, [], method="t", model="m", params={}), ["10", "11"])
-    assert AugmentedOutput(out, fingerprint="k").done_sources() == {"10", "11"}
+    with AugmentedOutput(out, fingerprint="k") as writer:
+        writer.write_chunk(to_rows(sources, [], method="t", model="m", params={}), ["10", "11"])
+    with AugmentedOutput(out, fingerprint="k") as again:
+        assert again.done_sources() == {"10", "11"}
 
 
 def test_a_finished_job_is_found_by_its_fingerprint_alone(sources, tmp_path: Path):
     out = tmp_path / "aug.parquet"
     rows = to_rows(sources, _generated(), method="test", model="m", params={})
-    writer = AugmentedOutput(out, fingerprint="a")
-    assert writer.finished() is None
-    writer.write_chunk(rows, ["10", "11", "12"])
-    kept, counts = writer.finish()
-    found = AugmentedOutput(out, fingerprint="a").finished()
-    assert found is not None and found[0].equals(kept) and found[1] == counts
-    assert not AugmentedOutput(out, fingerprint="a").parts.exists()  # nothing opened for a finished job
-    assert AugmentedOutput(out, fingerprint="b").finished() is None
-    assert AugmentedOutput(out, fingerprint="a", restart=True).finished() is None
-    assert AugmentedOutput(out, fingerprint="a").finished() is None  # restart dropped the marker
+    with AugmentedOutput(out, fingerprint="a") as writer:
+        assert writer.finished() is None
+        writer.write_chunk(rows, ["10", "11", "12"])
+        kept, counts = writer.finish()
+    with AugmentedOutput(out, fingerprint="a") as again:
+        found = again.finished()
+        assert found is not None and found[0].equals(kept) and found[1] == counts
+        assert not (again.folder / "parts").exists()  # nothing opened for a finished job
+    for key, restart in (("b", False), ("a", True), ("a", False)):  # the last: restart dropped the marker
+        with AugmentedOutput(out, fingerprint=key, restart=restart) as other:
+            assert other.finished() is None
 
 
 def test_parts_of_another_job_are_refused(tmp_path: Path, sources):
     out = tmp_path / "aug.parquet"
-    AugmentedOutput(out, fingerprint="a").write_chunk(to_rows(sources, [], method="t", model="m", params={}), ["10"])
-    with pytest.raises(InputError, match="different job"):
-        AugmentedOutput(out, fingerprint="b")
-    AugmentedOutput(out, fingerprint="b", restart=True)
+    with AugmentedOutput(out, fingerprint="a") as writer:
+        writer.write_chunk(to_rows(sources, [], method="t", model="m", params={}), ["10"])
+    with pytest.raises(InputError, match=r"another augmentation job.*--restart"), AugmentedOutput(out, fingerprint="b"):
+        pass
+    with AugmentedOutput(out, fingerprint="b", restart=True) as restarted:
+        assert restarted.done_sources() == set()
 
 
 def test_a_job_that_never_wrote_a_chunk_leaves_nothing(tmp_path: Path):
     out = tmp_path / "aug.parquet"
-    writer = AugmentedOutput(out, fingerprint="a")  # e.g. the engine then fails to open
-    assert not writer.parts.exists() and list(tmp_path.iterdir()) == []
-    AugmentedOutput(out, fingerprint="b")  # nothing of job a to refuse
+    with AugmentedOutput(out, fingerprint="a") as writer:  # e.g. the engine then fails to open
+        pass
+    assert [p.name for p in tmp_path.iterdir()] == [writer.folder.name]  # the job folder, with its lock only
+    assert [p.name for p in writer.folder.iterdir()] == ["lock"]
+    with AugmentedOutput(out, fingerprint="b"):  # nothing of job a to refuse
+        pass
+
+
+def test_a_second_writer_at_once_is_refused(tmp_path: Path):
+    out = tmp_path / "aug.parquet"
+    with (
+        AugmentedOutput(out, fingerprint="a"),
+        pytest.raises(JobLocked, match="another hardaug run"),
+        AugmentedOutput(out, fingerprint="a"),
+    ):
+        pass
+
+
+def test_chunks_of_an_older_hardaug_are_removed_with_a_warning(tmp_path: Path, sources, caplog):
+    folder = tmp_path / "runs"
+    old = folder / ".aug.parquet.parts"
+    old.mkdir(parents=True)
+    to_rows(sources, [], method="t", model="m", params={}).write_parquet(old / "chunk_00000.parquet")
+    (folder / ".aug.parquet.job.json").write_text('{"fingerprint": "a"}')
+    with caplog.at_level(logging.WARNING), AugmentedOutput(folder / "aug.parquet", fingerprint="a") as writer:
+        assert writer.done_sources() == set()
+    assert str(old) in caplog.text
+    assert sorted(p.name for p in folder.iterdir()) == [".aug.parquet.job"]
 
 
 def test_bad_output_paths(tmp_path: Path):
@@ -120,3 +151,4 @@ def test_bad_output_paths(tmp_path: Path):
         AugmentedOutput(tmp_path, fingerprint="a")
     with pytest.raises(InputError, match=r"\.parquet"):
         AugmentedOutput(tmp_path / "aug.csv", fingerprint="a")
+    assert list(tmp_path.iterdir()) == []  # refused before any folder is made

@@ -18,7 +18,6 @@ from engine.augment.backtranslate import (
     LANGUAGE_CODES,
     BacktranslateConfig,
     BackTranslator,
-    ChunkDone,
     _Tokenizer,
     backtranslate_file,
 )
@@ -26,6 +25,7 @@ from engine.augment.common import AUGMENTED_SCHEMA
 from engine.augment.convert_mbart import convert_mbart
 from engine.cli import main
 from engine.errors import InputError
+from engine.progress import Progress
 
 pytest.importorskip("ctranslate2")
 pytest.importorskip("transformers")
@@ -196,20 +196,22 @@ def test_resume_after_a_kill_gives_the_same_file(tiny_mbart, hard_parquet, tmp_p
     reference, _ = backtranslate_file(hard_parquet, tmp_path / "reference.parquet", config, chunk_size=8)
 
     out = tmp_path / "augmented.parquet"
-    seen: list[ChunkDone] = []
+    seen: list[Progress] = []
 
-    def killed_after_first_chunk(chunk: ChunkDone) -> None:
+    def killed_after_first_chunk(chunk: Progress) -> None:
         seen.append(chunk)
-        raise KeyboardInterrupt  # as if the process died right after saving a chunk
+        if chunk.step:
+            raise KeyboardInterrupt  # as if the process died right after saving a chunk
 
     with pytest.raises(KeyboardInterrupt):
-        backtranslate_file(hard_parquet, out, config, chunk_size=8, on_chunk=killed_after_first_chunk)
-    assert not out.exists() and len(list(out.parent.glob(f".{out.name}.parts/chunk_*.parquet"))) == 1
-    assert seen[0].done == 8 and seen[0].total == 30
+        backtranslate_file(hard_parquet, out, config, chunk_size=8, on_progress=killed_after_first_chunk)
+    assert not out.exists() and len(list(out.parent.glob(f".{out.name}.job/parts/chunk_*.parquet"))) == 1
+    assert seen[-1].done == 8 and seen[-1].total == 30
 
-    resumed: list[ChunkDone] = []
-    kept, counts = backtranslate_file(hard_parquet, out, config, chunk_size=8, on_chunk=resumed.append)
-    assert [c.done for c in resumed] == [16, 24, 30]  # the first chunk was not redone
+    resumed: list[Progress] = []
+    kept, counts = backtranslate_file(hard_parquet, out, config, chunk_size=8, on_progress=resumed.append)
+    assert [c.done for c in resumed if c.step] == [16, 24, 30]  # the first chunk was not redone
+    assert resumed[0].done == 8 and resumed[0].step == 0  # the start: where the earlier run left it
     assert kept.equals(reference)
     assert kept["id"].is_unique().all()
     long_sources = pl.read_parquet(hard_parquet)["id"].head(25).to_list()
@@ -222,11 +224,12 @@ def test_resumed_sampling_still_gives_one_row_per_source_and_variant(tiny_mbart,
     config = _config(tiny_mbart["ct2"], variants=3, min_chars=0)
     out = tmp_path / "augmented.parquet"
 
-    def kill(chunk: ChunkDone) -> None:
-        raise RuntimeError("killed")
+    def kill(chunk: Progress) -> None:
+        if chunk.step:
+            raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
-        backtranslate_file(hard_parquet, out, config, chunk_size=12, on_chunk=kill)
+        backtranslate_file(hard_parquet, out, config, chunk_size=12, on_progress=kill)
     kept, counts = backtranslate_file(hard_parquet, out, config, chunk_size=12)
     assert counts["generated"] == 30 * 3 and "too_short" not in counts
     dropped = counts["generated"] - counts["kept"]

@@ -8,6 +8,7 @@ message; a bad address and a missing Ray get one clear message; no Ray process o
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -96,12 +97,58 @@ def test_eda_on_ray_writes_what_one_process_writes(cluster, sources, tmp_path):
     single, single_counts = run_eda(sources, tmp_path / "one.parquet", config=EdaConfig(n=3), chunk_size=7, threads=1)
     shards = []
     kept, counts = augment_on_ray(
-        sources, tmp_path / "ray.parquet", EdaJob(EdaConfig(n=3)), OPTIONS, most_per_shard=7, on_shard=shards.append
+        sources, tmp_path / "ray.parquet", EdaJob(EdaConfig(n=3)), OPTIONS, most_per_shard=7, on_progress=shards.append
     )
     assert kept.equals(single)
     assert counts == single_counts
     assert pl.read_parquet(tmp_path / "ray.parquet").equals(pl.read_parquet(tmp_path / "one.parquet"))
-    assert sum(s.sources for s in shards) == 40 and len({s.shard for s in shards}) == len(shards) > 1
+    shards = [s for s in shards if s.step]  # the start report aside
+    assert sum(s.step for s in shards) == 40 and len({s.detail["shard"] for s in shards}) == len(shards) > 1
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stop_after(saved: int):
+    """An on_progress that stops the job (as a kill would) once `saved` chunks or shards are saved."""
+    seen = []
+
+    def on_progress(progress) -> None:
+        if progress.step:
+            seen.append(progress)
+        if len(seen) == saved:
+            raise _Stop
+
+    return on_progress
+
+
+@pytest.mark.parametrize("first", ["ray", "single"])
+def test_a_job_started_on_ray_finishes_without_it_and_the_other_way_round(cluster, sources, tmp_path, first):
+    """One job folder for both paths: the same fingerprint, the same parts; the half-done job is finished by the
+    other path with every source once, as an uninterrupted run writes it."""
+    config = EdaConfig(n=3)
+    whole, whole_counts = run_eda(sources, tmp_path / "whole.parquet", config=config, chunk_size=7, threads=1)
+    out = tmp_path / "aug.parquet"
+
+    def on_ray(**options):
+        return augment_on_ray(sources, out, EdaJob(config), OPTIONS, most_per_shard=7, **options)
+
+    def single(**options):
+        return run_eda(sources, out, config=config, chunk_size=7, threads=1, **options)
+
+    start, finish = (on_ray, single) if first == "ray" else (single, on_ray)
+    with pytest.raises(_Stop):
+        start(on_progress=_stop_after(2))
+    parts = list(tmp_path.glob(".aug.parquet.job/parts/chunk_*.parquet"))
+    assert len(parts) == 2 and not out.exists()
+    done_before = set(pl.read_parquet(parts)["source_id"])
+    reports = []
+    kept, counts = finish(on_progress=reports.append)
+    assert reports[0].done == len(done_before)  # the other path took up the saved part
+    assert sum(r.step for r in reports) == 40 - len(done_before)  # and did only the rest
+    assert kept.equals(whole) and counts == whole_counts
+    assert kept["id"].is_unique().all() and set(kept["source_id"]) <= set(pl.read_parquet(sources)["id"])
 
 
 def test_beam_backtranslation_survives_a_killed_actor(cluster, sources, ct2_model, single_bt, tmp_path):
@@ -110,13 +157,13 @@ def test_beam_backtranslation_survives_a_killed_actor(cluster, sources, ct2_mode
     killed: list[int] = []
 
     def kill_first(shard) -> None:
-        if not killed:
-            killed.append(shard.worker_pid)
-            os.kill(shard.worker_pid, signal.SIGKILL)
+        if not killed and shard.step:
+            killed.append(shard.detail["worker_pid"])
+            os.kill(killed[0], signal.SIGKILL)
 
     kept, counts = augment_on_ray(
         sources, tmp_path / "bt.parquet", BacktranslateJob(_bt_config(ct2_model)), OPTIONS, most_per_shard=5,
-        on_shard=kill_first,
+        on_progress=kill_first,
     )  # fmt: skip
     assert killed and not psutil.pid_exists(killed[0])
     assert kept.equals(single_bt)
@@ -127,7 +174,7 @@ def test_driver_killed_then_rerun_does_only_the_missing_shards(cluster, ct2_mode
     texts = pl.read_csv(SAMPLE / "test.csv", infer_schema_length=None)["text"].drop_nulls().head(300).to_list()
     sources = tmp_path / "hard.parquet"
     pl.DataFrame({"id": [f"t{i:03d}" for i in range(300)], "text": texts, "label": 0}).write_parquet(sources)
-    out, parts = tmp_path / "bt.parquet", tmp_path / ".bt.parquet.parts"
+    out, parts = tmp_path / "bt.parquet", tmp_path / ".bt.parquet.job" / "parts"
     # The driver joins the module's cluster by its address, as a user on another node would; 60 shards of 5
     command = [sys.executable, "-m", "engine.cli", "backtranslate", "--input", str(sources), "--out", str(out),
                "--model", str(ct2_model), "--threads", "1", "--max-output-tokens", "12", "--beam-size", "2",
@@ -143,16 +190,18 @@ def test_driver_killed_then_rerun_does_only_the_missing_shards(cluster, ct2_mode
             driver.send_signal(signal.SIGKILL)
         finally:
             driver.wait(timeout=60)
-    saved = list(parts.glob("chunk_*.parquet"))
-    assert saved and not out.exists(), f"the driver should have died mid-run: {log.read_text()[-2000:]}"
-    done = set(pl.read_parquet(saved)["source_id"])
+    assert not out.exists(), f"the driver should have died mid-run: {log.read_text()[-2000:]}"
+    # the parts the manifest records (a shard written but not yet recorded when the kill came is redone)
+    recorded = json.loads((parts.parent / "manifest.json").read_text())["parts"]
+    assert recorded
+    done = set(pl.read_parquet([parts / p["file"] for p in recorded])["source_id"])
 
     shards = []
     config = _bt_config(ct2_model)
     kept, _ = augment_on_ray(
-        sources, out, BacktranslateJob(config), ClusterOptions(replicas=1), most_per_shard=5, on_shard=shards.append
+        sources, out, BacktranslateJob(config), ClusterOptions(replicas=1), most_per_shard=5, on_progress=shards.append
     )
-    assert sum(s.sources for s in shards) == 300 - len(done)  # only the missing shards were sent
+    assert sum(s.step for s in shards) == 300 - len(done)  # only the missing shards were sent
     single, _ = backtranslate_file(sources, tmp_path / "single.parquet", config, chunk_size=5)
     assert kept.equals(single)
 

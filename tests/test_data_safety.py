@@ -230,11 +230,38 @@ def test_filter_writes_kept_rejected_and_summary_together(tmp_path: Path, train_
     summary = json.loads(out.with_suffix(".summary.json").read_text())
     assert summary["kept"] == kept.height
     assert sorted(p.name for p in out.parent.iterdir()) == [
+        ".kept.parquet.job",  # the job folder: lock and done marker
         "kept.parquet",
         "kept.rejected.parquet",
         "kept.summary.json",
         "lm.npz",
     ]
+
+
+def test_the_same_filter_job_again_is_up_to_date_and_a_second_one_at_once_is_refused(
+    tmp_path: Path, train_csv: Path, capsys
+):
+    from engine.jobs import Job
+
+    aug = tmp_path / "a.parquet"
+    augmented_rows(train_csv).write_parquet(aug)
+    out = tmp_path / "f" / "kept.parquet"
+    files = [out, out.with_suffix(".rejected.parquet"), out.with_suffix(".summary.json")]
+    assert main(filter_args(aug, train_csv, out)) == 0
+    first = capsys.readouterr().out
+    written = snapshot(*files)
+    stamps = [p.stat().st_mtime_ns for p in files]
+    assert main(filter_args(aug, train_csv, out)) == 0
+    again = capsys.readouterr().out
+    assert "up to date" in again and "up to date" not in first
+    unchanged(written)
+    assert [p.stat().st_mtime_ns for p in files] == stamps  # nothing recomputed, nothing rewritten
+    # another option is another job: filtered again
+    assert main(filter_args(aug, train_csv, out, "--dup-threshold", "0.9")) == 0
+    assert "up to date" not in capsys.readouterr().out
+    # a run that holds the job folder (here: this process) refuses a second filter into the same --out
+    with Job(out.with_name(f".{out.name}.job"), "held"):
+        refused(main(filter_args(aug, train_csv, out, "--restart")), capsys, f"pid {os.getpid()}", str(out))
 
 
 def test_filter_stops_before_work_when_an_output_folder_is_read_only(tmp_path: Path, train_csv: Path, capsys):
@@ -254,7 +281,8 @@ def test_filter_on_a_full_disk_leaves_no_partial_outputs(tmp_path: Path, train_c
         # the label model (~60 kB compressed) does not fit after the other outputs
         code = main(filter_args(aug, train_csv, small / "kept.parquet", "--save-label-model", str(small / "lm.npz")))
         refused(code, capsys, "disk is full", str(small), exit_code=1)
-        assert list(small.iterdir()) == []
+        assert [p.name for p in small.iterdir()] == [".kept.parquet.job"]  # no output, only the job folder
+        assert [p.name for p in (small / ".kept.parquet.job").iterdir()] == ["lock"]  # and no done marker
 
 
 # ----------------------------------------------------------------------------- 4. untrusted label model
@@ -313,7 +341,7 @@ def test_kill_9_of_paraphrase_leaves_no_engine_process(tmp_path: Path, tiny_qwen
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine.cli", *argv], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    parts = out.with_name(f".{out.name}.parts")
+    parts = out.with_name(f".{out.name}.job") / "parts"
     seen: dict[int, psutil.Process] = {}
     try:
         deadline = time.monotonic() + 900  # the engine starts in 15 s on an idle machine, minutes on a busy one
@@ -385,7 +413,7 @@ def test_a_full_disk_keeps_finished_parts_and_the_same_command_resumes(tmp_path:
     with mounted(tmp_path / "small", "size=48k") as small:
         out = small / "aug.parquet"
         refused(main(["eda", *args, "--out", str(out)]), capsys, "disk is full", "run the same command", exit_code=1)
-        parts = list(small.glob(".aug.parquet.parts/chunk_*.parquet"))
+        parts = list(small.glob(".aug.parquet.job/parts/chunk_*.parquet"))
         assert parts and not out.exists()  # finished chunks kept, no output that looks complete
         subprocess.run(["mount", "-o", "remount,size=8m", str(small)], check=True)
         assert main(["eda", *args, "--out", str(out)]) == 0

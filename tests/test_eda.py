@@ -15,6 +15,7 @@ import pytest
 from engine.augment.common import AUGMENTED_SCHEMA
 from engine.augment.eda import EdaConfig, apply_op, augment_units, generate, run_eda, split_units, tokenize
 from engine.cli import main
+from engine.progress import Progress
 
 SAMPLE = Path(__file__).resolve().parents[1] / "engine" / "data" / "sample" / "train.csv"
 VARIANT = re.compile(r"^\d+\.(delete|swap|insert)$")
@@ -142,14 +143,14 @@ def test_resume_after_a_crash_gives_the_same_file(reviews, tmp_path):
     reviews.head(120).write_parquet(src)
     whole, _ = run_eda(src, tmp_path / "whole.parquet", config=EdaConfig(n=2), chunk_size=50, threads=1)
 
-    def crash(done: int, total: int) -> None:
-        if done >= 50:
+    def crash(progress: Progress) -> None:
+        if progress.done >= 50:
             raise KeyboardInterrupt
 
     out = tmp_path / "resumed.parquet"
     with pytest.raises(KeyboardInterrupt):
-        run_eda(src, out, config=EdaConfig(n=2), chunk_size=50, threads=1, progress=crash)
-    assert not out.exists() and any(out.with_name(f".{out.name}.parts").glob("chunk_*"))
+        run_eda(src, out, config=EdaConfig(n=2), chunk_size=50, threads=1, on_progress=crash)
+    assert not out.exists() and any(out.with_name(f".{out.name}.job").glob("parts/chunk_*"))
     resumed, _ = run_eda(src, out, config=EdaConfig(n=2), chunk_size=7, threads=1)
     assert resumed.equals(whole)
 
@@ -161,12 +162,12 @@ def test_a_finished_job_is_not_redone(reviews, tmp_path):
     first, counts = run_eda(src, out, config=EdaConfig(n=2), threads=1)
     written = out.stat().st_mtime_ns
     calls = []
-    again, again_counts = run_eda(src, out, config=EdaConfig(n=2), threads=1, progress=lambda *a: calls.append(a))
+    again, again_counts = run_eda(src, out, config=EdaConfig(n=2), threads=1, on_progress=calls.append)
     assert again.equals(first) and again_counts == counts
     assert out.stat().st_mtime_ns == written and calls == []  # read back, nothing generated
     other, _ = run_eda(src, out, config=EdaConfig(n=3), threads=1)  # another job writes its own output
     assert other.height > first.height and out.stat().st_mtime_ns != written
-    redone, _ = run_eda(src, out, config=EdaConfig(n=3), threads=1, restart=True, progress=lambda *a: calls.append(a))
+    redone, _ = run_eda(src, out, config=EdaConfig(n=3), threads=1, restart=True, on_progress=calls.append)
     assert redone.equals(other) and calls  # restart generates again, the same rows
 
 

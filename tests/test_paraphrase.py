@@ -263,7 +263,7 @@ def _config(model, **kw):
 
 
 def _nothing_written(out: Path) -> bool:
-    return not out.exists() and not out.with_name(f".{out.name}.parts").exists()
+    return not out.exists() and not out.with_name(f".{out.name}.job").exists()
 
 
 def test_missing_model_folder_stops_before_output(sources, tmp_path: Path):
@@ -524,16 +524,19 @@ def test_resume_after_a_kill_gives_the_same_rows(vllm_engine, sources, tmp_path:
     seen = []
 
     def kill_after_two_chunks(chunk):
-        seen.append(chunk.sources)
+        if chunk.step:
+            seen.append(chunk.step)
         if len(seen) == 2:
             raise KeyboardInterrupt  # as if the job were killed right after saving its second chunk
 
     with pytest.raises(KeyboardInterrupt):
-        paraphrase_file(sources, out, engine=vllm_engine, chunk_size=3, on_chunk=kill_after_two_chunks)
-    assert not out.exists() and len(list(out.with_name(f".{out.name}.parts").glob("chunk_*.parquet"))) == 2
+        paraphrase_file(sources, out, engine=vllm_engine, chunk_size=3, on_progress=kill_after_two_chunks)
+    assert not out.exists() and len(list(out.with_name(f".{out.name}.job").glob("parts/chunk_*.parquet"))) == 2
     resumed_chunks = []
-    kept, counts = paraphrase_file(sources, out, engine=vllm_engine, chunk_size=3, on_chunk=resumed_chunks.append)
-    assert [c.sources for c in resumed_chunks] == [3, 1]  # only the 4 sources not done yet
+    kept, counts = paraphrase_file(
+        sources, out, engine=vllm_engine, chunk_size=3, on_progress=lambda c: c.step and resumed_chunks.append(c)
+    )
+    assert [c.step for c in resumed_chunks] == [3, 1]  # only the 4 sources not done yet
     assert resumed_chunks[0].done == 9 and resumed_chunks[-1].done == resumed_chunks[-1].total == 10
     assert kept.equals(whole) and counts == whole_counts  # no duplicates, no gaps, same samples
 

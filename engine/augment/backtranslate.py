@@ -34,7 +34,7 @@ import difflib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,19 +42,20 @@ import polars as pl
 
 from engine.augment.common import (
     AugmentedOutput,
-    ChunkDone,
+    ChunkRows,
     Generated,
     check_output,
-    chunks,
     classes_of,
     job_fingerprint,
     load_sources,
+    run_chunks,
     to_rows,
 )
 from engine.cores import threads_for
 from engine.errors import InputError
 from engine.models import resolve_model
 from engine.options import non_negative_int, option, positive_float, positive_int
+from engine.progress import OnProgress
 
 log = logging.getLogger(__name__)
 
@@ -636,16 +637,19 @@ def _chunk_rows(chunk: pl.DataFrame, results: dict[int, list[BackTranslation]], 
     return pl.concat(frames) if frames else to_rows(chunk, [], method=METHOD, model=str(config.model), params={})
 
 
-def translate_chunk(
-    translator: BackTranslator, chunk: pl.DataFrame
-) -> tuple[pl.DataFrame, list[list[BackTranslation]]]:
-    """One chunk of sources (`load_sources` columns) through both legs: its rows (common.PART_SCHEMA) and the
-    back-translations of the sources long enough to translate. The single-process job and the Ray shards
-    (engine.cluster) both call this, so their outputs match."""
+def translate_chunk(translator: BackTranslator, chunk: pl.DataFrame) -> ChunkRows:
+    """One chunk of sources (`load_sources` columns) through both legs: its rows (common.PART_SCHEMA), round
+    trips and output tokens. The single-process job and the Ray shards (engine.cluster) both call this, so
+    their outputs match."""
     texts = chunk["text"].to_list()
     long_enough = [i for i, t in enumerate(texts) if len(t.strip()) >= translator.config.min_chars]
     translated = translator.backtranslate([texts[i] for i in long_enough])
-    return _chunk_rows(chunk, dict(zip(long_enough, translated, strict=True)), translator.config), translated
+    rows = _chunk_rows(chunk, dict(zip(long_enough, translated, strict=True)), translator.config)
+    return ChunkRows(
+        rows,
+        outputs=sum(len(r) for r in translated),
+        output_tokens=sum(bt.output_tokens for r in translated for bt in r),
+    )
 
 
 def backtranslate_file(
@@ -659,7 +663,7 @@ def backtranslate_file(
     text_col: str = "text",
     label_col: str = "label",
     id_col: str = "id",
-    on_chunk: Callable[[ChunkDone], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Back-translate every source of `input` (hard.parquet or any id/text/label table) into `out` (Parquet).
 
@@ -667,7 +671,9 @@ def backtranslate_file(
     each finished chunk is saved, so a rerun skips the sources it has seen (`restart=True` discards
     them). The input, the output path, the model folder and the languages are all checked before
     anything is written. Pass an open `translator` to reuse a loaded model (its config is then the
-    job's). Returns the kept rows (augmented schema, input order) and the counts by drop reason.
+    job's). Progress: `engine.progress.Progress` per saved chunk (stage "backtranslate", unit "source";
+    detail: outputs = round trips, output_tokens, seconds). Returns the kept rows (augmented schema, input
+    order) and the counts by drop reason.
     """
     if (config is None) == (translator is None):
         raise ValueError("pass either a config or an open translator")
@@ -677,43 +683,22 @@ def backtranslate_file(
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     sources = load_sources(input, text_col=text_col, label_col=label_col, id_col=id_col)
     check_output(out)
-    model = str(config.model)
+    key = job_fingerprint(sources, METHOD, str(config.model), config.params())
     # open the model before the output: a bad folder, tokenizer, language or device stops here, before
     # anything is written
     owned = translator is None
     if owned:
         translator = BackTranslator(config)
     try:
-        writer = AugmentedOutput(
-            out,
-            fingerprint=job_fingerprint(sources, METHOD, model, config.params()),
-            restart=restart,
-            classes=classes_of(input),
-        )
-        if (finished_job := writer.finished()) is not None:
-            return finished_job
-        done = writer.done_sources()
-        pending = sources.filter(~pl.col("id").is_in(list(done))) if done else sources
-        if done:
-            log.info("resuming: %d of %d sources already done", sources.height - pending.height, sources.height)
-        finished = sources.height - pending.height
-        for chunk in chunks(pending, chunk_size):
-            started = time.perf_counter()
-            rows, translated = translate_chunk(translator, chunk)
-            writer.write_chunk(rows, chunk["id"].to_list())
-            finished += chunk.height
-            if on_chunk is not None:
-                on_chunk(
-                    ChunkDone(
-                        sources=chunk.height,
-                        outputs=sum(len(r) for r in translated),
-                        output_tokens=sum(bt.output_tokens for r in translated for bt in r),
-                        seconds=time.perf_counter() - started,
-                        done=finished,
-                        total=sources.height,
-                    )
-                )
+        with AugmentedOutput(out, fingerprint=key, restart=restart, classes=classes_of(input)) as output:
+            return run_chunks(
+                output,
+                sources,
+                lambda chunk: translate_chunk(translator, chunk),
+                chunk_size=chunk_size,
+                stage=METHOD,
+                on_progress=on_progress,
+            )
     finally:
         if owned:
             translator.close()
-    return writer.finish()

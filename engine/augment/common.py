@@ -1,4 +1,4 @@
-"""What every augmenter shares: reading the sources, the augmented schema, and resumable output.
+"""What every augmenter shares: reading the sources, the augmented schema, and the resumable job.
 
 Augmented rows (one per kept generated text):
 - `id`: `{source_id}:{method}:{variant}`, deterministic, so a resumed run writes the same ids
@@ -9,29 +9,37 @@ Augmented rows (one per kept generated text):
   unique per source and method (e.g. `en_XX.0`); `round`: augmentation round (1 for a first pass)
 - `extra`: JSON of method-specific details kept for inspection (the pivot text of a back-translation)
 
-Resumability: the engine processes sources in chunks; each finished chunk is saved under
-`.<out name>.parts/` with every row it produced, kept or dropped (with `drop_reason`), so a restart skips
-every source already seen and the drop counts survive restarts. `finish` writes the final file (kept rows,
-in input order) atomically, writes the drop counts beside it, then `.<out name>.job.json` with the job's
-fingerprint, and removes the parts. Run again, the same job finds its finished output (`finished()`) and
-is not redone; another job, or `restart`, writes it anew.
+Resumability: `AugmentedOutput` is the job folder (engine.jobs) `.<out name>.job/` beside the output, held
+locked while the job runs (a second run on the same `--out` is refused, naming the holder). The engine
+processes sources in chunks (`run_chunks`, or shards on Ray: `run_job` with another producer); each
+finished chunk is saved as a verified part with every row it produced, kept or dropped (with
+`drop_reason`), so a restart skips every source already seen and the drop counts survive restarts; a part
+deleted, truncated or edited by hand is named and its sources are redone. `finish` writes the final file
+(kept rows, in input order) and the drop counts beside it (`OUT.drops.json`), then the done marker with
+both files' digests. Run again, the same job finds its finished output (`finished()`) and is not redone;
+another job writes it anew, or, while the first one's parts are still there, is refused unless `restart`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
+import io
 import json
 import logging
 import shutil
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
+from engine import jobs
 from engine.errors import InputError
-from engine.io import read_table, write_json, write_parquet, write_text
+from engine.io import atomic_path, read_table, write_json, write_parquet
 from engine.labels import LABEL_MAP_FILE, saved_classes
+from engine.progress import OnProgress, report
 from engine.validate import prepare_dataset
 
 log = logging.getLogger(__name__)
@@ -50,20 +58,7 @@ AUGMENTED_SCHEMA = {
     "extra": pl.String,
 }
 PART_SCHEMA = {**AUGMENTED_SCHEMA, "source_order": pl.Int64, "drop_reason": pl.String}
-
-
-@dataclass(frozen=True)
-class ChunkDone:
-    """Progress after one saved chunk of a chunked augmenter (backtranslate, paraphrase), what `on_chunk`
-    receives: this chunk's sources, generated `outputs` (round trips, answers) and output tokens, its seconds,
-    and the sources done so far of the job's `total`."""
-
-    sources: int
-    outputs: int
-    output_tokens: int
-    seconds: float
-    done: int
-    total: int
+PROCESSED = "(processed)"  # marker row of a source that was seen but left no row of its own
 
 
 def load_sources(
@@ -116,9 +111,14 @@ def params_json(params: dict) -> str:
 
 
 def job_fingerprint(sources: pl.DataFrame, method: str, model: str, params: dict) -> str:
-    digest = hashlib.sha256(params_json({"method": method, "model": model, "params": params}).encode())
-    digest.update(sources.select("id", "text", "label").hash_rows(seed=11).to_numpy().tobytes())
-    return digest.hexdigest()[:16]
+    """The identity of an augmentation job (engine.jobs.fingerprint): the sources' content (what the rows
+    copy from them), the method, the model as named, the options and the hardaug version. The single-process
+    job and the Ray shards compute the same one, so either can finish what the other started."""
+    return jobs.fingerprint(
+        "augment",
+        {"method": method, "model": model, "params": params},
+        {"sources": sources.select("id", "text", "label", "hardness")},
+    )
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,14 @@ def check_output(out: str | Path) -> Path:
 
 
 class AugmentedOutput:
-    """Chunked, resumable output of one augmentation job; see the module docstring."""
+    """The resumable output of one augmentation job (see the module docstring). A context manager: the job
+    folder is locked from `__enter__` to `__exit__`, so hold it for the whole run.
+
+    with AugmentedOutput(out, fingerprint=key) as output:
+        if (found := output.finished()) is not None: return found
+        ...output.write_chunk(rows, ids) for every chunk of sources not in output.done_sources()...
+        return output.finish()
+    """
 
     def __init__(
         self, out: str | Path, *, fingerprint: str, restart: bool = False, classes: list[str] | None = None
@@ -150,71 +157,84 @@ class AugmentedOutput:
         self.out = check_output(out)
         self.fingerprint = fingerprint
         self.classes = classes  # the sources' label map, written into the output's metadata
-        self.parts = self.out.with_name(f".{self.out.name}.parts")
         self.drops = self.out.with_suffix(".drops.json")
-        self.job = self.out.with_name(f".{self.out.name}.job.json")
-        self.manifest = manifest = self.parts / "manifest.json"
-        if restart:
-            shutil.rmtree(self.parts, ignore_errors=True)
-            self.job.unlink(missing_ok=True)
-        self._chunks: list[Path] = []
-        if self._complete():
-            return
-        if manifest.exists():
-            found = json.loads(manifest.read_text())["fingerprint"]
-            if found != fingerprint:
-                raise InputError(
-                    f"{self.parts} holds chunks of a different job (input, model or options changed). "
-                    "Pass --restart to discard them, or choose another --out."
-                )
-        self._chunks = sorted(self.parts.glob("chunk_*.parquet"))
+        self.folder = self.out.with_name(f".{self.out.name}.job")
+        self.job = jobs.Job(
+            self.folder, fingerprint, restart=restart, outputs=[self.out, self.drops], what="augmentation job"
+        )
 
-    def _complete(self) -> bool:
-        """This very job ran to the end here: its marker (written last) names this fingerprint."""
-        if not (self.out.is_file() and self.drops.is_file() and self.job.is_file()):
-            return False
+    def __enter__(self) -> AugmentedOutput:
+        self.job.__enter__()
         try:
-            return json.loads(self.job.read_text())["fingerprint"] == self.fingerprint
-        except (OSError, ValueError, KeyError, TypeError):
-            return False  # unreadable marker: the job runs again and rewrites it
+            self._drop_old_layout()
+        except BaseException:
+            self.job.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.job.__exit__(*exc)
+
+    def _drop_old_layout(self) -> None:
+        """Chunks and markers of hardaug versions before the job folder cannot be verified: removed, said."""
+        parts = self.out.with_name(f".{self.out.name}.parts")
+        if parts.is_dir():
+            log.warning(
+                "%s holds chunks saved by an older hardaug, which cannot be verified: removed, their sources are "
+                "redone",
+                parts,
+            )
+            shutil.rmtree(parts, ignore_errors=True)
+        self.out.with_name(f".{self.out.name}.job.json").unlink(missing_ok=True)
 
     def finished(self) -> tuple[pl.DataFrame, dict[str, int]] | None:
         """The kept rows and drop counts of this very job if it already ran to the end here, else None."""
-        if not self._complete():
+        if self.job.finished() is None:
             return None
         log.info(
             "%s already holds this job's output from an earlier run: nothing to do (--restart redoes it)", self.out
         )
-        return pl.read_parquet(self.out), json.loads(self.drops.read_text())
+        return pl.read_parquet(self.out), json.loads(self.drops.read_text(encoding="utf-8"))
+
+    def _part_files(self) -> list[Path]:
+        return [self.folder / jobs.PARTS / part.file for part in self.job.parts.values()]
 
     def done_sources(self) -> set[str]:
         """Source ids already processed (whatever their outputs), to skip on restart."""
-        if not self._chunks:
+        files = self._part_files()
+        if not files:
             return set()
-        return set(pl.scan_parquet(self._chunks).select("source_id").unique().collect()["source_id"])
+        return set(pl.scan_parquet(files).select("source_id").unique().collect()["source_id"])
 
     def write_chunk(self, rows: pl.DataFrame, processed: Sequence[str]) -> None:
-        """Save one finished chunk. `processed` lists every source id of the chunk, so sources whose
-        outputs were all dropped (or that were skipped) are remembered too."""
+        """Save one finished chunk as a part of the job. `processed` lists every source id of the chunk, so
+        sources whose outputs were all dropped (or that were skipped) are remembered too."""
         seen = set(rows["source_id"].to_list())
         markers = pl.DataFrame(
-            {"source_id": [s for s in processed if s not in seen], "drop_reason": "(processed)"},
+            {"source_id": [s for s in processed if s not in seen], "drop_reason": PROCESSED},
             schema={"source_id": pl.String, "drop_reason": pl.String},
         )
         chunk = pl.concat([rows.select(PART_SCHEMA.keys()).cast(PART_SCHEMA), markers], how="diagonal_relaxed")
-        if not self.manifest.exists():  # made with the first chunk: a run that fails to start leaves nothing
-            self.parts.mkdir(parents=True, exist_ok=True)
-            write_text(json.dumps({"fingerprint": self.fingerprint}) + "\n", self.manifest)
-        path = self.parts / f"chunk_{len(self._chunks):05d}.parquet"
-        write_parquet(chunk, path)
-        self._chunks.append(path)
+        # a new number after the highest saved: a part redone after a deletion must not overwrite another
+        number = 1 + max((int(name.rsplit("_", 1)[1]) for name in self.job.parts), default=-1)
+        name = f"chunk_{number:05d}"
+        # Serialized in memory, written by Python: a full disk is then an OSError the CLI can name, where
+        # polars may report it as a Parquet "transport error" (when the footer is what does not fit).
+        buffer = io.BytesIO()
+        chunk.write_parquet(buffer, compression="zstd", statistics=True)
+        path = self.job.part_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buffer.getvalue())
+        self.job.record_part(name, path, rows=chunk.height, meta={"sources": len(processed)})
 
     def finish(self) -> tuple[pl.DataFrame, dict[str, int]]:
-        """Write the kept rows (input order, then the order the augmenter made them) and the drop counts;
-        remove the parts."""
+        """Write the kept rows (input order, then the order the augmenter made them) and the drop counts,
+        then the done marker; the parts are removed."""
+        saved = self.job.read_parts()
         every = (
-            pl.read_parquet(self._chunks).filter(pl.col("drop_reason").ne_missing("(processed)"))
-            if self._chunks
+            saved.filter(pl.col("drop_reason").ne_missing(PROCESSED))
+            if saved is not None
             else pl.DataFrame(schema=PART_SCHEMA)
         )
         counts = {
@@ -235,12 +255,85 @@ class AugmentedOutput:
             .select(AUGMENTED_SCHEMA.keys())
         )
         counts["kept"] = kept.height
-        self.job.unlink(missing_ok=True)  # an older job's marker must not outlive its output
         write_parquet(kept, self.out, classes=self.classes)
         write_json(counts, self.drops)
-        write_json({"fingerprint": self.fingerprint}, self.job)  # last: the output is complete
-        shutil.rmtree(self.parts, ignore_errors=True)
+        self.job.finish({"counts": counts})  # last: the marker vouches for both files
         return kept, counts
+
+
+@dataclass(frozen=True)
+class ChunkRows:
+    """What generating one chunk gave: its rows (PART_SCHEMA) and, for progress reports, how many outputs
+    the engine produced (round trips, answers, variants), their tokens, its seconds, and any other `detail`
+    (a Ray shard's number and worker)."""
+
+    rows: pl.DataFrame
+    outputs: int = 0
+    output_tokens: int = 0
+    seconds: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+# A producer turns the pending sources into finished chunks, (chunk of sources, its rows), in any order.
+Producer = Callable[[pl.DataFrame], Iterable[tuple[pl.DataFrame, ChunkRows]]]
+
+
+def run_job(
+    output: AugmentedOutput, sources: pl.DataFrame, produce: Producer, *, stage: str, on_progress: OnProgress | None
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """The one loop of every augmentation job, in one process or on Ray: skip a finished job, hand the
+    sources not done yet to `produce`, save each chunk it returns, report progress, and finish.
+
+    `output` must be entered (locked). Progress: `Progress(stage, "source", done, total, step)` once at the
+    start (step 0: what earlier runs did) and after each saved chunk (step = its sources; `detail`: outputs,
+    output_tokens, seconds and the producer's own).
+    Returns the kept rows (augmented schema, input order) and the counts by drop reason."""
+    if (found := output.finished()) is not None:
+        return found
+    seen = output.done_sources()
+    pending = sources.filter(~pl.col("id").is_in(list(seen))) if seen else sources
+    done, total = sources.height - pending.height, sources.height
+    if done:
+        log.info("resuming: %d of %d sources already done", done, total)
+    report(on_progress, stage, "source", done, total, 0)
+    if pending.height:
+        with contextlib.closing(iter(produce(pending))) as finished_chunks:
+            for chunk, result in finished_chunks:
+                output.write_chunk(result.rows, chunk["id"].to_list())
+                done += chunk.height
+                report(
+                    on_progress, stage, "source", done, total, chunk.height, outputs=result.outputs,
+                    output_tokens=result.output_tokens, seconds=result.seconds, **result.detail,
+                )  # fmt: skip
+    return output.finish()
+
+
+def in_chunks(generate: Callable[[pl.DataFrame], ChunkRows], chunk_size: int) -> Producer:
+    """The single-process producer: `generate` on consecutive chunks of `chunk_size` pending sources."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
+
+    def produce(pending: pl.DataFrame) -> Iterator[tuple[pl.DataFrame, ChunkRows]]:
+        for chunk in chunks(pending, chunk_size):
+            started = time.perf_counter()
+            result = generate(chunk)
+            seconds = time.perf_counter() - started
+            yield chunk, ChunkRows(result.rows, result.outputs, result.output_tokens, seconds, result.detail)
+
+    return produce
+
+
+def run_chunks(
+    output: AugmentedOutput,
+    sources: pl.DataFrame,
+    generate: Callable[[pl.DataFrame], ChunkRows],
+    *,
+    chunk_size: int,
+    stage: str,
+    on_progress: OnProgress | None = None,
+) -> tuple[pl.DataFrame, dict[str, int]]:
+    """`run_job` in this process: `generate(chunk)` on chunks of at most `chunk_size` pending sources."""
+    return run_job(output, sources, in_chunks(generate, chunk_size), stage=stage, on_progress=on_progress)
 
 
 def chunks(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:

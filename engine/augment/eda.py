@@ -39,7 +39,7 @@ import logging
 import operator
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,16 +48,18 @@ import polars as pl
 from engine import english
 from engine.augment.common import (
     AugmentedOutput,
+    ChunkRows,
     Generated,
     check_output,
-    chunks,
     classes_of,
     job_fingerprint,
     load_sources,
+    run_chunks,
     to_rows,
 )
 from engine.errors import InputError
 from engine.options import option, positive_int
+from engine.progress import OnProgress
 from engine.text import HANGUL, LATIN, kiwi_tokens
 
 log = logging.getLogger(__name__)
@@ -404,6 +406,14 @@ def job_params(sources: pl.DataFrame, config: EdaConfig, source: str) -> dict:
     return job
 
 
+def generate_chunk(chunk: pl.DataFrame, config: EdaConfig, params: dict, *, threads: int | None = None) -> ChunkRows:
+    """One chunk of sources (`load_sources` columns) as rows (common.PART_SCHEMA); `params` from `job_params`.
+    The single-process job and the Ray shards (engine.cluster) both call this, so their outputs match."""
+    generated = generate(chunk, config, threads=threads)
+    rows = to_rows(chunk, generated, method=METHOD, model=model_name(), params=params)
+    return ChunkRows(rows, outputs=len(generated))
+
+
 def run_eda(
     input_path: str | Path,
     out: str | Path,
@@ -415,9 +425,10 @@ def run_eda(
     text_col: str = "text",
     label_col: str = "label",
     id_col: str = "id",
-    progress: Callable[[int, int], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Augment every source of `input_path` and write the augmented rows to `out` (resumable in chunks).
+    """Augment every source of `input_path` and write the augmented rows to `out` (resumable in chunks;
+    progress: `engine.progress.Progress` per saved chunk, stage "eda", unit "source").
 
     Returns the kept rows (augmented schema, method "eda", model "kiwipiepy X.Y.Z") and the drop counts.
     """
@@ -425,25 +436,13 @@ def run_eda(
     check_output(out)
     sources = load_sources(input_path, text_col=text_col, label_col=label_col, id_col=id_col)
     model, job = model_name(), job_params(sources, config, str(input_path))
-    writer = AugmentedOutput(
-        out,
-        fingerprint=job_fingerprint(sources, METHOD, model, job),
-        restart=restart,
-        classes=classes_of(input_path),
-    )
-    if (finished_job := writer.finished()) is not None:
-        return finished_job
-    done = writer.done_sources()
-    todo = sources.filter(~pl.col("id").is_in(list(done))) if done else sources
-    if done:
-        log.info("resuming: %d of %d sources already done", sources.height - todo.height, sources.height)
-    finished = sources.height - todo.height
-    if progress is not None:
-        progress(finished, sources.height)
-    for chunk in chunks(todo, chunk_size):
-        rows = to_rows(chunk, generate(chunk, config, threads=threads), method=METHOD, model=model, params=job)
-        writer.write_chunk(rows, chunk["id"].to_list())
-        finished += chunk.height
-        if progress is not None:
-            progress(finished, sources.height)
-    return writer.finish()
+    key = job_fingerprint(sources, METHOD, model, job)
+    with AugmentedOutput(out, fingerprint=key, restart=restart, classes=classes_of(input_path)) as output:
+        return run_chunks(
+            output,
+            sources,
+            lambda chunk: generate_chunk(chunk, config, job, threads=threads),
+            chunk_size=chunk_size,
+            stage=METHOD,
+            on_progress=on_progress,
+        )

@@ -32,7 +32,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,13 +40,13 @@ import polars as pl
 
 from engine.augment.common import (
     AugmentedOutput,
-    ChunkDone,
+    ChunkRows,
     Generated,
     check_output,
-    chunks,
     classes_of,
     job_fingerprint,
     load_sources,
+    run_chunks,
     to_rows,
 )
 from engine.augment.parse import Parsed, parse_outputs
@@ -56,6 +56,7 @@ from engine.cores import core_ids, usable_cores
 from engine.errors import InputError
 from engine.models import resolve_model
 from engine.options import option, positive_float, positive_int
+from engine.progress import OnProgress
 
 log = logging.getLogger(__name__)
 
@@ -813,7 +814,7 @@ def paraphrase_file(
     label_col: str = "label",
     id_col: str = "id",
     progress=None,
-    on_chunk: Callable[[ChunkDone], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Paraphrase every source of `input` (hard.parquet or any id/text/label table) into `out` (Parquet).
 
@@ -821,7 +822,10 @@ def paraphrase_file(
     restarted job skips the sources it has seen (`restart=True` discards them). The input, the model and
     the options are all checked before anything is written. Pass an open `engine` to reuse a loaded
     model (its config is then the job's); otherwise one is opened for the job and closed after.
-    Returns the kept rows (augmented schema, input order) and the counts by drop reason.
+    `progress`: a tqdm-like factory for the engine's bar inside a chunk; `on_progress`: an
+    `engine.progress.Progress` per saved chunk (stage "paraphrase", unit "source"; detail: outputs =
+    answers, output_tokens, seconds). Returns the kept rows (augmented schema, input order) and the counts
+    by drop reason.
     """
     if (config is None) == (engine is None):
         raise ValueError("pass either a config or an open engine")
@@ -838,43 +842,21 @@ def paraphrase_file(
         check_device(config.device)  # before the model loads: torch would fail with an AssertionError
     # The fingerprint covers what was asked for; the rows' params also say what the engine could do
     # (guided JSON falls back to free text where structured output is unavailable).
-    writer = AugmentedOutput(
-        out,
-        fingerprint=paraphrase_fingerprint(sources, config, info.generation),
-        restart=restart,
-        classes=classes_of(input),
-    )
-    if (finished_job := writer.finished()) is not None:
-        return finished_job
-    done = writer.done_sources()
-    pending = sources.filter(~pl.col("id").is_in(list(done)))
-    if done:
-        log.info("resuming: %d of %d sources already done", sources.height - pending.height, sources.height)
-    owned = engine is None and pending.height > 0
-    if owned:
-        engine = open_paraphraser(config, info)
+    key = paraphrase_fingerprint(sources, config, info.generation)
+    opened: Paraphraser | None = None
+
+    def generate(chunk: pl.DataFrame) -> ChunkRows:
+        nonlocal opened
+        if engine is None and opened is None:  # at the first chunk: a finished job loads no model
+            opened = open_paraphraser(config, info)
+        return paraphrase_chunk(engine or opened, chunk, progress=progress)
+
     try:
-        finished = sources.height - pending.height
-        for chunk in chunks(pending, chunk_size):
-            started = time.perf_counter()
-            rows, results = paraphrase_chunk(engine, chunk, progress=progress)
-            writer.write_chunk(rows, chunk["id"].to_list())
-            finished += chunk.height
-            if on_chunk is not None:
-                on_chunk(
-                    ChunkDone(
-                        sources=chunk.height,
-                        outputs=sum(len(r.completions) for r in results),
-                        output_tokens=sum(r.output_tokens for r in results),
-                        seconds=time.perf_counter() - started,
-                        done=finished,
-                        total=sources.height,
-                    )
-                )
+        with AugmentedOutput(out, fingerprint=key, restart=restart, classes=classes_of(input)) as output:
+            return run_chunks(output, sources, generate, chunk_size=chunk_size, stage=METHOD, on_progress=on_progress)
     finally:
-        if owned:
-            engine.close()
-    return writer.finish()
+        if opened is not None:
+            opened.close()
 
 
 def paraphrase_fingerprint(sources: pl.DataFrame, config: ParaphraseConfig, generation: dict) -> str:
@@ -884,12 +866,14 @@ def paraphrase_fingerprint(sources: pl.DataFrame, config: ParaphraseConfig, gene
     return job_fingerprint(sources, METHOD, config.model, requested)
 
 
-def paraphrase_chunk(engine: Paraphraser, chunk: pl.DataFrame, *, progress=None) -> tuple[pl.DataFrame, list]:
-    """One chunk of sources (`load_sources` columns): its rows (common.PART_SCHEMA) and the engine's
-    `SourceResult`s. The single-process job and the Ray shards (engine.cluster) both call this."""
+def paraphrase_chunk(engine: Paraphraser, chunk: pl.DataFrame, *, progress=None) -> ChunkRows:
+    """One chunk of sources (`load_sources` columns): its rows (common.PART_SCHEMA), answers and output
+    tokens. The single-process job and the Ray shards (engine.cluster) both call this."""
     results = engine.generate(chunk["text"].to_list(), progress=progress)
     rows = to_rows(chunk, list(_generated(results)), method=METHOD, model=engine.config.model, params=engine.params())
-    return rows, results
+    return ChunkRows(
+        rows, outputs=sum(len(r.completions) for r in results), output_tokens=sum(r.output_tokens for r in results)
+    )
 
 
 def _given(config: ParaphraseConfig) -> dict:

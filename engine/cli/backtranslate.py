@@ -10,13 +10,8 @@ from pathlib import Path
 
 from engine.augment.backtranslate import BacktranslateConfig
 from engine.augment.convert_mbart import QUANTIZATIONS
-from engine.cli.cluster import add_cluster_options, augment_on_ray
-from engine.cli.common import (
-    ChunkProgress,
-    add_source_options,
-    check_source_paths,
-    positive_int,
-)
+from engine.cli.cluster import add_cluster_options, run_augmenter
+from engine.cli.common import ChunkProgress, add_source_options, check_source_paths, positive_int
 from engine.options import add_options, config_from_args
 
 log = logging.getLogger("engine")
@@ -106,38 +101,30 @@ def build_config(args: argparse.Namespace) -> BacktranslateConfig:
 
 
 def run_backtranslate_command(args: argparse.Namespace) -> int:
-    from engine.augment.backtranslate import backtranslate_file
+    from engine.augment.backtranslate import DEFAULT_CHUNK_SIZE, backtranslate_file
+    from engine.cluster.augment import BacktranslateJob
 
     check_source_paths(args)
     config = build_config(args)
+    if args.ray is not None and len(config.device_index) > 1:
+        raise ValueError("with --ray each replica has its own GPUs: use --gpus-per-replica, not --device-index")
     started = time.perf_counter()
     progress = ChunkProgress(
-        "backtranslate", lambda c: f"{c.output_tokens / max(c.seconds, 1e-9):,.0f} output tokens/s"
+        "backtranslate",
+        lambda p: f"{p.detail['output_tokens'] / max(p.detail['seconds'], 1e-9):,.0f} output tokens/s",
     )
     try:
-        if args.ray is not None:
-            from engine.augment.backtranslate import DEFAULT_CHUNK_SIZE
-            from engine.cluster.augment import BacktranslateJob
-
-            if len(config.device_index) > 1:
-                raise ValueError("with --ray each replica has its own GPUs: use --gpus-per-replica, not --device-index")
-            most = args.chunk_size or DEFAULT_CHUNK_SIZE[config.device]
-            kept, counts = augment_on_ray(
-                args, BacktranslateJob(config), device=config.device, threads=config.threads, most_per_shard=most,
-                on_shard=progress,
-            )  # fmt: skip
-        else:
-            kept, counts = backtranslate_file(
-                args.input,
-                args.out,
-                config,
-                chunk_size=args.chunk_size,
-                restart=args.restart,
-                text_col=args.text_col,
-                label_col=args.label_col,
-                id_col=args.id_col,
-                on_chunk=progress,
-            )
+        kept, counts = run_augmenter(
+            args,
+            backtranslate_file,
+            BacktranslateJob(config),
+            replica_device=config.device,
+            replica_threads=config.threads,
+            most_per_shard=args.chunk_size or DEFAULT_CHUNK_SIZE[config.device],
+            on_progress=progress,
+            config=config,
+            chunk_size=args.chunk_size,
+        )
     finally:
         progress.close()
     print(progress.summary(counts, time.perf_counter() - started, _translated))

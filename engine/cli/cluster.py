@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 from engine.cli.common import positive_int
+from engine.progress import OnProgress
 
 SHARDS = "Work goes out in shards; finished shards are saved, so the same command resumes"
 FOLDS = "Every unfinished fold runs as a Ray task (one GPU each with --device cuda); saved folds are kept"
@@ -55,23 +58,34 @@ def cluster_options(args: argparse.Namespace, *, device: str, threads: int):
     )  # Ray's session folder: $RAY_TMPDIR/ray, else /tmp/ray (Ray's own rule)
 
 
-def augment_on_ray(args: argparse.Namespace, job, *, device: str, threads: int, most_per_shard: int, on_shard):
-    """One augmenter's job on Ray with the source options every augmenter shares (`add_source_options`)."""
+def run_augmenter(
+    args: argparse.Namespace,
+    here: Callable[..., tuple],
+    ray_job: Any,
+    *,
+    replica_device: str,
+    replica_threads: int,
+    most_per_shard: int,
+    on_progress: OnProgress,
+    **here_options: Any,
+) -> tuple:
+    """One augmenter's job with the source options every augmenter shares (`add_source_options`, --restart):
+    on Ray with --ray (`ray_job`: the stage's picklable job from engine.cluster.augment; each replica gets
+    `replica_threads` CPU slots, and GPUs unless `replica_device` is cpu), else `here(input, out, ...,
+    **here_options)` in this process. Both write and resume the same job folder."""
+    shared = {
+        "restart": args.restart,
+        "text_col": args.text_col,
+        "label_col": args.label_col,
+        "id_col": args.id_col,
+        "on_progress": on_progress,
+    }
+    if args.ray is None:
+        return here(args.input, args.out, **shared, **here_options)
     import dataclasses
 
     from engine.cluster.augment import augment_on_ray, replica_config
 
-    options = cluster_options(args, device=device, threads=threads)
-    job = dataclasses.replace(job, config=replica_config(job.config, options))
-    return augment_on_ray(
-        args.input,
-        args.out,
-        job,
-        options,
-        most_per_shard=most_per_shard,
-        restart=args.restart,
-        text_col=args.text_col,
-        label_col=args.label_col,
-        id_col=args.id_col,
-        on_shard=on_shard,
-    )
+    options = cluster_options(args, device=replica_device, threads=replica_threads)
+    job = dataclasses.replace(ray_job, config=replica_config(ray_job.config, options))
+    return augment_on_ray(args.input, args.out, job, options, most_per_shard=most_per_shard, **shared)

@@ -6,10 +6,10 @@ import argparse
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 # re-exported: the commands' types
 from engine.options import comma_list, positive_float, positive_int, seed_list  # noqa: F401
+from engine.progress import Progress
 
 SAMPLE_DIR = resources.files("engine") / "data" / "sample"
 
@@ -51,27 +51,30 @@ def check_source_paths(args: argparse.Namespace) -> None:
 
 
 class ChunkProgress:
-    """`on_chunk` of the chunked augmenters (backtranslate, paraphrase): one progress bar over sources, which
-    starts at the sources an earlier run finished, and the totals of this run for the closing summary.
+    """`on_progress` of the augmenters (engine.progress.Progress per saved chunk or Ray shard): one progress
+    bar over sources, which starts at the sources an earlier run finished, and the totals of this run
+    (outputs, output tokens, engine seconds from each report's `detail`) for the closing summary; `rate`
+    renders a chunk's speed for the bar."""
 
-    It reads `augment.common.ChunkDone` and `cluster.shards.ShardDone` (the same fields); `rate` renders a
-    chunk's speed for the bar."""
-
-    def __init__(self, desc: str, rate: Callable[[Any], str]) -> None:
-        self.desc, self.rate = desc, rate
+    def __init__(self, desc: str, rate: Callable[[Progress], str] | None = None, *, unit: str = "src") -> None:
+        self.desc, self.rate, self.unit = desc, rate, unit
         self.outputs, self.tokens, self.seconds = 0, 0, 0.0
         self.bar = None
 
-    def __call__(self, chunk: Any) -> None:
+    def __call__(self, progress: Progress) -> None:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=chunk.total, initial=chunk.done - chunk.sources, desc=self.desc, unit="src")
-        self.outputs += chunk.outputs
-        self.tokens += chunk.output_tokens
-        self.seconds += chunk.seconds
-        self.bar.update(chunk.sources)
-        self.bar.set_postfix_str(self.rate(chunk))
+            initial = progress.done - progress.step
+            self.bar = tqdm(total=progress.total, initial=initial, desc=self.desc, unit=self.unit)
+        if not progress.step:  # the job's start: only where earlier runs left it
+            return
+        self.outputs += progress.detail.get("outputs", 0)
+        self.tokens += progress.detail.get("output_tokens", 0)
+        self.seconds += progress.detail.get("seconds", 0.0)
+        self.bar.update(progress.step)
+        if self.rate is not None:
+            self.bar.set_postfix_str(self.rate(progress))
 
     def close(self) -> None:
         if self.bar is not None:

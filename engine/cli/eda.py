@@ -9,8 +9,8 @@ import textwrap
 import time
 
 from engine.augment.eda import EdaConfig
-from engine.cli.cluster import add_cluster_options, augment_on_ray
-from engine.cli.common import add_source_options, check_source_paths, positive_int
+from engine.cli.cluster import add_cluster_options, run_augmenter
+from engine.cli.common import ChunkProgress, add_source_options, check_source_paths, positive_int
 from engine.options import add_options, config_from_args
 
 log = logging.getLogger("engine")
@@ -64,46 +64,29 @@ def build_config(args: argparse.Namespace) -> EdaConfig:
 
 
 def run_eda_command(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from engine.augment.eda import run_eda
+    from engine.cluster.augment import EdaJob
 
     check_source_paths(args)
     config = build_config(args)
     started = time.perf_counter()
-    bar = None
-
-    def progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, initial=0, desc="eda", unit="source")
-        bar.update(done - bar.n)
-
+    progress = ChunkProgress("eda", unit="source")
     try:
-        if args.ray is not None:
-            from engine.cluster.augment import EdaJob
-
-            threads = args.threads or 1  # per replica: replicas, not Kiwi threads, spread EDA over a cluster
-            _, counts = augment_on_ray(
-                args, EdaJob(config, threads), device="cpu", threads=threads, most_per_shard=args.chunk_size,
-                on_shard=lambda shard: progress(shard.done, shard.total),
-            )  # fmt: skip
-        else:
-            _, counts = run_eda(
-                args.input,
-                args.out,
-                config=config,
-                chunk_size=args.chunk_size,
-                restart=args.restart,
-                threads=args.threads,
-                text_col=args.text_col,
-                label_col=args.label_col,
-                id_col=args.id_col,
-                progress=progress,
-            )
+        ray_threads = args.threads or 1  # per replica: replicas, not Kiwi threads, spread EDA over a cluster
+        _, counts = run_augmenter(
+            args,
+            run_eda,
+            EdaJob(config, ray_threads),
+            replica_device="cpu",
+            replica_threads=ray_threads,
+            most_per_shard=args.chunk_size,
+            on_progress=progress,
+            config=config,
+            chunk_size=args.chunk_size,
+            threads=args.threads,
+        )
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()
     drops = ", ".join(f"{k} {v:,}" for k, v in counts.items() if k not in ("generated", "kept")) or "none"
     print(
         f"eda: {counts['generated']:,} variants generated, {counts['kept']:,} kept (dropped: {drops}) "

