@@ -28,7 +28,7 @@ from engine.augment.convert_mbart import convert_mbart  # noqa: E402
 from engine.augment.eda import EdaConfig, run_eda  # noqa: E402
 from engine.cli import main  # noqa: E402
 from engine.cluster.augment import BacktranslateJob, EdaJob, augment_on_ray  # noqa: E402
-from engine.cluster.session import ClusterError, ClusterOptions  # noqa: E402
+from engine.cluster.session import ClusterError, ClusterOptions, connect  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "engine" / "data" / "sample"
@@ -39,20 +39,13 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local cluster of 3 logical CPUs: 2 single-thread replicas and one slot for Ray Data's own tasks."""
+    """A local cluster of 3 logical CPUs (2 single-thread replicas and one slot for Ray Data's own tasks),
+    started as `--ray local` starts one: its workers find this checkout's `engine` by what they inherit."""
     RAY_TMP.mkdir(parents=True, exist_ok=True)
-    ray.init(
-        num_cpus=3,
-        include_dashboard=False,
-        log_to_driver=False,
-        _temp_dir=str(RAY_TMP),
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
-    )
-    address = ray.get_runtime_context().gcs_address
-    yield address
-    # a local cluster's processes (GCS, raylet, workers, actors) all descend from this process
-    started = psutil.Process().children(recursive=True)
-    ray.shutdown()
+    with connect(ClusterOptions(replicas=2, temp_dir=RAY_TMP)):
+        yield ray.get_runtime_context().gcs_address
+        # a local cluster's processes (GCS, raylet, workers, actors) all descend from this process
+        started = psutil.Process().children(recursive=True)
     _, alive = psutil.wait_procs(started, timeout=30)
     assert not alive, f"Ray processes left behind: {[(p.pid, p.name()) for p in alive]}"
 
