@@ -10,9 +10,10 @@ output file through the same job code:
   includes starting the actors and loading the model in each; `actor start` is estimated as the time to the
   first saved shard minus that shard's own work, and `steady rows/s` leaves it out. Fixed overhead =
   cluster start + the slower actor start of the two Ray rows;
-- ray, 2 actors, cold (last, after that cluster is stopped): the same job with no cluster running, so it
-  starts its own as `hardaug ... --ray` does; its start (call to the first shard's start: input checks,
-  cluster start, actors' start) is the fixed overhead a user waits for, with nothing started before.
+- ray, 2 actors, cold (last, after that cluster is stopped): the same job in a fresh Python process with
+  no cluster running, so it imports Ray and starts its own cluster as `hardaug ... --ray` does; its start
+  (the call to the first shard's start: input checks, Ray imports, cluster start, actors' start) is the
+  fixed overhead a user waits for, with nothing started or imported before.
 Back-translation: ko -> en_XX -> ko, greedy, every leg exactly `--out-tokens` tokens (min = max), no source
 skipped as too short, so every row does the same work; every row cuts the input into the same 8 chunks
 (shards), so every row also gets the same batches and writes the same file (checked). The scaling
@@ -29,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -126,6 +128,18 @@ def ray_row(stage: str, actors: int, sources: Path, out: Path, model: Path, args
             "kept": kept.height, "load_before": before, "load_after": load()}  # fmt: skip
 
 
+def cold_row(stage: str, sources: Path, out: Path, args) -> dict:
+    """`ray_row(cold=True)` in a fresh Python process: Ray not imported, no cluster running."""
+    command = [sys.executable, __file__, "--cold-row", stage, str(sources), str(out), "--sentences",
+               str(args.sentences), "--shape", args.shape, "--out-tokens", str(args.out_tokens),
+               "--max-input-tokens", str(args.max_input_tokens)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    rows = [line for line in done.stdout.splitlines() if line.startswith("ROW ")]
+    if done.returncode or not rows:
+        raise SystemExit(f"the cold {stage} row failed:\n{done.stderr[-3000:]}")
+    return json.loads(rows[-1].removeprefix("ROW "))
+
+
 def same_output(a: Path, b: Path) -> bool:
     import polars as pl
 
@@ -204,9 +218,9 @@ def markdown(result: dict) -> str:
         "",
         "Steady rows/s leaves out the actors' start (process, imports, model load: estimated as the time to the "
         "first saved shard minus that shard's own work); end-to-end rows/s includes it. Single-process rows "
-        "time the job with the model already loaded (its load time is in its own column). The cold row is a "
-        "`--ray` job with no cluster running (run last): its start is everything from the call to the first "
-        "shard's start (input checks, cluster start, actors' start), with nothing warmed up before.",
+        "time the job with the model already loaded (its load time is in its own column). The cold rows are a "
+        "`--ray` job in a fresh Python process with no cluster running (run last): their start is everything "
+        "from the call to the first shard's start (input checks, Ray imports, cluster start, actors' start).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -222,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=DATA)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--name", default=None, help="results file stem (default: ray; quick: ray_quick)")
+    p.add_argument("--cold-row", nargs=3, metavar=("STAGE", "SOURCES", "OUT"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.sentences = args.sentences or (120 if args.quick else 1000)
     args.shape = args.shape or ("tiny" if args.quick else "base")
@@ -229,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
     model_args = argparse.Namespace(model_dir=None, shape=args.shape, quantization="int8", hf_dtype="float32",
                                     device="cpu")  # fmt: skip
     model = Path(ensure_model(model_args)["ct2"])  # built once under .cache/bench_models, then reused
+    if args.cold_row:  # the child process of `cold_row`
+        stage, sources, out = args.cold_row
+        print("ROW " + json.dumps(ray_row(stage, 2, Path(sources), Path(out), model, args, cold=True)), flush=True)
+        return 0
 
     from engine.cluster.session import ClusterOptions, connect
 
@@ -256,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  {row}", flush=True)
         for stage in args.stages.split(","):  # no cluster running now: each job starts and stops its own
             print(f"{stage}: ray x 2, cold ...", flush=True)
-            row = ray_row(stage, 2, sources, tmp / f"{stage}_cold.parquet", model, args, cold=True)
+            row = cold_row(stage, sources, tmp / f"{stage}_cold.parquet", args)
             row["same_output"] = same_output(tmp / f"{stage}_cold.parquet", tmp / f"{stage}_single1.parquet")
             rows.append(row)
             print(f"  {row}", flush=True)
