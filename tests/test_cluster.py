@@ -9,6 +9,7 @@ message; a bad address and a missing Ray get one clear message; no Ray process o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -149,6 +150,47 @@ def test_driver_killed_then_rerun_does_only_the_missing_shards(cluster, ct2_mode
     assert sum(s.sources for s in shards) == 300 - len(done)  # only the missing shards were sent
     single, _ = backtranslate_file(sources, tmp_path / "single.parquet", config, chunk_size=5)
     assert kept.equals(single)
+
+
+@dataclasses.dataclass(frozen=True)
+class _SecondShardWaitsForTheFirstSave(EdaJob):
+    """EDA whose actor, on its second shard, waits until the driver has saved its first (`marker` exists)."""
+
+    marker: str = ""
+
+    def open(self):
+        return _WaitingEda(self)
+
+
+class _WaitingEda:
+    def __init__(self, job: EdaJob) -> None:
+        self.job, self.shards = job, 0
+
+    def run(self, chunk):
+        if self.shards:
+            deadline = time.monotonic() + 90  # only a failing run waits this long
+            while not Path(self.job.marker).exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the first shard was not saved while the second one was running")
+                time.sleep(0.05)
+        self.shards += 1
+        return EdaJob.run(self.job, chunk)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_shard_is_saved_as_soon_as_it_lands(cluster, sources, tmp_path):
+    """Not one shard late: an iterator that prefetches holds a finished shard until the next one is done,
+    so the second shard here would wait for the first one's save forever (and a Ctrl-C would lose it)."""
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    marker = tmp_path / "first_shard_saved"
+    job = _SecondShardWaitsForTheFirstSave(EdaConfig(n=2), marker=str(marker))
+    kept, _ = augment_on_ray(
+        sources, tmp_path / "eda.parquet", job, ClusterOptions(replicas=1), most_per_shard=10,
+        on_shard=lambda shard: marker.touch(),
+    )  # fmt: skip
+    assert kept.height and marker.exists()
 
 
 class _PoisonedEda(EdaJob):
