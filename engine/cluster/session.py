@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -139,8 +140,10 @@ def connect(options: ClusterOptions) -> Iterator[object]:
         kwargs["num_cpus"] = _local_cpus(options)
         if options.temp_dir is not None:
             kwargs["_temp_dir"] = str(Path(options.temp_dir).resolve())
-        # a local cluster's workers must import this checkout's `engine` like the driver does
-        kwargs["runtime_env"] = {"env_vars": _passed_env()}
+        # No runtime_env: a local cluster's workers are children of the raylet this process starts, so they
+        # inherit its environment (PYTHONPATH: this checkout's `engine`, HF_HOME, ...), and Ray puts the
+        # driver's folder on their path. Any runtime_env, even env_vars alone, keeps the actors off the
+        # workers Ray prestarts at init (one per logical CPU): each actor would start a process of its own.
     else:
         if address != AUTO:
             check_reachable(address)
@@ -162,8 +165,10 @@ def connect(options: ClusterOptions) -> Iterator[object]:
 
 def _use_auth_token() -> None:
     """Ray 2.60 clusters require a token by default (`ray start` and `ray.init` write ~/.ray/auth_token), but a
-    driver joining by address sends it only when RAY_AUTH_MODE=token: set it when a token is at hand."""
-    if "RAY_AUTH_MODE" in os.environ:
+    driver joining by address sends it only when RAY_AUTH_MODE=token: set it when a token is at hand. Not once
+    Ray is loaded (a notebook, a script that imported it first): Ray reads the mode when it loads, so the driver
+    would keep it off while the local cluster it starts would ask for a token, and never answer it."""
+    if "RAY_AUTH_MODE" in os.environ or "ray" in sys.modules:
         return
     if os.environ.get("RAY_AUTH_TOKEN") or (Path.home() / ".ray" / "auth_token").is_file():
         os.environ["RAY_AUTH_MODE"] = "token"
@@ -175,12 +180,6 @@ def _local_cpus(options: ClusterOptions) -> int:
     cores = usable_cores()
     wanted = (options.replicas or 1) * options.cpus_per_replica if options.gpus_per_replica == 0 else 0
     return max(cores, math.ceil(wanted) + 1)
-
-
-def _passed_env() -> dict[str, str]:
-    return {
-        k: os.environ[k] for k in ("PYTHONPATH", "HF_HOME", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if k in os.environ
-    }
 
 
 def replica_count(ray, options: ClusterOptions) -> int:
