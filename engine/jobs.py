@@ -52,7 +52,7 @@ from typing import Any
 import polars as pl
 
 from engine.errors import InputError
-from engine.io import json_text, write_json, write_parquet, write_text
+from engine.io import atomic_path, json_text
 
 log = logging.getLogger(__name__)
 
@@ -295,7 +295,7 @@ class Job:
 
     def _write_manifest(self, parts: Mapping[str, Part]) -> None:
         manifest = {"fingerprint": self.key, "parts": [vars(p) for p in parts.values()]}
-        write_text(json_text(manifest), self.folder / MANIFEST)
+        _write_quietly(json_text(manifest), self.folder / MANIFEST)
 
     def part_path(self, name: str, suffix: str = ".parquet") -> Path:
         return self.folder / PARTS / f"{name}{suffix}"
@@ -305,7 +305,9 @@ class Job:
         path = self.part_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
         with self._manifest_lock():
-            write_parquet(frame, path)
+            with atomic_path(path) as tmp:
+                frame.write_parquet(tmp, compression="zstd", statistics=True)
+            log.debug("saved part %s (%d rows)", path, frame.height)
             return self._record(name, path, rows=frame.height, meta=meta)
 
     def record_part(self, name: str, path: Path, *, rows: int, meta: dict | None = None) -> Part:
@@ -375,7 +377,7 @@ class Job:
         done = {"fingerprint": self.key, "outputs": outputs, "summary": dict(summary or {})}
         if self.result_key is not None:
             done["result"] = self.result_key
-        write_json(done, self.folder / DONE)
+        _write_quietly(json_text(done), self.folder / DONE)
         if keep is None:
             self._clear_parts()
             return
@@ -428,6 +430,14 @@ def _acquire(path: Path, target: Path, *, shared: bool) -> int:
 def _release(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_UN)
     os.close(fd)
+
+
+def _write_quietly(text: str, path: Path) -> None:
+    """The job folder's own bookkeeping (manifest, done marker): atomic like every output, but logged at
+    DEBUG, so a run's log lists what it produced, not one line per saved part."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    log.debug("wrote %s", path)
 
 
 def _check_part(file: Path, part: Part) -> str | None:
