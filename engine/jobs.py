@@ -2,8 +2,8 @@
 pipeline's stages) shares to save work as it finishes, resume it, and never trust what it cannot verify.
 
 A job is identified by its fingerprint: content digests of its inputs, its options, and the hardaug and
-polars versions (`fingerprint`). Its folder (for example `OUT_DIR/.job` or `.augmented.parquet.job` beside
-a file output) holds:
+polars versions (`fingerprint`). Its folder (`OUT_DIR/.job` of oof and compare, `.augmented.parquet.job`
+beside a file output, `<stage folder>/.stage` of a pipeline stage) holds:
 
 - `lock`: held with `flock` while the job runs. A second command on the same output stops at once and
   says which process holds it (pid, host, command, start time); the kernel drops the lock when the holder

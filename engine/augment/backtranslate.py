@@ -13,9 +13,9 @@ Variants: for each pivot language, variant 0 is beam search (greedy with beam_si
 variants 1..N-1 are N-1 independent samples (top-k, temperature) of the pivot, each translated back by
 sampling too. So `--pivot en_XX --pivot ja_XX --variants 3` gives up to 6 rows per source.
 
-Drops (counted in OUT.drops.json): sources shorter than `min_chars` (too_short, one row per source),
-variants whose pivot came out empty (empty_pivot), and, in `common.to_rows`, empty outputs (empty) and
-outputs identical to the source (identical_to_source).
+Drops (counted in the drops file, OUT with the suffix .drops.json): sources shorter than `min_chars`
+(too_short, one row per source), variants whose pivot came out empty (empty_pivot), and, in
+`common.to_rows`, empty outputs (empty) and outputs identical to the source (identical_to_source).
 
 Batching: each leg is one `translate_batch` call over the whole chunk with `max_batch_size` counted in
 tokens (`batch_type="tokens"`): CTranslate2 sorts the inputs by length, cuts batches under that budget,

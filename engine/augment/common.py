@@ -15,9 +15,10 @@ processes sources in chunks (`run_chunks`, or shards on Ray: `run_job` with anot
 finished chunk is saved as a verified part with every row it produced, kept or dropped (with
 `drop_reason`), so a restart skips every source already seen and the drop counts survive restarts; a part
 deleted, truncated or edited by hand is named and its sources are redone. `finish` writes the final file
-(kept rows, in input order) and the drop counts beside it (`OUT.drops.json`), then the done marker with
-both files' digests. Run again, the same job finds its finished output (`finished()`) and is not redone;
-another job writes it anew, or, while the first one's parts are still there, is refused unless `restart`.
+(kept rows, in input order) and the drop counts beside it (OUT with the suffix `.drops.json`:
+`augmented.parquet` -> `augmented.drops.json`), then the done marker with both files' digests. Run again,
+the same job finds its finished output (`finished()`) and is not redone; another job writes it anew, or,
+while the first one's parts are still there, is refused unless `restart`.
 """
 
 from __future__ import annotations
