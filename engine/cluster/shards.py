@@ -31,7 +31,7 @@ from typing import Protocol
 import polars as pl
 
 from engine.augment.common import ChunkRows
-from engine.cluster.session import ClusterError, ClusterOptions
+from engine.cluster.session import ClusterError, ClusterOptions, work_in
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,26 @@ def _from_bytes(data: bytes) -> pl.DataFrame:
 class ShardWorker:
     """One Ray Data actor: opens the job's engine once, then turns shards of sources into shards of rows."""
 
-    def __init__(self, job: ShardJob) -> None:
+    def __init__(self, job: ShardJob, folder: str | None = None) -> None:
+        import ray
+
         logging.basicConfig(level=logging.WARNING)
+        work_in(folder)  # the driver's folder: relative model paths as the driver sees them
+        self.node = ray.get_runtime_context().get_node_id()  # which machine answered: the CLI counts shards per node
         self.engine = job.open()
 
     def __call__(self, batch):
         import pyarrow as pa
 
-        out: dict[str, list] = {"shard": [], "rows": [], "outputs": [], "output_tokens": [], "seconds": [], "pid": []}
+        out: dict[str, list] = {
+            "shard": [],
+            "rows": [],
+            "outputs": [],
+            "output_tokens": [],
+            "seconds": [],
+            "pid": [],
+            "node": [],
+        }
         for shard, data in zip(batch.column("shard").to_pylist(), batch.column("sources").to_pylist(), strict=True):
             started = time.perf_counter()
             result = self.engine.run(_from_bytes(data))
@@ -97,6 +109,7 @@ class ShardWorker:
             out["output_tokens"].append(result.output_tokens)
             out["seconds"].append(time.perf_counter() - started)
             out["pid"].append(os.getpid())
+            out["node"].append(self.node)
         return pa.table(out)
 
 
@@ -143,7 +156,7 @@ def run_shards(
     replicas: int,
 ) -> Iterator[tuple[pl.DataFrame, ChunkRows]]:
     """Map `shards` over a pool of actors and yield each shard with its rows as it arrives (the caller saves
-    it before asking for the next); `detail` names the shard and the worker's pid."""
+    it before asking for the next); `detail` names the shard, the worker's pid and its Ray node id."""
     if not shards:
         return
     import ray.data
@@ -164,7 +177,7 @@ def run_shards(
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             ShardWorker,
-            fn_constructor_args=(job,),
+            fn_constructor_args=(job, os.getcwd()),
             batch_size=1,
             batch_format="pyarrow",
             # one shard in flight per actor: shards go to whichever actor is free, and a killed actor
@@ -177,7 +190,7 @@ def run_shards(
         for row in _rows_as_they_land(dataset):
             shard = shards[row["shard"]]
             rows = _from_bytes(row["rows"])
-            detail = {"shard": row["shard"], "worker_pid": row["pid"]}
+            detail = {"shard": row["shard"], "worker_pid": row["pid"], "node": row["node"]}
             yield shard, ChunkRows(rows, row["outputs"], row["output_tokens"], row["seconds"], detail)
             saved += shard.height
     except (KeyboardInterrupt, ClusterError):
