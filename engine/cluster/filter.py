@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from engine.cluster.session import ClusterError, ClusterOptions, connect, preflight, replica_count, work_in
-from engine.cluster.shards import SHARDS_PER_REPLICA, describe_failure
+from engine.cluster.shards import SHARDS_PER_REPLICA, describe_failure, quiet_ray_data
 from engine.progress import OnProgress, report
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ class _Pool:
         context = self.ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.max_consecutive_actor_init_deaths = self.options.max_retries
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        quiet_ray_data()
         import warnings
 
         with warnings.catch_warnings():

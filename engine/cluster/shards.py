@@ -138,6 +138,19 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
 
 
+def quiet_ray_data() -> None:
+    """Ray Data's warnings and errors stay in its log file (ray-data.log in the session's logs folder) and off
+    the terminal: a failed task printed Ray's whole traceback above the one line `ClusterError` gives."""
+    logger = logging.getLogger("ray.data")
+    logger.setLevel(logging.WARNING)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):  # terminal
+            handler.setLevel(logging.CRITICAL)
+
+
+LOST = ("ActorUnavailableError", "ActorDiedError", "NodeDiedError", "OwnerDiedError", "WorkerCrashedError")
+
+
 def _rows_as_they_land(dataset):
     """The rows of each block as soon as it is done. Not `iter_rows`: it prefetches one block, so a finished
     shard reached the driver only when the next one was done too (measured: the first shard of the base mBART
@@ -167,7 +180,7 @@ def run_shards(
     # an engine that cannot open (a model missing on a node) kills every actor in its constructor, which
     # Ray Core never restarts: Ray Data starts new ones, this many times in a row, then fails the job
     context.max_consecutive_actor_init_deaths = options.max_retries
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    quiet_ray_data()
     replicas = min(replicas, len(shards))
     log.info("%d shards over %d replicas (%s each)", len(shards), replicas, options.remote_args)
     items = [{"shard": k, "sources": _to_bytes(shard)} for k, shard in enumerate(shards)]
@@ -198,7 +211,10 @@ def run_shards(
     except Exception as exc:
         if not type(exc).__module__.startswith("ray"):
             raise  # the driver's own failure (a full disk, a bug): the traceback belongs to it
+        failure = describe_failure(exc).rstrip(".")
+        lost = " (a node or a worker process of the cluster was lost)" if failure.startswith(LOST) else ""
         raise ClusterError(
-            f"the job failed on the Ray cluster: {describe_failure(exc).rstrip('.')}. The {saved} sources saved "
-            "before the failure stay saved: fix the cause and run the same command again to do the rest."
+            f"the job failed on the Ray cluster{lost}: {failure}. The {saved} sources saved before the failure "
+            "stay saved: fix the cause and run the same command again to do the rest (Ray's own account: "
+            "ray-data.log in the session's logs folder, /tmp/ray/session_latest/logs by default)."
         ) from exc
