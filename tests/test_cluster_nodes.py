@@ -59,13 +59,14 @@ def _ports() -> list[str]:
             "--runtime-env-agent-port", str(_free_port()), "--metrics-export-port", str(_free_port())]  # fmt: skip
 
 
-def _node_processes(temp_dir: Path) -> list[psutil.Process]:
-    """Every process of the node whose session folder is under `temp_dir`: those that name it on their command
-    line (GCS, raylet, agents, log monitor) and everything below them (workers and actors, renamed ray::...)."""
+def _node_processes(*marks: str) -> list[psutil.Process]:
+    """Every process of a node: those that name one of `marks` on their command line (its session folder:
+    GCS, raylet, agents, log monitor; its node id or the GCS address: Ray Client's proxy, which names neither
+    folder) and everything below them (workers and actors, renamed ray::...)."""
     found: dict[int, psutil.Process] = {}
     for proc in psutil.process_iter(["cmdline"]):
-        with_dir = any(str(temp_dir) in arg for arg in proc.info["cmdline"] or [])
-        if with_dir and proc.pid != os.getpid():
+        marked = any(mark in arg for arg in proc.info["cmdline"] or [] for mark in marks)
+        if marked and proc.pid != os.getpid():
             found[proc.pid] = proc
             with contextlib.suppress(psutil.NoSuchProcess):
                 found.update({child.pid: child for child in proc.children(recursive=True)})
@@ -81,7 +82,7 @@ def _kill(procs: list[psutil.Process]) -> None:
 
 def _node_id(temp_dir: Path) -> str:
     """The Ray node id of the raylet under `temp_dir` (its --node_id argument)."""
-    for proc in _node_processes(temp_dir):
+    for proc in _node_processes(str(temp_dir)):
         for arg in proc.cmdline():
             if arg.startswith("--node_id="):
                 return arg.removeprefix("--node_id=")
@@ -100,18 +101,19 @@ def two_nodes():
     one replica), as the README tells a user; yields the head's address and both nodes' folders. Every process
     of both nodes is SIGKILLed after, found by its session folder, and none may be left."""
     head, worker = (Path(tempfile.mkdtemp(prefix=f"hardaug-{name}-", dir="/tmp")) for name in ("head", "node"))
-    address = f"127.0.0.1:{_free_port()}"
+    address, ids = f"127.0.0.1:{_free_port()}", []
     try:
         _ray_start(["--head", "--node-ip-address", "127.0.0.1", "--port", address.split(":")[1], "--num-cpus", "2",
                     "--temp-dir", str(head), "--include-dashboard", "false", "--dashboard-port", str(_free_port()),
                     "--ray-client-server-port", str(_free_port())], {**ENV, **HEALTH})  # fmt: skip
         _ray_start(["--address", address, "--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--temp-dir",
                     str(worker)], {**ENV, "RAY_AUTH_MODE": "token"})  # fmt: skip
+        ids.extend(_node_id(folder) for folder in (head, worker))
         yield address, head, worker
     finally:
-        for folder in (worker, head):
-            _kill(_node_processes(folder))
-        left = _node_processes(worker) + _node_processes(head)
+        marks = [str(head), str(worker), f"={address}", *ids]
+        _kill(_node_processes(*marks))
+        left = _node_processes(*marks)
         shutil.rmtree(head, ignore_errors=True)
         shutil.rmtree(worker, ignore_errors=True)
     assert not left, f"Ray processes left behind: {[(p.pid, p.name()) for p in left]}"
@@ -127,13 +129,13 @@ def sources(tmp_path_factory) -> Path:
     return path
 
 
-def _hardaug(args: list[str], cwd: Path, **popen) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env=ENV, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)  # fmt: skip
+def _hardaug(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "engine.cli", *args], cwd=cwd, env={**ENV, **(env or {})},
+                            text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
 
 
-def _run(args: list[str], cwd: Path) -> str:
-    proc = _hardaug(args, cwd)
+def _run(args: list[str], cwd: Path, env: dict | None = None) -> str:
+    proc = _hardaug(args, cwd, env)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out[-4000:]
     return out
@@ -174,16 +176,18 @@ def test_a_lost_worker_node_costs_no_source(two_nodes, sources, ct2_model, tmp_p
     bt = ["backtranslate", "--input", str(sources), "--model", str(ct2_model), "--threads", "1", "--chunk-size", "4",
           "--max-output-tokens", "12", "--beam-size", "2", "--max-batch-tokens", "256"]  # fmt: skip
     _run([*bt, "--out", "one.parquet"], tmp_path)
-    command = [*bt, "--out", "ray.parquet", "--ray", address]  # 30 shards of 4 over 2 replicas
+    # 30 shards of 4 over 2 replicas; `--ray auto` joins the cluster RAY_ADDRESS names (else the one `ray start
+    # --head` started here: another test's cluster could be that one)
+    command, env = [*bt, "--out", "ray.parquet", "--ray", "auto"], {"RAY_ADDRESS": address}
     parts = tmp_path / ".ray.parquet.job" / "parts"
-    driver = _hardaug(command, tmp_path)
+    driver = _hardaug(command, tmp_path, env)
     try:
         deadline = time.monotonic() + 180
         while len(list(parts.glob("chunk_*.parquet"))) < 3:
             assert driver.poll() is None, f"the job ended before the node was lost: {driver.stdout.read()[-3000:]}"
             assert time.monotonic() < deadline, "no shard saved in 3 minutes"
             time.sleep(0.05)
-        lost = _node_processes(worker)
+        lost = _node_processes(str(worker), _node_id(worker))
         assert any(p.name() == "raylet" for p in lost)
         _kill(lost)
         out, _ = driver.communicate(timeout=300)
@@ -195,7 +199,7 @@ def test_a_lost_worker_node_costs_no_source(two_nodes, sources, ct2_model, tmp_p
         assert "Traceback" not in out and "run the same command again" in out, out[-3000:]
         print("STOPPED:", out.strip().splitlines()[-1])
         saved = len(list(parts.glob("chunk_*.parquet")))
-        out = _run(command, tmp_path)
+        out = _run(command, tmp_path, env)
         per_node = _shards_per_node(out)
         assert (
             sum(per_node.values()) == 30 - saved and worker_id not in per_node
