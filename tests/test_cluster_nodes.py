@@ -173,7 +173,10 @@ def test_a_lost_worker_node_costs_no_source(two_nodes, sources, ct2_model, tmp_p
     or after the same command is run again, which sends only the shards not saved."""
     address, _, worker = two_nodes
     worker_id = _node_id(worker)[:12]
-    bt = ["backtranslate", "--input", str(sources), "--model", str(ct2_model), "--threads", "1", "--chunk-size", "4",
+    # a relative --model, as a user types it: the actors on a `ray start` node run in Ray's folder, not the driver's
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "ct2").symlink_to(ct2_model, target_is_directory=True)
+    bt = ["backtranslate", "--input", str(sources), "--model", "models/ct2", "--threads", "1", "--chunk-size", "4",
           "--max-output-tokens", "12", "--beam-size", "2", "--max-batch-tokens", "256"]  # fmt: skip
     _run([*bt, "--out", "one.parquet"], tmp_path)
     # 30 shards of 4 over 2 replicas; `--ray auto` joins the cluster RAY_ADDRESS names (else the one `ray start
@@ -208,3 +211,16 @@ def test_a_lost_worker_node_costs_no_source(two_nodes, sources, ct2_model, tmp_p
         print(f"the job finished without a rerun: {out[-400:]}")
     single, on_ray = pl.read_parquet(tmp_path / "one.parquet"), pl.read_parquet(tmp_path / "ray.parquet")
     assert on_ray["source_id"].is_unique().all() and on_ray.equals(single)
+
+
+def test_ray_client_and_a_cluster_that_is_not_there_get_one_clear_message(sources, tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+
+    out = tmp_path / "eda.parquet"
+    assert main(["eda", "--input", str(sources), "--out", str(out), "--ray", "ray://127.0.0.1:10001"]) == 2
+    assert "Ray Client (ray://) addresses are not supported" in capsys.readouterr().err
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{_free_port()}")  # what --ray auto joins: nothing listens
+    assert main(["eda", "--input", str(sources), "--out", str(out), "--ray", "auto"]) == 2
+    err = capsys.readouterr().err
+    assert "no Ray cluster answers at" in err and "ray start --head" in err and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # neither the output nor its job folder
