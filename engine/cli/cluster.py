@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from engine.cli.common import positive_int
-from engine.progress import OnProgress
+from engine.progress import OnProgress, Progress
 
 SHARDS = "Work goes out in shards; finished shards are saved, so the same command resumes"
 FOLDS = "Every unfinished fold runs as a Ray task (one GPU each with --device cuda); saved folds are kept"
@@ -22,7 +23,8 @@ def add_cluster_options(p: argparse.ArgumentParser, *, gpus: bool = True, replic
         default=None,
         metavar="local|auto|ADDRESS",
         help="run on Ray: `local` (the default of a bare --ray) starts Ray on this machine for the job; `auto` joins "
-        f"the cluster `ray start --head` started here; HOST:PORT joins that cluster. {SHARDS if replicas else FOLDS}",
+        "the cluster this machine is a node of (started with `ray start`; RAY_ADDRESS if set); HOST:PORT joins "
+        f"that cluster from one of its nodes (ray:// is not supported). {SHARDS if replicas else FOLDS}",
     )
     if not replicas:  # tasks (the OOF folds) take what the cluster has
         p.set_defaults(replicas=None)
@@ -32,8 +34,8 @@ def add_cluster_options(p: argparse.ArgumentParser, *, gpus: bool = True, replic
         type=positive_int,
         default=None,
         metavar="N",
-        help="model copies (Ray actors); default: one per GPU of the cluster (per --gpus-per-replica GPUs), or "
-        "one per free CPU slot of --threads on CPU, one slot left for Ray",
+        help="model copies (Ray actors); default: one per GPU of the cluster, all nodes (per --gpus-per-replica "
+        "GPUs), or one per free CPU slot of --threads on CPU, one slot left for Ray",
     )
     if gpus:
         g.add_argument(
@@ -88,4 +90,23 @@ def run_augmenter(
 
     options = cluster_options(args, device=replica_device, threads=replica_threads)
     job = dataclasses.replace(ray_job, config=replica_config(ray_job.config, options))
-    return augment_on_ray(args.input, args.out, job, options, most_per_shard=most_per_shard, **shared)
+    nodes: Counter[str] = Counter()
+
+    def count_nodes(progress: Progress) -> None:
+        if progress.step and "node" in progress.detail:
+            nodes[progress.detail["node"]] += 1
+        on_progress(progress)
+
+    result = augment_on_ray(
+        args.input, args.out, job, options, most_per_shard=most_per_shard, **{**shared, "on_progress": count_nodes}
+    )
+    if nodes:
+        print(shards_per_node(nodes))
+    return result
+
+
+def shards_per_node(nodes: Counter[str]) -> str:
+    """Where this run's shards were done: "ray: 6 shards on 2 nodes (8a108640fd83: 3, d1659ab0d952: 3)", the
+    node ids as `ray status` and `ray list nodes` show them (shortened), so a user sees every node worked."""
+    where = ", ".join(f"{node[:12]}: {count}" for node, count in nodes.most_common())
+    return f"ray: {sum(nodes.values())} shards on {len(nodes)} node{'s' * (len(nodes) != 1)} ({where})"

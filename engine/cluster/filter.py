@@ -13,6 +13,7 @@ models (`similarity`, `predict_proba`, `k`).
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.cluster.session import ClusterError, ClusterOptions, connect, preflight, replica_count
-from engine.cluster.shards import SHARDS_PER_REPLICA, describe_failure
+from engine.cluster.session import ClusterError, ClusterOptions, connect, preflight, replica_count, work_in
+from engine.cluster.shards import SHARDS_PER_REPLICA, describe_failure, quiet_ray_data
 from engine.progress import OnProgress, report
 
 log = logging.getLogger(__name__)
@@ -63,7 +64,8 @@ class _LabelModelSpec:
 class _ModelWorker:
     """A Ray Data actor holding one model; each row carries (method name, args) pickled, answers pickled."""
 
-    def __init__(self, spec) -> None:
+    def __init__(self, spec, folder: str | None = None) -> None:
+        work_in(folder)  # the driver's folder: relative model paths as the driver sees them
         self.model = spec.open()
 
     def __call__(self, batch):
@@ -93,14 +95,14 @@ class _Pool:
         context = self.ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.max_consecutive_actor_init_deaths = self.options.max_retries
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        quiet_ray_data()
         import warnings
 
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
             dataset = self.ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
                 _ModelWorker,
-                fn_constructor_args=(self.spec,),
+                fn_constructor_args=(self.spec, os.getcwd()),
                 batch_size=1,
                 batch_format="pyarrow",
                 compute=self.ray.data.ActorPoolStrategy(

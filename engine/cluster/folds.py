@@ -12,11 +12,12 @@ every node sees.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import polars as pl
 
-from engine.cluster.session import ClusterError, ClusterOptions, connect, preflight
+from engine.cluster.session import ClusterError, ClusterOptions, connect, preflight, work_in
 from engine.config import OofConfig
 from engine.jobs import Job
 from engine.oof.kfold import fingerprint, part_name, run_folds
@@ -35,8 +36,10 @@ def _fold_task(
     parts_dir: str,
     checkpoint_dir: str,
     fold: int,
+    folder: str,
 ) -> dict:
     logging.basicConfig(level=logging.WARNING)
+    work_in(folder)  # the driver's folder: a relative --model as the driver sees it
     (metrics,) = run_folds(
         train, test, config=config, k=k, class_names=class_names, parts_dir=Path(parts_dir), folds=[fold],
         checkpoint_dir=Path(checkpoint_dir),
@@ -72,7 +75,7 @@ def run_folds_on_ray(
             task = ray.remote(_fold_task).options(**resources, max_retries=options.max_retries, retry_exceptions=False)
             train_ref, test_ref = ray.put(train), ray.put(test)
             common = {"config": config, "k": k, "class_names": class_names, "parts_dir": str(parts_dir.resolve()),
-                      "checkpoint_dir": str(checkpoint_dir.resolve())}  # fmt: skip
+                      "checkpoint_dir": str(checkpoint_dir.resolve()), "folder": os.getcwd()}  # fmt: skip
             running = {task.remote(train_ref, test_ref, fold=fold, **common): fold for fold in pending}
             log.info("%d folds as Ray tasks (%s each) on %s", len(pending), resources, ray.cluster_resources())
             while running:

@@ -2,7 +2,9 @@
 
 `--ray local` (the value of a bare `--ray`) starts a private Ray on this machine for the job and stops it
 after; `--ray auto` joins the cluster started on this machine with `ray start --head` (or named by
-RAY_ADDRESS); `--ray HOST:PORT` (or `ray://HOST:PORT`) joins that cluster. A driver that finds Ray already
+RAY_ADDRESS); `--ray HOST:PORT` joins that cluster. Ray Client addresses (`ray://`) are refused: its server
+failed to start on a `ray start --head` cluster here. A driver joining by address must run on a node of the
+cluster (one that ran `ray start`): Ray finds that node's raylet. A driver that finds Ray already
 initialized in its process (a notebook, the tests) uses that one and leaves it running.
 
 Pitfalls measured here (FEASIBILITY.md, "Beyond one node"), and what this module does about them:
@@ -15,6 +17,7 @@ Pitfalls measured here (FEASIBILITY.md, "Beyond one node"), and what this module
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -42,8 +45,9 @@ class ClusterError(InputError):
 
 @dataclass(frozen=True)
 class ClusterOptions:
-    """`address`: local | auto | HOST:PORT | ray://HOST:PORT. `replicas`: model copies (actors); None = one per
-    `gpus_per_replica` GPUs of the cluster on GPU, one per free `cpus_per_replica` CPUs on CPU.
+    """`address`: local | auto | HOST:PORT (the GCS address `ray start --head` prints). `replicas`: model
+    copies (actors); None = one per `gpus_per_replica` GPUs of the cluster (all its nodes) on GPU, one per free
+    `cpus_per_replica` CPUs on CPU.
     `gpus_per_replica`: GPUs per actor (0 on CPU; vLLM tensor parallelism inside a replica when > 1).
     `cpus_per_replica`: CPU slots per actor (the engine's threads on CPU). `max_retries`: how often a task
     of a killed actor is retried on a fresh one (and how often an actor is restarted) before the job fails.
@@ -94,8 +98,7 @@ def import_ray():
 
 
 def _host_port(address: str) -> tuple[str, int] | None:
-    rest = address.removeprefix("ray://")
-    host, _, port = rest.rpartition(":")
+    host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
         return None
     return host.strip("[]"), int(port)
@@ -103,11 +106,17 @@ def _host_port(address: str) -> tuple[str, int] | None:
 
 def check_reachable(address: str, timeout: float = 3.0) -> None:
     """Fail at once on an address nothing listens on: `ray.init` would retry it for a minute or more."""
+    if address.startswith("ray://"):
+        raise InputError(
+            f"--ray {address!r}: Ray Client (ray://) addresses are not supported. Run hardaug on a node of the "
+            "cluster: on the head with --ray auto, or on a node that ran `ray start --address=HEAD_IP:6379` with "
+            "--ray auto or --ray HEAD_IP:6379."
+        )
     parsed = _host_port(address)
     if parsed is None:
         raise InputError(
             f"--ray {address!r} is not a cluster address: use local, auto, HOST:PORT (the address `ray start "
-            "--head` printed, port 6379 by default) or ray://HOST:10001."
+            "--head` printed, port 6379 by default)."
         )
     try:
         with socket.create_connection(parsed, timeout=timeout):
@@ -120,10 +129,33 @@ def check_reachable(address: str, timeout: float = 3.0) -> None:
 
 
 def preflight(options: ClusterOptions) -> None:
-    """The checks `connect` makes that cost nothing: Ray importable, a named cluster listening."""
+    """The checks `connect` makes that cost nothing: Ray importable, a named cluster listening, and for `auto`
+    a cluster to join (RAY_ADDRESS, else the one `ray start` started on this machine): all before the job's
+    output folder is made."""
     import_ray()
-    if options.address not in (LOCAL, AUTO):
+    if options.address == AUTO:
+        if address := find_auto_address():
+            check_reachable(address)
+    elif options.address != LOCAL:
         check_reachable(options.address)
+
+
+def find_auto_address() -> str:
+    """The address `ray.init(address="auto")` would join (RAY_ADDRESS, else the cluster `ray start` started on
+    this machine), or the one clear message that there is none. Ray's own lookup (a private function: where
+    it moves, `connect` still fails with Ray's message, only later)."""
+    try:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+    except ImportError:
+        return os.environ.get("RAY_ADDRESS") or ""
+    try:
+        return canonicalize_bootstrap_address_or_die(AUTO)
+    except ConnectionError:
+        raise InputError(
+            "--ray auto found no Ray cluster on this machine (none started with `ray start`, and RAY_ADDRESS is "
+            "not set). Start one with `ray start --head` (workers: `ray start --address=HEAD_IP:6379`), or use "
+            "--ray local for a cluster of this machine only, started and stopped by the job."
+        ) from None
 
 
 @contextmanager
@@ -180,6 +212,16 @@ def _local_cpus(options: ClusterOptions) -> int:
     cores = usable_cores()
     wanted = (options.replicas or 1) * options.cpus_per_replica if options.gpus_per_replica == 0 else 0
     return max(cores, math.ceil(wanted) + 1)
+
+
+def work_in(folder: str | None) -> None:
+    """Called first in every actor and task with the driver's working folder (`os.getcwd()` there): relative
+    paths of a job (`--model models/ct2`) then mean on every node what they mean to the driver. Workers of a
+    `ray start` cluster run in Ray's own folder, where such a path named nothing and the engine failed to load.
+    A node without that folder (no shared storage) stays where it is: absolute paths still work there."""
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            os.chdir(folder)
 
 
 def replica_count(ray, options: ClusterOptions) -> int:

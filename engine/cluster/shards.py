@@ -31,7 +31,7 @@ from typing import Protocol
 import polars as pl
 
 from engine.augment.common import ChunkRows
-from engine.cluster.session import ClusterError, ClusterOptions
+from engine.cluster.session import ClusterError, ClusterOptions, work_in
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,26 @@ def _from_bytes(data: bytes) -> pl.DataFrame:
 class ShardWorker:
     """One Ray Data actor: opens the job's engine once, then turns shards of sources into shards of rows."""
 
-    def __init__(self, job: ShardJob) -> None:
+    def __init__(self, job: ShardJob, folder: str | None = None) -> None:
+        import ray
+
         logging.basicConfig(level=logging.WARNING)
+        work_in(folder)  # the driver's folder: relative model paths as the driver sees them
+        self.node = ray.get_runtime_context().get_node_id()  # which machine answered: the CLI counts shards per node
         self.engine = job.open()
 
     def __call__(self, batch):
         import pyarrow as pa
 
-        out: dict[str, list] = {"shard": [], "rows": [], "outputs": [], "output_tokens": [], "seconds": [], "pid": []}
+        out: dict[str, list] = {
+            "shard": [],
+            "rows": [],
+            "outputs": [],
+            "output_tokens": [],
+            "seconds": [],
+            "pid": [],
+            "node": [],
+        }
         for shard, data in zip(batch.column("shard").to_pylist(), batch.column("sources").to_pylist(), strict=True):
             started = time.perf_counter()
             result = self.engine.run(_from_bytes(data))
@@ -97,6 +109,7 @@ class ShardWorker:
             out["output_tokens"].append(result.output_tokens)
             out["seconds"].append(time.perf_counter() - started)
             out["pid"].append(os.getpid())
+            out["node"].append(self.node)
         return pa.table(out)
 
 
@@ -125,6 +138,19 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
 
 
+def quiet_ray_data() -> None:
+    """Ray Data's warnings and errors stay in its log file (ray-data.log in the session's logs folder) and off
+    the terminal: a failed task printed Ray's whole traceback above the one line `ClusterError` gives."""
+    logger = logging.getLogger("ray.data")
+    logger.setLevel(logging.WARNING)
+    for handler in logger.handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):  # terminal
+            handler.setLevel(logging.CRITICAL)
+
+
+LOST = ("ActorUnavailableError", "ActorDiedError", "NodeDiedError", "OwnerDiedError", "WorkerCrashedError")
+
+
 def _rows_as_they_land(dataset):
     """The rows of each block as soon as it is done. Not `iter_rows`: it prefetches one block, so a finished
     shard reached the driver only when the next one was done too (measured: the first shard of the base mBART
@@ -143,7 +169,7 @@ def run_shards(
     replicas: int,
 ) -> Iterator[tuple[pl.DataFrame, ChunkRows]]:
     """Map `shards` over a pool of actors and yield each shard with its rows as it arrives (the caller saves
-    it before asking for the next); `detail` names the shard and the worker's pid."""
+    it before asking for the next); `detail` names the shard, the worker's pid and its Ray node id."""
     if not shards:
         return
     import ray.data
@@ -154,7 +180,7 @@ def run_shards(
     # an engine that cannot open (a model missing on a node) kills every actor in its constructor, which
     # Ray Core never restarts: Ray Data starts new ones, this many times in a row, then fails the job
     context.max_consecutive_actor_init_deaths = options.max_retries
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    quiet_ray_data()
     replicas = min(replicas, len(shards))
     log.info("%d shards over %d replicas (%s each)", len(shards), replicas, options.remote_args)
     items = [{"shard": k, "sources": _to_bytes(shard)} for k, shard in enumerate(shards)]
@@ -164,7 +190,7 @@ def run_shards(
         warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
         dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
             ShardWorker,
-            fn_constructor_args=(job,),
+            fn_constructor_args=(job, os.getcwd()),
             batch_size=1,
             batch_format="pyarrow",
             # one shard in flight per actor: shards go to whichever actor is free, and a killed actor
@@ -177,7 +203,7 @@ def run_shards(
         for row in _rows_as_they_land(dataset):
             shard = shards[row["shard"]]
             rows = _from_bytes(row["rows"])
-            detail = {"shard": row["shard"], "worker_pid": row["pid"]}
+            detail = {"shard": row["shard"], "worker_pid": row["pid"], "node": row["node"]}
             yield shard, ChunkRows(rows, row["outputs"], row["output_tokens"], row["seconds"], detail)
             saved += shard.height
     except (KeyboardInterrupt, ClusterError):
@@ -185,7 +211,10 @@ def run_shards(
     except Exception as exc:
         if not type(exc).__module__.startswith("ray"):
             raise  # the driver's own failure (a full disk, a bug): the traceback belongs to it
+        failure = describe_failure(exc).rstrip(".")
+        lost = " (a node or a worker process of the cluster was lost)" if failure.startswith(LOST) else ""
         raise ClusterError(
-            f"the job failed on the Ray cluster: {describe_failure(exc).rstrip('.')}. The {saved} sources saved "
-            "before the failure stay saved: fix the cause and run the same command again to do the rest."
+            f"the job failed on the Ray cluster{lost}: {failure}. The {saved} sources saved before the failure "
+            "stay saved: fix the cause and run the same command again to do the rest (Ray's own account: "
+            "ray-data.log in the session's logs folder, /tmp/ray/session_latest/logs by default)."
         ) from exc
