@@ -94,8 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     result = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "gpus": gpus, "machine": machine(),
               "versions": {d: _version(d) for d in ("ray", "vllm", "ctranslate2", "torch")}, "engines": {}}  # fmt: skip
     work = Path(tempfile.mkdtemp(dir=ROOT / ".cache"))
-    ray.init(num_gpus=gpus, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}})  # fmt: skip
+    # No runtime_env (as engine.cluster.session.connect): the workers of a local cluster inherit the raylet's
+    # environment, and a runtime_env would keep the actors off the workers Ray prestarts (a process each).
+    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ray.init(num_gpus=gpus, include_dashboard=False, log_to_driver=False)
     try:
         for engine in args.engines.split(","):
             job, per_gpu = _job(engine, args, work)
