@@ -45,13 +45,11 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from machine import describe, load_average
-from machine import versions as package_versions
+from machine import describe, load_average, run_record
 
 from engine.cores import threads_for
 
@@ -414,12 +412,7 @@ def machine() -> dict:
     return describe() | {"gpu": gpu}
 
 
-def versions() -> dict:
-    return package_versions("ctranslate2", "transformers", "torch", "tokenizers", "sentencepiece", "polars", "hardaug")
-
-
-def load() -> list[float]:
-    return load_average()
+VERSIONS = ("ctranslate2", "transformers", "torch", "tokenizers", "sentencepiece", "polars", "hardaug")
 
 
 def summarize(results: dict) -> None:
@@ -649,11 +642,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_batch_tokens": args.max_batch_tokens[0],
     }
     results: dict[str, Any] = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(),
-        "versions": versions(),
-        "load_before": load(),
+        **run_record(*VERSIONS, machine=machine()),
         "model": {
             **{
                 k: record[k]
@@ -696,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             timeout = left if timeout is None else timeout if left is None else min(timeout, left)
             results["rows"].append(run_row(name, what, runner, row_texts, {**spec, **overrides}, timeout))
-        results["load_after"] = load()
+        results["load_after"] = load_average()
         summarize(results)
         # written after every row: a run cut short still leaves what it measured
         (args.out / f"{args.name}.json").write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")

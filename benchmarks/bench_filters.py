@@ -28,19 +28,16 @@ import json
 import os
 import resource
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
 from typing import Any
 
 import numpy as np
 import polars as pl
-from machine import describe, load_average
-from machine import versions as package_versions
+from machine import load_average, run_record
 
 from engine.cores import threads_for
 from engine.filters.dedup import char_ngram_tfidf, find_near_duplicates, keep_first
@@ -182,18 +179,7 @@ def repeat(run: Callable[[], tuple[float, Any]], repeats: int) -> tuple[list[flo
     return times, last
 
 
-def machine() -> dict:
-    return describe()
-
-
-def load() -> list[float]:
-    return load_average()
-
-
-def versions() -> dict:
-    return package_versions(
-        "numpy", "scipy", "polars", "scikit-learn", "torch", "transformers", "sentence-transformers"
-    )
+VERSIONS = ("numpy", "scipy", "polars", "scikit-learn", "torch", "transformers", "sentence-transformers")
 
 
 def _human(seconds: float) -> str:
@@ -287,12 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     started = time.time()
     results: dict[str, Any] = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        **run_record(*VERSIONS),
         "quick": args.quick,
-        "machine": machine(),
-        "versions": versions(),
-        "load_before": load(),
     }
     aug, orig = make_texts(args.train, args.test, args.aug, args.orig, args.seed)
     print(f"data: {len(aug):,} augmented, {len(orig):,} originals", flush=True)
@@ -344,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"embeddings: {results['embeddings']}", flush=True)
 
-    results["load_after"] = load()
+    results["load_after"] = load_average()
     results["peak_rss_gib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
     results["wall_s"] = round(time.time() - started, 1)
     stem = "filters-quick" if args.quick else "filters"

@@ -32,7 +32,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -40,8 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import polars as pl
-from machine import describe, load_average
-from machine import versions as package_versions
+from machine import describe, load_average, run_record
 
 from engine.io import read_table
 from engine.mine import PRESETS, load_predictions, score, select
@@ -282,7 +280,7 @@ def cli_section(csv_path: Path, repeats: int) -> dict:
         "cpu_s": cpu,
         "min_cpu_s": {k: min(v) for k, v in cpu.items()},
         "imports": imports,
-        "load": load(),
+        "load": load_average(),
     }
 
 
@@ -381,12 +379,7 @@ def other_jobs() -> list[str]:
     return found
 
 
-def versions() -> dict:
-    return package_versions("polars", "pandas", "numpy", "cleanlab", "pyarrow", "kiwipiepy", "hardaug")
-
-
-def load() -> list[float]:
-    return load_average()
+VERSIONS = ("polars", "pandas", "numpy", "cleanlab", "pyarrow", "kiwipiepy", "hardaug")
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -500,14 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.apply_repeats is None:
         args.apply_repeats = args.repeats
     started = time.time()
-    load_before = load()
-    results: dict[str, Any] = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(),
-        "versions": versions(),
-        "load_before": load_before,
-    }
+    results: dict[str, Any] = run_record(*VERSIONS, machine=machine())
 
     table = make_oof_table(args.data, args.rows, args.seed)
     results["data"] = {"source": str(args.data), "seed": args.seed, **describe_table(table)}
@@ -597,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_terms:
         results["terms"] = terms_section(args.data, args.term_texts, args.seed)
 
-    results["load_after"] = load()
+    results["load_after"] = load_average()
     results["machine"]["other_jobs_after"] = other_jobs()
     results["total_seconds"] = round(time.time() - started, 1)
 
@@ -623,13 +609,7 @@ NAMES = ["strong neg", "weak neg", "weak pos", "strong pos"]
 def main_new(args: argparse.Namespace) -> int:
     """`hardaug mine` end to end on the notebook layout, and the term-sampling check: mine_e2e.{json,md}."""
     started = time.time()
-    results: dict[str, Any] = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(),
-        "versions": versions(),
-        "load_before": load(),
-    }
+    results: dict[str, Any] = run_record(*VERSIONS, machine=machine())
     if args.cli:
         with tempfile.TemporaryDirectory(prefix="bench_mine_") as tmp:
             csv_path = Path(tmp) / "oof.csv"
@@ -640,7 +620,7 @@ def main_new(args: argparse.Namespace) -> int:
             results["cli"] = cli_section(csv_path, args.cli_repeats)
     if args.terms_oof is not None:
         results["terms_sampling"] = terms_sampling_section(args.terms_oof, args.terms_cap, NAMES)
-    results["load_after"] = load()
+    results["load_after"] = load_average()
     results["total_seconds"] = round(time.time() - started, 1)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(

@@ -28,14 +28,12 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
 
 import numpy as np
 import polars as pl
-from machine import describe, load_average
-from machine import versions as package_versions
+from machine import describe, load_average, run_record
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("grouped", "shuffled", "fixed")
@@ -118,8 +116,7 @@ def machine(device) -> dict:
     return out
 
 
-def versions() -> dict:
-    return package_versions("torch", "transformers", "tokenizers", "numpy", "polars")
+VERSIONS = ("torch", "transformers", "tokenizers", "numpy", "polars")
 
 
 def markdown(results: dict) -> str:
@@ -194,11 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.time()
     texts, labels = load_rows(args.data, args.rows, args.seed)
     results: dict = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine(device),
-        "versions": versions(),
-        "load_before": load_average(),
+        **run_record(*VERSIONS, machine=machine(device)),
     }
     with tempfile.TemporaryDirectory(prefix="bench_oof_") as tmp:
         folder = args.model

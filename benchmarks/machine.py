@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import platform
 import re
+import sys
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -56,3 +58,15 @@ def versions(*dists: str) -> dict:
         except metadata.PackageNotFoundError:
             out[dist] = None
     return out
+
+
+def run_record(*dists: str, machine: dict | None = None) -> dict:
+    """What every benchmark's JSON starts with: when, the command line, the machine (`describe()` unless the
+    benchmark adds to it), the versions of `dists`, and the load average before the first measurement."""
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": describe() if machine is None else machine,
+        "versions": versions(*dists),
+        "load_before": load_average(),
+    }
