@@ -27,19 +27,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from time import perf_counter
 
 import numpy as np
-from machine import describe, load_average
+from machine import describe, load_average, versions
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from threadpoolctl import threadpool_limits
@@ -361,8 +359,7 @@ def main(argv=None) -> int:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": describe(),
-        "versions": {"python": platform.python_version()}
-        | {d: metadata.version(d) for d in ("scikit-learn", "numpy", "scipy", "polars")},
+        "versions": versions("scikit-learn", "numpy", "scipy", "polars"),
         "params": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "data": {
             "train_rows": train.height,

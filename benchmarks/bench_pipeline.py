@@ -25,17 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import polars as pl
-from machine import describe, load_average
+from machine import describe, load_average, versions
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "nsmc4"
@@ -292,8 +290,7 @@ def main(argv=None) -> int:
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": describe(),
-        "versions": {"python": platform.python_version()}
-        | {d: metadata.version(d) for d in ("scikit-learn", "numpy", "scipy", "polars", "kiwipiepy")},
+        "versions": versions("scikit-learn", "numpy", "scipy", "polars", "kiwipiepy"),
         "data": {
             "train": str(train),
             "test": str(test),
