@@ -62,6 +62,7 @@ LOCK = "lock"
 MANIFEST_LOCK = "manifest.lock"
 PARTS = "parts"
 SCRATCH = "scratch"
+_UNKNOWN = object()  # Job._done before the done marker was read
 _CHUNK = 1 << 20
 
 
@@ -177,6 +178,9 @@ class Job:
         self.result_key = result_key
         self.parts: dict[str, Part] = {}
         self._lock_fd: int | None = None
+        # finished()'s answer while the lock is held: nobody else can finish the job or remove its marker then,
+        # so the outputs are hashed once per run, not once per caller that asks
+        self._done: object = _UNKNOWN  # dict (the summary), None (not finished) or _UNKNOWN
 
     @property
     def scratch(self) -> Path:
@@ -204,6 +208,7 @@ class Job:
         if self._lock_fd is not None:
             _release(self._lock_fd)
             self._lock_fd = None
+        self._done = _UNKNOWN
 
     def _target(self) -> Path:
         return self.outputs[0] if self.outputs else self.folder
@@ -225,7 +230,8 @@ class Job:
     def _open(self) -> None:
         if self.shared:
             with self._manifest_lock():
-                if self.finished() is not None:
+                self._done = self._read_done()
+                if self._done is not None:
                     return
                 self.parts = self._read_manifest()
                 if not (self.folder / MANIFEST).exists():  # claim the folder: another job's process is refused
@@ -234,7 +240,8 @@ class Job:
         if self.restart:
             (self.folder / DONE).unlink(missing_ok=True)
             self._clear_parts()
-        if self.finished() is not None:
+        self._done = self._read_done()
+        if self._done is not None:
             return
         # not finished: an older marker must not vouch for the outputs this job is about to write
         (self.folder / DONE).unlink(missing_ok=True)
@@ -349,6 +356,11 @@ class Job:
     # -- the end ---------------------------------------------------------------------------------------------
     def finished(self) -> dict | None:
         """The summary this very job wrote when it finished here, if its outputs are still what it wrote."""
+        if self._done is not _UNKNOWN:
+            return self._done
+        return self._read_done()
+
+    def _read_done(self) -> dict | None:
         path = self.folder / DONE
         try:
             done = json.loads(path.read_text(encoding="utf-8"))
@@ -378,6 +390,7 @@ class Job:
         if self.result_key is not None:
             done["result"] = self.result_key
         _write_quietly(json_text(done), self.folder / DONE)
+        self._done = _UNKNOWN  # read back if asked, as JSON gives it
         if keep is None:
             self._clear_parts()
             return
