@@ -76,13 +76,7 @@ def run_paraphrase_command(args: argparse.Namespace) -> int:
     check_source_paths(args)
     config = build_config(args)
     started = time.perf_counter()
-    progress = ChunkProgress(
-        "sources",
-        lambda p: (
-            f"{p.step / p.detail['seconds']:.1f} prompts/s, {p.detail['output_tokens'] / p.detail['seconds']:.0f} "
-            "tokens/s"
-        ),
-    )
+    progress = ChunkProgress("sources", _rate)
     try:
         kept, counts = run_augmenter(
             args,
