@@ -37,6 +37,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -311,17 +312,15 @@ class Job:
         """Save `frame` as the part `name` (atomically) and record it in the manifest."""
         path = self.part_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Serialized in memory, written by Python: a full disk is then an OSError the CLI can name, where
+        # polars may report it as a Parquet "transport error" (when the footer is what does not fit).
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression="zstd", statistics=True)
         with self._manifest_lock():
             with atomic_path(path) as tmp:
-                frame.write_parquet(tmp, compression="zstd", statistics=True)
+                tmp.write_bytes(buffer.getvalue())
             log.debug("saved part %s (%d rows)", path, frame.height)
             return self._record(name, path, rows=frame.height, meta=meta)
-
-    def record_part(self, name: str, path: Path, *, rows: int, meta: dict | None = None) -> Part:
-        """Record a part its producer wrote itself (atomically) under `part_path(name, ...)`. In shared mode
-        prefer `save_part`: a part written outside the manifest lock can be taken for a killed write's."""
-        with self._manifest_lock():
-            return self._record(name, path, rows=rows, meta=meta)
 
     def _record(self, name: str, path: Path, *, rows: int, meta: dict | None) -> Part:
         part = Part(name, path.name, rows, path.stat().st_size, file_digest(path), dict(meta or {}))

@@ -24,7 +24,6 @@ while the first one's parts are still there, is refused unless `restart`.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import logging
 import shutil
@@ -38,7 +37,7 @@ import polars as pl
 
 from engine import jobs
 from engine.errors import InputError
-from engine.io import atomic_path, read_table, write_json, write_parquet
+from engine.io import read_table, write_json, write_parquet
 from engine.labels import LABEL_MAP_FILE, saved_classes
 from engine.progress import OnProgress, report
 from engine.validate import prepare_dataset
@@ -218,16 +217,7 @@ class AugmentedOutput:
         chunk = pl.concat([rows.select(PART_SCHEMA.keys()).cast(PART_SCHEMA), markers], how="diagonal_relaxed")
         # a new number after the highest saved: a part redone after a deletion must not overwrite another
         number = 1 + max((int(name.rsplit("_", 1)[1]) for name in self.job.parts), default=-1)
-        name = f"chunk_{number:05d}"
-        # Serialized in memory, written by Python: a full disk is then an OSError the CLI can name, where
-        # polars may report it as a Parquet "transport error" (when the footer is what does not fit).
-        buffer = io.BytesIO()
-        chunk.write_parquet(buffer, compression="zstd", statistics=True)
-        path = self.job.part_path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(buffer.getvalue())
-        self.job.record_part(name, path, rows=chunk.height, meta={"sources": len(processed)})
+        self.job.save_part(f"chunk_{number:05d}", chunk, meta={"sources": len(processed)})
 
     def finish(self) -> tuple[pl.DataFrame, dict[str, int]]:
         """Write the kept rows (input order, then the order the augmenter made them) and the drop counts,
