@@ -49,12 +49,12 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from machine import describe, load_average, run_record
+from machine import data_file, describe, load_average, run_record
 
 from engine.cores import threads_for
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "nsmc4" / "test.csv"
+DATA = data_file("test.csv")  # nsmc4 test.csv where ../shared has it, else the bundled sample
 PIVOT = "en_XX"
 SOURCE = "ko_KR"
 
@@ -80,14 +80,18 @@ def ensure_model(args: argparse.Namespace) -> dict:
 
 
 def load_texts(path: Path, n: int, seed: int) -> list[str]:
-    """`n` reviews drawn without replacement (seeded), in file order: the notebook's dataset order."""
+    """`n` reviews drawn without replacement (seeded), in file order: the notebook's dataset order. A file with
+    fewer texts (the bundled sample on a node without ../shared) is repeated, each copy numbered ("2. text")
+    so that no two prompts are equal (vLLM's prefix cache would skip the prefill of a repeated one)."""
     import numpy as np
     import polars as pl
 
     texts = pl.read_csv(path, infer_schema_length=None)["text"].drop_nulls()
     texts = texts.filter(texts.str.strip_chars().str.len_chars() > 0)
     if n > texts.len():
-        raise SystemExit(f"{path} has {texts.len()} texts, fewer than --sentences {n}")
+        copies = -(-n // texts.len())
+        print(f"data: {path} has {texts.len():,} texts; {n:,} asked: {copies} numbered copies", flush=True)
+        texts = pl.concat([texts if k == 0 else f"{k + 1}. " + texts for k in range(copies)])
     pick = np.sort(np.random.default_rng(seed).choice(texts.len(), size=n, replace=False))
     return texts.gather(pick).to_list()
 

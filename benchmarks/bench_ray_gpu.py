@@ -30,7 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks' model and data helpers
 
-from bench_backtranslate import DATA, ensure_model, load_texts, machine  # noqa: E402
+from bench_backtranslate import ensure_model, load_texts, machine  # noqa: E402
+from machine import data_file  # noqa: E402
 
 
 def write_sources(texts: list[str], path: Path) -> Path:
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sentences-per-gpu", type=int, default=6000)
     p.add_argument("--bt-tokens", type=int, default=32)
     # the training set: 274,275 reviews, enough for thousands per GPU on a large node (the test set has 27,500)
-    p.add_argument("--data", type=Path, default=DATA.with_name("train.csv"))
+    p.add_argument("--data", type=Path, default=data_file("train.csv"), help="default: nsmc4, else the sample")
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or ROOT / "benchmarks" / "results"))
     p.add_argument("--name", default="ray_gpu")
     args = p.parse_args(argv)

@@ -25,6 +25,8 @@ SHAPE=${SHAPE:-base}
 WORK=$(mktemp -d /tmp/gpu_oof.XXXXXX)
 mkdir -p "$OUT_DIR"
 LOG="$OUT_DIR/gpu_oof.log"
+# the driver JIT cache, project-local and at its largest: kernels compiled from PTX on this GPU are kept
+export CUDA_CACHE_PATH=${CUDA_CACHE_PATH:-$PWD/.cache/nv} CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-4294967296}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 DEVICE
 export HF_HOME="$WORK/hf" MPLCONFIGDIR="$WORK/mpl" TOKENIZERS_PARALLELISM=false
 exec > >(tee "$LOG") 2>&1

@@ -23,6 +23,8 @@ cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 RESULTS="${OUT:-benchmarks/results}"
 mkdir -p "$RESULTS" .cache/tmp
+# the driver JIT cache, project-local and at its largest: kernels compiled from PTX on this GPU are kept
+export CUDA_CACHE_PATH=${CUDA_CACHE_PATH:-$PWD/.cache/nv} CUDA_CACHE_MAXSIZE=${CUDA_CACHE_MAXSIZE:-4294967296}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # the engine package, installed or not
 export PYTHONUNBUFFERED=1
 export HF_HUB_OFFLINE=1

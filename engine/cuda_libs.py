@@ -57,16 +57,43 @@ def loadable(name: str) -> bool:
     return True
 
 
+def mapped_files(soname: str, maps: str | None = None) -> list[str]:
+    """The files named `soname` (or a versioned file behind it, libcublas.so.12.9.1.4) that this process has
+    mapped, from `/proc/self/maps` (or `maps`, its text). Which file answers a dlopen by name is what
+    matters, not whether some folder on the library path holds one: importing a CUDA torch already maps
+    the nvidia-cublas-cu12 wheel's copy, which every later dlopen("libcublas.so.12") then gets."""
+    if maps is None:
+        try:
+            maps = Path("/proc/self/maps").read_text()
+        except OSError:  # not Linux
+            return []
+    files = []
+    for line in maps.splitlines():
+        parts = line.split(maxsplit=5)
+        if len(parts) == 6 and Path(parts[5]).name.startswith(soname):
+            files.append(parts[5].removesuffix(" (deleted)"))
+    return list(dict.fromkeys(files))
+
+
+def describe_source(path: str, wheel_dirs: Iterable[Path]) -> str:
+    """Where a mapped library comes from, in words: a wheel's folder or the system's."""
+    folder = Path(path).parent
+    if any(folder == Path(d) for d in wheel_dirs) or "/nvidia/cublas/lib" in str(folder):
+        return f"the {WHEEL} wheel ({path})"
+    return f"the system ({path})"
+
+
 @functools.cache
 def load_cublas12(search: tuple[Path, ...] | None = None) -> str:
-    """Make `libcublas.so.12` loadable for CTranslate2; say where it comes from ("system" or a folder).
+    """Make `libcublas.so.12` loadable for CTranslate2; say where it comes from (a file or folder).
 
-    Does nothing when the loader already finds it (a system CUDA 12 toolkit, LD_LIBRARY_PATH, an earlier
-    call). Otherwise loads the libraries from the first folder of `search` (default: the folders of the
-    nvidia-cublas-cu12 wheel) that holds them. InputError with the fix when there is none.
+    Loads nothing more when the loader already finds it (a system CUDA 12 toolkit, LD_LIBRARY_PATH, an
+    earlier call, or the copy a CUDA torch mapped at import) and returns the mapped file. Otherwise loads
+    the libraries from the first folder of `search` (default: the folders of the nvidia-cublas-cu12 wheel)
+    that holds them. InputError with the fix when there is none.
     """
     if loadable(CUBLAS12[-1]):
-        return "system"
+        return next(iter(mapped_files(CUBLAS12[-1])), "system")
     folders: Iterable[Path] = search if search is not None else wheel_lib_dirs()
     for folder in folders:
         if all((folder / name).is_file() for name in CUBLAS12):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import re
 import shutil
 import sys
 import time
@@ -39,6 +40,9 @@ ENGINE_PACKAGES = ("torch", "transformers", "ctranslate2", "sentence-transformer
 MIN_CACHE_FREE_GIB = 20  # a 7B model in bf16 is about 15 GiB
 # The NVIDIA driver each CUDA major of torch needs (CUDA toolkit release notes: 12.0 -> R525, 13.0 -> R580).
 DRIVER_FOR_CUDA = {12: 525, 13: 580}
+# The driver's JIT cache at its largest (4 GiB; the default, 256 MiB to 1 GiB by driver, is too small to keep
+# CTranslate2's kernels compiled from PTX beside torch's and Triton's).
+CUDA_CACHE_MAXSIZE = 4 * 2**30
 
 
 @dataclass(frozen=True)
@@ -90,17 +94,64 @@ def check_packages() -> list[Check]:
     return checks
 
 
+def parse_proc_driver(text: str) -> str | None:
+    """The driver version in /proc/driver/nvidia/version ("NVRM version: NVIDIA UNIX x86_64 Kernel Module
+    550.54.15  Tue Mar ..."): readable without nvidia-ml-py, which a torch-only node lacks."""
+    match = re.search(r"Kernel Module\s+(?:for \S+\s+)?(\d+\.\d+(?:\.\d+)?)", text)
+    return match.group(1) if match else None
+
+
 def _driver_version() -> str | None:
     try:
         import pynvml  # nvidia-ml-py, in the gpu extra's set through vLLM
-    except ImportError:
-        return None
-    try:
+
         pynvml.nvmlInit()
         driver = pynvml.nvmlSystemGetDriverVersion()
         return driver.decode() if isinstance(driver, bytes) else driver
-    except Exception:  # no driver, no device
+    except Exception:  # not installed, no driver, no device: the kernel module may still say
+        pass
+    try:
+        return parse_proc_driver(Path("/proc/driver/nvidia/version").read_text())
+    except OSError:
         return None
+
+
+def driver_check(driver: str, cuda: str, torch_version: str) -> Check | None:
+    """Whether NVIDIA driver `driver` runs torch's CUDA `cuda` build (None: a CUDA major we know nothing of).
+    Too old a driver makes torch see no GPU at all, so this line is what explains "no CUDA device"."""
+    need = DRIVER_FOR_CUDA.get(int(cuda.split(".")[0]))
+    if need is None:
+        return None
+    detail = (
+        f"NVIDIA driver {driver}; torch {torch_version} is built for CUDA {cuda}, which needs driver {need} or newer"
+    )
+    if int(driver.split(".")[0]) >= need:
+        return Check("driver", OK, detail)
+    return Check(
+        "driver",
+        FAIL,
+        detail,
+        f"install NVIDIA driver {need} or newer; or, on a data-center GPU (A100, H100, H200, L40 ...), keep the "
+        f"driver and install NVIDIA's CUDA forward-compatibility package for CUDA {cuda.split('.')[0]} "
+        f"(cuda-compat-{cuda.replace('.', '-')}; its /usr/local/cuda-{cuda}/compat on LD_LIBRARY_PATH). vLLM "
+        f"{version('vllm') or '0.32'} pins this torch, so an older torch build is not a way out",
+    )
+
+
+def ct2_jit_check(index: int, name: str, major: int, minor: int) -> Check | None:
+    """CTranslate2 4.8.5's PyPI wheel carries machine code up to sm_86 plus PTX: on compute capability 9.0 and
+    above the driver compiles its kernels at the first GPU call, and keeps them only in its JIT cache."""
+    if major < 9 or version("ctranslate2") is None:
+        return None
+    return Check(
+        f"gpu {index} jit",
+        WARN,
+        f"cuda:{index} {name} (compute capability {major}.{minor}): CTranslate2 {version('ctranslate2')}'s wheel has "
+        "no machine code for it (sm_86 and older, plus PTX), so the driver compiles its kernels at the first "
+        "back-translation call; time a warm call, not the first",
+        f"keep the compiled kernels between runs: export CUDA_CACHE_PATH={project_folder() / '.cache' / 'nv'} "
+        f"CUDA_CACHE_MAXSIZE={CUDA_CACHE_MAXSIZE} (the benchmark and smoke scripts set both)",
+    )
 
 
 def check_torch(gpu: bool) -> list[Check]:
@@ -111,48 +162,42 @@ def check_torch(gpu: bool) -> list[Check]:
     cuda = torch.version.cuda
     build = f"torch {torch.__version__} ({'CUDA ' + cuda + ' build' if cuda else 'CPU build'})"
     missing = FAIL if gpu else WARN
+    driver = _driver_version() if cuda else None
+    driver_line = driver_check(driver, cuda, torch.__version__) if driver else None
     if not torch.cuda.is_available():
-        why = (
-            "it is a CPU build"
-            if not cuda
-            else f"no driver or device is visible (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
+        cpu_fix = (
+            "this torch came from a CPU wheel (a CPU index or wheel folder in the pip configuration can satisfy "
+            "torch==X with X+cpu): pip install --force-reinstall --no-deps 'torch==VERSION' --index-url "
+            "https://download.pytorch.org/whl/cu130, or reinstall the gpu extra in a fresh environment: pip "
+            "install -e '.[gpu]' -c constraints/gpu.txt".replace("VERSION", torch.__version__.split("+")[0])
         )
-        fix = (
-            "on a GPU node install the gpu extra: pip install -e '.[gpu]' -c constraints/gpu.txt"
-            if not cuda
-            else "check nvidia-smi, the driver, and CUDA_VISIBLE_DEVICES"
-        )
+        fix = cpu_fix if not cuda else "check nvidia-smi, the driver, and CUDA_VISIBLE_DEVICES"
         detail = (
             f"no CUDA device: torch {torch.__version__} is a CPU build"
             if not cuda
-            else f"no CUDA device: {build}; {why}"
+            else f"no CUDA device: {build}; no driver or device is visible "
+            f"(CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r})"
         )
-        return [Check("torch cuda", missing, detail, fix if gpu or cuda else "")]
+        checks = [Check("torch cuda", missing, detail, fix if gpu or cuda else "")]
+        return checks + ([driver_line] if driver_line else [])
     checks = [Check("torch cuda", OK, f"{build}, {torch.cuda.device_count()} CUDA device(s)")]
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
         free, total = torch.cuda.mem_get_info(i)
-        detail = f"cuda:{i} {props.name}, compute capability {props.major}.{props.minor}, "
-        detail += f"{free / GIB:.1f} of {total / GIB:.1f} GiB free"
-        status, fix = OK, ""
-        if props.major >= 10:  # Blackwell: no kernels in CTranslate2's PyPI wheels (OpenNMT/CTranslate2#1933)
-            status, fix = WARN, "CTranslate2's PyPI wheels have no kernels for this GPU: back-translation stays on CPU"
-        elif free < 0.5 * total:
-            status, fix = WARN, "another process holds most of this GPU's memory (nvidia-smi shows which)"
-        checks.append(Check(f"gpu {i}", status, detail, fix))
-    driver = _driver_version()
-    need = DRIVER_FOR_CUDA.get(int(cuda.split(".")[0]))
-    if driver is not None and need is not None:
-        ok = int(driver.split(".")[0]) >= need
-        checks.append(
-            Check(
-                "driver",
-                OK if ok else FAIL,
-                f"NVIDIA driver {driver}; torch's CUDA {cuda} needs {need} or newer",
-                "" if ok else f"update the NVIDIA driver to {need} or newer",
-            )
-        )
-    return checks
+        checks.append(gpu_check(i, props.name, props.major, props.minor, free, total))
+        jit = ct2_jit_check(i, props.name, props.major, props.minor)
+        checks += [jit] if jit else []
+    return checks + ([driver_line] if driver_line else [])
+
+
+def gpu_check(index: int, name: str, major: int, minor: int, free: int, total: int) -> Check:
+    detail = f"cuda:{index} {name}, compute capability {major}.{minor}, {free / GIB:.1f} of {total / GIB:.1f} GiB free"
+    if major >= 10:  # Blackwell: no kernels in CTranslate2's PyPI wheels (OpenNMT/CTranslate2#1933)
+        fix = "CTranslate2's PyPI wheels have no kernels for this GPU: back-translation stays on CPU"
+        return Check(f"gpu {index}", WARN, detail, fix)
+    if free < 0.5 * total:
+        return Check(f"gpu {index}", WARN, detail, "another process holds most of this GPU's memory (nvidia-smi)")
+    return Check(f"gpu {index}", OK, detail)
 
 
 def check_ctranslate2(gpu: bool) -> list[Check]:
@@ -160,7 +205,7 @@ def check_ctranslate2(gpu: bool) -> list[Check]:
         import ctranslate2
     except ImportError:
         return [Check("ctranslate2", WARN, "not installed: no back-translation", "install the cpu or gpu extra")]
-    from engine.cuda_libs import CUBLAS12, load_cublas12, loadable, wheel_lib_dirs
+    from engine.cuda_libs import CUBLAS12, load_cublas12, loadable, mapped_files, wheel_lib_dirs
 
     cpu = ", ".join(sorted(ctranslate2.get_supported_compute_types("cpu")))
     checks = [Check("ctranslate2", OK, f"ctranslate2 {ctranslate2.__version__}; CPU compute types: {cpu}")]
@@ -179,8 +224,8 @@ def check_ctranslate2(gpu: bool) -> list[Check]:
         checks.append(Check("ctranslate2 cuda", OK, f"cuda:{i} compute types: {types}"))
     # cuBLAS 12: what CTranslate2 opens at its first GPU call
     wheel = wheel_lib_dirs()
-    if loadable(CUBLAS12[-1]):
-        checks.append(Check("cublas 12", OK, "libcublas.so.12 is on the library path"))
+    if loadable(CUBLAS12[-1]):  # loads it if the loader finds it: then the maps say which file answered
+        checks.append(cublas_check(mapped_files(CUBLAS12[-1]), wheel))
     elif wheel and devices:
         try:
             where = load_cublas12()
@@ -202,6 +247,66 @@ def check_ctranslate2(gpu: bool) -> list[Check]:
             )
         )
     return checks
+
+
+def cublas_check(mapped: list[str], wheel_dirs: list[Path]) -> Check:
+    """The cuBLAS 12 line when dlopen("libcublas.so.12") succeeds: name the file the process has mapped, which
+    is the one CTranslate2 gets (a CUDA torch maps the nvidia-cublas-cu12 wheel's copy at import)."""
+    from engine.cuda_libs import describe_source
+
+    if not mapped:
+        return Check("cublas 12", OK, "libcublas.so.12 loads (the mapped file could not be read: not Linux?)")
+    detail = f"libcublas.so.12 loaded from {describe_source(mapped[0], wheel_dirs)}"
+    if len(mapped) > 1:
+        return Check(
+            "cublas 12",
+            WARN,
+            detail + f"; {len(mapped) - 1} other copies are mapped too: {', '.join(mapped[1:])}",
+            "keep one CUDA 12 cuBLAS: drop the system toolkit's folder from LD_LIBRARY_PATH or uninstall the wheel",
+        )
+    return Check("cublas 12", OK, detail)
+
+
+def module_owners(files_by_dist: dict[str, list[str]], module: str) -> list[str]:
+    """The distributions whose installed files include `module`'s package (`module/__init__.py`): two owners
+    of one import name overwrite each other's files, and the import gets whichever was installed last."""
+    return sorted(d for d, files in files_by_dist.items() if f"{module}/__init__.py" in files)
+
+
+def triton_check(versions: dict[str, str], owners: list[str], imported: str | None, error: str = "") -> Check:
+    """One line on Triton: which distributions install the `triton` module, and whether it imports at the
+    version of the `triton` distribution that torch pins. `versions`: {distribution: version} of triton and
+    tokenspeed-triton where installed."""
+    listed = ", ".join(f"{d} {v}" for d, v in sorted(versions.items()))
+    if imported is None:
+        return Check("triton", FAIL, f"{listed} installed, but `import triton` fails: {error}", TRITON_FIX)
+    detail = f"{listed}; `import triton` gives {imported}"
+    if len(owners) > 1:
+        return Check("triton", FAIL, detail + f"; {' and '.join(owners)} both install the triton module", TRITON_FIX)
+    if "triton" in versions and imported != versions["triton"]:
+        return Check("triton", FAIL, detail + f", not the triton {versions['triton']} torch needs", TRITON_FIX)
+    return Check("triton", OK, detail)
+
+
+TRITON_FIX = (
+    "pip install --force-reinstall --no-deps \"triton==$(python3 -c 'import importlib.metadata as m; "
+    'print(m.version("triton"))\')" (the version torch pins), then run the doctor again'
+)
+
+
+def check_triton() -> list[Check]:
+    dists = ("triton", "tokenspeed-triton")
+    versions = {d: v for d in dists if (v := version(d)) is not None}
+    if not versions:
+        return []  # CPU environments: no Triton, nothing compiles kernels with it
+    files = {d: [str(f) for f in importlib.metadata.files(d) or []] for d in versions}
+    try:
+        import triton
+
+        imported, error = getattr(triton, "__version__", "?"), ""
+    except Exception as exc:  # a half-overwritten package fails in many ways
+        imported, error = None, f"{type(exc).__name__}: {exc}"
+    return [triton_check(versions, module_owners(files, "triton"), imported, error)]
 
 
 def check_vllm(gpu: bool) -> list[Check]:
@@ -355,6 +460,7 @@ def run_checks(*, gpu: bool = False) -> list[Check]:
         ("torch", lambda: check_torch(gpu)),
         ("ctranslate2", lambda: check_ctranslate2(gpu)),
         ("vllm", lambda: check_vllm(gpu)),
+        ("triton", check_triton),
         ("cache", check_caches),
         ("hub", check_hub),
     ]

@@ -128,3 +128,75 @@ def test_caches_in_the_home_folder_warn_with_the_make_fix(tmp_path):
     project = _cache_checks(local)
     assert all("home folder" not in project[name]["detail"] for name in CACHE_VARS[:4]), project
     assert project["HF_HUB_CACHE"]["detail"].startswith(f"HF_HUB_CACHE={ROOT / '.cache' / 'hf' / 'hub'}")
+
+
+# ------------------------------------------------------------------ the GPU lines, from stubbed probe results
+# No GPU here: these feed the parsers what the probes return on a GPU node and check the lines they make.
+from engine import doctor as d  # noqa: E402
+from engine.cuda_libs import describe_source, mapped_files  # noqa: E402
+
+
+def test_the_driver_version_is_read_from_the_kernel_module_text():
+    text = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:56 UTC 2024\nGCC version: gcc"
+    assert d.parse_proc_driver(text) == "550.54.15"
+    assert d.parse_proc_driver("NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.65.06  Release") == (
+        "580.65.06"
+    )
+    assert d.parse_proc_driver("no module") is None
+
+
+def test_a_driver_older_than_580_fails_for_cuda_13_with_both_fixes():
+    old = d.driver_check("550.54.15", "13.0", "2.13.0+cu130")
+    assert old.status == d.FAIL and "550.54.15" in old.detail and "CUDA 13.0" in old.detail and "580" in old.detail
+    assert "driver 580 or newer" in old.fix and "forward-compatibility" in old.fix and "cuda-compat-13-0" in old.fix
+    assert d.driver_check("580.65.06", "13.0", "2.13.0").status == d.OK
+    assert d.driver_check("550.54.15", "12.8", "2.7.0").status == d.OK  # CUDA 12 needs 525
+    assert d.driver_check("550.54.15", "14.0", "3.0") is None  # a CUDA major this table does not know
+
+
+def test_compute_capability_9_and_above_warns_that_ctranslate2_compiles_its_kernels():
+    pytest.importorskip("ctranslate2")
+    h100 = d.ct2_jit_check(0, "NVIDIA H100 80GB HBM3", 9, 0)
+    assert h100.status == d.WARN and "compute capability 9.0" in h100.detail and "sm_86" in h100.detail
+    assert "CUDA_CACHE_PATH=" in h100.fix and f"CUDA_CACHE_MAXSIZE={4 * 2**30}" in h100.fix
+    assert d.ct2_jit_check(0, "NVIDIA A100", 8, 0) is None and d.ct2_jit_check(0, "RTX 3090", 8, 6) is None
+    assert d.gpu_check(0, "NVIDIA H200", 9, 0, 130 * d.GIB, 140 * d.GIB).status == d.OK
+    assert d.gpu_check(0, "NVIDIA H200", 9, 0, 10 * d.GIB, 140 * d.GIB).status == d.WARN
+
+
+MAPS = """\
+7f1c00000000-7f1c00200000 r--p 00000000 08:01 1234 /venv/lib/python3/site-packages/nvidia/cublas/lib/libcublas.so.12
+7f1c00200000-7f1c00400000 r-xp 00200000 08:01 1234 /venv/lib/python3/site-packages/nvidia/cublas/lib/libcublas.so.12
+7f1c01000000-7f1c01200000 r--p 00000000 08:01 1235 /venv/lib/python3/site-packages/nvidia/cublas/lib/libcublasLt.so.12
+7f1c02000000-7f1c02001000 rw-p 00000000 00:00 0
+7f1c03000000-7f1c03200000 r--p 00000000 08:01 99 /usr/local/cuda-13.0/lib64/libcublas.so.13.0.2.14
+"""
+
+
+def test_the_cublas_line_names_the_file_the_process_mapped():
+    wheel = "/venv/lib/python3/site-packages/nvidia/cublas/lib/libcublas.so.12"
+    assert mapped_files("libcublas.so.12", MAPS) == [wheel]  # once, though mapped in two segments
+    line = d.cublas_check(mapped_files("libcublas.so.12", MAPS), [])
+    assert line.status == d.OK and line.detail == f"libcublas.so.12 loaded from the nvidia-cublas-cu12 wheel ({wheel})"
+    system = "/usr/local/cuda-12.4/targets/x86_64-linux/lib/libcublas.so.12.4.5.8"
+    assert describe_source(system, []) == f"the system ({system})"
+    two = d.cublas_check([wheel, system], [])
+    assert two.status == d.WARN and system in two.detail and two.fix
+    assert "on the library path" not in line.detail
+
+
+def test_two_distributions_installing_the_triton_module_fail():
+    files = {
+        "triton": ["triton/__init__.py", "triton/language/core.py", "triton-3.7.1.dist-info/RECORD"],
+        "tokenspeed-triton": ["triton/__init__.py", "tokenspeed_triton-3.9.10.dist-info/RECORD"],
+    }
+    versions = {"triton": "3.7.1", "tokenspeed-triton": "3.9.10.post20261028"}
+    owners = d.module_owners(files, "triton")
+    assert owners == ["tokenspeed-triton", "triton"]
+    clash = d.triton_check(versions, owners, "3.9.10")
+    assert clash.status == d.FAIL and "both install the triton module" in clash.detail and "triton==" in clash.fix
+    separate = {"triton": files["triton"], "tokenspeed-triton": ["tokenspeed_triton/__init__.py"]}
+    assert d.triton_check(versions, d.module_owners(separate, "triton"), "3.7.1").status == d.OK
+    assert d.triton_check(versions, ["triton"], "3.9.10").status == d.FAIL  # not the version torch pins
+    broken = d.triton_check(versions, ["triton"], None, "ImportError: libtriton.so")
+    assert broken.status == d.FAIL and "libtriton.so" in broken.detail

@@ -32,7 +32,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,15 +194,19 @@ class ParaphraseConfig:
         1, group="engine", type=positive_int, help="GPUs (or CPU core groups) to split the model over"
     )
     gpu_memory_utilization: float = option(
-        0.9, group="engine", help="GPU: share of GPU memory vLLM may take for weights + KV cache"
+        0.9,
+        group="engine",
+        help="GPU: share of the GPU's whole memory vLLM may take for weights, activations and KV cache. vLLM "
+        "checks at start that this share is free, also with --kv-cache-gib set: beside another model on the same "
+        "GPU (a CTranslate2 translator, a second vLLM) lower it below the free share (nvidia-smi)",
     )
     kv_cache_gib: float | None = option(
         None,
         group="engine",
         type=positive_float,
         help="KV cache size in GiB. CPU: sets VLLM_CPU_KVCACHE_SPACE (whole GiB; default "
-        f"{DEFAULT_CPU_KV_CACHE_GIB}, or the variable if set); GPU: a fixed size instead of "
-        "--gpu-memory-utilization's share",
+        f"{DEFAULT_CPU_KV_CACHE_GIB}, or the variable if set); GPU: a fixed size instead of what is left of "
+        "--gpu-memory-utilization's share after the weights (that share must still be free at start)",
     )
     cpu_threads_bind: str | None = option(
         None,
@@ -555,6 +559,35 @@ def check_block_size(config: ParaphraseConfig) -> None:
         )
 
 
+def guided_unsupported(exc: BaseException) -> bool:
+    """Whether `exc`, raised by a constrained request, means "no structured-output backend here": its grammar
+    library is not installed (ImportError), or vLLM rejected the request as one its backend cannot serve
+    (VLLMValidationError, "Unsupported structured output backend"). Anything else (out of memory, a dead
+    engine, a bug) is no reason to quietly parse free text: the job stops with that error."""
+    if isinstance(exc, ImportError):
+        return True
+    try:
+        from vllm.exceptions import VLLMValidationError
+    except ImportError:
+        VLLMValidationError = ()  # no vLLM: no class to match
+    if isinstance(exc, VLLMValidationError):
+        return True
+    return isinstance(exc, ValueError) and "structured output" in str(exc).lower()
+
+
+def probe_guided(request: Callable[[], object]) -> bool:
+    """Run one constrained request: True if it works, False if the structured-output backend is unsupported
+    here (see `guided_unsupported`); every other error propagates."""
+    try:
+        request()
+    except Exception as exc:
+        if not guided_unsupported(exc):
+            raise
+        log.warning("guided JSON (vLLM structured output) is not available here (%s); parsing free text", exc)
+        return False
+    return True
+
+
 class VllmParaphraser(Paraphraser):
     """Owns one `vllm.LLM`; every call hands all its conversations to `LLM.chat` at once."""
 
@@ -638,17 +671,15 @@ class VllmParaphraser(Paraphraser):
 
     def _probe_guided(self) -> bool:
         """Structured output needs a grammar backend (xgrammar or guidance) that works on this platform:
-        try one short constrained request, and fall back to parsing free text if it fails."""
+        try one short constrained request, and fall back to parsing free text only if the backend is missing."""
         try:
             from vllm import SamplingParams
             from vllm.sampling_params import StructuredOutputsParams
-
-            params = SamplingParams(max_tokens=4, structured_outputs=StructuredOutputsParams(json=json_schema(1, [""])))
-            self.llm.chat([[{"role": "user", "content": "[]"}]], params, use_tqdm=False)
-        except Exception as exc:  # ImportError, a backend missing or failing on this platform ...
+        except ImportError as exc:  # a vLLM without structured outputs
             log.warning("guided JSON (vLLM structured output) is not available here (%s); parsing free text", exc)
             return False
-        return True
+        params = SamplingParams(max_tokens=4, structured_outputs=StructuredOutputsParams(json=json_schema(1, [""])))
+        return probe_guided(lambda: self.llm.chat([[{"role": "user", "content": "[]"}]], params, use_tqdm=False))
 
     def sampling_params(self, texts: Sequence[str], config: ParaphraseConfig) -> list:
         from vllm import SamplingParams
