@@ -17,7 +17,13 @@ Every arm is the original training rows, changed in one way:
   proportion to the hardness rank within the selection); each is a
   strategy with its own control, and proportional is also compared with uniform;
 - `reweight`: every row weighted by 1 + hardness (scaled to mean 1), so hard rows count up to twice as
-  much in the loss; its control `reweight-shuffled` gives the same weights to random rows.
+  much in the loss; its control `reweight-shuffled` gives the same weights to random rows;
+- one arm per weight scheme of `compare --weights` (engine.weights: `hardness`, the same weights as
+  `reweight`; `clean-hardness`; `class-balanced`), the hardness schemes with a shuffled control
+  (`hardness-shuffled`, `clean-hardness-shuffled`); `hardness` and `clean-hardness` are also compared with
+  `class-balanced` when it runs;
+- `NAME+SCHEME` (`compare --combine NAME=SCHEME`): strategy NAME's kept augmentations with the training rows
+  weighted by SCHEME, each augmentation weighing what its source weighs; compared with NAME and SCHEME.
 
 Frames have `text`, `label` and, for weighted arms, `weight`.
 """
@@ -30,10 +36,14 @@ import numpy as np
 import polars as pl
 
 from engine.errors import InputError
+from engine.weights import SCHEMES, SHUFFLED, scheme_weights
 
 CLEANING_ARMS = ("drop-label-issues", "relabel", "reweight")
 CLEANING_CONTROLS = {"drop-label-issues": "drop-random", "reweight": "reweight-shuffled"}
-RESERVED = frozenset({"baseline", "random", "all", *CLEANING_ARMS, *CLEANING_CONTROLS.values()})
+RESERVED = frozenset(
+    {"baseline", "random", "all", *CLEANING_ARMS, *CLEANING_CONTROLS.values(), *SCHEMES, *SHUFFLED.values()}
+)
+_SHUFFLE_SEED_STEP = 104_729  # scheme i shuffles with (seed, step + i): never the draws of reweight-shuffled
 SCORE_COLUMNS = ("id", "label", "label_issue", "oof_pred", "oof_confidence", "hardness")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CONTROL_SEED_STEP = 7919  # strategy i draws its control with seed + i * step: two strategies never share draws
@@ -218,10 +228,48 @@ def cleaning_sets(
     return sets
 
 
+def weight_sets(flagged: pl.DataFrame, schemes: tuple[str, ...], *, seed: int) -> dict[str, pl.DataFrame]:
+    """An arm per weight scheme (engine.weights) from aligned scores (see `align_scores`), and the shuffled
+    control of each hardness scheme: the same weights given to rows drawn at random with `seed`."""
+    base = flagged.select("text", "label")
+    sets: dict[str, pl.DataFrame] = {}
+    for i, scheme in enumerate(schemes):
+        weights = scheme_weights(scheme, flagged)
+        sets[scheme] = base.with_columns(pl.Series("weight", weights))
+        if scheme in SHUFFLED:
+            rng = np.random.default_rng([seed, _SHUFFLE_SEED_STEP + i])
+            sets[SHUFFLED[scheme]] = base.with_columns(pl.Series("weight", rng.permutation(weights)))
+    return sets
+
+
+def combined_name(strategy: str, scheme: str) -> str:
+    return f"{strategy}+{scheme}"
+
+
+def combined_set(flagged: pl.DataFrame, kept: pl.DataFrame, scheme: str, *, source: str) -> pl.DataFrame:
+    """The training rows weighted by `scheme` plus a strategy's kept augmentations, each weighted as its
+    source row (matched by `source_id`): an augmentation counts as much as the text it was made from."""
+    if "source_id" not in kept.columns or kept["source_id"].null_count():
+        raise InputError(
+            f"{source}: combining augmentations with weights needs each augmentation's source_id (the augmented "
+            "schema of hardaug backtranslate / paraphrase / eda); augment the rows of hardaug mine and filter them."
+        )
+    weights = pl.DataFrame({"source_id": flagged["id"], "weight": scheme_weights(scheme, flagged)})
+    added = kept.select("source_id", "text", "label").join(weights, on="source_id", how="left", maintain_order="left")
+    orphans = added.filter(pl.col("weight").is_null())
+    if orphans.height:
+        raise InputError(
+            f"{source}: {orphans.height:,} augmentations have a source_id that is not a training row (first: "
+            f"{orphans['source_id'].head(5).to_list()}); combine augmentations of this training set only."
+        )
+    base = flagged.select("text", "label", weight=weights["weight"])
+    return pl.concat([base, added.select("text", "label", "weight")])
+
+
 def changed_rows(arm: str, flagged: pl.DataFrame | None, train_set: pl.DataFrame, train_rows: int) -> int:
     """Rows an arm adds, drops, relabels or reweights, relative to the original training set."""
     if arm == "relabel" and flagged is not None:
         return int((train_set["label"] != flagged["label"]).sum())
-    if arm.startswith("reweight"):
+    if arm.startswith("reweight") or "weight" in train_set.columns:
         return train_set.height
     return abs(train_set.height - train_rows)

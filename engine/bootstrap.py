@@ -95,18 +95,78 @@ def resample_scores(
     return out
 
 
+ALPHA = 0.05  # 95% intervals; the family-wise error rate Holm keeps
+
+
+def difference_samples(a: Sequence[Scores], b: Sequence[Scores]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over seeds of metric(a) - metric(b): on all rows, and on every resample."""
+    point = np.mean([np.asarray(x.point) - np.asarray(y.point) for x, y in zip(a, b, strict=True)], axis=0)
+    samples = np.mean([x.samples - y.samples for x, y in zip(a, b, strict=True)], axis=0)
+    return point, samples
+
+
+def interval(samples: np.ndarray, level: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
+    """The percentile interval that leaves `level` / 2 of the resamples out on each side (level 0.05: the
+    95% interval)."""
+    lo, hi = np.percentile(samples, [50 * level, 100 - 50 * level], axis=0)
+    return lo, hi
+
+
+def p_value(samples: np.ndarray) -> np.ndarray | float:
+    """Two-sided bootstrap p-value of "no difference": twice the smaller share of resampled differences on
+    either side of 0 (at most 1). Its resolution is 2 / resamples."""
+    return np.minimum(1.0, 2 * np.minimum((samples <= 0).mean(axis=0), (samples >= 0).mean(axis=0)))
+
+
 def paired_difference(a: Sequence[Scores], b: Sequence[Scores]) -> dict:
-    """Mean over seeds of metric(a) - metric(b), with a percentile 95% interval over the resamples.
+    """Mean over seeds of metric(a) - metric(b), with a percentile 95% interval over the resamples (not
+    adjusted for other comparisons: see `adjust`).
 
     `a[i]` and `b[i]` are the scores of seed i of two arms, computed on the same resamples. For per-class
     F1 each value is a list over classes."""
-    point = np.mean([np.asarray(x.point) - np.asarray(y.point) for x, y in zip(a, b, strict=True)], axis=0)
-    samples = np.mean([x.samples - y.samples for x, y in zip(a, b, strict=True)], axis=0)
-    lo, hi = np.percentile(samples, [2.5, 97.5], axis=0)
+    point, samples = difference_samples(a, b)
+    lo, hi = interval(samples)
     p_le_0 = (samples <= 0).mean(axis=0)
     if np.ndim(point) == 0:
         return {"diff": float(point), "ci_low": float(lo), "ci_high": float(hi), "p_le_0": float(p_le_0)}
     return {"diff": point.tolist(), "ci_low": lo.tolist(), "ci_high": hi.tolist(), "p_le_0": p_le_0.tolist()}
+
+
+def holm(p_values: Sequence[float], alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
+    """Holm's step-down adjustment of m p-values: the adjusted p-values (reject where <= alpha: the chance of
+    any false "better"/"worse" among the m stays <= alpha), and the level at which each comparison's interval
+    is read so that it excludes 0 exactly where Holm rejects.
+
+    Sorted ascending, the r-th p-value is tested at alpha / (m - r + 1) while every smaller one was
+    rejected; from the first that is not, all the rest are read at that same level (their p-values are at
+    least as large, so their intervals contain 0). One comparison: its own p-value and alpha."""
+    p = np.asarray(p_values, dtype=np.float64)
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    factors = m - np.arange(m)  # m, m-1, ..., 1
+    adjusted, levels = np.empty(m), np.empty(m)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(p[order] * factors))
+    step = alpha / factors
+    accepted = np.flatnonzero(p[order] > step)
+    if accepted.size:
+        step[accepted[0] :] = step[accepted[0]]
+    levels[order] = step
+    return adjusted, levels
+
+
+def adjust(comparisons: dict[str, dict], samples: dict[str, dict[str, np.ndarray]], metrics: Sequence[str]) -> None:
+    """Add the raw p-value (`p`), Holm-adjusted p-values (`p_holm`) and intervals (`ci_low_adj`,
+    `ci_high_adj`) of each of `metrics` to `comparisons` (name -> metric -> paired_difference), in place.
+    Each metric is one family of len(comparisons) comparisons; `samples[name][metric]` are the resampled
+    differences of that comparison."""
+    names = list(comparisons)
+    for metric in metrics:
+        for name in names:
+            comparisons[name][metric]["p"] = float(p_value(samples[name][metric]))
+        adjusted, levels = holm([comparisons[n][metric]["p"] for n in names])
+        for name, p_adj, level in zip(names, adjusted, levels, strict=True):
+            lo, hi = interval(samples[name][metric], level)
+            comparisons[name][metric].update(p_holm=float(p_adj), ci_low_adj=float(lo), ci_high_adj=float(hi))
 
 
 def paired_bootstrap(

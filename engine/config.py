@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from engine.options import option, positive_int, seed_list
+from engine.weights import check_schemes, scheme_list
 
 SOLVERS = ("lbfgs", "saga", "sag")
 
@@ -242,6 +243,25 @@ class CompareConfig:
         0.5,
         help="share of the strategy's kept augmentations the two budget arms use",
     )
+    weights: tuple[str, ...] = option(
+        (),
+        type=scheme_list,
+        metavar="SCHEMES",
+        help="with --scores: an arm per weight scheme, comma-separated, of hardness (1 + hardness; control "
+        "hardness-shuffled), clean-hardness (suspected label errors down-weighted; control "
+        "clean-hardness-shuffled), class-balanced (inverse class frequency: the control that separates "
+        "targeting from class balancing); weights have mean 1 (default: none)",
+    )
+    combine: tuple[str, ...] = option(
+        (),
+        action="append",
+        metavar="NAME=SCHEME",
+        cli_default=None,
+        convert=lambda given: tuple(given or ()),
+        help="with --scores: arm NAME+SCHEME = strategy NAME's kept augmentations with the training rows "
+        "weighted by SCHEME (each augmentation weighs what its source does), compared with NAME and SCHEME "
+        "(repeatable)",
+    )
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)
 
     def __post_init__(self) -> None:
@@ -255,3 +275,13 @@ class CompareConfig:
             raise ValueError(f"relabel_confidence must be in (0, 1], got {self.relabel_confidence}")
         if not 0 < self.budget_share <= 1:
             raise ValueError(f"budget_share must be in (0, 1], got {self.budget_share}")
+        check_schemes(self.weights)
+        for pair in self.combine:
+            name, sep, scheme = pair.partition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"combine: expected NAME=SCHEME, e.g. targeted=hardness; got {pair!r}")
+            check_schemes([scheme], where=f"--combine {pair}:")
+
+    def combined(self) -> list[tuple[str, str]]:
+        """(strategy, scheme) of every `combine` arm."""
+        return [(name.strip(), scheme) for name, _, scheme in (c.partition("=") for c in self.combine)]

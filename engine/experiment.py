@@ -43,10 +43,13 @@ from engine.arms import (
     augmentation_sets,
     changed_rows,
     cleaning_sets,
+    combined_name,
+    combined_set,
     control_name,
     match_counts,
+    weight_sets,
 )
-from engine.bootstrap import paired_difference, resample_scores
+from engine.bootstrap import ALPHA, adjust, difference_samples, paired_difference, resample_scores
 from engine.config import CompareConfig  # defined with the other stage configs; exported here (__all__)
 from engine.errors import InputError
 from engine.io import write_json
@@ -55,6 +58,7 @@ from engine.jobs import fingerprint as job_fingerprint
 from engine.oof.tfidf import FIT, build_model, fit_model, predict_proba
 from engine.progress import OnProgress, report
 from engine.schema import prob_columns
+from engine.weights import SCHEMES, SHUFFLED
 
 __all__ = ["CompareConfig", "arm_training_sets", "compare", "compare_pairs", "kept_rows", "match_counts"]
 
@@ -92,12 +96,15 @@ def arm_training_sets(
     cleaning: tuple[str, ...] = CLEANING_ARMS,
     relabel_confidence: float = 0.7,
     random_source: str = "random-arm augmentations",
+    weights: tuple[str, ...] = (),
+    combine: Sequence[tuple[str, str]] = (),
 ) -> dict[str, pl.DataFrame]:
     """Training frames (text, label[, weight]) of every arm for one seed, baseline first.
 
     `targeted` is the single strategy `targeted` (its control: `random`); `strategies` names several.
     `flagged`: the training rows with their mined scores (engine.arms.align_scores): adds the `cleaning`
-    arms. Controls add as many rows per method as their strategy."""
+    arms, an arm per weight scheme of `weights` and the (strategy, scheme) arms of `combine`. Controls add
+    as many rows per method as their strategy."""
     named = {"targeted": targeted} if targeted is not None else {}
     named.update(strategies or {})
     sets = {"baseline": train.select("text", "label")}
@@ -108,11 +115,16 @@ def arm_training_sets(
     )
     if flagged is not None and cleaning:
         sets.update(cleaning_sets(flagged, cleaning, seed=seed, relabel_confidence=relabel_confidence))
+    if flagged is not None:
+        sets.update(weight_sets(flagged, weights, seed=seed))
+        for name, scheme in combine:
+            sets[combined_name(name, scheme)] = combined_set(flagged, named[name], scheme, source=f"strategy {name!r}")
     return sets
 
 
 def arm_plan(sets: dict[str, pl.DataFrame], strategies: Sequence[str]) -> dict[str, dict]:
-    """Kind and control of each arm: baseline, strategy, control, all, cleaning, cleaning-control."""
+    """Kind and control of each arm: baseline, strategy, control, all, cleaning, cleaning-control, weights,
+    weights-control, combined; `also`: the other arms it is compared with (beside baseline and its control)."""
     controls = {control_name(s): s for s in strategies} | {c: a for a, c in CLEANING_CONTROLS.items()}
     plan = {}
     for arm in sets:
@@ -126,9 +138,20 @@ def arm_plan(sets: dict[str, pl.DataFrame], strategies: Sequence[str]) -> dict[s
         elif arm in CLEANING_ARMS:
             control = CLEANING_CONTROLS.get(arm)
             plan[arm] = {"kind": "cleaning", "control": control if control in sets else None}
+        elif arm in SCHEMES:
+            also = ["class-balanced"] if arm != "class-balanced" and "class-balanced" in sets else []
+            plan[arm] = {"kind": "weights", "control": SHUFFLED.get(arm), "also": also}
+        elif arm in SHUFFLED.values():
+            plan[arm] = {"kind": "weights-control", "control": None, "control_of": arm.removesuffix("-shuffled")}
+        elif "+" in arm:
+            name, scheme = arm.rsplit("+", 1)
+            plan[arm] = {"kind": "combined", "control": None, "also": [name] + ([scheme] if scheme in sets else [])}
         else:
             plan[arm] = {"kind": "all", "control": None}
     return plan
+
+
+VERDICT_KINDS = ("strategy", "all", "cleaning", "weights", "combined")  # the arms that get a verdict line
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -157,7 +180,9 @@ def compare_pairs(
 ) -> dict[str, dict]:
     """Paired bootstrap differences `a - b` of every pair of arms, for accuracy, macro-F1 and per-class F1.
     `probs[arm]` holds the arm's test probabilities, one array per seed. Every arm's metrics are computed
-    once on one shared set of resamples (see engine.bootstrap)."""
+    once on one shared set of resamples (see engine.bootstrap). Accuracy and macro-F1 also get Holm-adjusted
+    p-values and intervals (`p_holm`, `ci_low_adj`, `ci_high_adj`; engine.bootstrap.holm), each metric one
+    family of len(pairs) comparisons."""
     used = sorted({arm for pair in pairs for arm in pair})
     flat = [(arm, i) for arm in used for i in range(len(probs[arm]))]
     scores = resample_scores(
@@ -171,35 +196,59 @@ def compare_pairs(
     by_arm: dict[str, list[dict]] = {}
     for (arm, _), s in zip(flat, scores, strict=True):
         by_arm.setdefault(arm, []).append(s)
-    return {
-        f"{a}_vs_{b}": {
+    comparisons, samples = {}, {}
+    for a, b in pairs:
+        name = f"{a}_vs_{b}"
+        comparisons[name] = {
             metric: paired_difference([s[metric] for s in by_arm[a]], [s[metric] for s in by_arm[b]])
             for metric in ("accuracy", "macro_f1", "per_class_f1")
         }
-        for a, b in pairs
+        samples[name] = {
+            metric: difference_samples([s[metric] for s in by_arm[a]], [s[metric] for s in by_arm[b]])[1]
+            for metric in ADJUSTED
+        }
+    adjust(comparisons, samples, ADJUSTED)
+    return comparisons
+
+
+ADJUSTED = ("accuracy", "macro_f1")  # the metrics verdicts read; per-class F1 is shown unadjusted
+
+
+def adjustment(comparisons: dict) -> dict:
+    """How the run's intervals and p-values were adjusted (results.json `adjustment`)."""
+    return {
+        "method": "holm",
+        "comparisons": len(comparisons),
+        "metrics": list(ADJUSTED),
+        "alpha": ALPHA,
+        "note": "each metric is one family of every comparison of the run; per-class F1 is not adjusted",
     }
 
 
 def _sign(c: dict) -> int:
-    """+1: the whole 95% interval is above 0; -1: below; 0: it contains 0."""
-    return 1 if c["ci_low"] > 0 else -1 if c["ci_high"] < 0 else 0
+    """+1: the whole adjusted 95% interval is above 0; -1: below; 0: it contains 0 (Holm does not reject)."""
+    return 1 if c["ci_low_adj"] > 0 else -1 if c["ci_high_adj"] < 0 else 0
+
+
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p {p:.3f}"
 
 
 def verdict(arm: str, plan: dict, comparisons: dict) -> str:
-    """One plain line per arm: against baseline, then against its control, by macro-F1 (accuracy in brackets)."""
+    """One plain line per arm: against baseline, then any other named arm, then its control, by macro-F1
+    (accuracy in brackets), on intervals and p-values adjusted (Holm) for every comparison of the run."""
 
     def phrase(other: str, words: tuple[str, str, str]) -> str:
         c = comparisons[f"{arm}_vs_{other}"]
         f1, acc = c["macro_f1"], c["accuracy"]
         word = words[{1: 0, -1: 1, 0: 2}[_sign(f1)]]
         return (
-            f"{word} (macro-F1 {f1['diff']:+.4f} [{f1['ci_low']:+.4f}, {f1['ci_high']:+.4f}], "
-            f"accuracy {acc['diff']:+.4f} [{acc['ci_low']:+.4f}, {acc['ci_high']:+.4f}])"
+            f"{word} (macro-F1 {f1['diff']:+.4f} [{f1['ci_low_adj']:+.4f}, {f1['ci_high_adj']:+.4f}] "
+            f"{_p(f1['p_holm'])}, accuracy {acc['diff']:+.4f} [{acc['ci_low_adj']:+.4f}, {acc['ci_high_adj']:+.4f}])"
         )
 
     line = f"{arm}: " + phrase("baseline", ("better than baseline", "worse than baseline", "no clear change"))
-    if plan[arm].get("also"):
-        other = plan[arm]["also"]
+    for other in plan[arm].get("also", ()):
         line += f"; vs {other}: " + phrase(other, (f"better than {other}", f"worse than {other}", "no clear change"))
     control = plan[arm]["control"]
     if control is not None:
@@ -211,7 +260,7 @@ def verdict(arm: str, plan: dict, comparisons: dict) -> str:
                 control, ("better: the selection itself helps", "worse than its control", "no better than its control")
             )
         )
-    return line
+    return line + f" (Holm-adjusted for {len(comparisons)} comparisons)"
 
 
 # ------------------------------------------------------------------------------------------------ runner
@@ -226,16 +275,21 @@ def _cell_key(config: CompareConfig, train_set: pl.DataFrame, test: pl.DataFrame
     return digest.hexdigest()[:16]
 
 
+def cell_weights(train_set: pl.DataFrame) -> np.ndarray | None:
+    """The per-row loss weights of a cell's training rows (a weighted arm: engine.arms, engine.weights), or
+    None for unweighted rows: the one place a cell's fit reads them, whatever its classifier."""
+    return train_set["weight"].to_numpy() if "weight" in train_set.columns else None
+
+
 def _fit(config: CompareConfig, train_set: pl.DataFrame):
     texts, labels = train_set["text"].to_list(), train_set["label"].to_numpy()
-    if "weight" not in train_set.columns:
+    weights = cell_weights(train_set)
+    if weights is None:
         return fit_model(config.tfidf, texts, labels)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1):  # one thread, as fit_model: the same model on every machine
-        return build_model(config.tfidf).fit(
-            texts, labels, logisticregression__sample_weight=train_set["weight"].to_numpy()
-        )
+        return build_model(config.tfidf).fit(texts, labels, logisticregression__sample_weight=weights)
 
 
 def run_cell(
@@ -268,13 +322,6 @@ def cells_key(config: CompareConfig, test: pl.DataFrame, k: int) -> str:
     return job_fingerprint("compare-cells", {"tfidf": asdict(config.tfidf), "fit": FIT, "k": k}, {
         "test": test.select("text", "label")
     })  # fmt: skip
-
-
-def count_cells(*, strategies: int, random: bool, all_: bool, cleaning: Sequence[str], seeds: int) -> int:
-    """(arm, seed) cells `compare` runs, for a progress bar."""
-    arms = 1 + strategies * (2 if random else 1) + int(all_)
-    arms += sum(2 if arm in CLEANING_CONTROLS else 1 for arm in cleaning)
-    return arms * seeds
 
 
 def compare(
@@ -396,6 +443,8 @@ def _compare(
             flagged=flagged,
             cleaning=cleaning,
             relabel_confidence=config.relabel_confidence,
+            weights=config.weights,
+            combine=config.combined(),
         )
         n_cells = n_cells or len(sets) * len(config.seeds)
         for arm, train_set in sets.items():
@@ -406,7 +455,7 @@ def _compare(
                 )
             )
             sizes[arm] = {"train_rows": train_set.height, "added_rows": train_set.height - train.height}
-            if arm in CLEANING_ARMS or arm in CLEANING_CONTROLS.values():
+            if arm in CLEANING_ARMS or arm in CLEANING_CONTROLS.values() or arm in SCHEMES or arm in SHUFFLED.values():
                 sizes[arm]["changed_rows"] = changed_rows(arm, flagged, train_set, train.height)
             done += 1
             report(on_progress, "cells", "cell", done, n_cells, arm=arm, seed=seed)
@@ -428,13 +477,12 @@ def _compare(
 
     pairs = [(arm, "baseline") for arm in probs if arm != "baseline"]
     pairs += [(arm, p["control"]) for arm, p in plan.items() if p["control"] is not None]
+    pairs += [(arm, other) for arm, p in plan.items() for other in p.get("also", ())]
     pairs += [pair for pair in extra_pairs if pair not in pairs]
     for arm, other in extra_pairs:
-        plan[arm]["also"] = other
+        plan[arm] = {**plan[arm], "also": [*plan[arm].get("also", ()), other]}
     comparisons = compare_pairs(labels, probs, pairs, k=k, resamples=config.bootstrap, on_progress=on_progress)
-    verdicts = {
-        arm: verdict(arm, plan, comparisons) for arm, p in plan.items() if p["kind"] in ("strategy", "all", "cleaning")
-    }
+    verdicts = {arm: verdict(arm, plan, comparisons) for arm, p in plan.items() if p["kind"] in VERDICT_KINDS}
     results = {
         "classes": class_names,
         "test_rows": test.height,
@@ -444,19 +492,21 @@ def _compare(
         "relabel_confidence": config.relabel_confidence,
         "arms": arms,
         "comparisons": comparisons,
+        "adjustment": adjustment(comparisons),
         "verdicts": verdicts,
     }
     return results, set(memo)
 
 
 # ----------------------------------------------------------------------------------------------- output
-def _ci(c: dict, i: int | None = None) -> str:
-    d, lo, hi = (c[key] if i is None else c[key][i] for key in ("diff", "ci_low", "ci_high"))
+def _ci(c: dict, i: int | None = None, *, adjusted: bool = False) -> str:
+    keys = ("diff", "ci_low_adj", "ci_high_adj") if adjusted else ("diff", "ci_low", "ci_high")
+    d, lo, hi = (c[key] if i is None else c[key][i] for key in keys)
     return f"{d:+.4f} [{lo:+.4f}, {hi:+.4f}]"
 
 
 def _main_arms(results: dict) -> list[str]:
-    return [arm for arm, r in results["arms"].items() if r.get("kind", "strategy") in ("strategy", "all", "cleaning")]
+    return [arm for arm, r in results["arms"].items() if r.get("kind", "strategy") in VERDICT_KINDS]
 
 
 def results_markdown(results: dict) -> str:
@@ -482,9 +532,11 @@ def results_markdown(results: dict) -> str:
             + f" | {r['mean']['confidently_wrong']:.1f} |"
         )
     comparisons = results["comparisons"]
+    m = len(comparisons)
     lines += [
         "",
-        "## Gain of each arm over baseline and over its control (paired bootstrap 95% CI, pooled over seeds)",
+        "## Gain of each arm over baseline and over its control (paired bootstrap 95% CI, pooled over seeds, "
+        f"Holm-adjusted for the {m} comparisons of the run)",
         "",
         "| arm | accuracy vs baseline | macro-F1 vs baseline | control | accuracy vs control | macro-F1 vs control |",
         "|---|---|---|---|---|---|",
@@ -494,13 +546,12 @@ def results_markdown(results: dict) -> str:
         base = comparisons[f"{arm}_vs_baseline"]
         control = arms[arm].get("control")
         vs = comparisons.get(f"{arm}_vs_{control}") if control else None
-        lines.append(
-            f"| {arm} | {_ci(base['accuracy'])} | {_ci(base['macro_f1'])} | {control or '-'} | "
-            f"{_ci(vs['accuracy']) if vs else '-'} | {_ci(vs['macro_f1']) if vs else '-'} |"
-        )
+        acc, f1 = (_ci(base[metric], adjusted=True) for metric in ("accuracy", "macro_f1"))
+        vs_acc, vs_f1 = (_ci(vs[metric], adjusted=True) if vs else "-" for metric in ("accuracy", "macro_f1"))
+        lines.append(f"| {arm} | {acc} | {f1} | {control or '-'} | {vs_acc} | {vs_f1} |")
     lines += [
         "",
-        "## Per-class F1 gain over baseline (95% CI)",
+        "## Per-class F1 gain over baseline (95% CI, not adjusted)",
         "",
         "| arm | " + " | ".join(names) + " |",
         "|---|" + "---|" * len(names),
@@ -509,21 +560,26 @@ def results_markdown(results: dict) -> str:
         c = comparisons[f"{arm}_vs_baseline"]["per_class_f1"]
         lines.append(f"| {arm} | " + " | ".join(_ci(c, i) for i in range(len(names))) + " |")
     if results.get("verdicts"):
-        lines += ["", "## Verdicts (macro-F1 decides; an interval that contains 0 is no evidence of a change)", ""]
+        lines += [
+            "",
+            "## Verdicts (macro-F1 decides; an adjusted interval that contains 0 is no evidence of a change)",
+            "",
+        ]
         lines += [f"- {line}" for line in results["verdicts"].values()]
     lines += [
         "",
-        "## Every comparison",
+        f"## Every comparison (raw, and adjusted by Holm's method for {m} comparisons per metric)",
         "",
-        "| comparison | metric | difference | 95% CI (paired bootstrap) |",
-        "|---|---|---|---|",
+        "| comparison | metric | difference | 95% CI (paired bootstrap) | p | adjusted 95% CI | adjusted p |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, by_metric in comparisons.items():
         for metric_name in ("accuracy", "macro_f1"):
             c = by_metric[metric_name]
             lines.append(
                 f"| {name.replace('_vs_', ' vs ')} | {metric_name} | {c['diff']:+.4f} | "
-                f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] |"
+                f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | {c['p']:.3f} | "
+                f"[{c['ci_low_adj']:+.4f}, {c['ci_high_adj']:+.4f}] | {c['p_holm']:.3f} |"
             )
     overlap = results.get("test_overlap")
     if overlap:
@@ -536,14 +592,18 @@ def results_markdown(results: dict) -> str:
     lines.append("")
     lines.append(
         "± is the standard deviation over seeds. added rows: rows added to the training set (negative: dropped); "
-        "changed: rows dropped, relabeled or reweighted. An interval that contains 0 is no evidence of a difference."
+        "changed: rows dropped, relabeled or reweighted. An interval that contains 0 is no evidence of a difference. "
+        "p: two-sided bootstrap p-value (resolution 2 / resamples); adjusted: Holm's step-down method over every "
+        "comparison of the run, per metric (the chance of any false verdict stays <= 5%); each adjusted interval "
+        "is read at the level Holm tests its comparison at, so it excludes 0 exactly where Holm rejects."
     )
     return "\n".join(lines) + "\n"
 
 
 def plot_results(results: dict) -> str:
     """Every arm's gain over baseline (filled) and over its control (open), accuracy and macro-F1, and its
-    per-class F1 gain over baseline, with 95% intervals, as SVG (text kept as text: class names searchable)."""
+    per-class F1 gain over baseline, with 95% intervals (Holm-adjusted; per-class raw), as SVG (text kept as
+    text: class names searchable)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -565,10 +625,10 @@ def plot_results(results: dict) -> str:
                     if other is None:
                         continue
                     m = comparisons[f"{arm}_vs_{other}"][metric_name]
-                    ax.errorbar(
+                    ax.errorbar(  # the adjusted interval: the one the verdict reads
                         m["diff"],
                         i + offset,
-                        xerr=[[m["diff"] - m["ci_low"]], [m["ci_high"] - m["diff"]]],
+                        xerr=[[m["diff"] - m["ci_low_adj"]], [m["ci_high_adj"] - m["diff"]]],
                         fmt=marker,
                         mfc="#4c72b0" if other == "baseline" else "white",
                         color="#4c72b0",

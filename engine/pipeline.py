@@ -186,6 +186,9 @@ def load_config(
             select = None
         if command == "compare" and isinstance(table.get("cleaning"), bool):
             cleaning = table.pop("cleaning")  # true: all three arms; a list of arms is compare's --cleaning
+        if command == "compare" and ("weights" in table or "combine" in table) and "cleaning" not in table:
+            # the weight arms need the scores; the cleaning arms come with them only when asked for (true)
+            table = table if cleaning else {**table, "cleaning": ["none"]}
         argv, keys = table_options(path, where, table, parsers[command], OWNED[command])
         if command == "compare" and "cleaning" in table:
             cleaning = True
@@ -275,9 +278,14 @@ def _check_compare(path: Path, args: argparse.Namespace, strategies: list[str]) 
     for name in args.budget:
         if name not in strategies:
             raise InputError(f"{path}: [compare] budget = {name!r}: no such strategy; the strategies are {strategies}.")
-    unknown = [arm for arm in args.cleaning or () if arm not in CLEANING_ARMS]
+    unknown = [arm for arm in args.cleaning or () if arm not in (*CLEANING_ARMS, "none")]
     if unknown:
         raise InputError(f"{path}: [compare] cleaning: unknown arms {unknown}; expected {list(CLEANING_ARMS)}.")
+    for pair in args.combine or ():
+        if pair.partition("=")[0].strip() not in strategies:
+            raise InputError(
+                f"{path}: [compare] combine = {pair!r}: no such strategy; the strategies are {strategies}."
+            )
 
 
 def _did_you_mean(word: str, choices: Sequence[str]) -> str:

@@ -252,3 +252,84 @@ def test_budget_differs_from_uniform_on_a_narrow_band_of_hardness():
     assert counts["uniform"] == [1] * n and sets["proportional"].height == n
     quota = dict(sets["proportional"].group_by("source_id").len().iter_rows())
     assert quota.get("s39") == 2 and "s00" not in quota  # the hardest source gets 2, the easiest none
+
+
+def test_weight_schemes_hardness_clean_hardness_and_class_balanced():
+    from engine.weights import scheme_weights
+
+    scored = pl.DataFrame(
+        {
+            "label": [0, 0, 0, 0, 0, 0, 1, 1, 2, 2],
+            "hardness": [0.1, 0.9, 0.2, 0.0, 0.5, 0.3, 0.95, 0.4, 0.8, 0.05],
+            "label_issue": [False, True, False, False, False, False, True, False, False, False],
+        }
+    )
+    hard = scheme_weights("hardness", scored)
+    assert hard.mean() == pytest.approx(1.0)
+    assert np.allclose(hard, (1 + scored["hardness"].to_numpy()) / (1 + scored["hardness"].to_numpy()).mean())
+    # class-balanced: n / (K n_c): 10 / (3 * 6), 10 / (3 * 2), 10 / (3 * 2); mean 1
+    balanced = scheme_weights("class-balanced", scored)
+    assert balanced.tolist() == pytest.approx([10 / 18] * 6 + [10 / 6] * 4) and balanced.mean() == pytest.approx(1.0)
+    clean = scheme_weights("clean-hardness", scored)
+    issue = scored["label_issue"].to_numpy()
+    assert clean.mean() == pytest.approx(1.0)
+    assert clean[issue].max() < clean[~issue].min()  # a suspected label error never outweighs a clean row
+    assert (clean[issue] < hard[issue]).all() and (clean[~issue] > hard[~issue]).all()  # down, not up
+    assert np.allclose(clean[~issue] / clean[~issue][0], hard[~issue] / hard[~issue][0])  # the rest as hardness
+    with pytest.raises(InputError, match=r"unknown weight scheme\(s\) \['hard'\]; expected"):
+        scheme_weights("hard", scored)
+
+
+def test_compare_cli_weight_arms_and_a_strategy_combined_with_weights(noisy_scored, tmp_path: Path, capsys):
+    frame, scored, _ = noisy_scored
+    test, _ = make_noisy_dataset(n=200, k=4, flip=0.0, seed=3)
+    frame.write_csv(tmp_path / "train.csv")
+    test.with_columns(("t" + pl.col("id")).alias("id")).write_csv(tmp_path / "test.csv")
+    scored.write_parquet(tmp_path / "scores.parquet")
+    hard = scored.sort("hardness", descending=True).head(30)
+    hard.select(pl.col("text") + " x", "label", "hardness", source_id=pl.col("id"), method=pl.lit("eda")).write_parquet(
+        tmp_path / "hardest.parquet"
+    )
+    base = ["compare", "--train", str(tmp_path / "train.csv"), "--test", str(tmp_path / "test.csv")]
+    base += ["--strategy", f"hardest={tmp_path / 'hardest.parquet'}", "--scores", str(tmp_path / "scores.parquet")]
+    base += ["--seeds", "0,1", "--bootstrap", "100", "--cleaning", "none"]
+    with pytest.raises(SystemExit):  # an unknown scheme is a usage error, before anything is read
+        main([*base, "--weights", "hardness,inverse", "--out-dir", str(tmp_path / "bad")])
+    assert "expected distinct weight schemes of hardness" in capsys.readouterr().err
+    assert main([*base, "--combine", "hardest=heavy", "--out-dir", str(tmp_path / "bad")]) == 2
+    assert main([*base, "--combine", "nosuch=hardness", "--out-dir", str(tmp_path / "bad")]) == 2
+    assert "--combine nosuch=hardness: no such strategy" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+    out = tmp_path / "cmp"
+    argv = [*base, "--weights", "hardness,clean-hardness,class-balanced", "--combine", "hardest=hardness"]
+    assert main([*argv, "--out-dir", str(out)]) == 0
+    results = json.loads((out / "results.json").read_text())
+    arms = results["arms"]
+    assert list(arms) == [
+        "baseline",
+        "hardest",
+        "hardness",
+        "hardness-shuffled",
+        "clean-hardness",
+        "clean-hardness-shuffled",
+        "class-balanced",
+        "hardest+hardness",
+    ]
+    assert arms["hardness"]["control"] == "hardness-shuffled" and arms["class-balanced"]["control"] is None
+    assert arms["hardest+hardness"]["added_rows"] == 30 and arms["hardness"]["changed_rows"] == frame.height
+    comparisons = results["comparisons"]
+    for name in ("hardness_vs_class-balanced", "clean-hardness_vs_class-balanced", "hardest+hardness_vs_hardest",
+                 "hardest+hardness_vs_hardness", "clean-hardness_vs_clean-hardness-shuffled"):  # fmt: skip
+        assert name in comparisons
+    m = len(comparisons)
+    assert results["adjustment"] == {**results["adjustment"], "method": "holm", "comparisons": m}
+    verdicts = results["verdicts"]
+    assert set(verdicts) == {"hardest", "hardness", "clean-hardness", "class-balanced", "hardest+hardness"}
+    assert all(line.endswith(f"(Holm-adjusted for {m} comparisons)") for line in verdicts.values())
+    assert "vs class-balanced" in verdicts["hardness"] and "vs hardness" in verdicts["hardest+hardness"]
+    assert f"Holm's method for {m} comparisons" in (out / "results.md").read_text()
+    # the weighted rows of the hardness arm are those of the old reweight arm: one fit, reused
+    sets = arm_training_sets(frame, random_pool=None, all_pool=None, seed=0, flagged=align_scores(frame, scored, "s"),
+                             cleaning=("reweight",), weights=("hardness",))  # fmt: skip
+    assert sets["hardness"].equals(sets["reweight"])

@@ -243,3 +243,36 @@ def test_compare_counts_and_drops_test_rows_that_overlap_train(small_data, tmp_p
     shared = overlap["exact"] + overlap["near"]
     assert kept["test_rows"] == test.height + 7
     assert dropped["test_overlap"]["dropped"] == shared and dropped["test_rows"] == test.height + 7 - shared
+
+
+def test_holm_adjusts_known_p_values_and_reads_intervals_at_its_levels():
+    from engine.bootstrap import holm
+
+    adjusted, levels = holm([0.01, 0.04, 0.03, 0.005])
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; running maximum
+    assert adjusted.tolist() == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    # tested at 0.05/4, 0.05/3, then 0.03 > 0.05/2 stops the step-down: the rest are read at 0.05/2
+    assert levels.tolist() == pytest.approx([0.05 / 3, 0.025, 0.025, 0.0125])
+    assert holm([0.2])[0].tolist() == [0.2] and holm([0.2])[1].tolist() == [0.05]
+    assert holm([0.5, 0.9])[0].tolist() == [1.0, 1.0]  # capped at 1
+
+
+def test_adjusted_interval_of_a_single_comparison_is_the_raw_one_and_widens_with_more():
+    from engine.experiment import compare_pairs
+
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, size=400)
+    probs = {
+        arm: [np.eye(3)[np.where(rng.random(400) < acc, labels, rng.integers(0, 3, size=400))] for _ in range(2)]
+        for arm, acc in (("baseline", 0.6), ("a", 0.7), ("b", 0.62), ("c", 0.6))
+    }
+    one = compare_pairs(labels, probs, [("a", "baseline")], k=3, resamples=300)["a_vs_baseline"]
+    for metric in ("accuracy", "macro_f1"):
+        c = one[metric]
+        assert (c["ci_low_adj"], c["ci_high_adj"], c["p_holm"]) == (c["ci_low"], c["ci_high"], c["p"])
+    many = compare_pairs(labels, probs, [("a", "baseline"), ("b", "baseline"), ("c", "baseline")], k=3, resamples=300)
+    for c in (many[name]["macro_f1"] for name in many):
+        assert c["ci_low_adj"] <= c["ci_low"] and c["ci_high_adj"] >= c["ci_high"] and c["p_holm"] >= c["p"]
+        # the adjusted interval excludes 0 exactly where Holm rejects
+        assert (c["ci_low_adj"] > 0 or c["ci_high_adj"] < 0) == (c["p_holm"] <= 0.05)
+    assert many["a_vs_baseline"]["macro_f1"]["ci_low"] == one["macro_f1"]["ci_low"]  # raw: the same resamples

@@ -246,3 +246,67 @@ def test_limit_per_class_takes_the_hardest_n_of_every_class():
     for c in range(3):
         top = scored.filter(pl.col("label") == c)["hardness"].sort(descending=True)[19]
         assert chosen.filter(pl.col("label") == c)["hardness"].min() >= top
+
+
+def _predictions_file(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(5)
+    probs = rng.dirichlet(np.ones(3), size=60)
+    labels = rng.integers(0, 3, size=60)
+    path = tmp_path / "preds.parquet"
+    _frame(probs, labels, [f"리뷰 {i} 번째 텍스트" for i in range(60)]).write_parquet(path)
+    return path
+
+
+def test_mine_writes_weights_and_refuses_an_unknown_scheme_before_writing(tmp_path: Path, capsys):
+    from engine.cli import main
+
+    preds = _predictions_file(tmp_path)
+    with pytest.raises(SystemExit) as exc:  # argparse: a usage error naming the choices
+        main(["mine", "--input", str(preds), "--out-dir", str(tmp_path / "bad"), "--weights", "hardest"])
+    assert exc.value.code == 2 and "invalid choice: 'hardest'" in capsys.readouterr().err
+    code = main(["mine", "--input", str(preds), "--out-dir", str(tmp_path / "bad"), "--weights", "clean-hardness",
+                 "--no-label-issues", "--no-report"])  # fmt: skip
+    assert code == 2 and "--no-label-issues" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists() or not any((tmp_path / "bad").iterdir())
+
+    out = tmp_path / "mine"
+    code = main(["mine", "--input", str(preds), "--out-dir", str(out), "--weights", "class-balanced", "--no-report"])
+    assert code == 0
+    weights = pl.read_parquet(out / "weights.parquet")
+    scores = pl.read_parquet(out / "scores.parquet")
+    assert weights.columns == ["id", "weight"] and weights["id"].to_list() == scores["id"].to_list()
+    assert weights["weight"].mean() == pytest.approx(1.0)
+
+
+def test_mine_outputs_appear_together_or_not_at_all(tmp_path: Path, monkeypatch):
+    """A run that fails while writing (here: the disk fills at summary.json) leaves the previous run's
+    files exactly as they were, and no temporary file: never a new scores.parquet beside an old summary."""
+    import errno
+
+    from engine import mining
+    from engine.cli import main
+
+    preds = _predictions_file(tmp_path)
+    out = tmp_path / "mine"
+    assert main(["mine", "--input", str(preds), "--out-dir", str(out), "--no-report", "--weights", "hardness"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert set(before) == {*mining.OUTPUTS, mining.WEIGHTS}
+
+    real = mining.json_text
+
+    def full_disk(obj):
+        if "rows" in obj:  # the summary (the label map has only "classes"), written after the Parquet files
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj)
+
+    monkeypatch.setattr(mining, "json_text", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        mining.mine_files(
+            mining.PredictionsFile(preds),
+            out,
+            steps=[m.TopQuantile(0.5)],
+            config=mining.AnalysisConfig(),
+            write_report=False,
+            weights="class-balanced",
+        )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

@@ -578,3 +578,20 @@ def test_the_bundled_strategies_pipeline_loads(tmp_path: Path, monkeypatch: pyte
     plan = run_pipeline(config, main, dry_run=True)["plan"]
     assert [p["stage"] for p in plan if p["stage"].startswith("mine")] == [f"mine-{n}" for n in config.strategies]
     assert not (tmp_path / "runs").exists()
+
+
+def test_weight_arms_get_the_scores_and_no_cleaning_arms_unless_asked(tmp_path: Path):
+    good = _write_strategies(tmp_path).read_text()
+    path = tmp_path / "weights.toml"
+    weights = 'weights = ["hardness", "class-balanced"]\ncombine = ["hard=hardness"]\n'
+    for cleaning, expected in (("", "none"), ('cleaning = ["relabel"]', "relabel")):
+        text = good.replace('cleaning = ["drop-label-issues", "relabel"]', weights + cleaning)
+        path.write_text(text, encoding="utf-8")
+        config = _load(path)
+        compare = config.options["compare"]
+        assert config.cleaning and compare[compare.index("--cleaning") + 1] == expected  # --scores is passed
+        assert compare[compare.index("--weights") + 1] == "hardness,class-balanced"
+        assert config.parsed["compare"].combine == ["hard=hardness"]
+    path.write_text(text.replace("hard=hardness", "nosuch=hardness"), encoding="utf-8")
+    with pytest.raises(InputError, match=r"\[compare\] combine = 'nosuch=hardness': no such strategy"):
+        _load(path)

@@ -4,14 +4,11 @@ that add no text (drop, relabel, reweight), retrained and tested."""
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from engine.cli.common import SAMPLE_DIR, comma_list
 from engine.config import CompareConfig
 from engine.options import add_options, config_from_args
-
-log = logging.getLogger("engine")
 
 
 def _strategy(value: str) -> tuple[str, Path]:
@@ -34,9 +31,11 @@ def register(sub: argparse._SubParsersAction) -> None:
             "the arms that add no text: drop-label-issues (train without suspected label errors; control: "
             "drop-random, as many random rows dropped), relabel (suspected errors get their confident "
             "out-of-fold prediction as label) and reweight (sample weights 1 + hardness, mean 1; control: "
-            "reweight-shuffled). Several seeds; accuracy, macro-F1, per-class F1, confidently wrong test "
-            "predictions; every arm's gain over baseline and over its control with paired bootstrap 95% "
-            "intervals pooled over seeds, and a one-line verdict per arm. Each (arm, seed) cell is saved in "
+            "reweight-shuffled); with --weights an arm per weight scheme, with --combine a strategy's "
+            "augmentations with a scheme's weights. Several seeds; accuracy, macro-F1, per-class F1, confidently "
+            "wrong test predictions; every arm's gain over baseline and over its control with paired bootstrap "
+            "95% intervals pooled over seeds, raw and adjusted for the number of comparisons of the run (Holm), "
+            "and a one-line verdict per arm on the adjusted ones. Each (arm, seed) cell is saved in "
             "OUT_DIR/.job and skipped on a rerun. Writes OUT_DIR/results.json, results.md and results.svg."
         ),
         epilog=(
@@ -90,9 +89,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=comma_list,
         default=None,
         metavar="ARMS",
-        help="with --scores: which of drop-label-issues,relabel,reweight (default: all three)",
+        help="with --scores: which of drop-label-issues,relabel,reweight, or none (default: all three)",
     )
-    add_options(p, CompareConfig, fields=("relabel_confidence",))
+    add_options(p, CompareConfig, fields=("relabel_confidence", "weights", "combine"))
     p.add_argument("--out-dir", type=Path, default=Path("runs/compare"), help="output folder (default: runs/compare)")
     add_options(p, CompareConfig, fields=("seeds", "bootstrap", "confident_threshold"))
     p.add_argument(
@@ -119,117 +118,16 @@ def build_config(args: argparse.Namespace) -> CompareConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    import polars as pl
     from tqdm import tqdm
 
-    from engine.arms import CLEANING_ARMS, align_scores, budget_sets, check_strategy_name
-    from engine.errors import InputError
-    from engine.experiment import count_cells, kept_rows, run_compare
-    from engine.io import check_output_dir, read_table, refuse_overwrite
-    from engine.labels import check_same_classes, saved_classes
-    from engine.overlap import find_overlap
+    from engine.compare import compare_files
     from engine.progress import Progress
-    from engine.validate import check_augmented_pool, prepare_dataset
 
-    config = build_config(args)
-    named = ([("targeted", args.targeted)] if args.targeted else []) + args.strategy
-    if not named and args.scores is None:
-        raise InputError(
-            "nothing to compare with baseline: give --targeted FILE, --strategy NAME=FILE (repeatable) "
-            "or --scores runs/mine/scores.parquet."
-        )
-    seen: set[str] = set()
-    for name, _ in named:
-        if name in seen:
-            raise InputError(f"strategy {name!r} is given twice; every --strategy needs its own name.")
-        seen.add(name)
-        if name != "targeted":
-            check_strategy_name(name)
-    cleaning = tuple(args.cleaning) if args.cleaning else CLEANING_ARMS
-    unknown = [c for c in cleaning if c not in CLEANING_ARMS]
-    if unknown:
-        raise InputError(f"--cleaning {','.join(cleaning)}: unknown arms {unknown}; expected {list(CLEANING_ARMS)}.")
-    out_dir = check_output_dir(args.out_dir)
-    train_path = args.train or Path(str(SAMPLE_DIR / "train.csv"))
-    test_path = args.test or Path(str(SAMPLE_DIR / "test.csv"))
-    refuse_overwrite(
-        [("--out-dir", out_dir / n) for n in ("results.json", "results.md", "results.svg")],
-        {
-            "--train": train_path,
-            "--test": test_path,
-            "--targeted": args.targeted,
-            "--random": args.random_,
-            "--all": args.all_,
-            "--scores": args.scores,
-            **{f"--strategy {name}": path for name, path in args.strategy},
-        },
-    )
-    train, names = prepare_dataset(
-        read_table(train_path),
-        source=str(train_path),
-        text_col=args.text_col,
-        label_col=args.label_col,
-        complete=True,
-        label_names=args.class_names,
-        num_classes=len(args.class_names) if args.class_names else None,
-    )
-    k = len(names)
-    test, _ = prepare_dataset(
-        read_table(test_path),
-        source=str(test_path),
-        text_col=args.text_col,
-        label_col=args.label_col,
-        label_names=names,  # the training set's map: the test set's names are never renumbered on their own
-        num_classes=k,
-        map_source=f"--train {train_path}",
-    )
-    pools = {}
-    for name, path in [*named, ("random", args.random_), ("all", args.all_)]:
-        if path is None:
-            continue
-        if (saved := saved_classes(path)) is not None:
-            check_same_classes(saved[0], saved[1], names, f"--train {train_path}")
-        rows = kept_rows(check_augmented_pool(read_table(path), str(path)), str(path))
-        bad = rows.filter((rows["label"] < 0) | (rows["label"] >= k))
-        if bad.height:
-            raise ValueError(f"{path}: {bad.height} augmented rows have labels outside 0..{k - 1} of {train_path}.")
-        pools[name] = rows
-    overlap = find_overlap(train["text"].to_list(), test["text"].to_list())
-    test_overlap = {
-        **{key: value for key, value in overlap.summary([], [], n_examples=0).items() if key != "examples"},
-        "dropped": int(overlap.any.sum()) if args.drop_test_overlap else 0,
-    }
-    if args.drop_test_overlap:
-        test = test.filter(~pl.Series(overlap.any))
-        if test.height == 0:
-            raise InputError(f"{test_path}: every test text is also in {train_path}; nothing is left to evaluate.")
-        log.info("dropped %d test rows that overlap the training texts", test_overlap["dropped"])
-    flagged = align_scores(train, read_table(args.scores), str(args.scores)) if args.scores else None
-    if named and args.random_ is None:
-        log.warning("no --random augmentations: without the random control, a gain cannot be credited to targeting")
-    strategies = {name: pools[name] for name, _ in named}
-    extra_pairs = []
-    for name in args.budget:
-        if name not in strategies:
-            raise InputError(f"--budget {name}: no such strategy; the strategies are {sorted(strategies)}.")
-        for kind, rows in budget_sets(
-            strategies[name], share=config.budget_share, source=str(dict(named)[name])
-        ).items():
-            strategies[f"{name}-{kind}"] = rows
-        extra_pairs.append((f"{name}-proportional", f"{name}-uniform"))
-
-    n_cells = count_cells(
-        strategies=len(strategies),
-        random=args.random_ is not None,
-        all_=args.all_ is not None,
-        cleaning=cleaning if flagged is not None else (),
-        seeds=len(config.seeds),
-    )
     bars: dict = {}  # opened at the first report: an "up to date" answer shows none
 
     def on_progress(p: Progress) -> None:
         if p.unit == "cell":
-            bars.setdefault("cells", tqdm(total=n_cells, desc="cells", unit="cell")).update(p.step)
+            bars.setdefault("cells", tqdm(total=p.total, desc="cells", unit="cell")).update(p.step)
         elif p.unit == "resample":
             # The bootstrap runs after the last cell: its own line, so the wait after the cells bar is visible.
             if "bootstrap" not in bars:
@@ -238,30 +136,31 @@ def run(args: argparse.Namespace) -> int:
                 bars["bootstrap"] = tqdm(total=p.total, desc="bootstrap", unit="resample")
             bars["bootstrap"].update(p.done - bars["bootstrap"].n)
 
+    out_dir = args.out_dir
     try:
-        _, up_to_date = run_compare(
-            train,
-            test,
+        _, up_to_date = compare_files(
+            train=args.train or Path(str(SAMPLE_DIR / "train.csv")),
+            test=args.test or Path(str(SAMPLE_DIR / "test.csv")),
             out_dir=out_dir,
-            k=k,
-            class_names=names,
-            strategies=strategies,
-            random_pool=pools.get("random"),
-            all_pool=pools.get("all"),
-            flagged=flagged,
-            cleaning=cleaning,
-            extra_pairs=extra_pairs,
-            config=config,
-            extra={"test_overlap": test_overlap},
+            config=build_config(args),
+            strategies=([("targeted", args.targeted)] if args.targeted else []) + args.strategy,
+            random=args.random_,
+            all_=args.all_,
+            scores=args.scores,
+            cleaning=args.cleaning,
+            budget=args.budget,
+            class_names=args.class_names,
+            drop_test_overlap=args.drop_test_overlap,
+            text_col=args.text_col,
+            label_col=args.label_col,
             on_progress=on_progress,
         )
     finally:
         for bar in bars.values():
             bar.close()
-    if up_to_date:
-        print((out_dir / "results.md").read_text(encoding="utf-8"))
-        print(f"{out_dir / 'results.json'} is up to date (same inputs and options): nothing was run")
-        return 0
     print((out_dir / "results.md").read_text(encoding="utf-8"))
-    print(f"wrote {out_dir / 'results.json'}, {out_dir / 'results.md'}, {out_dir / 'results.svg'}")
+    if up_to_date:
+        print(f"{out_dir / 'results.json'} is up to date (same inputs and options): nothing was run")
+    else:
+        print(f"wrote {out_dir / 'results.json'}, {out_dir / 'results.md'}, {out_dir / 'results.svg'}")
     return 0

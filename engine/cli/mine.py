@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import time
 from pathlib import Path
 
 from engine.config import REPORT, AnalysisConfig
 from engine.options import add_options, comma_list, config_from_args
-
-log = logging.getLogger("engine")
+from engine.weights import SCHEMES
 
 
 class _AddStep(argparse.Action):
@@ -78,6 +75,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="divide each row's probabilities by their sum instead of refusing rows that do not sum to 1",
     )
     p.add_argument("--no-label-issues", action="store_true", help="skip the confident-learning label check")
+    p.add_argument(
+        "--weights",
+        choices=SCHEMES,
+        default=None,
+        help="also write OUT_DIR/weights.parquet (id, weight): per-row training weights of this scheme, mean 1: "
+        "hardness = 1 + hardness; clean-hardness = the same, but suspected label errors get 1 - hardness "
+        "(down-weighted); class-balanced = inverse class frequency (the control that separates targeting from "
+        "class balancing)",
+    )
     sel = p.add_argument_group(m.SELECTION)
     sel.add_argument(
         "--preset",
@@ -125,99 +131,37 @@ def build_config(args: argparse.Namespace) -> AnalysisConfig:
 
 
 def run_mine_command(args: argparse.Namespace) -> int:
-    import polars as pl
-
     from engine import mine as m
-    from engine.io import check_output_dir, check_writable, refuse_overwrite, write_json, write_parquet
+    from engine.mining import PredictionsFile, mine_files
 
-    out_dir = check_output_dir(args.out_dir)
-    outputs = [("--out-dir", out_dir / n) for n in MINE_OUTPUTS]
-    if not args.no_report:
-        outputs.append(("--report", args.report or out_dir / "report.html"))
-        check_writable((args.report or out_dir / "report.html").parent, option="--report")
-    refuse_overwrite(outputs, {"--input": args.input})
-    steps = m.steps_from_flags(args.steps, per_class=args.per_class)
-    analysis_config = build_config(args)
-    frame, names = m.load_predictions(
-        args.input,
-        text_col=args.text_col,
-        label_col=args.label_col,
-        id_col=args.id_col,
-        prob_cols=args.prob_cols,
-        class_names=args.class_names,
-        renormalize=args.renormalize,
+    done = mine_files(
+        PredictionsFile(
+            args.input,
+            text_col=args.text_col,
+            label_col=args.label_col,
+            id_col=args.id_col,
+            prob_cols=tuple(args.prob_cols) if args.prob_cols else None,
+            class_names=tuple(args.class_names) if args.class_names else None,
+            renormalize=args.renormalize,
+        ),
+        args.out_dir,
+        steps=m.steps_from_flags(args.steps, per_class=args.per_class),
+        config=build_config(args),
+        presets=args.presets or (),
+        label_issues=not args.no_label_issues,
+        test=args.test,
+        test_overlap=not args.no_test_overlap,
+        report=args.report,
+        write_report=not args.no_report,
+        weights=args.weights,
     )
-    k = len(names)
-    for preset in args.presets or []:
-        m.check_preset(preset, k, names)
-    m.check_steps(steps, k, names, dynamics=m.has_dynamics(frame))
-    started = time.perf_counter()
-    scored = m.score(frame, k, label_issues=not args.no_label_issues)
-    mined, trace = m.select(scored, steps)
-    log.info("scored and selected %d rows in %.2f s", mined.height, time.perf_counter() - started)
-
-    from engine.analyze import analyze
-
-    test_overlap = _test_overlap(args, mined)
-    # the distinctive terms (Kiwi) are only shown in the report: without one, summary.json goes without them
-    analysis = analyze(
-        mined,
-        names,
-        trace=trace,
-        config=analysis_config,
-        source=str(args.input),
-        test_overlap=test_overlap,
-        terms=not args.no_report,
-    )
-    write_parquet(mined, out_dir / "scores.parquet", classes=names)
-    write_parquet(
-        mined.filter(pl.col("selected")).sort("hardness", descending=True, maintain_order=True),
-        out_dir / "hard.parquet",
-        classes=names,
-    )
-    write_json({"classes": names}, out_dir / "label_map.json")  # the augmenters read hard.parquet's map
-    write_json(analysis.summary, out_dir / "summary.json")
-    report_path = None
-    if not args.no_report:
-        from engine.io import write_text
-        from engine.report import render_report
-
-        report_path = args.report or out_dir / "report.html"
-        write_text(render_report(analysis), report_path)
-
-    print(_format_mine_summary(trace, m.per_class_table(mined, names)))
-    print(f"\nwrote {out_dir / 'hard.parquet'} ({trace[-1]['rows']} rows), {out_dir / 'scores.parquet'}")
-    if report_path:
-        print(f"report: {report_path}")
+    print(_format_mine_summary(done.trace, m.per_class_table(done.mined, done.names)))
+    print(f"\nwrote {done.out_dir / 'hard.parquet'} ({done.trace[-1]['rows']} rows), {done.out_dir / 'scores.parquet'}")
+    if done.weights:
+        print(f"weights ({args.weights}): {done.weights}")
+    if done.report:
+        print(f"report: {done.report}")
     return 0
-
-
-MINE_OUTPUTS = ("scores.parquet", "hard.parquet", "summary.json", "label_map.json")
-
-
-def _test_overlap(args: argparse.Namespace, mined) -> dict | None:
-    """Exact and near-duplicate test texts shared with the training texts (engine.overlap), or None."""
-    import polars as pl
-
-    from engine.errors import InputError
-    from engine.io import read_table
-    from engine.overlap import find_overlap
-
-    if args.no_test_overlap:
-        return None
-    path = args.test
-    if path is None and args.input.is_file() and (args.input.parent / "test_probs.parquet").exists():
-        path = args.input.parent / "test_probs.parquet"
-    if path is None:
-        return None
-    test = read_table(path)
-    column = args.text_col if args.text_col in test.columns else "text"
-    if column not in test.columns:
-        raise InputError(f"{path}: no text column {args.text_col!r} for the train/test overlap check; pass --text-col.")
-    train_texts = mined["text"].to_list()
-    test_texts = test[column].cast(pl.String).fill_null("").to_list()
-    overlap = find_overlap(train_texts, test_texts)
-    return {"test": str(path), **overlap.summary(train_texts, test_texts)}
 
 
 def _format_mine_summary(trace: list[dict], per_class) -> str:
