@@ -355,6 +355,35 @@ class EqualClasses:
         return "same count from every class"
 
 
+@dataclass(frozen=True)
+class LimitLike:
+    """As many of the hardest current rows as the table `path` has rows (another selection's hard.parquet:
+    strategies that differ in which rows they pick, not in how many), or with `per_class` that many split
+    evenly over the classes of the current rows. The count is read when the step applies, so a pipeline can
+    name a selection that an earlier stage makes; an empty table gives an empty selection."""
+
+    path: Path
+    per_class: bool = False
+
+    def rows(self) -> int:
+        if not self.path.is_file():
+            flag = "--limit-per-class-like" if self.per_class else "--limit-like"
+            raise InputError(f"{flag} {self.path}: no such file; name a selection such as runs/mine/hard.parquet.")
+        if self.path.suffix == ".parquet":
+            return pl.scan_parquet(self.path).select(pl.len()).collect().item()
+        return read_table(self.path).height
+
+    def expr(self) -> pl.Expr:
+        rank = pl.col("hardness").rank("ordinal", descending=True)
+        if self.per_class:
+            return rank.over("label") <= self.rows() // pl.col("label").n_unique()
+        return rank <= self.rows()
+
+    def describe(self) -> str:
+        n = self.rows()
+        return f"hardest {n}" + (" split evenly over the classes" if self.per_class else "") + f" (as {self.path.name})"
+
+
 def class_f1(labels: np.ndarray, preds: np.ndarray, k: int) -> np.ndarray:
     """Per-class F1 of predictions (0 for a class never labeled nor predicted)."""
     tp = np.bincount(labels[labels == preds], minlength=k).astype(float)
@@ -375,6 +404,7 @@ Step = (
     | WeakClasses
     | EqualClasses
     | ClassLimit
+    | LimitLike
 )
 
 PRESETS: dict[str, tuple[Step, ...]] = {
@@ -441,6 +471,21 @@ STEP_FLAGS = (
         "keep the N hardest of the current rows of every class (the same quota from each class)",
         positive_int,
         "N",
+    ),
+    StepFlag(
+        "--limit-like",
+        lambda path: LimitLike(Path(path)),
+        "keep as many of the hardest current rows as FILE has rows (another selection's hard.parquet; in a "
+        "pipeline's [strategies]: the name of an earlier strategy)",
+        str,
+        "FILE",
+    ),
+    StepFlag(
+        "--limit-per-class-like",
+        lambda path: LimitLike(Path(path), per_class=True),
+        "as --limit-like, the count split evenly over the classes of the current rows",
+        str,
+        "FILE",
     ),
     StepFlag(
         "--data-map",

@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import difflib
 import hashlib
+import itertools
 import json
 import logging
+import math
 import os
 import re
 import shlex
@@ -33,7 +35,7 @@ import shutil
 import sys
 import time
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -53,9 +55,12 @@ STAGE_JOB = ".stage"  # the stage's job folder inside the stage folder (lock, do
 TABLES = ("data", "oof", "mine", "strategies", "random", "augment", "filter", "compare", "cluster")
 # [cluster]: where stages run (Ray), given to every stage whose subcommand has the option; not in cache keys
 CLUSTER_KEYS = ("ray", "replicas", "gpus_per_replica")
-DATA_KEYS = ("train", "test", "predictions", "out")
+DATA_KEYS = ("train", "test", "predictions", "out", "sizes", "size-seeds")
+DATA_FILES = ("train", "test", "predictions")
 RANDOM_KEYS = ("factor", "seed")
 LABEL_MODEL = "label_model.npz"
+# selection steps whose value, in a pipeline's [strategies], names an earlier strategy: its hard.parquet
+LIKE_FLAGS = ("--limit-like", "--limit-per-class-like")
 
 # Options the pipeline sets on each subcommand itself (data files and stage folders); a table setting one
 # is refused instead of silently competing with the pipeline's value.
@@ -118,6 +123,10 @@ class PipelineConfig:
     # [strategies]: name -> its selection steps (empty: the one strategy "targeted", [mine] select)
     strategies: dict[str, tuple[str, ...]] = field(default_factory=dict)
     cleaning: bool = False  # [compare] cleaning: compare gets --scores, for the arms that add no text
+    # [data] sizes: the whole pipeline once per training size (ints, "all") and subsample seed (engine.sizes)
+    sizes: tuple[int | str, ...] = ()
+    size_seeds: tuple[int, ...] = (0,)
+    classes: Any = None  # engine.pipeline_data.Classes of the training data, read at load
 
     @property
     def augmenters(self) -> list[str]:
@@ -129,13 +138,19 @@ class PipelineConfig:
 
 
 def load_config(
-    path: str | Path, *, parsers: Mapping[str, argparse.ArgumentParser], default_data: Path
+    path: str | Path,
+    *,
+    parsers: Mapping[str, argparse.ArgumentParser],
+    default_data: Path,
+    overrides: Sequence[str] = (),
 ) -> PipelineConfig:
     """Read and check a whole pipeline TOML; `parsers` maps each hardaug subcommand to its parser.
 
     Data files are relative to the TOML file's folder (they travel with it); `out` is relative to the current
     folder, like every output option of hardaug, so the bundled configs (inside the installed package) write
-    under ./runs."""
+    under ./runs. `overrides` are `TABLE.KEY=VALUE` (hardaug run --set), applied to the file before its
+    checks; their [data] files are relative to the current folder, as on any command line. The training
+    labels are read to check what depends on them (presets, class ids and names, sizes)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such pipeline file. Start from engine/data/pipelines/cpu.toml.")
@@ -143,6 +158,8 @@ def load_config(
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: not valid TOML ({exc}).") from exc
+    for override in overrides:
+        apply_override(raw, override)
     for name, value in raw.items():
         if name not in TABLES:
             raise InputError(f"{path}: unknown table [{name}]{_did_you_mean(name, TABLES)}; expected {list(TABLES)}.")
@@ -158,7 +175,16 @@ def load_config(
         if not isinstance(table, dict):
             raise InputError(f"{path}: 'augment.{method}' must be a table ([augment.{method}]), not a value.")
 
-    data = _data(raw.get("data", {}), path, default_data)
+    from engine import sizes as sz
+
+    data_table = dict(raw.get("data", {}))
+    sizes, size_seeds = sz.parse_sizes(path, data_table.pop("sizes", None), data_table.pop("size-seeds", None))
+    data = _data(data_table, path, default_data)
+    if sizes and data["predictions"] is not None:
+        raise InputError(
+            f"{path}: [data] sizes needs the oof stage (out-of-fold predictions on each subsample); [data] "
+            "predictions skips it: remove one of the two."
+        )
     factor, seed = _random(raw.get("random", {}), path)
     if data["predictions"] is not None and raw.get("oof"):
         log.warning("%s: [oof] is not used: [data] predictions gives the out-of-fold predictions", path)
@@ -211,13 +237,29 @@ def load_config(
         keys = {**keys, **cluster_keys}
         parsed[where] = check_command(path, where, command, [*argv, *on], keys, {**source, **usable}, parsers[command])
         options[where], placed[where] = tuple(argv), tuple(on)
-    strategies = {} if named is None else _strategies(path, named, options["mine"], parsers["mine"])
+    strategies: dict[str, tuple[str, ...]] = {}
+    selections = {"mine": "[mine] select"}
+    if named is not None:
+        strategies, by_name = _strategies(path, named, options["mine"], parsers["mine"])
+        parsed.update({f"strategies.{name}": args for name, args in by_name.items()})
+        selections = {f"strategies.{name}": f"[strategies] {name}" for name in strategies}
+    elif any(word in LIKE_FLAGS for word in options["mine"]):
+        raise InputError(
+            f"{path}: [mine] select: {'/'.join(LIKE_FLAGS)} name an earlier strategy of [strategies]; with one "
+            "selection there is none (use --limit N)."
+        )
     _check_compare(path, parsed["compare"], list(strategies) or ["targeted"])
     if cleaning and parsed["mine"].no_label_issues:
         raise InputError(
             f"{path}: [compare] cleaning needs the suspected label errors, which [mine] no-label-issues = true "
             "turns off; remove one of the two."
         )
+    from engine.pipeline_data import check_with_data, read_classes
+
+    classes = read_classes(path, train=data["train"], predictions=data["predictions"], parsed=parsed)
+    check_with_data(path, classes, parsed, selections)
+    if sizes:
+        sz.check_sizes(path, sizes, classes, folds=parsed["oof"].folds, train=data["train"])
     return PipelineConfig(
         path=path,
         out=data["out"],
@@ -231,7 +273,32 @@ def load_config(
         where=placed,
         strategies=strategies,
         cleaning=cleaning,
+        sizes=sizes,
+        size_seeds=size_seeds,
+        classes=classes,
     )
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """`TABLE.KEY=VALUE` (the table may be dotted: augment.eda.n=2) into the parsed TOML `raw`. VALUE is read
+    as a TOML value (2, 0.5, true, [0, 1], "x"), else as a string; [data] files become absolute from the
+    current folder, where the person typing the command is."""
+    name, eq, text = override.partition("=")
+    table, dot, key = name.strip().rpartition(".")
+    if not eq or not dot or not table or not key:
+        raise InputError(f"--set {override!r}: expected TABLE.KEY=VALUE, e.g. --set oof.folds=3 or data.train=x.csv.")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # a bare word or path: a string
+    if table == "data" and key in DATA_FILES and isinstance(value, str):
+        value = str(Path(value).expanduser().absolute())
+    where = raw
+    for part in table.split("."):
+        where = where.setdefault(part, {})
+        if not isinstance(where, dict):
+            raise InputError(f"--set {override!r}: {table!r} is a value in the file, not a table.")
+    where[key] = value
 
 
 def selection_steps(path: Path, at: str, value: Any) -> list[str]:
@@ -248,13 +315,15 @@ def selection_steps(path: Path, at: str, value: Any) -> list[str]:
 
 def _strategies(
     path: Path, table: dict, mine: tuple[str, ...], parser: argparse.ArgumentParser
-) -> dict[str, tuple[str, ...]]:
-    """[strategies] name = "selection steps": each checked by hardaug mine's parser after the [mine] options."""
+) -> tuple[dict[str, tuple[str, ...]], dict[str, argparse.Namespace]]:
+    """[strategies] name = "selection steps": each checked by hardaug mine's parser after the [mine] options;
+    returns the steps and the parsed options of each. `--limit-like NAME` names an earlier strategy."""
     from engine.arms import check_strategy_name
 
     if not table:
         raise InputError(f"{path}: [strategies] is empty; name at least one, e.g. notebook = '--preset notebook'.")
     strategies: dict[str, tuple[str, ...]] = {}
+    parsed: dict[str, argparse.Namespace] = {}
     for name, value in table.items():
         at = f"[strategies] {name}"
         try:
@@ -265,10 +334,24 @@ def _strategies(
         stray = [word for word in steps if word.startswith("--") and word.split("=", 1)[0] in OWNED["mine"]]
         if stray:
             raise InputError(f"{path}: {at}: {stray[0]} is set by the pipeline; give only selection steps.")
+        steps = [part for word in steps for part in _split_like(word)]
+        for flag, target in itertools.pairwise(steps):
+            if flag in LIKE_FLAGS and target not in strategies:
+                earlier = list(strategies) or "none: this is the first"
+                raise InputError(
+                    f"{path}: {at}: {flag} {target}: expected the name of an earlier strategy (as many rows as its "
+                    f"selection); the earlier strategies are {earlier}."
+                )
         keys = {word.split("=", 1)[0]: name for word in steps if word.startswith("--")}
-        check_command(path, "strategies", "mine", [*mine, *steps], keys, table, parser)
+        parsed[name] = check_command(path, "strategies", "mine", [*mine, *steps], keys, table, parser)
         strategies[name] = tuple(steps)
-    return strategies
+    return strategies, parsed
+
+
+def _split_like(word: str) -> list[str]:
+    """`--limit-like=NAME` as two words, so that the pipeline finds NAME to make it a file; others as they are."""
+    flag, eq, value = word.partition("=")
+    return [flag, value] if eq and flag in LIKE_FLAGS else [word]
 
 
 def _check_compare(path: Path, args: argparse.Namespace, strategies: list[str]) -> None:
@@ -336,8 +419,8 @@ def _random(table: dict, path: Path) -> tuple[float, int]:
             raise InputError(f"{path}: unknown key '{key}' in [random]{hint}; expected {list(RANDOM_KEYS)}.")
     factor = table.get("factor", PipelineConfig.random_factor)  # the defaults are written once, on PipelineConfig
     seed = table.get("seed", PipelineConfig.random_seed)
-    if isinstance(factor, bool) or not isinstance(factor, int | float) or factor <= 0:
-        raise InputError(f"{path}: [random] factor = {factor!r}: expected a positive number, e.g. 1.5.")
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not math.isfinite(factor) or factor <= 0:
+        raise InputError(f"{path}: [random] factor = {factor!r}: expected a finite number > 0, e.g. 1.5.")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"{path}: [random] seed = {seed!r}: expected a whole number >= 0, e.g. 13.")
     return float(factor), seed
@@ -468,13 +551,17 @@ def check_command(
 # The stages
 
 
-def plan(config: PipelineConfig) -> list[Stage]:
+def plan(config: PipelineConfig, emptied: Collection[str] = ()) -> list[Stage]:
     """The stages in the order they run. An arm is a set of sources augmented and filtered alike: the
     targeted arm (the hard samples), or one per [strategies] entry, and the random control.
 
     One random sample serves every strategy: compare draws each strategy's control from its kept rows, as
     many per method as the strategy kept, so the sample is sized to the largest selection; one random
-    augment + filter per method instead of one per strategy."""
+    augment + filter per method instead of one per strategy.
+
+    `emptied` names the stages whose output had no rows (a mine stage's selection, an augmenter's output, a
+    filter's kept rows): what would read that output is left out, and an arm left with no kept rows is not
+    compared (`not_compared`)."""
     train, test, opts = config.train, config.test, config.options
     stages: list[Stage] = []
     if config.predictions is None:
@@ -488,7 +575,11 @@ def plan(config: PipelineConfig) -> list[Stage]:
         # The first strategy's stage writes the report and the overlap check; they do not depend on the selection
         # but for its own section, and cost most of mine's time on large data.
         quiet = ("--no-report", "--no-test-overlap") if hards else ()
-        argv = ("mine", "--input", predictions, *opts["mine"], *steps, *quiet)
+        # --limit-like NAME: the earlier strategy's selection, a file only that strategy's stage makes
+        named = [
+            Output(f"mine-{w}", "hard.parquet") if i and steps[i - 1] in LIKE_FLAGS else w for i, w in enumerate(steps)
+        ]
+        argv = ("mine", "--input", predictions, *opts["mine"], *named, *quiet)
         stages.append(Stage(mine, table, argv, outputs=(("--out-dir", ""),)))
         hards[name] = Output(mine, "hard.parquet")
     scores = Output(next(iter(hards.values())).stage, "scores.parquet")
@@ -505,6 +596,7 @@ def plan(config: PipelineConfig) -> list[Stage]:
         )
     )
     arms = {**hards, "random": Output("random-sources", "sources.parquet")}
+    arms = {arm: sources for arm, sources in arms.items() if sources.stage not in emptied}
 
     filter_options: list[Arg] = list(opts["filter"])
     label_model = shared_label_model(config.parsed["filter"], train)
@@ -519,12 +611,16 @@ def plan(config: PipelineConfig) -> list[Stage]:
             stages.append(
                 Stage(f"{method}-{arm}", f"augment.{method}", augment, (("--out", "augmented.parquet"),), where=on)
             )
+            if f"{method}-{arm}" in emptied:
+                continue
             filtered = ("filter", "--input", Output(f"{method}-{arm}", "augmented.parquet"), "--train", train)
             outputs = (("--out", "kept.parquet"), ("--rejected", "rejected.parquet"))
             filtering = (*filtered, *filter_options)
             stages.append(Stage(f"filter-{method}-{arm}", "filter", filtering, outputs, where=config.where["filter"]))
-            kept[arm].append(Output(f"filter-{method}-{arm}", "kept.parquet"))
+            if f"filter-{method}-{arm}" not in emptied:
+                kept[arm].append(Output(f"filter-{method}-{arm}", "kept.parquet"))
 
+    kept = {arm: paths for arm, paths in kept.items() if paths}
     counts = {arm: len(paths) for arm, paths in kept.items()}
     stages.append(
         Stage(
@@ -536,17 +632,62 @@ def plan(config: PipelineConfig) -> list[Stage]:
             about="merge the kept rows of every method, per arm",
         )
     )
+    compared = [arm for arm in kept if arm != "random"]
+    if not compared and not config.cleaning:
+        return stages  # nothing left to compare: the results say why (not_compared)
     compare: tuple[Arg, ...] = ("compare", "--train", train, "--test", test)
     if config.strategies:
-        for name in config.strategies:
+        for name in compared:
             compare += ("--strategy", Output("kept", f"{name}.parquet", prefix=f"{name}="))
-    else:
+    elif compared:
         compare += ("--targeted", Output("kept", "targeted.parquet"))
-    compare += ("--random", Output("kept", "random.parquet"))
+    if "random" in kept:
+        compare += ("--random", Output("kept", "random.parquet"))
     if config.cleaning:
         compare += ("--scores", scores)
-    stages.append(Stage("compare", "compare", (*compare, *opts["compare"]), outputs=(("--out-dir", ""),)))
+    options = _without_budgets(opts["compare"], [name for name in config.strategies if name not in compared])
+    stages.append(Stage("compare", "compare", (*compare, *options), outputs=(("--out-dir", ""),)))
     return stages
+
+
+def _without_budgets(argv: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
+    """compare's options less `--budget NAME` for the strategies not compared."""
+    out: list[str] = []
+    skip = False
+    for word, after in zip(argv, [*argv[1:], ""], strict=True):
+        if skip:
+            skip = False
+            continue
+        if word == "--budget" and after in names:
+            skip = True
+            continue
+        out.append(word)
+    return tuple(out)
+
+
+def not_compared(config: PipelineConfig, emptied: Collection[str]) -> dict[str, list[str]]:
+    """The arms left with no kept rows, each with the stages that emptied it (a mine stage, or for every
+    method the augmenter or filter stage that ended with no rows)."""
+    reasons: dict[str, list[str]] = {}
+    for arm, _, mine, _ in mine_stages(config):
+        if mine in emptied:
+            reasons[arm] = [mine]
+            continue
+        chains = [[f"{method}-{arm}", f"filter-{method}-{arm}"] for method in config.augmenters]
+        stops = [next((s for s in chain if s in emptied), None) for chain in chains]
+        if all(stops):
+            reasons[arm] = [stop for stop in stops if stop is not None]
+    return reasons
+
+
+def empty_output(stage: Stage, folder: Path) -> bool:
+    """Whether `stage` made a selection, augmentations or kept rows with no rows (the stages after it would
+    refuse an empty file)."""
+    names = {"mine": "hard.parquet", "augment": "augmented.parquet", "filter": "kept.parquet"}
+    kind = "mine" if stage.name.startswith("mine") else stage.table.split(".", 1)[0]
+    if kind not in names or stage.task is not None:
+        return False
+    return pl.scan_parquet(folder / names[kind]).select(pl.len()).collect().item() == 0
 
 
 def mine_stages(config: PipelineConfig) -> list[tuple[str, tuple[str, ...], str, str]]:
@@ -563,7 +704,7 @@ def draw_random_sources(folder: Path, inputs: list[Path], *, factor: float, seed
     scores, *hards = inputs
     n_hard = max(pl.scan_parquet(hard).select(pl.len()).collect().item() for hard in hards)
     every = pl.read_parquet(scores)
-    n = min(every.height, max(1, round(n_hard * factor)))
+    n = max(1, round(min(n_hard * factor, every.height)))  # min first: a huge factor is every row, not inf
     sample = every.sample(n=n, seed=seed, shuffle=True).select("id", "text", "label", "hardness")
     write_parquet(sample, folder / "sources.parquet")
 
@@ -760,27 +901,50 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], Any]
     """Run every stage of `plan(config)`; returns where each result is. With `dry_run`, runs and writes
     nothing and returns {"plan": [...]}: each stage, whether it is cached, runs, or waits for an earlier
     stage's output to know its key, and its command."""
+    if config.sizes:
+        from engine.sizes import run_sizes
+
+        return run_sizes(config, run_command, dry_run=dry_run)
     runner = Runner(config.out, run_command, dry_run=dry_run)
-    stages = plan(config)
     if dry_run:
-        for stage in stages:
+        for stage in plan(config):
             runner.run(stage)
         return {"plan": runner.plan_lines}
     with locked(config.out / ".run", config.out):  # two runs into one OUT: the second is refused
-        for stage in stages:
-            runner.run(stage)
-        return _finish(config, runner, stages)
+        emptied = run_stages(config, runner)
+        return _finish(config, runner, plan(config, emptied), emptied)
 
 
-def _finish(config: PipelineConfig, runner: Runner, stages: list[Stage]) -> dict:
+def run_stages(config: PipelineConfig, runner: Runner) -> set[str]:
+    """Run the plan stage by stage; a stage whose output has no rows takes what would read it out of the
+    plan (an empty selection stops its strategy, not the run). Returns the stages that emptied something."""
+    emptied: set[str] = set()
+    ran: set[str] = set()
+    while (stage := next((s for s in plan(config, emptied) if s.name not in ran), None)) is not None:
+        folder = runner.run(stage)
+        ran.add(stage.name)
+        if folder is not None and empty_output(stage, folder):
+            log.warning("stage %s: no rows; what would read its output is left out", stage.name)
+            emptied.add(stage.name)
+    return emptied
+
+
+def _finish(config: PipelineConfig, runner: Runner, stages: list[Stage], emptied: Collection[str] = ()) -> dict:
 
     folders = {name: folder for name, folder in runner.folders.items() if folder is not None}
     filters = [s.name for s in stages if s.table == "filter" and s.task is None]
     mines = {name: mine for name, _, mine, _ in mine_stages(config)}
     first = next(iter(mines.values()))
     results = collect_results(config.out / "results", folders, filters, mines=list(mines.values()))
+    skipped = not_compared(config, emptied)
+    if skipped:
+        write_not_compared(results["comparison.md"], results["comparison.json"], skipped)
     kept = {
-        arm: [str(folders[f"filter-{method}-{arm}"] / "kept.parquet") for method in config.augmenters]
+        arm: [
+            str(folders[f"filter-{method}-{arm}"] / "kept.parquet")
+            for method in config.augmenters
+            if f"filter-{method}-{arm}" in folders
+        ]
         for arm in [*mines, "random"]
     }
     summary = {
@@ -794,6 +958,8 @@ def _finish(config: PipelineConfig, runner: Runner, stages: list[Stage]) -> dict
         "kept": kept,
         "rejected": {f: str(folders[f] / "rejected.parquet") for f in filters},
         "comparison": str(results["comparison.md"]),
+        # strategies with no kept rows: not compared, and the stages that emptied them
+        "not_compared": skipped,
         "stages": runner.log_lines,
     }
     write_json(summary, config.out / "pipeline.json")
@@ -807,12 +973,13 @@ def collect_results(
     strategy's mine summary, every filter summary and rejected rows, the comparison. Copies of the small
     files; hard links to the Parquet files where the file system allows (the rejected rows can be large; a
     link is a real file, so the folder stays readable when zipped or moved)."""
+    compared = folders.get("compare", folder / ".none")  # no compare stage when no arm had rows
     wanted = {
         "report.html": folders[mines[0]] / "report.html",
         "mine_summary.json": folders[mines[0]] / "summary.json",
-        "comparison.md": folders["compare"] / "results.md",
-        "comparison.json": folders["compare"] / "results.json",
-        "comparison.svg": folders["compare"] / "results.svg",
+        "comparison.md": compared / "results.md",
+        "comparison.json": compared / "results.json",
+        "comparison.svg": compared / "results.svg",
     }
     for stage in mines if len(mines) > 1 else ():  # mine-<strategy>
         wanted[f"{stage}.summary.json"] = folders[stage] / "summary.json"
@@ -821,9 +988,10 @@ def collect_results(
         wanted[f"{stage}.rejected.parquet"] = folders[stage] / "rejected.parquet"
     folder.mkdir(parents=True, exist_ok=True)
     for name, source in wanted.items():
-        if not source.exists():
-            continue
         target = folder / name
+        if not source.exists():
+            target.unlink(missing_ok=True)  # a comparison of an earlier run into OUT is not this run's
+            continue
         target.unlink(missing_ok=True)
         try:
             if name.endswith(".parquet"):
@@ -833,3 +1001,17 @@ def collect_results(
             pass
         shutil.copyfile(source, target)
     return {name: folder / name for name in wanted}
+
+
+def write_not_compared(md: Path, js: Path, skipped: Mapping[str, list[str]]) -> None:
+    """Add the strategies that kept no rows to the gathered comparison (.md and .json): each is a row
+    "0 kept, not compared" naming the stages that emptied it."""
+    from engine.io import write_text
+
+    lines = ["", "| strategy | kept | emptied by |", "|---|---|---|"]
+    lines += [f"| {arm} | 0 kept, not compared | {', '.join(stages)} |" for arm, stages in skipped.items()]
+    text = md.read_text(encoding="utf-8") if md.exists() else "No arm had rows to compare.\n"
+    write_text(text.rstrip("\n") + "\n" + "\n".join(lines) + "\n", md)
+    results = json.loads(js.read_text(encoding="utf-8")) if js.exists() else {}
+    results["not_compared"] = {arm: {"kept": 0, "emptied_by": stages} for arm, stages in skipped.items()}
+    write_json(results, js)

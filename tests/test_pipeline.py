@@ -146,7 +146,7 @@ def test_bad_configs_are_refused_at_load_naming_table_and_key(tmp_path: Path):
         good.replace("dup-threshold", "dup-treshold"): r"\[filter\]; did you mean 'dup-threshold'\?",
         good.replace("--min-chars 5", "--min-chars five"): r"\[mine\] select = .*--min-chars: invalid int",
         good.replace("[mine]", "[mine]\nlimit = 5"): r"\[mine\] limit: a selection step; put it in select",
-        good.replace("factor = 1.5", "factor = 'big'"): r"\[random\] factor = 'big': expected a positive number",
+        good.replace("factor = 1.5", "factor = 'big'"): r"\[random\] factor = 'big': expected a finite number > 0",
         good.replace("out = ", "outt = "): r"unknown key 'outt' in \[data\]; did you mean 'out'\?",
         good.replace('train = "train.csv"', 'train = "nowhere.csv"'): r"\[data\] train = 'nowhere.csv' is .*nowhere",
         good + "\n[augment.eda.extra]\nx = 1\n": r"unknown key 'extra' in \[augment.eda\]",
@@ -573,8 +573,8 @@ def test_the_bundled_strategies_pipeline_loads(tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.chdir(tmp_path)
     config = _load(Path(str(PIPELINES / "strategies.toml")))
-    assert list(config.strategies) == ["notebook", "weak-classes", "misclassified", "clean-hard", "per-class"]
-    assert config.cleaning and config.parsed["compare"].budget == ["notebook"]
+    assert list(config.strategies) == ["weak-classes", "misclassified", "clean-hard", "per-class"]
+    assert config.cleaning and config.parsed["compare"].budget == ["weak-classes"]
     plan = run_pipeline(config, main, dry_run=True)["plan"]
     assert [p["stage"] for p in plan if p["stage"].startswith("mine")] == [f"mine-{n}" for n in config.strategies]
     assert not (tmp_path / "runs").exists()

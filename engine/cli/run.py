@@ -46,6 +46,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="check the config and print the plan (every stage, cached or not, and the command it runs); "
         "run and write nothing",
     )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="TABLE.KEY=VALUE",
+        help="change one key of the config for this run, as if the file said it (repeatable): e.g. --set "
+        "oof.folds=3 --set compare.seeds=[0] --set data.train=my.csv (a [data] file given here is relative to "
+        "the current folder); the value is read as TOML, a bare word as a string",
+    )
     p.set_defaults(func=run)
 
 
@@ -62,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
     from engine.stage_process import run_stage
 
     path = args.config or Path(str(PIPELINES / "cpu.toml"))
-    config = load_config(path, parsers=subcommand_parsers(), default_data=Path(str(SAMPLE_DIR)))
+    config = load_config(
+        path, parsers=subcommand_parsers(), default_data=Path(str(SAMPLE_DIR)), overrides=args.overrides
+    )
     if args.dry_run:
         plan = run_pipeline(config, run_stage, dry_run=True)["plan"]
         print(f"plan of {path} (output: {config.out}); nothing is run or written:")
@@ -78,9 +90,17 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # the running stage was killed with its processes (engine.stage_process)
         print("\nhardaug run: interrupted; the same command resumes: finished stages are reused.", file=sys.stderr)
         return 130
-    compare = next(s for s in summary["stages"] if s["stage"] == "compare")
-    if compare["cached"]:  # a compare stage that ran has printed the table itself
+    if "by_size" in summary:  # [data] sizes: one pipeline per size, each printed as it ran
+        print(Path(summary["by_size"]["md"]).read_text(encoding="utf-8"))
+        print(f"by size: {', '.join(summary['by_size'].values())}")
+        print(f"runs: {config.out / 'pipeline.json'}")
+        return 0
+    compare = next((s for s in summary["stages"] if s["stage"] == "compare"), None)
+    if compare is None or compare["cached"]:  # a compare stage that ran has printed the table itself
         print(Path(summary["comparison"]).read_text(encoding="utf-8"))
+    else:  # the gathered comparison has them already
+        for arm, stages in summary["not_compared"].items():
+            print(f"{arm}: 0 kept, not compared (emptied by {', '.join(stages)})")
     print(_costs(summary["stages"]))
     print(f"results: {summary['results']} (the report, the filter summaries and rejected rows, the comparison)")
     print(f"report: {summary['report']}")
