@@ -192,7 +192,7 @@ def run(args: argparse.Namespace) -> int:
         rows = kept_rows(check_augmented_pool(read_table(path), str(path)), str(path))
         bad = rows.filter((rows["label"] < 0) | (rows["label"] >= k))
         if bad.height:
-            raise ValueError(f"{path}: {bad.height} augmented rows have labels outside 0..{k - 1} of {train_path}.")
+            raise InputError(f"{path}: {bad.height} augmented rows have labels outside 0..{k - 1} of {train_path}.")
         pools[name] = rows
     overlap = find_overlap(train["text"].to_list(), test["text"].to_list())
     test_overlap = {

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from engine.config import REPORT, AnalysisConfig
+from engine.errors import InputError
 from engine.options import add_options, comma_list, config_from_args
 
 log = logging.getLogger("engine")
@@ -24,7 +25,7 @@ class _AddStep(argparse.Action):
         steps = list(getattr(namespace, "steps", None) or [])
         try:
             made = self.make(values)
-        except ValueError as exc:  # a step that checks its own values: show it as a usage error
+        except InputError as exc:  # a step that checks its own values: show it as a usage error
             parser.error(f"{option_string}: {exc}")
         steps.extend(made if isinstance(made, list) else [made])
         namespace.steps = steps
@@ -199,7 +200,6 @@ def _test_overlap(args: argparse.Namespace, mined) -> dict | None:
     """Exact and near-duplicate test texts shared with the training texts (engine.overlap), or None."""
     import polars as pl
 
-    from engine.errors import InputError
     from engine.io import read_table
     from engine.overlap import find_overlap
 

@@ -63,16 +63,16 @@ class ClusterOptions:
 
     def __post_init__(self) -> None:
         if not str(self.address).strip():
-            raise ValueError("the Ray address must be local, auto or HOST:PORT, got an empty value")
+            raise InputError("the Ray address must be local, auto or HOST:PORT, got an empty value")
         if self.replicas is not None and self.replicas < 1:
-            raise ValueError(f"replicas must be at least 1, got {self.replicas}")
+            raise InputError(f"replicas must be at least 1, got {self.replicas}")
         if self.gpus_per_replica < 0 or self.cpus_per_replica <= 0:
-            raise ValueError(
+            raise InputError(
                 f"gpus_per_replica must be >= 0 and cpus_per_replica > 0, got {self.gpus_per_replica} and "
                 f"{self.cpus_per_replica}"
             )
         if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+            raise InputError(f"max_retries must be >= 0, got {self.max_retries}")
 
     @property
     def remote_args(self) -> dict:
