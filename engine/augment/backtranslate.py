@@ -44,7 +44,6 @@ from engine.augment.common import (
     AugmentedOutput,
     ChunkRows,
     Generated,
-    check_output,
     classes_of,
     job_fingerprint,
     load_sources,
@@ -53,6 +52,7 @@ from engine.augment.common import (
 )
 from engine.cores import threads_for
 from engine.errors import InputError
+from engine.io import check_output
 from engine.models import resolve_model
 from engine.options import non_negative_int, option, positive_float, positive_int
 from engine.progress import OnProgress

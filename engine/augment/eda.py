@@ -50,7 +50,6 @@ from engine.augment.common import (
     AugmentedOutput,
     ChunkRows,
     Generated,
-    check_output,
     classes_of,
     job_fingerprint,
     load_sources,
@@ -58,6 +57,7 @@ from engine.augment.common import (
     to_rows,
 )
 from engine.errors import InputError
+from engine.io import check_output
 from engine.options import option, positive_int
 from engine.progress import OnProgress
 from engine.text import HANGUL, LATIN, kiwi_tokens

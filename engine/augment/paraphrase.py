@@ -42,7 +42,6 @@ from engine.augment.common import (
     AugmentedOutput,
     ChunkRows,
     Generated,
-    check_output,
     classes_of,
     job_fingerprint,
     load_sources,
@@ -60,7 +59,8 @@ from engine.augment.sampling import (
 )
 from engine.cores import core_ids, usable_cores
 from engine.errors import InputError
-from engine.models import resolve_model
+from engine.io import check_output
+from engine.models import check_device, resolve_model
 from engine.options import option, positive_float, positive_int
 from engine.progress import OnProgress
 
@@ -870,8 +870,6 @@ def paraphrase_file(
     info = engine.info if engine is not None else check_model(config.model, backend=config.backend)
     check_block_size(config)
     if config.backend == "transformers" and engine is None:
-        from engine.filters.semantic import check_device
-
         check_device(config.device)  # before the model loads: torch would fail with an AssertionError
     # The fingerprint covers what was asked for; the rows' params also say what the engine could do
     # (guided JSON falls back to free text where structured output is unavailable).
