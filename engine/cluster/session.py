@@ -7,12 +7,13 @@ failed to start on a `ray start --head` cluster here. A driver joining by addres
 cluster (one that ran `ray start`): Ray finds that node's raylet. A driver that finds Ray already
 initialized in its process (a notebook, the tests) uses that one and leaves it running.
 
-Pitfalls measured here (FEASIBILITY.md, "Beyond one node"), and what this module does about them:
-- actors whose `num_cpus` add up to every logical CPU starve Ray Data's own tasks and the job hangs without
-  a word: the default replica count leaves one CPU free, and a local cluster gets one logical CPU more than
-  its replicas ask for;
+Pitfalls seen with ray 2.60.0 on a local `ray.init(num_cpus=2)` while the Ray path was built, and what
+this module does about them:
+- actors whose `num_cpus` add up to every logical CPU starve Ray Data's own read tasks and the job hangs
+  without a word: the default replica count leaves one CPU free, and a local cluster gets one logical CPU
+  more than its replicas ask for;
 - retries are unlimited by default, so a crash that repeats loops forever: `max_restarts` and
-  `max_task_retries` are bounded (`ClusterOptions.max_retries`).
+  `max_task_retries` are bounded (`ClusterOptions.max_retries`; README, "Beyond one process: Ray", Failures).
 """
 
 from __future__ import annotations
