@@ -55,7 +55,7 @@ def hub_generation_config(repo_id: str) -> dict:
     the hub answers that the model has no generation_config.json (logged). Any other failure (the hub
     unreachable, a gated repo, a file that is not JSON) stops with an `InputError`: the dict is part of the
     job's fingerprint and picks the sampling defaults, so a {} in its place would start another job."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download  # heavy, and only installed with the model engines
     from huggingface_hub.errors import RemoteEntryNotFoundError
     from transformers import GenerationConfig
 
