@@ -18,19 +18,17 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import InputError  # a ValueError subclass: callers may catch either
-
 
 def _positive_int(name: str, value: object) -> int:
     # bool is an int subclass, but `max_tokens=True` is always a mistake, never a budget of one.
     if isinstance(value, bool):
-        raise InputError(f"{name} must be a positive int, got {value!r}")
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
     try:
         number = operator.index(value)  # accepts int and numpy integers, rejects 4.0 and "4"
     except TypeError:
-        raise InputError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})") from None
+        raise ValueError(f"{name} must be a positive int, got {value!r} ({type(value).__name__})") from None
     if number <= 0:
-        raise InputError(f"{name} must be a positive int, got {number}")
+        raise ValueError(f"{name} must be a positive int, got {number}")
     return number
 
 
@@ -38,14 +36,14 @@ def _costs(lengths: Sequence[int] | np.ndarray) -> np.ndarray:
     """Validate `lengths` (shape (n,), non-negative ints) and return int64 costs, shape (n,), each >= 1."""
     array = np.asarray(lengths)
     if array.ndim != 1:
-        raise InputError(f"lengths must be a 1-D sequence of non-negative ints, got shape {array.shape}")
+        raise ValueError(f"lengths must be a 1-D sequence of non-negative ints, got shape {array.shape}")
     if array.size == 0:
         return np.zeros(0, dtype=np.int64)  # np.asarray([]) is float64; an empty list is still valid
     if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer):
-        raise InputError(f"lengths must be non-negative ints, got dtype {array.dtype} (e.g. {array[0]!r})")
+        raise ValueError(f"lengths must be non-negative ints, got dtype {array.dtype} (e.g. {array[0]!r})")
     if (array < 0).any():
         where = int(np.flatnonzero(array < 0)[0])
-        raise InputError(f"lengths must be non-negative ints, got lengths[{where}] = {array[where]}")
+        raise ValueError(f"lengths must be non-negative ints, got lengths[{where}] = {array[where]}")
     # A sequence occupies at least one position (an empty text still gets BOS/EOS), so 0 costs 1;
     # this also keeps every batch's cost positive and the greedy cut below always advancing.
     return np.maximum(array.astype(np.int64), 1)
@@ -99,10 +97,10 @@ def restore_order(batches: Sequence[np.ndarray], batch_results: Sequence[Sequenc
     the batches do not cover 0..n-1 exactly once (which would silently misalign results otherwise).
     """
     if len(batches) != len(batch_results):
-        raise InputError(f"got {len(batch_results)} result lists for {len(batches)} batches")
+        raise ValueError(f"got {len(batch_results)} result lists for {len(batches)} batches")
     for b, (batch, results) in enumerate(zip(batches, batch_results, strict=True)):
         if len(results) != len(batch):
-            raise InputError(f"batch {b} has {len(batch)} items but {len(results)} results")
+            raise ValueError(f"batch {b} has {len(batch)} items but {len(results)} results")
     indices = np.concatenate([np.asarray(b, dtype=np.int64).reshape(-1) for b in batches] or [np.zeros(0)])
     n = indices.size
     if n == 0:
@@ -110,11 +108,11 @@ def restore_order(batches: Sequence[np.ndarray], batch_results: Sequence[Sequenc
     # Name the first bad index: a silent misalignment would pair results with the wrong inputs.
     expected = f"batches must cover indices 0..{n - 1} exactly once"
     if indices.min() < 0 or indices.max() >= n:
-        raise InputError(f"{expected}; found index {int(indices[(indices < 0) | (indices >= n)][0])}")
+        raise ValueError(f"{expected}; found index {int(indices[(indices < 0) | (indices >= n)][0])}")
     counts = np.bincount(indices, minlength=n)
     if (counts != 1).any():
         bad = int(np.flatnonzero(counts != 1)[0])
-        raise InputError(f"{expected}; index {bad} appears {counts[bad]}x")
+        raise ValueError(f"{expected}; index {bad} appears {counts[bad]}x")
     out: list[Any] = [None] * n
     flat_results = (result for results in batch_results for result in results)
     for index, result in zip(indices.tolist(), flat_results, strict=True):
@@ -151,7 +149,7 @@ def map_batched(
     `fn` gets a list of items and must return one result per item, in the same order.
     """
     if len(lengths) != len(items):
-        raise InputError(f"lengths has {len(lengths)} entries but items has {len(items)}")
+        raise ValueError(f"lengths has {len(lengths)} entries but items has {len(items)}")
     batches = plan_batches(lengths, max_tokens=max_tokens, max_batch_size=max_batch_size)
     results = [list(fn([items[i] for i in batch.tolist()])) for batch in batches]
     return restore_order(batches, results)

@@ -174,5 +174,5 @@ def _pool(path: Path, names: list[str], train: Path, k: int) -> pl.DataFrame:
     rows = kept_rows(check_augmented_pool(read_table(path), str(path)), str(path))
     bad = rows.filter((rows["label"] < 0) | (rows["label"] >= k))
     if bad.height:
-        raise ValueError(f"{path}: {bad.height} augmented rows have labels outside 0..{k - 1} of {train}.")
+        raise InputError(f"{path}: {bad.height} augmented rows have labels outside 0..{k - 1} of {train}.")
     return rows

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from engine.errors import InputError
 from engine.options import option, positive_int, seed_list
 from engine.weights import check_schemes, scheme_list
 
@@ -25,24 +26,25 @@ class TfidfConfig:
     sublinear_tf: bool = True
     C: float = option(2.0, help="tfidf: inverse regularization")
     max_iter: int = 1000
-    # saga at tol 1e-3: 21 passes over the data instead of lbfgs's ~300 iterations at tol 1e-4, a quarter of
-    # the CPU time, with the same held-out accuracy (benchmarks/results/oof_levers.md); seeded, one thread.
+    # saga at tol 1e-3: 21 passes over the data instead of lbfgs's ~300 iterations at tol 1e-4, a tenth of
+    # the CPU time (3.6 against 35.3 CPU s on a 90,000-row fold) with the same held-out accuracy (0.5900
+    # against 0.5904; benchmarks/results/oof_levers.md); seeded, one thread.
     solver: str = option("saga", choices=SOLVERS, help="tfidf: logistic regression solver")
     tol: float = option(1e-3, help="tfidf: solver tolerance")
 
     def __post_init__(self) -> None:
         if self.analyzer not in ("char", "char_wb", "word"):
-            raise ValueError(f"analyzer must be 'char', 'char_wb' or 'word', got {self.analyzer!r}")
+            raise InputError(f"analyzer must be 'char', 'char_wb' or 'word', got {self.analyzer!r}")
         if not 1 <= self.ngram_min <= self.ngram_max:
-            raise ValueError(f"need 1 <= ngram_min <= ngram_max, got {self.ngram_min}..{self.ngram_max}")
+            raise InputError(f"need 1 <= ngram_min <= ngram_max, got {self.ngram_min}..{self.ngram_max}")
         if self.max_features is not None and self.max_features < 1:
-            raise ValueError(f"max_features must be positive or None, got {self.max_features}")
+            raise InputError(f"max_features must be positive or None, got {self.max_features}")
         if self.C <= 0:
-            raise ValueError(f"C must be positive, got {self.C}")
+            raise InputError(f"C must be positive, got {self.C}")
         if self.solver not in SOLVERS:
-            raise ValueError(f"solver must be 'lbfgs', 'saga' or 'sag', got {self.solver!r}")
+            raise InputError(f"solver must be 'lbfgs', 'saga' or 'sag', got {self.solver!r}")
         if self.tol <= 0:
-            raise ValueError(f"tol must be positive, got {self.tol}")
+            raise InputError(f"tol must be positive, got {self.tol}")
 
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -116,28 +118,28 @@ class TransformerConfig:
 
     def __post_init__(self) -> None:
         if not self.model.strip():
-            raise ValueError("model must be a hub id or a folder, got an empty string")
+            raise InputError("model must be a hub id or a folder, got an empty string")
         for name in ("epochs", "train_batch_size", "eval_batch_size", "grad_accum"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+                raise InputError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 2:
-            raise ValueError(f"max_length must be an integer >= 2 (room for [CLS] and [SEP]), got {self.max_length!r}")
+            raise InputError(f"max_length must be an integer >= 2 (room for [CLS] and [SEP]), got {self.max_length!r}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+            raise InputError(f"lr must be positive, got {self.lr}")
         if self.warmup_steps < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise ValueError(
+            raise InputError(
                 "warmup_steps, weight_decay and max_grad_norm must be >= 0, got "
                 f"{self.warmup_steps}, {self.weight_decay}, {self.max_grad_norm}"
             )
         if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
+            raise InputError(f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}")
         if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
+            raise InputError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
         if self.device == "cpu" and self.precision == "fp16":
-            raise ValueError("precision fp16 needs --device cuda (CPU autocast supports bf16 or fp32)")
+            raise InputError("precision fp16 needs --device cuda (CPU autocast supports bf16 or fp32)")
         if self.select_epoch not in SELECT_EPOCHS:
-            raise ValueError(f"select_epoch must be 'best' or 'last', got {self.select_epoch!r}")
+            raise InputError(f"select_epoch must be 'best' or 'last', got {self.select_epoch!r}")
 
 
 BACKENDS = ("tfidf", "transformers")
@@ -162,9 +164,9 @@ class OofConfig:
 
     def __post_init__(self) -> None:
         if self.n_folds < 2:
-            raise ValueError(f"n_folds must be at least 2, got {self.n_folds}")
+            raise InputError(f"n_folds must be at least 2, got {self.n_folds}")
         if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
+            raise InputError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
 
     def job(self) -> dict:
         """The options that decide the results (what the fingerprint and metrics.json record): the chosen
@@ -214,11 +216,11 @@ class AnalysisConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.hard_quantile < 1 or not 0 < self.easy_quantile < 1:
-            raise ValueError("hard_quantile and easy_quantile must be in (0, 1)")
+            raise InputError("hard_quantile and easy_quantile must be in (0, 1)")
         if self.hard_quantile + self.easy_quantile > 1:
-            raise ValueError("hard_quantile + easy_quantile must be <= 1 so hard and easy do not overlap")
+            raise InputError("hard_quantile + easy_quantile must be <= 1 so hard and easy do not overlap")
         if self.tokenizer not in TOKENIZERS:
-            raise ValueError(f"tokenizer must be auto, kiwi or whitespace, got {self.tokenizer!r}")
+            raise InputError(f"tokenizer must be auto, kiwi or whitespace, got {self.tokenizer!r}")
 
 
 @dataclass(frozen=True)
@@ -266,20 +268,20 @@ class CompareConfig:
 
     def __post_init__(self) -> None:
         if not self.seeds:
-            raise ValueError("need at least one seed")
+            raise InputError("need at least one seed")
         if self.bootstrap < 100:
-            raise ValueError(f"bootstrap must be >= 100 resamples, got {self.bootstrap}")
+            raise InputError(f"bootstrap must be >= 100 resamples, got {self.bootstrap}")
         if not 0 < self.confident_threshold <= 1:
-            raise ValueError(f"confident_threshold must be in (0, 1], got {self.confident_threshold}")
+            raise InputError(f"confident_threshold must be in (0, 1], got {self.confident_threshold}")
         if not 0 < self.relabel_confidence <= 1:
-            raise ValueError(f"relabel_confidence must be in (0, 1], got {self.relabel_confidence}")
+            raise InputError(f"relabel_confidence must be in (0, 1], got {self.relabel_confidence}")
         if not 0 < self.budget_share <= 1:
-            raise ValueError(f"budget_share must be in (0, 1], got {self.budget_share}")
+            raise InputError(f"budget_share must be in (0, 1], got {self.budget_share}")
         check_schemes(self.weights)
         for pair in self.combine:
             name, sep, scheme = pair.partition("=")
             if not sep or not name.strip():
-                raise ValueError(f"combine: expected NAME=SCHEME, e.g. targeted=hardness; got {pair!r}")
+                raise InputError(f"combine: expected NAME=SCHEME, e.g. targeted=hardness; got {pair!r}")
             check_schemes([scheme], where=f"--combine {pair}:")
 
     def combined(self) -> list[tuple[str, str]]:

@@ -200,6 +200,16 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+def check_output(out: str | Path, *, option: str = "--out") -> Path:
+    """`out` as a Path if it can name a Parquet file of rows (an augmenter's or the filter's output)."""
+    out = Path(out)
+    if out.is_dir():
+        raise InputError(f"{option} {out} is a folder; pass a file name such as {out / 'augmented.parquet'}.")
+    if out.suffix.lower() not in (".parquet", ".pq"):
+        raise InputError(f"{option} {out}: augmented rows are written as Parquet; use a .parquet file name.")
+    return out
+
+
 def check_output_dir(path: str | Path) -> Path:
     """Fail early, before any work, if `path` cannot hold outputs."""
     path = Path(path)

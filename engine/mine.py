@@ -215,7 +215,7 @@ class TopQuantile:
 
     def __post_init__(self) -> None:
         if not 0 < self.q <= 1:
-            raise ValueError(f"top quantile must be in (0, 1], got {self.q}")
+            raise InputError(f"top quantile must be in (0, 1], got {self.q}")
 
     def expr(self) -> pl.Expr:
         threshold = pl.col("hardness").quantile(1 - self.q, interpolation="linear")
@@ -300,7 +300,7 @@ class DataMapRegions:
     def __post_init__(self) -> None:
         bad = [r for r in self.regions if r not in DATA_MAP_REGIONS]
         if bad or not self.regions:
-            raise ValueError(f"data map regions must be among {', '.join(DATA_MAP_REGIONS)}; got {list(self.regions)}")
+            raise InputError(f"data map regions must be among {', '.join(DATA_MAP_REGIONS)}; got {list(self.regions)}")
 
     def expr(self) -> pl.Expr:
         return pl.col("data_map").is_in(list(self.regions))
@@ -319,7 +319,7 @@ class WeakClasses:
 
     def __post_init__(self) -> None:
         if not 0 < self.share <= 1:
-            raise ValueError(f"weak-classes share must be in (0, 1], got {self.share}")
+            raise InputError(f"weak-classes share must be in (0, 1], got {self.share}")
 
     def resolve(self, scored: pl.DataFrame, k: int) -> Classes:
         f1 = class_f1(scored["label"].to_numpy(), scored["oof_pred"].to_numpy(), k)

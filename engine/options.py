@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from engine.errors import InputError
+
 CLI = "hardaug.cli"  # the metadata key of a field's command-line description
 SAME = "<the field's default>"  # Flag.cli_default: the flag's default is the field's
 
@@ -144,7 +146,7 @@ def from_dict(config_cls: type, mapping: Mapping[str, Any], *, where: str | None
         if name not in fields:
             close = difflib.get_close_matches(name, fields, n=1)
             hint = f"; did you mean '{close[0]}'?" if close else f"; known keys: {', '.join(fields)}"
-            raise ValueError(f"unknown key '{key}'{at}{hint}")
+            raise InputError(f"unknown key '{key}'{at}{hint}")
         values[name] = _checked(config_cls, fields[name], key, value, where)
     return config_cls(**values)
 
@@ -176,7 +178,7 @@ def _checked(config_cls: type, field: dataclasses.Field, key: str, value: Any, w
         if origin not in (bool, int, float, str, tuple) and isinstance(origin, type) and isinstance(value, origin):
             return value  # a config object, a Path
     wanted = " or ".join(_kind_name(k) for k in kinds)
-    raise ValueError(f"'{key}'{at} must be {wanted}, got {value!r} ({type(value).__name__})")
+    raise InputError(f"'{key}'{at} must be {wanted}, got {value!r} ({type(value).__name__})")
 
 
 def _kind_name(kind: Any) -> str:

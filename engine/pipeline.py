@@ -542,7 +542,7 @@ def check_command(
     if build is not None:
         try:
             build(namespace)
-        except ValueError as exc:
+        except InputError as exc:  # a config refusing a value; anything else is a bug and keeps its traceback
             raise InputError(f"{path}: [{where}]: {exc}") from None
     return namespace
 

@@ -44,7 +44,6 @@ from engine.augment.common import (
     AugmentedOutput,
     ChunkRows,
     Generated,
-    check_output,
     classes_of,
     job_fingerprint,
     load_sources,
@@ -53,6 +52,7 @@ from engine.augment.common import (
 )
 from engine.cores import threads_for
 from engine.errors import InputError
+from engine.io import check_output
 from engine.models import resolve_model
 from engine.options import non_negative_int, option, positive_float, positive_int
 from engine.progress import OnProgress
@@ -201,59 +201,59 @@ class BacktranslateConfig:
 
     def __post_init__(self) -> None:
         if not str(self.model).strip():
-            raise ValueError("model must be a CTranslate2 model folder, got an empty string")
+            raise InputError("model must be a CTranslate2 model folder, got an empty string")
         pivots = (self.pivots,) if isinstance(self.pivots, str) else tuple(self.pivots)
         object.__setattr__(self, "pivots", pivots)
         check_language(self.source_lang, LANGUAGE_CODES, "source language")
         if not pivots:
-            raise ValueError("pivots must name at least one pivot language, e.g. ('en_XX',)")
+            raise InputError("pivots must name at least one pivot language, e.g. ('en_XX',)")
         for pivot in pivots:
             check_language(pivot, LANGUAGE_CODES, "pivot language")
         if len(set(pivots)) != len(pivots):
-            raise ValueError(f"pivots must not repeat a language, got {list(pivots)}")
+            raise InputError(f"pivots must not repeat a language, got {list(pivots)}")
         if self.source_lang in pivots:
-            raise ValueError(f"the pivot languages {list(pivots)} must differ from the source {self.source_lang}")
+            raise InputError(f"the pivot languages {list(pivots)} must differ from the source {self.source_lang}")
         for name in ("variants", "beam_size", "max_input_tokens", "max_output_tokens"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_input_tokens < 3:
-            raise ValueError(
+            raise InputError(
                 f"max_input_tokens must leave room for a language code and </s>, got {self.max_input_tokens}"
             )
         if not 0 <= self.min_output_tokens <= self.max_output_tokens:
-            raise ValueError(
+            raise InputError(
                 f"min_output_tokens must be in 0..max_output_tokens ({self.max_output_tokens}), "
                 f"got {self.min_output_tokens}"
             )
         if self.sampling_topk < 0:
-            raise ValueError(f"sampling_topk must be >= 0 (0 = the whole vocabulary), got {self.sampling_topk}")
+            raise InputError(f"sampling_topk must be >= 0 (0 = the whole vocabulary), got {self.sampling_topk}")
         if self.variants > 1 and self.sampling_topk == 1:
-            raise ValueError(f"variants={self.variants} needs sampling_topk != 1: greedy samples would all be equal")
+            raise InputError(f"variants={self.variants} needs sampling_topk != 1: greedy samples would all be equal")
         if self.sampling_temperature <= 0:
-            raise ValueError(f"sampling_temperature must be positive, got {self.sampling_temperature}")
+            raise InputError(f"sampling_temperature must be positive, got {self.sampling_temperature}")
         if self.min_chars < 0:
-            raise ValueError(f"min_chars must be >= 0, got {self.min_chars}")
+            raise InputError(f"min_chars must be >= 0, got {self.min_chars}")
         if not 0 <= self.seed < 2**31:
-            raise ValueError(f"seed must be in [0, 2**31), got {self.seed}")
+            raise InputError(f"seed must be in [0, 2**31), got {self.seed}")
         if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
+            raise InputError(f"device must be one of {list(DEVICES)}, got {self.device!r}")
         index = (self.device_index,) if isinstance(self.device_index, int) else tuple(self.device_index)
         if not index or any(not isinstance(i, int) or i < 0 for i in index) or len(set(index)) != len(index):
-            raise ValueError(f"device_index must be distinct GPU numbers like (0, 1), got {self.device_index!r}")
+            raise InputError(f"device_index must be distinct GPU numbers like (0, 1), got {self.device_index!r}")
         if self.device == "cpu" and len(index) > 1:
-            raise ValueError("several device_index values need device='cuda'; on CPU use threads instead")
+            raise InputError("several device_index values need device='cuda'; on CPU use threads instead")
         object.__setattr__(self, "device_index", index)
         compute_type = self.compute_type or DEFAULT_COMPUTE_TYPE[self.device]
         if compute_type not in COMPUTE_TYPES:
-            raise ValueError(f"compute_type must be one of {list(COMPUTE_TYPES)}, got {compute_type!r}")
+            raise InputError(f"compute_type must be one of {list(COMPUTE_TYPES)}, got {compute_type!r}")
         object.__setattr__(self, "compute_type", compute_type)
         if self.threads < 0:
-            raise ValueError(f"threads must be >= 0 (0 = the available cores), got {self.threads}")
+            raise InputError(f"threads must be >= 0 (0 = the available cores), got {self.threads}")
         # An explicit count above the cores this process may use only oversubscribes them: capped too.
         object.__setattr__(self, "threads", threads_for(self.threads, most=MAX_DEFAULT_THREADS, what="threads"))
         budget = self.max_batch_tokens or DEFAULT_BATCH_TOKENS[self.device]
         if budget < 1:
-            raise ValueError(f"max_batch_tokens must be at least 1, got {self.max_batch_tokens}")
+            raise InputError(f"max_batch_tokens must be at least 1, got {self.max_batch_tokens}")
         object.__setattr__(self, "max_batch_tokens", budget)
 
     @property

@@ -37,7 +37,7 @@ import polars as pl
 
 from engine import jobs
 from engine.errors import InputError
-from engine.io import read_table, write_json, write_parquet
+from engine.io import check_output, read_table, write_json, write_parquet
 from engine.labels import LABEL_MAP_FILE, saved_classes
 from engine.progress import OnProgress, report
 from engine.validate import prepare_dataset
@@ -130,15 +130,6 @@ class Generated:
     text: str
     extra: dict | None = None
     drop_reason: str | None = None  # set by the engine for drops only it can judge (e.g. "too_short")
-
-
-def check_output(out: str | Path) -> Path:
-    out = Path(out)
-    if out.is_dir():
-        raise InputError(f"--out {out} is a folder; pass a file name such as {out / 'augmented.parquet'}.")
-    if out.suffix.lower() not in (".parquet", ".pq"):
-        raise InputError(f"--out {out}: augmented rows are written as Parquet; use a .parquet file name.")
-    return out
 
 
 class AugmentedOutput:

@@ -50,7 +50,6 @@ from engine.augment.common import (
     AugmentedOutput,
     ChunkRows,
     Generated,
-    check_output,
     classes_of,
     job_fingerprint,
     load_sources,
@@ -58,6 +57,7 @@ from engine.augment.common import (
     to_rows,
 )
 from engine.errors import InputError
+from engine.io import check_output
 from engine.options import option, positive_int
 from engine.progress import OnProgress
 from engine.text import HANGUL, LATIN, kiwi_tokens
@@ -109,14 +109,14 @@ class EdaConfig:
 
     def __post_init__(self) -> None:
         if self.n < 1:
-            raise ValueError(f"n (variants per source) must be at least 1, got {self.n}")
+            raise InputError(f"n (variants per source) must be at least 1, got {self.n}")
         for name in ("p_delete", "p_swap", "p_insert"):
             if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be a rate in [0, 1], got {getattr(self, name)}")
+                raise InputError(f"{name} must be a rate in [0, 1], got {getattr(self, name)}")
         if not self.ops():
-            raise ValueError("every operation rate is 0: enable at least one of p_delete, p_swap, p_insert")
+            raise InputError("every operation rate is 0: enable at least one of p_delete, p_swap, p_insert")
         if self.max_tries < 1:
-            raise ValueError(f"max_tries must be at least 1, got {self.max_tries}")
+            raise InputError(f"max_tries must be at least 1, got {self.max_tries}")
 
     def ops(self) -> tuple[str, ...]:
         return tuple(op for op in OPS if getattr(self, f"p_{op}") > 0)

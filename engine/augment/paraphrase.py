@@ -42,7 +42,6 @@ from engine.augment.common import (
     AugmentedOutput,
     ChunkRows,
     Generated,
-    check_output,
     classes_of,
     job_fingerprint,
     load_sources,
@@ -51,10 +50,17 @@ from engine.augment.common import (
 )
 from engine.augment.parse import Parsed, parse_outputs
 from engine.augment.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPLATE, load_template, messages, prompt_version
-from engine.augment.sampling import SAMPLING_KEYS, describe, effective_sampling, read_generation_config
+from engine.augment.sampling import (
+    SAMPLING_KEYS,
+    describe,
+    effective_sampling,
+    hub_generation_config,
+    read_generation_config,
+)
 from engine.cores import core_ids, usable_cores
 from engine.errors import InputError
-from engine.models import resolve_model
+from engine.io import check_output
+from engine.models import check_device, resolve_model
 from engine.options import option, positive_float, positive_int
 from engine.progress import OnProgress
 
@@ -256,47 +262,47 @@ class ParaphraseConfig:
 
     def __post_init__(self) -> None:
         if not str(self.model).strip():
-            raise ValueError("model must be a model folder or a hub id, got an empty string")
+            raise InputError("model must be a model folder or a hub id, got an empty string")
         if self.block_size is not None and (self.block_size < 1 or self.block_size % 16):
-            raise ValueError(f"block_size must be a positive multiple of 16 (CPU: of 32), got {self.block_size}")
+            raise InputError(f"block_size must be a positive multiple of 16 (CPU: of 32), got {self.block_size}")
         for name in ("n", "samples", "max_tokens", "tensor_parallel_size", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+                raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+            raise InputError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if self.samples > 1 and self.temperature == 0:
-            raise ValueError(f"samples={self.samples} needs temperature > 0: greedy answers would all be the same")
+            raise InputError(f"samples={self.samples} needs temperature > 0: greedy answers would all be the same")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k is not None and self.top_k < 0:
-            raise ValueError(f"top_k must be >= 0 (0 = off) or None (the model's), got {self.top_k}")
+            raise InputError(f"top_k must be >= 0 (0 = off) or None (the model's), got {self.top_k}")
         if self.min_p is not None and not 0 <= self.min_p <= 1:
-            raise ValueError(f"min_p must be in [0, 1] or None (the model's), got {self.min_p}")
+            raise InputError(f"min_p must be in [0, 1] or None (the model's), got {self.min_p}")
         if self.repetition_penalty is not None and self.repetition_penalty <= 0:
-            raise ValueError(f"repetition_penalty must be > 0 or None (the model's), got {self.repetition_penalty}")
+            raise InputError(f"repetition_penalty must be > 0 or None (the model's), got {self.repetition_penalty}")
         if self.seed is not None and not 0 <= self.seed < 2**31:
-            raise ValueError(f"seed must be in [0, 2**31) or None, got {self.seed}")
+            raise InputError(f"seed must be in [0, 2**31) or None, got {self.seed}")
         if self.backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
+            raise InputError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
         if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
+            raise InputError(f"dtype must be one of {list(DTYPES)}, got {self.dtype!r}")
         if self.load_format not in LOAD_FORMATS:
-            raise ValueError(f"load_format must be one of {list(LOAD_FORMATS)}, got {self.load_format!r}")
+            raise InputError(f"load_format must be one of {list(LOAD_FORMATS)}, got {self.load_format!r}")
         if self.max_model_len is not None and self.max_model_len < 32:
-            raise ValueError(f"max_model_len must be at least 32 tokens or None, got {self.max_model_len}")
+            raise InputError(f"max_model_len must be at least 32 tokens or None, got {self.max_model_len}")
         if self.max_model_len is not None and self.max_tokens >= self.max_model_len:
-            raise ValueError(f"max_tokens ({self.max_tokens}) must be below max_model_len ({self.max_model_len})")
+            raise InputError(f"max_tokens ({self.max_tokens}) must be below max_model_len ({self.max_model_len})")
         if not 0 < self.gpu_memory_utilization <= 1:
-            raise ValueError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
+            raise InputError(f"gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
         if self.kv_cache_gib is not None and self.kv_cache_gib <= 0:
-            raise ValueError(f"kv_cache_gib must be positive or None, got {self.kv_cache_gib}")
+            raise InputError(f"kv_cache_gib must be positive or None, got {self.kv_cache_gib}")
         bind = self.cpu_threads_bind
         if bind is not None and bind not in ("auto", "nobind") and not re.fullmatch(r"[0-9,\-|]+", bind):
-            raise ValueError(f"cpu_threads_bind must be 'auto', 'nobind' or core ids like '0-7', got {bind!r}")
+            raise InputError(f"cpu_threads_bind must be 'auto', 'nobind' or core ids like '0-7', got {bind!r}")
         if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+            raise InputError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if "{text}" not in self.prompt_template:
-            raise ValueError("prompt_template must contain the {text} placeholder where the sentence goes")
+            raise InputError("prompt_template must contain the {text} placeholder where the sentence goes")
 
     @property
     def prompt_version(self) -> str:
@@ -372,7 +378,7 @@ def check_model(model: str, *, backend: str = "vllm") -> ModelInfo:
         info = ModelInfo(config, local=True, load_from=source.load_from, generation=read_generation_config(path))
     else:
         try:
-            from transformers import AutoConfig, GenerationConfig
+            from transformers import AutoConfig
 
             config = AutoConfig.from_pretrained(model).to_dict()
         except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors ...
@@ -380,11 +386,7 @@ def check_model(model: str, *, backend: str = "vllm") -> ModelInfo:
                 f"--model {model}: its config could not be loaded from the model hub ({type(exc).__name__}: "
                 f"{str(exc)[:300]}). Check the id, or pass a local folder."
             ) from exc
-        try:
-            generation = GenerationConfig.from_pretrained(model).to_diff_dict()
-        except Exception:  # no generation_config.json (OSError), or a hub error: no model defaults then
-            generation = {}
-        info = ModelInfo(config, local=False, load_from=model, generation=generation)
+        info = ModelInfo(config, local=False, load_from=model, generation=hub_generation_config(model))
     _check_architecture(model, info.config, backend)
     if info.local:
         _check_chat_template(model, source.path)
@@ -554,7 +556,7 @@ def check_block_size(config: ParaphraseConfig) -> None:
     from vllm.platforms import current_platform
 
     if current_platform.is_cpu():
-        raise ValueError(
+        raise InputError(
             f"block_size {config.block_size}: vLLM's CPU attention needs a multiple of 32 (default 32 on CPU)"
         )
 
@@ -743,7 +745,7 @@ class TransformersParaphraser(Paraphraser):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if config.load_format == "dummy":
-            raise ValueError("load_format='dummy' is a vLLM option; the transformers backend loads real weights")
+            raise InputError("load_format='dummy' is a vLLM option; the transformers backend loads real weights")
         if config.guided:
             log.info("guided JSON is a vLLM feature; the transformers backend parses free text")
         self.device = "cuda" if config.device == "auto" and torch.cuda.is_available() else config.device
@@ -868,8 +870,6 @@ def paraphrase_file(
     info = engine.info if engine is not None else check_model(config.model, backend=config.backend)
     check_block_size(config)
     if config.backend == "transformers" and engine is None:
-        from engine.filters.semantic import check_device
-
         check_device(config.device)  # before the model loads: torch would fail with an AssertionError
     # The fingerprint covers what was asked for; the rows' params also say what the engine could do
     # (guided JSON falls back to free text where structured output is unavailable).

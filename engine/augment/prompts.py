@@ -31,7 +31,7 @@ DEFAULT_SYSTEM_PROMPT = "당신은 한국어 문장을 뜻은 그대로 두고 �
 
 
 def check_template(template: str, *, source: str = "the prompt template") -> None:
-    """A template must place the source text; raise ValueError (an InputError for files) otherwise."""
+    """A template must place the source text; `InputError` otherwise."""
     if "{text}" not in template:
         raise InputError(
             f"{source} has no {{text}} placeholder, so the sentence to paraphrase would never reach the "

@@ -16,6 +16,7 @@ the two backends.)
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ GENERATE_DEFAULTS: dict[str, Any] = {
 }
 SAMPLING_KEYS = tuple(GENERATE_DEFAULTS)
 
+log = logging.getLogger(__name__)
+
 
 def read_generation_config(folder: str | Path) -> dict:
     """The model folder's generation_config.json as a dict; {} when there is none."""
@@ -45,6 +48,34 @@ def read_generation_config(folder: str | Path) -> dict:
     if not isinstance(config, dict):
         raise InputError(f"{path} holds a {type(config).__name__}, not a JSON object; fix or delete it.")
     return config
+
+
+def hub_generation_config(repo_id: str) -> dict:
+    """The generation config of a model on the hub, as transformers reads it (`to_diff_dict`); {} only when
+    the hub answers that the model has no generation_config.json (logged). Any other failure (the hub
+    unreachable, a gated repo, a file that is not JSON) stops with an `InputError`: the dict is part of the
+    job's fingerprint and picks the sampling defaults, so a {} in its place would start another job."""
+    from huggingface_hub import hf_hub_download  # heavy, and only installed with the model engines
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+    from transformers import GenerationConfig
+
+    try:
+        hf_hub_download(repo_id, "generation_config.json")
+    except RemoteEntryNotFoundError:
+        log.info("%s has no generation_config.json on the hub: transformers' sampling defaults apply", repo_id)
+        return {}
+    except OSError as exc:  # huggingface_hub's HTTP, connection and cache errors are all OSErrors
+        raise InputError(
+            f"--model {repo_id}: its generation_config.json could not be read from the model hub "
+            f"({type(exc).__name__}: {str(exc)[:300]}). Check the connection and run again, or pass a local folder."
+        ) from exc
+    try:
+        return GenerationConfig.from_pretrained(repo_id).to_diff_dict()
+    except OSError as exc:  # transformers reports a file that is not JSON as an OSError
+        raise InputError(
+            f"--model {repo_id}: its generation_config.json on the hub cannot be read ({str(exc)[:300]}). "
+            "Pass a local folder with a fixed copy."
+        ) from exc
 
 
 def effective_sampling(given: dict[str, Any], generation: dict) -> dict[str, Any]:

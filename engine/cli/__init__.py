@@ -51,9 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         return args.func(args)
-    except ValueError as exc:  # InputError (bad files) and config dataclasses rejecting option values
-        if args.verbose and not isinstance(exc, InputError):
-            raise
+    except InputError as exc:  # a user's mistake (bad files, option values a config refuses): one line, no traceback
         print(f"hardaug {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # the machine's faults, not bugs: one line that says what to do

@@ -12,6 +12,7 @@ from engine.augment.backtranslate import BacktranslateConfig
 from engine.augment.convert_mbart import QUANTIZATIONS
 from engine.cli.cluster import add_cluster_options, run_augmenter
 from engine.cli.common import ChunkProgress, add_source_options, check_source_paths, positive_int
+from engine.errors import InputError
 from engine.options import add_options, config_from_args
 
 log = logging.getLogger("engine")
@@ -107,7 +108,7 @@ def run_backtranslate_command(args: argparse.Namespace) -> int:
     check_source_paths(args)
     config = build_config(args)
     if args.ray is not None and len(config.device_index) > 1:
-        raise ValueError("with --ray each replica has its own GPUs: use --gpus-per-replica, not --device-index")
+        raise InputError("with --ray each replica has its own GPUs: use --gpus-per-replica, not --device-index")
     started = time.perf_counter()
     progress = ChunkProgress(
         "backtranslate",

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from engine.config import REPORT, AnalysisConfig
+from engine.errors import InputError
 from engine.options import add_options, comma_list, config_from_args
 from engine.weights import SCHEMES
 
@@ -21,7 +22,7 @@ class _AddStep(argparse.Action):
         steps = list(getattr(namespace, "steps", None) or [])
         try:
             made = self.make(values)
-        except ValueError as exc:  # a step that checks its own values: show it as a usage error
+        except InputError as exc:  # a step that checks its own values: show it as a usage error
             parser.error(f"{option_string}: {exc}")
         steps.extend(made if isinstance(made, list) else [made])
         namespace.steps = steps

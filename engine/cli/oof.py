@@ -10,6 +10,7 @@ from engine.cli.cluster import add_cluster_options
 from engine.cli.common import SAMPLE_DIR, comma_list, positive_int
 from engine.config import OofConfig, TfidfConfig, TransformerConfig
 from engine.cores import usable_cores
+from engine.errors import InputError
 from engine.options import add_options, config_from_args
 
 log = logging.getLogger("engine")
@@ -109,9 +110,9 @@ def run_oof_command(args: argparse.Namespace) -> int:
     )
     transformers = args.backend == "transformers"
     if args.only_folds is not None and args.ray is not None:
-        raise ValueError("--only-folds and --ray exclude each other: with --ray, Ray spreads the folds")
+        raise InputError("--only-folds and --ray exclude each other: with --ray, Ray spreads the folds")
     if args.only_folds is not None and args.restart:
-        raise ValueError("--only-folds cannot be combined with --restart (it would delete the other processes' folds)")
+        raise InputError("--only-folds cannot be combined with --restart (it would delete the other processes' folds)")
     config = build_config(args)
     if transformers and args.dynamics and args.epochs < 2:
         log.warning("--dynamics with 1 epoch: variability is 0 for every row; the data map needs >= 2 epochs")

@@ -10,8 +10,10 @@ cluster, or the other way round.
 
 Why the project's own classes and not `ray.data.llm` for paraphrasing: the rows need the project's prompt,
 guided JSON schema, answer parser, per-source seeds and drop reasons, which `ray.data.llm` would make us
-re-implement around its processor; and on CPU it needed three non-default settings to run at all and 5.3
-GiB for the tiny Qwen2 against 2.0 GiB for a CTranslate2 actor (FEASIBILITY.md, "Beyond one node").
+re-implement around its processor; and on CPU (ray 2.60.0, the tiny Qwen2, 200 rows) it needed three
+non-default settings to run at all (a CPU placement group, else it waits for a GPU forever;
+`log_engine_metrics=False`, else it wants ray[serve]; no per-request seed) and its process tree peaked at
+5.3 GiB against 2.0 GiB for Ray with one CTranslate2 actor (README, "Beyond one process: Ray").
 """
 
 from __future__ import annotations
@@ -30,7 +32,6 @@ from engine.augment import paraphrase as pp
 from engine.augment.common import (
     AugmentedOutput,
     ChunkRows,
-    check_output,
     classes_of,
     job_fingerprint,
     load_sources,
@@ -38,6 +39,7 @@ from engine.augment.common import (
 )
 from engine.cluster.session import ClusterOptions, connect, preflight, replica_count
 from engine.cluster.shards import plan_shards, run_shards, shard_size
+from engine.io import check_output
 from engine.progress import OnProgress
 
 log = logging.getLogger(__name__)

@@ -7,12 +7,13 @@ failed to start on a `ray start --head` cluster here. A driver joining by addres
 cluster (one that ran `ray start`): Ray finds that node's raylet. A driver that finds Ray already
 initialized in its process (a notebook, the tests) uses that one and leaves it running.
 
-Pitfalls measured here (FEASIBILITY.md, "Beyond one node"), and what this module does about them:
-- actors whose `num_cpus` add up to every logical CPU starve Ray Data's own tasks and the job hangs without
-  a word: the default replica count leaves one CPU free, and a local cluster gets one logical CPU more than
-  its replicas ask for;
+Pitfalls seen with ray 2.60.0 on a local `ray.init(num_cpus=2)` while the Ray path was built, and what
+this module does about them:
+- actors whose `num_cpus` add up to every logical CPU starve Ray Data's own read tasks and the job hangs
+  without a word: the default replica count leaves one CPU free, and a local cluster gets one logical CPU
+  more than its replicas ask for;
 - retries are unlimited by default, so a crash that repeats loops forever: `max_restarts` and
-  `max_task_retries` are bounded (`ClusterOptions.max_retries`).
+  `max_task_retries` are bounded (`ClusterOptions.max_retries`; README, "Beyond one process: Ray", Failures).
 """
 
 from __future__ import annotations
@@ -63,16 +64,16 @@ class ClusterOptions:
 
     def __post_init__(self) -> None:
         if not str(self.address).strip():
-            raise ValueError("the Ray address must be local, auto or HOST:PORT, got an empty value")
+            raise InputError("the Ray address must be local, auto or HOST:PORT, got an empty value")
         if self.replicas is not None and self.replicas < 1:
-            raise ValueError(f"replicas must be at least 1, got {self.replicas}")
+            raise InputError(f"replicas must be at least 1, got {self.replicas}")
         if self.gpus_per_replica < 0 or self.cpus_per_replica <= 0:
-            raise ValueError(
+            raise InputError(
                 f"gpus_per_replica must be >= 0 and cpus_per_replica > 0, got {self.gpus_per_replica} and "
                 f"{self.cpus_per_replica}"
             )
         if self.max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {self.max_retries}")
+            raise InputError(f"max_retries must be >= 0, got {self.max_retries}")
 
     @property
     def remote_args(self) -> dict:

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from engine.config import TfidfConfig
+from engine.errors import InputError
 from engine.options import option
 
 DEFAULT_EMBED_MODEL = "jhgan/ko-sroberta-multitask"  # the motivating notebook's model
@@ -134,31 +135,31 @@ class FilterConfig:
     def __post_init__(self) -> None:
         for name in ("min_length_ratio", "max_length_ratio"):
             if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+                raise InputError(f"{name} must be positive, got {getattr(self, name)}")
         if self.min_length_ratio > self.max_length_ratio:
-            raise ValueError(
+            raise InputError(
                 f"min_length_ratio ({self.min_length_ratio}) must not exceed max_length_ratio ({self.max_length_ratio})"
             )
         if self.length_slack < 0:
-            raise ValueError(f"length_slack must be >= 0 characters, got {self.length_slack}")
+            raise InputError(f"length_slack must be >= 0 characters, got {self.length_slack}")
         for name in ("korean_source_share", "min_hangul_share", "max_repeat_share"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
-                raise ValueError(f"{name} must be a share in [0, 1], got {value}")
+                raise InputError(f"{name} must be a share in [0, 1], got {value}")
         if not 0 < self.dup_threshold <= 1:
-            raise ValueError(f"dup_threshold must be a cosine in (0, 1], got {self.dup_threshold}")
+            raise InputError(f"dup_threshold must be a cosine in (0, 1], got {self.dup_threshold}")
         if self.dup_ngram_max not in (1, 2, 3):
-            raise ValueError(f"dup_ngram_max must be 1, 2 or 3, got {self.dup_ngram_max}")
+            raise InputError(f"dup_ngram_max must be 1, 2 or 3, got {self.dup_ngram_max}")
         if not -1 <= self.min_similarity <= 1:
-            raise ValueError(f"min_similarity must be a cosine in [-1, 1], got {self.min_similarity}")
+            raise InputError(f"min_similarity must be a cosine in [-1, 1], got {self.min_similarity}")
         if self.min_label_prob is not None and not 0 <= self.min_label_prob <= 1:
-            raise ValueError(f"min_label_prob must be a probability in [0, 1], got {self.min_label_prob}")
+            raise InputError(f"min_label_prob must be a probability in [0, 1], got {self.min_label_prob}")
         if not _DEVICE.match(self.device):
-            raise ValueError(f"device must be cpu, cuda, cuda:N or mps, got {self.device!r}")
+            raise InputError(f"device must be cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.batch_size < 1 or self.max_length < 1:
-            raise ValueError(f"batch_size and max_length must be positive, got {self.batch_size}, {self.max_length}")
+            raise InputError(f"batch_size and max_length must be positive, got {self.batch_size}, {self.max_length}")
         if not self.embed_model.strip() or not self.label_model.strip():
-            raise ValueError("embed_model and label_model must not be empty")
+            raise InputError("embed_model and label_model must not be empty")
 
     def enabled(self) -> list[str]:
         """The reasons this configuration can give, in report order."""

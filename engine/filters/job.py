@@ -73,7 +73,7 @@ def filter_files(
     """Run the filter job of `files` with `config` (see the module docstring); `cluster`
     (engine.cluster.session.ClusterOptions) runs the embedding and label models on Ray actors. Progress:
     `filter_augmented`'s stages, and `TRAINING` once before the TF-IDF label model is fitted."""
-    from engine.augment.common import check_output
+    from engine.io import check_output
     from engine.jobs import Job
 
     outputs = _check_paths(files, config)
@@ -94,13 +94,12 @@ def filter_files(
 
 
 def _check_paths(files: FilterFiles, config: FilterConfig) -> dict[str, Path]:
-    from engine.augment.common import check_output
     from engine.filters.label import label_model_kind
-    from engine.io import check_writable, refuse_overwrite
+    from engine.io import check_output, check_writable, refuse_overwrite
 
     outputs = files.outputs()
     check_output(outputs["--out"])
-    check_output(outputs["--rejected"])
+    check_output(outputs["--rejected"], option="--rejected")
     if files.save_label_model is not None and (not config.label_check or config.label_model != "tfidf"):
         raise InputError("--save-label-model saves the TF-IDF model trained here; use it with --label-model tfidf.")
     if files.save_label_model is not None and Path(files.save_label_model).suffix.lower() != ".npz":

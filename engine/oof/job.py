@@ -23,6 +23,7 @@ from typing import Any
 import polars as pl
 
 from engine.config import OofConfig
+from engine.errors import InputError
 from engine.io import write_json, write_parquet
 from engine.jobs import Job
 from engine.oof.kfold import OofResult, assemble, check_job, fingerprint, run_folds, run_in_job
@@ -70,9 +71,9 @@ def run_oof_job(
     (engine.cluster.session.ClusterOptions): every unsaved fold as a Ray task, then assemble here.
     `extra_metrics` are recorded in metrics.json after "seconds" (the CLI records the training file)."""
     if only_folds is not None and restart:
-        raise ValueError("--only-folds cannot be combined with --restart (it would delete the other processes' folds)")
+        raise InputError("--only-folds cannot be combined with --restart (it would delete the other processes' folds)")
     if only_folds is not None and ray is not None:
-        raise ValueError("--only-folds and --ray exclude each other: with --ray, Ray spreads the folds")
+        raise InputError("--only-folds and --ray exclude each other: with --ray, Ray spreads the folds")
     key = fingerprint(config, k, train, test, class_names)
     folder = out_dir / JOB
     outputs = output_paths(out_dir, with_test=test is not None)
