@@ -143,7 +143,7 @@ class FilterConfig:
         "With --oof each row is judged by the fold model that held its source out",
     )
     label_margin: float = option(
-        0.5,
+        0.2,
         group=LABEL,
         help="relative policy: the share of p(label | source) an augmentation may lose",
     )
