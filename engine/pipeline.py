@@ -67,7 +67,7 @@ LIKE_FLAGS = ("--limit-like", "--limit-per-class-like")
 OWNED = {
     "oof": ("--train", "--test", "--out-dir"),
     "mine": ("--input", "--out-dir"),
-    "filter": ("--input", "--train", "--out", "--rejected", "--summary"),
+    "filter": ("--input", "--train", "--out", "--rejected", "--summary", "--oof"),
     "compare": ("--train", "--test", "--targeted", "--strategy", "--random", "--all", "--scores", "--out-dir"),
     **{method: ("--input", "--out") for method in AUGMENTERS},
 }
@@ -599,10 +599,14 @@ def plan(config: PipelineConfig, emptied: Collection[str] = ()) -> list[Stage]:
     arms = {arm: sources for arm, sources in arms.items() if sources.stage not in emptied}
 
     filter_options: list[Arg] = list(opts["filter"])
-    label_model = shared_label_model(config.parsed["filter"], train)
+    # With the oof stage's folds, each augmentation is judged by the fold model that held its source out.
+    folds = predictions if config.predictions is None else None
+    label_model = shared_label_model(config.parsed["filter"], train, oof=folds)
     if label_model is not None:
         stages.append(label_model)
         filter_options += ["--label-model", Output(label_model.name, LABEL_MODEL)]
+        if folds is not None:
+            filter_options += ["--oof", folds]
     kept: dict[str, list[Output]] = {arm: [] for arm in arms}
     for method in config.augmenters:
         for arm, sources in arms.items():
@@ -653,15 +657,13 @@ def plan(config: PipelineConfig, emptied: Collection[str] = ()) -> list[Stage]:
 def _without_budgets(argv: Sequence[str], names: Sequence[str]) -> tuple[str, ...]:
     """compare's options less `--budget NAME` for the strategies not compared."""
     out: list[str] = []
-    skip = False
-    for word, after in zip(argv, [*argv[1:], ""], strict=True):
-        if skip:
-            skip = False
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--budget" and i + 1 < len(argv) and argv[i + 1] in names:
+            i += 2
             continue
-        if word == "--budget" and after in names:
-            skip = True
-            continue
-        out.append(word)
+        out.append(argv[i])
+        i += 1
     return tuple(out)
 
 
@@ -718,11 +720,12 @@ def merge_kept(folder: Path, inputs: list[Path], *, counts: dict[str, int]) -> N
         start += n
 
 
-def shared_label_model(args: argparse.Namespace, train: Path) -> Stage | None:
-    """The filters' default label model (TF-IDF trained on the training set), trained once, as the
-    "label-model" stage, for every filter stage instead of once per stage (on 275k reviews: 142 s with lbfgs,
-    37 CPU s with saga), times methods x arms. None when the [filter] options turn the check off or name their
-    own model. `args` are the filter options as `hardaug filter` parsed them."""
+def shared_label_model(args: argparse.Namespace, train: Path, *, oof: Output | None = None) -> Stage | None:
+    """The filters' default label model (TF-IDF), trained once, as the "label-model" stage, for every filter
+    stage instead of once per stage (on 275k reviews: 142 s with lbfgs, 37 CPU s with saga), times methods x
+    arms. With `oof` (the oof stage's oof.parquet): the K fold models refitted on its folds, in one .npz, so
+    the filters judge each augmentation out of fold. None when the [filter] options turn the check off or
+    name their own model. `args` are the filter options as `hardaug filter` parsed them."""
     from engine.filters.config import FilterConfig
     from engine.options import config_from_args
 
@@ -733,26 +736,39 @@ def shared_label_model(args: argparse.Namespace, train: Path) -> Stage | None:
 
     columns = {"text_col": args.text_col, "label_col": args.label_col, "id_col": args.id_col}
     tfidf = config.tfidf  # what `hardaug filter` trains (no flags: FilterConfig's default)
+    what = "the K fold models of the oof stage's folds" if oof is not None else "the model"
     return Stage(
         "label-model",
         "filter",
-        task=partial(_train_label_model, tfidf=tfidf, columns=columns),
-        inputs=(train,),
-        options=[asdict(tfidf), FIT, columns],
+        task=partial(_train_label_model, tfidf=tfidf, columns=columns, processes=config.processes),
+        inputs=(train,) if oof is None else (train, oof),
+        options=[asdict(tfidf), FIT, columns] + (["folds"] if oof is not None else []),
         outputs=(("", LABEL_MODEL),),
-        about="train the filters' TF-IDF label model on the training set, once for every filter stage",
+        about=f"train the filters' TF-IDF label model ({what}) on the training set, once for every filter stage",
     )
 
 
-def _train_label_model(folder: Path, inputs: list[Path], *, tfidf: Any, columns: dict) -> None:
+def _train_label_model(folder: Path, inputs: list[Path], *, tfidf: Any, columns: dict, processes: int = 1) -> None:
     from engine.filters import load_dataset
     from engine.filters.label import LabelModel
 
     frame, names = load_dataset(inputs[0], **columns)
-    log.info("label model: training TF-IDF on %d texts, shared by every filter stage", frame.height)
-    LabelModel.train_tfidf(frame["text"].to_list(), frame["label"].to_numpy(), len(names), tfidf).save(
-        folder / LABEL_MODEL
-    )
+    if len(inputs) == 1:
+        log.info("label model: training TF-IDF on %d texts, shared by every filter stage", frame.height)
+        LabelModel.train_tfidf(frame["text"].to_list(), frame["label"].to_numpy(), len(names), tfidf).save(
+            folder / LABEL_MODEL
+        )
+        return
+    from engine.filters.judge import expected_markers, read_folds, save_fold_models
+    from engine.io import atomic_path
+    from engine.oof.refit import refit_tfidf_folds
+
+    folds = read_folds(inputs[1], frame, names)
+    log.info("label model: refitting %d TF-IDF fold models on %d texts", int(folds.max()) + 1, frame.height)
+    fitted = refit_tfidf_folds(tfidf, frame["text"].to_list(), frame["label"].to_numpy(), folds, processes=processes)
+    models = [LabelModel("tfidf", m, len(names)) for m in fitted]
+    with atomic_path(folder / LABEL_MODEL) as tmp:
+        save_fold_models(tmp, models, expected_markers(frame, folds, names))
 
 
 # ---------------------------------------------------------------------------------------------------------

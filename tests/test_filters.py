@@ -159,9 +159,14 @@ def injected() -> dict:
 
 def test_injected_duplicates_are_all_caught_and_nothing_else(injected):
     train, aug = injected["train"], injected["augmented"]
-    rows = aug.with_columns(pl.col("text").alias("source_text"))  # cheap checks are off; any source will do
+    # cheap checks are off, so any source will do: a training text that no injected row copies (a source
+    # among the training texts adds nothing to the IDF, and its near copies would be near_copy_of_source)
+    targets = set(injected["train_dups"].values())
+    source = train.filter(~pl.col("id").is_in(list(targets)))["text"][0]
+    rows = aug.with_columns(pl.lit(source).alias("source_text"))
     config = FilterConfig(**{**OFF, "dedup_train": True, "dedup_augmented": True}, cheap_checks=False)
     out = filter_augmented(rows, train, config=config).rows
+    assert not out["reject_reason"].eq("near_copy_of_source").any()
     got = dict(zip(out["id"].to_list(), out["duplicate_of"].to_list(), strict=True))
     reasons = dict(zip(out["id"].to_list(), out["reject_reason"].to_list(), strict=True))
     flagged = {i for i, d in got.items() if d is not None}
@@ -183,7 +188,9 @@ def test_injected_duplicates_are_all_caught_and_nothing_else(injected):
 
 def test_threshold_is_an_option(injected):
     train, aug = injected["train"], injected["augmented"]
-    rows = aug.with_columns(pl.col("text").alias("source_text"))
+    targets = set(injected["train_dups"].values())
+    source = train.filter(~pl.col("id").is_in(list(targets)))["text"][0]  # a source no row copies
+    rows = aug.with_columns(pl.lit(source).alias("source_text"))
     strict = FilterConfig(**{**OFF, "dedup_train": True}, cheap_checks=False, dup_threshold=1.0)
     out = filter_augmented(rows, train, config=strict).rows
     exact = {k for k in injected["train_dups"] if int(k[3:]) < 80}
@@ -254,7 +261,8 @@ def test_label_consistency_on_real_reviews(label_data):
         pl.lit("flip").alias("method"),
     )
     rows = attach_sources(pl.concat([right, wrong]), train, where="train")
-    config = FilterConfig(**{**OFF, "label_check": True}, cheap_checks=False)
+    # the absolute rule: a flipped label on the source's own text is as likely as the source's (relative)
+    config = FilterConfig(**{**OFF, "label_check": True}, cheap_checks=False, label_policy="absolute")
     out = filter_augmented(rows, train, config=config, label_model=model)
     ok = out.rows.filter(pl.col("method") == "ok")
     flip = out.rows.filter(pl.col("method") == "flip")
@@ -266,7 +274,9 @@ def test_label_consistency_on_real_reviews(label_data):
 
     # "at least a chosen probability": 0 accepts everything, a probability above every row's rejects all
     def with_min_prob(p: float) -> pl.DataFrame:
-        config = FilterConfig(**{**OFF, "label_check": True}, cheap_checks=False, min_label_prob=p)
+        config = FilterConfig(
+            **{**OFF, "label_check": True}, cheap_checks=False, min_label_prob=p, label_policy="absolute"
+        )
         return filter_augmented(rows, train, config=config, label_model=model).rows
 
     assert with_min_prob(0.0)["label_consistent"].all()

@@ -305,7 +305,8 @@ def test_dry_run_writes_nothing_and_a_new_version_reruns_every_stage(
     fresh = _load(_write_config(tmp_path, out=str(tmp_path / "runs")))
     plan = run_pipeline(fresh, main, dry_run=True)["plan"]
     assert [p["stage"] for p in plan] == STAGES
-    assert {p["stage"]: p["status"] for p in plan if p["status"] != "waits"} == {"oof": "runs", "label-model": "runs"}
+    # the label model is the oof stage's fold models refitted: it waits for oof.parquet
+    assert {p["stage"]: p["status"] for p in plan if p["status"] != "waits"} == {"oof": "runs"}
     assert plan[0]["command"].startswith("hardaug oof --train ")
     assert not (tmp_path / "runs").exists()
 
@@ -315,7 +316,7 @@ def test_dry_run_writes_nothing_and_a_new_version_reruns_every_stage(
     monkeypatch.setattr(engine, "__version__", "999.0")  # an upgrade: no stage of the old version is reused
     plan = run_pipeline(config, main, dry_run=True)["plan"]
     assert not any(p["status"] == "cached" for p in plan)
-    assert [p["stage"] for p in plan if p["status"] == "runs"] == ["oof", "label-model"]
+    assert [p["stage"] for p in plan if p["status"] == "runs"] == ["oof"]
 
 
 # ---------------------------------------------------------------------------------------------------------

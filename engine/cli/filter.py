@@ -22,11 +22,13 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Check every augmented row (hardaug backtranslate/paraphrase/eda output, or any file with id, "
             "source_id, text, label) with every enabled filter, mark it kept or rejected with the FIRST failing "
             "filter in this order: empty, identical_to_source, length_ratio, low_hangul, repetition, "
-            "near_duplicate_train, low_similarity, label_mismatch, near_duplicate_augmented. Writes OUT (the kept "
-            "rows, ready to train on, with the columns length_ratio, hangul_share, repeat_share, duplicate_of, "
-            "duplicate_similarity, similarity, label_prob, label_consistent, kept, reject_reason), the rejected "
-            "rows with the same columns and their source text (--rejected) and a summary JSON (counts per filter "
-            "per method, similarity distribution). The three files appear together when every filter has run, "
+            "near_copy_of_source, near_duplicate_train, low_similarity, label_mismatch, near_duplicate_augmented. "
+            "With --oof, each row's label is judged by the fold model that held its source out (comparable with "
+            "the source's out-of-fold probability). Writes OUT (the kept rows, ready to train on, with the columns "
+            "length_ratio, hangul_share, repeat_share, source_cosine, duplicate_of, duplicate_similarity, "
+            "similarity, label_prob, source_label_prob, label_fold, label_consistent, kept, reject_reason), the "
+            "rejected rows with the same columns and their source text (--rejected) and a summary JSON (counts per "
+            "filter per method, similarity distribution). The three files appear together when every filter has run, "
             "or not at all."
         ),
         epilog=(
@@ -52,6 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="file with the source rows (id, text), e.g. hard.parquet, when their ids are not --train ids "
         "(default: --train)",
     )
+    io.add_argument(
+        "--oof",
+        type=Path,
+        default=None,
+        help="oof.parquet of --train (hardaug oof): judge each augmentation with the fold model that held its source "
+        "out: TF-IDF fold models refitted here (--label-model tfidf), saved ones (an .npz from --save-label-model "
+        "with --oof), or the transformers fold checkpoints of oof --keep-checkpoints (--label-model "
+        "OUT_DIR/checkpoints)",
+    )
     io.add_argument("--out", type=Path, default=Path("runs/filter/kept.parquet"), help="kept rows (Parquet)")
     io.add_argument(
         "--rejected",
@@ -69,7 +80,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--save-label-model",
         type=Path,
         default=None,
-        help="save the trained TF-IDF model as .npz (vocabulary, idf and coefficients as arrays; no code)",
+        help="save the trained TF-IDF model (with --oof: the K fold models) as .npz (vocabulary, idf and "
+        "coefficients as arrays; no code)",
     )
     p.add_argument(
         "--restart",
@@ -100,6 +112,7 @@ def run_filter_command(args: argparse.Namespace) -> int:
         summary=args.summary,
         sources=args.sources,
         save_label_model=args.save_label_model,
+        oof=args.oof,
         text_col=args.text_col,
         label_col=args.label_col,
         id_col=args.id_col,
@@ -111,7 +124,8 @@ def run_filter_command(args: argparse.Namespace) -> int:
 
     def progress(p: Progress) -> None:
         if p.stage == TRAINING:
-            print(f"training the TF-IDF label model on {p.total:,} texts ...", flush=True)
+            what = "fold label models" if args.oof is not None else "label model"
+            print(f"training the TF-IDF {what} on {p.total:,} texts ...", flush=True)
             return
         bar = bars.get(p.stage)
         if bar is None:

@@ -21,9 +21,10 @@ REASONS = (
     "length_ratio",  # non-space length outside [min, max] x the source's (with slack for short sources)
     "low_hangul",  # Korean source, augmented text with too small a share of Hangul letters
     "repetition",  # one unit of 1-10 characters repeated over most of the text, a longer run than the source's
-    "near_duplicate_train",  # char n-gram TF-IDF cosine >= threshold with an original training text
+    "near_copy_of_source",  # char n-gram TF-IDF cosine >= its threshold with the row's own source text
+    "near_duplicate_train",  # char n-gram TF-IDF cosine >= threshold with another original training text
     "low_similarity",  # sentence-embedding cosine to the source below the minimum
-    "label_mismatch",  # the label model does not give the source's label (enough probability)
+    "label_mismatch",  # the label model's opinion fails --label-policy (see engine.filters.judge)
     "near_duplicate_augmented",  # near-duplicate of an earlier augmented row that is kept
 )
 
@@ -34,6 +35,7 @@ DUPLICATES = "near-duplicates (character 1-3-gram TF-IDF cosine, exact search)"
 SEMANTIC = "semantic similarity to the source (sentence-transformers)"
 LABEL = "label consistency"
 COMPUTE = "compute"
+LABEL_POLICIES = ("absolute", "relative", "off")
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,17 @@ class FilterConfig:
         help="reject texts whose longest run of one repeated 1-10 character unit covers more than this share, "
         "when the source repeats less; 1 disables",
     )
-    dup_threshold: float = option(0.95, group=DUPLICATES, help="cosine at or above which texts are duplicates")
+    dup_threshold: float = option(
+        0.95,
+        group=DUPLICATES,
+        help="cosine at or above which a text duplicates another training text or an earlier augmented row",
+    )
+    source_dup_threshold: float = option(
+        0.95,
+        group=DUPLICATES,
+        help="cosine at or above which a text is a near copy of its own source (near_copy_of_source); 1 rejects "
+        "only copies up to case and spacing",
+    )
     dedup_train: bool = option(
         True,
         group=DUPLICATES,
@@ -77,7 +89,7 @@ class FilterConfig:
         dest="no_dedup_train",
         cli_default=False,
         convert=operator.not_,
-        help="do not compare with the original training set",
+        help="do not compare with the original training set (its own source included)",
     )
     dedup_augmented: bool = option(
         True,
@@ -122,12 +134,29 @@ class FilterConfig:
         ".joblib are refused, since loading one runs code from the file); or a transformers "
         "sequence-classification folder whose output i is class id i",
     )
+    label_policy: str = option(
+        "relative",
+        group=LABEL,
+        choices=LABEL_POLICIES,
+        help="absolute: the source's label must be the augmentation's top class (or reach --min-label-prob); "
+        "relative: reject only when p(label | augmentation) < (1 - --label-margin) x p(label | source) under the "
+        "same model (the edit moved the text away from its label); off: record both probabilities, reject none. "
+        "With --oof each row is judged by the fold model that held its source out",
+    )
+    label_margin: float = option(
+        0.2,
+        group=LABEL,
+        help="relative policy: the share of p(label | source) an augmentation may lose",
+    )
     min_label_prob: float | None = option(
         None,
         group=LABEL,
-        help="require at least this probability of the source's label (default: it must be the top class)",
+        help="absolute policy: require at least this probability of the source's label (default: the top class)",
     )
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)  # the tfidf label model's options (no flags)
+    processes: int = option(
+        1, group=COMPUTE, help="TF-IDF fold label models (--oof) fitted at once, one process and core each"
+    )
     device: str = option("cpu", group=COMPUTE, help="cpu, cuda, cuda:N or mps for the neural models (default: cpu)")
     batch_size: int = option(64, group=COMPUTE, help="texts per batch for the neural models")
     max_length: int = option(128, group=COMPUTE, help="tokens per text for a transformers label model")
@@ -146,8 +175,20 @@ class FilterConfig:
             value = getattr(self, name)
             if not 0 <= value <= 1:
                 raise InputError(f"{name} must be a share in [0, 1], got {value}")
-        if not 0 < self.dup_threshold <= 1:
-            raise InputError(f"dup_threshold must be a cosine in (0, 1], got {self.dup_threshold}")
+        for name in ("dup_threshold", "source_dup_threshold"):
+            if not 0 < getattr(self, name) <= 1:
+                raise InputError(f"{name} must be a cosine in (0, 1], got {getattr(self, name)}")
+        if self.label_policy not in LABEL_POLICIES:
+            raise InputError(f"label_policy must be one of {', '.join(LABEL_POLICIES)}, got {self.label_policy!r}")
+        if not 0 <= self.label_margin <= 1:
+            raise InputError(f"label_margin must be a share in [0, 1], got {self.label_margin}")
+        if self.min_label_prob is not None and self.label_policy != "absolute":
+            raise InputError(
+                f"min_label_prob applies to the absolute label policy, not {self.label_policy!r}: add "
+                '--label-policy absolute (label-policy = "absolute" in a pipeline\'s [filter])'
+            )
+        if self.processes < 1:
+            raise InputError(f"processes must be at least 1, got {self.processes}")
         if self.dup_ngram_max not in (1, 2, 3):
             raise InputError(f"dup_ngram_max must be 1, 2 or 3, got {self.dup_ngram_max}")
         if not -1 <= self.min_similarity <= 1:
@@ -169,9 +210,10 @@ class FilterConfig:
             "length_ratio": self.cheap_checks,
             "low_hangul": self.cheap_checks and self.min_hangul_share > 0,
             "repetition": self.cheap_checks and self.max_repeat_share < 1,
+            "near_copy_of_source": self.dedup_train,
             "near_duplicate_train": self.dedup_train,
             "low_similarity": self.similarity,
-            "label_mismatch": self.label_check,
+            "label_mismatch": self.label_check and self.label_policy != "off",
             "near_duplicate_augmented": self.dedup_augmented,
         }
         return [r for r in REASONS if on[r]]

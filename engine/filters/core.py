@@ -5,10 +5,16 @@ optionally `method`) plus `source_text`, the text each row was generated from (`
 
 Output columns added to every row (input order kept):
 - `length_ratio`, `hangul_share`, `repeat_share`: the cheap measures (`engine.filters.cheap`);
-- `duplicate_of`: id of the original training row (checked first) or of the earlier kept augmented row
-  that this text near-duplicates, null if none; `duplicate_similarity`: that char n-gram TF-IDF cosine;
+- `source_cosine`: char n-gram TF-IDF cosine to the row's own source (`near_copy_of_source` at or above
+  `--source-dup-threshold`; null without --dedup-train);
+- `duplicate_of`: id of another original training row (checked first; never the source's text) or of the
+  earlier kept augmented row that this text near-duplicates, null if none; `duplicate_similarity`: that
+  char n-gram TF-IDF cosine;
 - `similarity`: sentence-embedding cosine to the source (null when the filter is off);
-- `label_prob`: the label model's probability of the row's label, `label_consistent` (nulls when off);
+- `label_prob`: p(row's label | text), `source_label_prob`: p(label | source text), both from the model
+  that judges the row (`label_fold`: the fold model that held its source out, null for a whole-train
+  model); `label_consistent`: the `--label-policy` verdict (null when the policy is off; all three null
+  without the label check);
 - `kept`, and `reject_reason`: the first failing filter in `REASONS` order (null when kept).
 Every enabled filter runs on every row, so the summary can count both the first reason and every failure.
 """
@@ -26,7 +32,8 @@ import polars as pl
 from engine.errors import InputError
 from engine.filters import cheap
 from engine.filters.config import REASONS, FilterConfig
-from engine.filters.dedup import find_near_duplicates, keep_first
+from engine.filters.dedup import at_least, find_near_duplicates, keep_first
+from engine.filters.judge import Judge, WholeJudge, judge_labels
 from engine.filters.label import LabelModel
 from engine.filters.semantic import Embedder
 from engine.io import read_table
@@ -39,10 +46,13 @@ FILTER_COLUMNS = {
     "length_ratio": pl.Float64,
     "hangul_share": pl.Float64,
     "repeat_share": pl.Float64,
+    "source_cosine": pl.Float64,
     "duplicate_of": pl.String,
     "duplicate_similarity": pl.Float64,
     "similarity": pl.Float64,
     "label_prob": pl.Float64,
+    "source_label_prob": pl.Float64,
+    "label_fold": pl.Int64,
     "label_consistent": pl.Boolean,
     "kept": pl.Boolean,
     "reject_reason": pl.String,
@@ -144,13 +154,14 @@ def filter_augmented(
     *,
     config: FilterConfig | None = None,
     embedder: Embedder | None = None,
-    label_model: LabelModel | None = None,
+    label_model: LabelModel | Judge | None = None,
     on_progress: OnProgress | None = None,
 ) -> FilterResult:
     """Apply the enabled filters (see the module docstring) to `augmented` (with `source_text`).
 
     `train` (`id`, `text`, `label`) is the original training set: the near-duplicate reference and the
-    TF-IDF label model's training data. Models not passed in are built from `config`. Progress
+    TF-IDF label model's training data. `label_model`: a judge (`engine.filters.judge`: whole-train or
+    out-of-fold) or a model, which judges every row. Models not passed in are built from `config`. Progress
     (engine.progress): stages "dedup vs train", "dedup within", "embeddings", "label model".
     """
     config = config or FilterConfig()
@@ -171,6 +182,7 @@ def filter_augmented(
 
     duplicate_of: list[str | None] = [None] * n
     duplicate_sim = np.full(n, np.nan)
+    source_cosine = np.full(n, np.nan)
     near = None
     if config.dedup_train or config.dedup_augmented:
         started = time.perf_counter()
@@ -180,9 +192,13 @@ def filter_augmented(
             threshold=config.dup_threshold,
             ngram_max=config.dup_ngram_max,
             within=config.dedup_augmented,
+            sources=frame["source_text"].to_list() if config.dedup_train else None,
             on_progress=on_progress,
         )
         if config.dedup_train:
+            source_cosine = near.source_cosine
+            # a near copy of its own source is not a duplicate of "the training set": its own reason
+            fails["near_copy_of_source"] = at_least(source_cosine, config.source_dup_threshold)
             hit = near.train_index >= 0
             ids = train["id"].to_list()
             for i in np.flatnonzero(hit):
@@ -199,7 +215,8 @@ def filter_augmented(
         fails["low_similarity"] = similarity < config.min_similarity
         seconds["similarity"] = time.perf_counter() - started
 
-    label_prob = np.full(n, np.nan)
+    label_prob, source_prob = np.full(n, np.nan), np.full(n, np.nan)
+    label_fold = None
     consistent = None
     if config.label_check:
         started = time.perf_counter()
@@ -217,14 +234,27 @@ def filter_augmented(
                     batch_size=config.batch_size,
                     max_length=config.max_length,
                 )
-        check_labels(augmented, label_model.k, where="the label model")
-        probs = label_model.predict_proba(texts, on_progress=on_progress)
-        labels = augmented["label"].to_numpy()
-        label_prob = probs[np.arange(n), labels]
-        consistent = (
-            probs.argmax(axis=1) == labels if config.min_label_prob is None else label_prob >= config.min_label_prob
+        judge = label_model if hasattr(label_model, "probabilities") else WholeJudge(label_model)
+        check_labels(augmented, judge.k, where="the label model")
+        source_ids = augmented["source_id"].to_list()
+        probs = judge.probabilities(texts, source_ids, on_progress=on_progress)
+        # each source once, by the same model that judged its augmentations
+        unique = frame.select("source_id", "source_text").unique("source_id", maintain_order=True)
+        at = {s: i for i, s in enumerate(unique["source_id"].to_list())}
+        unique_probs = judge.probabilities(unique["source_text"].to_list(), unique["source_id"].to_list())
+        source_probs = unique_probs[[at[s] for s in source_ids]]
+        folds = judge.folds(source_ids)
+        label_fold = None if folds is None else folds.tolist()
+        label_prob, source_prob, consistent = judge_labels(
+            probs,
+            source_probs,
+            augmented["label"].to_numpy(),
+            policy=config.label_policy,
+            margin=config.label_margin,
+            min_prob=config.min_label_prob,
         )
-        fails["label_mismatch"] = ~consistent
+        if consistent is not None:
+            fails["label_mismatch"] = ~consistent
         seconds["label"] = time.perf_counter() - started
 
     if near is not None and near.within is not None:
@@ -248,10 +278,15 @@ def filter_augmented(
         frame["length_ratio"],
         frame["hangul_share"],
         frame["repeat_share"],
+        pl.Series("source_cosine", source_cosine).fill_nan(None),
         pl.Series("duplicate_of", duplicate_of, dtype=pl.String),
         pl.Series("duplicate_similarity", duplicate_sim).fill_nan(None),
         pl.Series("similarity", similarity).fill_nan(None),
         pl.Series("label_prob", label_prob).fill_nan(None),
+        pl.Series("source_label_prob", source_prob).fill_nan(None),
+        pl.Series("label_fold", label_fold, dtype=pl.Int64)
+        if label_fold is not None
+        else pl.lit(None, dtype=pl.Int64).alias("label_fold"),
         pl.Series("label_consistent", consistent, dtype=pl.Boolean)
         if consistent is not None
         else pl.lit(None, dtype=pl.Boolean).alias("label_consistent"),

@@ -38,6 +38,11 @@ _PAIR_CHUNK = 200_000  # candidate pairs scored at once
 _ROUNDING = 1e-6
 
 
+def at_least(cosine: np.ndarray, threshold: float) -> np.ndarray:
+    """cosine >= threshold, less the float32 rounding (NaN: False)."""
+    return np.nan_to_num(np.asarray(cosine, dtype=np.float64), nan=-np.inf) >= threshold - _ROUNDING
+
+
 def normalize_texts(texts: Sequence[str]) -> pl.Series:
     """Lower-case, whitespace runs to one space, stripped: the text the n-grams are taken from."""
     return (
@@ -192,6 +197,10 @@ class NearDuplicates:
     train_index: np.ndarray  # int64 (n,): row of the most similar original at cosine >= t, -1 if none
     train_cosine: np.ndarray  # float64 (n,): its cosine, NaN if none
     within: Pairs | None  # augmented pairs (later row, earlier row) at cosine >= t; None if not searched
+    # float64 (n,): cosine of each row to its own source text (NaN when no sources were given). Originals
+    # with the source's text are left out of `train_index`: a near copy of its own source is not a
+    # duplicate of "another training text", it is `near_copy_of_source`.
+    source_cosine: np.ndarray | None = None
 
 
 def find_near_duplicates(
@@ -201,22 +210,50 @@ def find_near_duplicates(
     threshold: float = 0.95,
     ngram_max: int = 3,
     within: bool = True,
+    sources: Sequence[str] | None = None,
     on_progress: OnProgress | None = None,
 ) -> NearDuplicates:
     """Near-duplicates of each augmented text among `originals` (None: not searched) and, with `within`,
-    among the augmented texts themselves (resolve those with `keep_first`). One vectorization serves both,
-    so IDF comes from the augmented and original texts together. Progress: stages "dedup vs train" and
-    "dedup within"."""
+    among the augmented texts themselves (resolve those with `keep_first`). With `sources` (the text each
+    augmented row was made from, same length), also each row's cosine to its own source, and originals
+    whose text is the row's source text are not reported as its train match. One vectorization serves all,
+    so IDF comes from the augmented and original texts together (source texts that are not originals are
+    added too; sources are normally training rows, so this adds nothing). Progress: stages "dedup vs train"
+    and "dedup within"."""
     n = len(augmented)
-    matrix = char_ngram_tfidf(list(augmented) + list(originals or []), ngram_max=ngram_max)
+    originals = list(originals or [])
+    extra: list[str] = []
+    source_at = None
+    if sources is not None:
+        if len(sources) != n:
+            raise ValueError(f"{len(sources)} source texts for {n} augmented rows")
+        position = {text: i for i, text in reversed(list(enumerate(normalize_texts(originals).to_list())))}
+        source_norm = normalize_texts(sources).to_list()
+        source_at = np.empty(n, dtype=np.int64)
+        for i, text in enumerate(source_norm):
+            if text not in position:
+                position[text] = len(originals) + len(extra)
+                extra.append(sources[i])
+            source_at[i] = position[text]
+    matrix = char_ngram_tfidf(list(augmented) + originals + extra, ngram_max=ngram_max)
     train_index, train_cosine = np.full(n, -1, dtype=np.int64), np.full(n, np.nan)
     if originals:
-        pairs = similar_pairs(matrix[:n], matrix[n:], threshold, stage="dedup vs train", on_progress=on_progress)
+        pairs = similar_pairs(
+            matrix[:n], matrix[n : n + len(originals)], threshold, stage="dedup vs train", on_progress=on_progress
+        )
+        if source_at is not None:  # the own source (by text) is never "another training text"
+            ref_norm = normalize_texts(originals).to_numpy()
+            own = ref_norm[pairs.ref] == np.asarray(source_norm, dtype=object)[pairs.query]
+            pairs = Pairs(pairs.query[~own], pairs.ref[~own], pairs.cosine[~own])
         train_index, train_cosine = best_match(pairs, n)
+    source_cosine = None
+    if source_at is not None:
+        rows = np.arange(n, dtype=np.int64)
+        source_cosine = _pair_cosines(matrix, matrix, rows, n + source_at).astype(np.float64) if n else np.zeros(0)
     pairs_within = (
         similar_pairs(matrix[:n], None, threshold, stage="dedup within", on_progress=on_progress) if within else None
     )
-    return NearDuplicates(train_index, train_cosine, pairs_within)
+    return NearDuplicates(train_index, train_cosine, pairs_within, source_cosine)
 
 
 def keep_first(pairs: Pairs, n: int, eligible: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

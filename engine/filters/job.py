@@ -39,7 +39,9 @@ class FilterFiles:
     rejected: Path | None = None
     summary: Path | None = None
     sources: Path | None = None
-    save_label_model: Path | None = None  # the TF-IDF label model trained here, as .npz
+    save_label_model: Path | None = None  # the TF-IDF label model (or fold models) trained here, as .npz
+    # oof.parquet (its `fold` column): each row is judged by the fold model that held its source out
+    oof: Path | None = None
     text_col: str = "text"
     label_col: str = "label"
     id_col: str = "id"
@@ -78,7 +80,8 @@ def filter_files(
 
     outputs = _check_paths(files, config)
     rows, train, names = _load(files)
-    label_model = _check_models(config, len(names), cluster)
+    folds = _read_folds(files, config, train, names)
+    label_model = _check_models(files, config, train, names, folds, cluster)
     with Job(
         check_output(files.out).with_name(f".{Path(files.out).name}.job"),
         _fingerprint(files, config, outputs),
@@ -88,7 +91,7 @@ def filter_files(
     ) as job:
         if (done := job.finished()) is not None:
             return FilterDone(done["summary"], up_to_date=True)
-        summary = _run(files, config, rows, train, names, label_model, cluster, outputs, on_progress)
+        summary = _run(files, config, rows, train, names, folds, label_model, cluster, outputs, on_progress)
         job.finish({"summary": summary})
     return FilterDone(summary, up_to_date=False)
 
@@ -104,9 +107,22 @@ def _check_paths(files: FilterFiles, config: FilterConfig) -> dict[str, Path]:
         raise InputError("--save-label-model saves the TF-IDF model trained here; use it with --label-model tfidf.")
     if files.save_label_model is not None and Path(files.save_label_model).suffix.lower() != ".npz":
         raise InputError(f"--save-label-model {files.save_label_model}: the model is saved as arrays; use a .npz name.")
+    if files.oof is not None and not config.label_check:
+        raise InputError("--oof gives the folds of the label check; drop it, or drop --no-label-check.")
     if config.label_check:
-        label_model_kind(config.label_model)  # a missing file or folder fails now, before any work
-    inputs = {"--input": files.input, "--train": files.train, "--sources": files.sources}
+        kind = label_model_kind(config.label_model)  # a missing file or folder fails now, before any work
+        if kind == "folds" and files.oof is None:
+            raise InputError(
+                f"--label-model {config.label_model} holds fold models: pass the oof.parquet of the oof job that "
+                "trained them with --oof, so each row is judged by the fold that held its source out."
+            )
+        if kind == "transformers" and files.oof is not None:
+            raise InputError(
+                f"--label-model {config.label_model} is one transformers model; with --oof pass the fold "
+                "checkpoints of the oof job (oof --backend transformers --keep-checkpoints: OUT_DIR/checkpoints), "
+                "or drop --oof to judge every row with this one model."
+            )
+    inputs = {"--input": files.input, "--train": files.train, "--sources": files.sources, "--oof": files.oof}
     if config.label_check and config.label_model != "tfidf":
         inputs["--label-model"] = config.label_model
     refuse_overwrite(outputs, inputs)
@@ -138,9 +154,28 @@ def _load(files: FilterFiles):
     return rows, train, names
 
 
-def _check_models(config: FilterConfig, k: int, cluster):
-    """Ray reachable, the embedding model found, a saved label model loaded (arrays: quick): a wrong one
-    stops the job before its folder is made. Returns that label model (None otherwise)."""
+def _read_folds(files: FilterFiles, config: FilterConfig, train, names):
+    """The fold of each training row, from --oof (None without it)."""
+    if files.oof is None:
+        return None
+    from engine.filters.judge import read_folds
+
+    return read_folds(files.oof, train, names)
+
+
+def _check_models(files: FilterFiles, config: FilterConfig, train, names, folds, cluster):
+    """Ray reachable, the embedding model found, a saved label model loaded (arrays: quick) and fold models
+    checked against --oof's folds: a wrong one stops the job before its folder is made. Returns the judge
+    when it is ready now (saved TF-IDF models), else None."""
+    from engine.filters.judge import (
+        FoldJudge,
+        WholeJudge,
+        check_markers,
+        checkpoint_markers,
+        expected_markers,
+        load_fold_file,
+        saved_kind,
+    )
     from engine.filters.label import LabelModel, label_model_kind
 
     if cluster is not None:
@@ -157,9 +192,34 @@ def _check_models(config: FilterConfig, k: int, cluster):
             what="sentence-transformers",
             skip_hint="--no-similarity",
         )
-    if config.label_check and cluster is None and label_model_kind(config.label_model) == "saved":
-        return LabelModel.load(config.label_model, k)
+    if not config.label_check:
+        return None
+    k, spec = len(names), config.label_model
+    kind = label_model_kind(spec)
+    if kind == "saved" and saved_kind(spec) == "folds":
+        if folds is None:
+            raise InputError(
+                f"--label-model {spec} holds the fold models of an oof job: pass the oof.parquet whose folds they "
+                "were fitted on with --oof."
+            )
+        models, markers = load_fold_file(spec, k)
+        check_markers(markers, expected_markers(train, folds, names), spec, f"--oof {files.oof}")
+        return FoldJudge(models, _fold_of(train, folds), where=f"--oof {files.oof}")
+    if kind == "saved":
+        if folds is not None:
+            raise InputError(
+                f"--label-model {spec} is one model trained on the whole training set; with --oof pass fold models "
+                "(--label-model tfidf refits them here; --save-label-model keeps them), or drop --oof."
+            )
+        model = LabelModel.load(spec, k)
+        return model if cluster is None else WholeJudge(model)
+    if kind == "folds":
+        check_markers(checkpoint_markers(spec), expected_markers(train, folds, names), spec, f"--oof {files.oof}")
     return None
+
+
+def _fold_of(train, folds) -> dict[str, int]:
+    return dict(zip(train["id"].to_list(), folds.tolist(), strict=True))
 
 
 def _fingerprint(files: FilterFiles, config: FilterConfig, outputs: dict[str, Path]) -> str:
@@ -174,15 +234,16 @@ def _fingerprint(files: FilterFiles, config: FilterConfig, outputs: dict[str, Pa
         "columns": [files.text_col, files.label_col, files.id_col],
         "outputs": {option: str(path) for option, path in outputs.items()},
     }
-    inputs = {"--input": files.input, "--train": files.train, "--sources": files.sources}
+    inputs = {"--input": files.input, "--train": files.train, "--sources": files.sources, "--oof": files.oof}
     inputs |= {option: Path(m) if m is not None and Path(m).exists() else None for option, m in models.items()}
     return fingerprint("filter", options, inputs)
 
 
-def _run(files, config, rows, train, names, label_model, cluster, outputs, on_progress) -> dict:
+def _run(files, config, rows, train, names, folds, label_model, cluster, outputs, on_progress) -> dict:
     """Load the models, check every row, write the outputs together; returns the summary."""
     from engine.filters.core import filter_augmented
-    from engine.filters.label import LabelModel
+    from engine.filters.judge import FoldJudge, expected_markers, load_checkpoint_folds
+    from engine.filters.label import LabelModel, label_model_kind
     from engine.filters.semantic import Embedder
     from engine.io import json_text, output_group
     from engine.labels import metadata
@@ -191,20 +252,40 @@ def _run(files, config, rows, train, names, label_model, cluster, outputs, on_pr
     embedder = None  # on Ray the models load on the actors (their hosts may have GPUs this one lacks)
     if config.similarity and cluster is None:
         embedder = Embedder(config.embed_model, device=config.device, batch_size=config.batch_size)
-    if label_model is None and config.label_check and config.label_model != "tfidf" and cluster is None:
-        label_model = LabelModel.load(
-            config.label_model, k, device=config.device, batch_size=config.batch_size, max_length=config.max_length
-        )
+    load = {"device": config.device, "batch_size": config.batch_size, "max_length": config.max_length}
+    fold_of = _fold_of(train, folds) if folds is not None else None
+    where = f"--oof {files.oof}"
     started = time.perf_counter()
-    if config.label_check and label_model is None:
-        report(on_progress, TRAINING, "text", 0, train.height, 0)
-        label_model = LabelModel.train_tfidf(train["text"].to_list(), train["label"].to_numpy(), k, config.tfidf)
+    if label_model is None and config.label_check:
+        kind = label_model_kind(config.label_model)
+        if kind == "folds":  # fold judges run here, also with --ray (the pool holds one model)
+            label_model = FoldJudge(load_checkpoint_folds(config.label_model, k, **load), fold_of, where=where)
+        elif kind != "tfidf" and cluster is None:
+            label_model = LabelModel.load(config.label_model, k, **load)
+        elif kind == "tfidf" and folds is not None:
+            from engine.oof.refit import refit_tfidf_folds
+
+            report(on_progress, TRAINING, "text", 0, train.height, 0)
+            fitted = refit_tfidf_folds(
+                config.tfidf, train["text"].to_list(), train["label"].to_numpy(), folds, processes=config.processes
+            )
+            label_model = FoldJudge([LabelModel("tfidf", m, k) for m in fitted], fold_of, where=where)
+        elif kind == "tfidf":
+            report(on_progress, TRAINING, "text", 0, train.height, 0)
+            label_model = LabelModel.train_tfidf(train["text"].to_list(), train["label"].to_numpy(), k, config.tfidf)
     with ExitStack() as stack:
         models = (embedder, label_model)
         if cluster is not None:  # embeddings and label probabilities on actors; near-duplicates and decisions here
+            from dataclasses import replace
+
             from engine.cluster.filter import filter_models_on_ray
 
-            models = stack.enter_context(filter_models_on_ray(config, k, cluster, fitted_label_model=label_model))
+            judged_here = hasattr(label_model, "probabilities")  # a judge: its models stay in this process
+            on_ray = replace(config, label_check=False) if judged_here else config
+            fitted = None if judged_here else label_model
+            models = stack.enter_context(filter_models_on_ray(on_ray, k, cluster, fitted_label_model=fitted))
+            if judged_here:
+                models = (models[0], label_model)
         result = filter_augmented(
             rows, train, config=config, embedder=models[0], label_model=models[1], on_progress=on_progress
         )
@@ -214,6 +295,8 @@ def _run(files, config, rows, train, names, label_model, cluster, outputs, on_pr
             "input": str(files.input),
             "train": str(files.train),
             "sources": str(files.sources or files.train),
+            "oof": None if files.oof is None else str(files.oof),
+            "label_judge": None if not config.label_check else "out of fold" if folds is not None else "whole",
             "classes": names,
             "total_seconds": round(time.perf_counter() - started, 2),
         }
@@ -226,6 +309,12 @@ def _run(files, config, rows, train, names, label_model, cluster, outputs, on_pr
         rejected = result.rows.filter(~result.rows["kept"])
         rejected.write_parquet(group.path(outputs["--rejected"]), compression="zstd", metadata=carried)
         if files.save_label_model is not None:
-            label_model.save_to(group.path(files.save_label_model))
+            if isinstance(label_model, FoldJudge):  # the K refitted fold models, with their job's markers
+                from engine.filters.judge import save_fold_models
+
+                markers = expected_markers(train, folds, names)
+                save_fold_models(group.path(files.save_label_model), label_model.models, markers)
+            else:
+                label_model.save_to(group.path(files.save_label_model))
         group.path(outputs["--summary"]).write_text(json_text(summary), encoding="utf-8")
     return summary

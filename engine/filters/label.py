@@ -35,6 +35,8 @@ _CHUNK = 4096
 SAVED_SUFFIX = ".npz"
 SAVED_FORMAT = "hardaug-tfidf-logreg"
 SAVED_VERSION = 1
+FOLDS_FORMAT = "hardaug-tfidf-logreg-folds"  # K fold models in one .npz (engine.filters.judge)
+ARRAYS = ("terms", "idf", "coef", "intercept", "classes")  # beside "meta", the arrays of one saved model
 PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
 # The TfidfVectorizer options that change what `transform` computes: saved, and restored on load.
 _VECTORIZER_OPTIONS = (
@@ -44,7 +46,8 @@ _VECTORIZER_OPTIONS = (
 
 
 def label_model_kind(spec: str) -> str:
-    """'tfidf', 'saved' or 'transformers'; checks that a file or folder exists, loads nothing."""
+    """'tfidf', 'saved' (an .npz: one model, or the fold models of an oof job), 'folds' (a folder of
+    transformers fold checkpoints) or 'transformers'; checks that a file or folder exists, loads nothing."""
     if spec == "tfidf":
         return "tfidf"
     if spec.lower().endswith(PICKLE_SUFFIXES):
@@ -57,6 +60,8 @@ def label_model_kind(spec: str) -> str:
         if not Path(spec).is_file():
             raise InputError(f"--label-model {spec}: no such file. Train one with --save-label-model, or use tfidf.")
         return "saved"
+    if (Path(spec) / "fold_00").is_dir():  # `oof --keep-checkpoints` writes OUT_DIR/checkpoints/fold_XX
+        return "folds"
     try:
         resolve_model(spec, option="--label-model", what="transformers classifier")
     except InputError as exc:
@@ -88,18 +93,69 @@ def model_arrays(model) -> dict[str, np.ndarray]:
     }
 
 
+def _damaged(source: str, what: str) -> InputError:
+    return InputError(
+        f"--label-model {source}: {what}; the file is damaged or was not written by hardaug --save-label-model. "
+        "Save the model again (--save-label-model), or use --label-model tfidf."
+    )
+
+
+def read_meta(arrays: dict[str, np.ndarray], source: str) -> dict:
+    """The JSON options of a saved label model, checked to be a JSON object."""
+    try:
+        meta = json.loads(str(arrays["meta"]))
+    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+        raise _damaged(source, f"its options are not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise _damaged(source, "its options are not a JSON object")
+    return meta
+
+
+def check_arrays(arrays: dict[str, np.ndarray], meta: dict, source: str) -> None:
+    """Shapes and types a rebuilt model can use: every mistake one line, not a scikit-learn traceback."""
+    options = meta.get("vectorizer")
+    if not isinstance(options, dict) or set(options) != set(_VECTORIZER_OPTIONS):
+        found = sorted(options) if isinstance(options, dict) else type(options).__name__
+        raise _damaged(source, f"its vectorizer options are {found}, expected {sorted(_VECTORIZER_OPTIONS)}")
+    try:
+        np.dtype(meta.get("dtype"))
+    except TypeError:
+        raise _damaged(source, f"its dtype {meta.get('dtype')!r} is not a NumPy type") from None
+    terms, idf, coef, intercept, classes = (arrays[n] for n in ARRAYS)
+    if terms.ndim != 1 or terms.dtype.kind != "U":
+        raise _damaged(source, f"its terms are {terms.dtype} of shape {terms.shape}, not a list of strings")
+    if classes.ndim != 1 or classes.dtype.kind not in "iu":
+        raise _damaged(source, f"its classes are {classes.dtype} of shape {classes.shape}, not integer class ids")
+    for name, array, ndim in (("idf", idf, 1), ("coefficients", coef, 2), ("intercepts", intercept, 1)):
+        if array.ndim != ndim or array.dtype.kind != "f" or not np.isfinite(array).all():
+            raise _damaged(source, f"its {name} are {array.dtype} of shape {array.shape}, not finite {ndim}-D floats")
+    # scikit-learn keeps one row of coefficients for two classes, one per class otherwise
+    rows = 1 if classes.size == 2 else classes.size
+    if classes.size < 2 or coef.shape[0] != rows or intercept.shape[0] != rows:
+        raise _damaged(
+            source, f"{classes.size} classes with {coef.shape[0]} rows of coefficients and {intercept.size} intercepts"
+        )
+    if not (terms.shape[0] == idf.shape[0] == coef.shape[1]):
+        raise _damaged(source, "vocabulary, idf and coefficients differ in size")
+
+
 def model_from_arrays(arrays: dict[str, np.ndarray], source: str):
-    """Rebuild the scikit-learn pipeline that `model_arrays` took apart."""
+    """Rebuild the scikit-learn pipeline that `model_arrays` took apart (checked by `check_arrays`)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
-    meta = json.loads(str(arrays["meta"]))
+    meta = read_meta(arrays, source)
     if meta.get("format") != SAVED_FORMAT or meta.get("version") != SAVED_VERSION:
         raise InputError(f"--label-model {source} is not a label model saved by hardaug --save-label-model.")
+    check_arrays(arrays, meta, source)
     options = dict(meta["vectorizer"])
-    options["ngram_range"] = tuple(options["ngram_range"])
-    vectorizer = TfidfVectorizer(**options, dtype=np.dtype(meta["dtype"]).type)
+    try:
+        options["ngram_range"] = tuple(options["ngram_range"])
+        vectorizer = TfidfVectorizer(**options, dtype=np.dtype(meta["dtype"]).type)
+        vectorizer._validate_params()  # scikit-learn's own check of every option's type and range
+    except (TypeError, ValueError) as exc:
+        raise _damaged(source, f"its vectorizer options are not valid ({exc})") from None
     terms = arrays["terms"].tolist()
     vectorizer.vocabulary_ = {term: i for i, term in enumerate(terms)}
     if len(vectorizer.vocabulary_) != len(terms):
@@ -112,23 +168,44 @@ def model_from_arrays(arrays: dict[str, np.ndarray], source: str):
         arrays["classes"],
     )
     classifier.n_features_in_ = classifier.coef_.shape[1]
-    if not (len(terms) == arrays["idf"].shape[0] == classifier.n_features_in_):
-        raise InputError(
-            f"--label-model {source}: vocabulary, idf and coefficients differ in size; the file is damaged."
-        )
     return make_pipeline(vectorizer, classifier)
 
 
-def load_saved(path: str | Path):
-    """Read a `.npz` label model without running code from it (no pickles allowed)."""
+def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an `.npz`, read without running code from it (no pickles allowed)."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in ("meta", "terms", "idf", "coef", "intercept", "classes")}
+            return {name: data[name] for name in data.files}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise InputError(
             f"--label-model {path} is not a label model saved by hardaug --save-label-model ({exc})."
         ) from None
+
+
+def load_saved(path: str | Path):
+    """Read a `.npz` label model (one model; fold models are read by engine.filters.judge)."""
+    arrays = load_arrays(path)
+    if "meta" in arrays and read_meta(arrays, str(path)).get("format") == FOLDS_FORMAT:
+        raise InputError(
+            f"--label-model {path} holds the fold models of an oof job: pass the oof.parquet whose folds they were "
+            "fitted on with --oof."
+        )
+    missing = [name for name in ("meta", *ARRAYS) if name not in arrays]
+    if missing:
+        raise InputError(
+            f"--label-model {path} is not a label model saved by hardaug --save-label-model (no {', '.join(missing)})."
+        )
     return model_from_arrays(arrays, str(path))
+
+
+def check_classes(classes: np.ndarray, k: int, source: str) -> None:
+    """A saved model must predict exactly the K classes of --train: a missing class would get probability 0."""
+    found = sorted(int(c) for c in classes)
+    if found != list(range(k)):
+        raise InputError(
+            f"--label-model {source} predicts the classes {found}, but --train has {k} classes (0..{k - 1}). "
+            "Save a label model trained on these data (--save-label-model), or use --label-model tfidf."
+        )
 
 
 class LabelModel:
@@ -161,9 +238,7 @@ class LabelModel:
         kind = label_model_kind(spec)
         if kind == "saved":
             model = load_saved(spec)
-            bad = [int(c) for c in model.classes_ if not 0 <= int(c) < k]
-            if bad:
-                raise InputError(f"--label-model {spec} predicts classes {bad}, outside 0..{k - 1} of --train.")
+            check_classes(model.classes_, k, spec)
             return cls("saved", model, k)
         if kind == "transformers":
             check_device(device)

@@ -439,6 +439,10 @@ def run_in_job(
         parts.append((part, metrics))
         report(on_progress, "folds", "fold", len(parts), len(order), fold=fold, metrics=metrics)
     parts.sort(key=lambda item: item[1]["fold"])  # completion order varies with processes; results do not
+    if keep_in is not None:  # which job's folds each kept model held out: `filter --oof` checks it
+        from engine.oof.refit import mark_checkpoints
+
+        mark_checkpoints(keep_in, train, folds, backend.class_names, order)
     return parts
 
 
