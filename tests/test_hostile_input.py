@@ -276,13 +276,13 @@ def test_pickled_weights_that_hold_code_are_one_line(
     assert not (out / "oof.parquet").exists() and not (out / "k.parquet").exists()
 
 
-def test_every_model_load_in_the_engine_passes_trust_remote_code_false():
+def test_every_model_load_passes_trust_remote_code_false():
     """The folder check above is the first guard; this is the second: no loader may prompt for, or
     default to, running a model's code. Builders of test models (engine/random_models) load only what
     they wrote; GenerationConfig reads JSON only."""
     loaders = {"SentenceTransformer", "LLM", "TransformersConverter"}
     missing = []
-    for path in sorted((ROOT / "engine").rglob("*.py")):
+    for path in sorted(p for folder in ("engine", "benchmarks", "tools") for p in (ROOT / folder).rglob("*.py")):
         if "random_models" in path.parts:
             continue
         source = path.read_text(encoding="utf-8")
