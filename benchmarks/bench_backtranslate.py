@@ -158,13 +158,17 @@ def hf_setup(spec: dict):
 
     torch.set_num_threads(spec["threads"])
     dtype = torch.float32 if spec["device"] == "cpu" else torch.float16  # the notebook: fp16 on GPU
-    model = MBartForConditionalGeneration.from_pretrained(spec["hf"], dtype=dtype).to(spec["device"]).eval()
+    model = (
+        MBartForConditionalGeneration.from_pretrained(spec["hf"], dtype=dtype, trust_remote_code=False)
+        .to(spec["device"])
+        .eval()
+    )
     # the random model stores equal encoder/decoder embeddings apart (transformers 5 unties them with the
     # output layer); the real checkpoint shares one: share it here too, so memory compares fairly
     model.set_input_embeddings(model.model.shared)
     if spec.get("compile"):
         model = torch.compile(model)
-    tokenizer = AutoTokenizer.from_pretrained(spec["hf"], src_lang=SOURCE)
+    tokenizer = AutoTokenizer.from_pretrained(spec["hf"], src_lang=SOURCE, trust_remote_code=False)
     return model, tokenizer
 
 

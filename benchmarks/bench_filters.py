@@ -129,7 +129,7 @@ def embedding_section(texts: list[str], sources: list[str], shape: str, batch: i
     with tempfile.TemporaryDirectory(prefix="bench_sbert_") as tmp:
         folder = build_random_sbert(Path(tmp) / "sbert", shape, vocab_size=8000)
         embedder = Embedder(str(folder), batch_size=batch)
-        model = SentenceTransformer(str(folder), device="cpu")
+        model = SentenceTransformer(str(folder), device="cpu", trust_remote_code=False)
         embedder.similarity(texts[:32], sources[:32])  # warm-up (first calls allocate)
 
         def naive() -> float:

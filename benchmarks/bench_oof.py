@@ -65,7 +65,11 @@ def run_epoch(
 
     torch.manual_seed(seed)
     with _quiet_transformers():
-        model = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=K).float().to(device)
+        model = (
+            AutoModelForSequenceClassification.from_pretrained(folder, num_labels=K, trust_remote_code=False)
+            .float()
+            .to(device)
+        )
     config = TransformerConfig(model=str(folder), train_batch_size=args.batch_size, max_length=args.max_length)
     rows = np.arange(len(encoded))
     batches = train_batches(
@@ -198,10 +202,10 @@ def main(argv: list[str] | None = None) -> int:
         if folder is None:
             tokenizer_texts, _ = load_rows(args.data, 20_000, args.seed + 1)
             folder = build_model(Path(tmp) / "bert", args.shape, tokenizer_texts, args.vocab_size)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
+        tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
         encoded = encode(tokenizer, texts, args.max_length)
         lengths = encoded.lengths
-        model_config = AutoConfig.from_pretrained(folder, num_labels=K)
+        model_config = AutoConfig.from_pretrained(folder, num_labels=K, trust_remote_code=False)
         n_params = sum(p.numel() for p in AutoModelForSequenceClassification.from_config(model_config).parameters())
         args.pad_id = tokenizer.pad_token_id
         results["params"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}

@@ -170,14 +170,16 @@ def _load_hf(spec: dict):
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(usable_cores())
-    tokenizer = AutoTokenizer.from_pretrained(spec["model"])
+    tokenizer = AutoTokenizer.from_pretrained(spec["model"], trust_remote_code=False)
     tokenizer.padding_side = "left"
     if spec["load_format"] == "dummy":  # config-only folder: random weights, built on the device
-        config = AutoConfig.from_pretrained(spec["model"])
+        config = AutoConfig.from_pretrained(spec["model"], trust_remote_code=False)
         with torch.device(spec["device"]):
             model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     else:
-        model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=torch.bfloat16).to(spec["device"])
+        model = AutoModelForCausalLM.from_pretrained(spec["model"], dtype=torch.bfloat16, trust_remote_code=False).to(
+            spec["device"]
+        )
     return tokenizer, model.eval()
 
 
@@ -322,7 +324,7 @@ def workload(model: Path, texts: list[str]) -> dict:
 
     from engine.augment.prompts import messages
 
-    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=False)
     prompts = [tokenizer.apply_chat_template(messages(t, n=N), tokenize=False, add_generation_prompt=True)
                for t in texts]  # fmt: skip
     ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]

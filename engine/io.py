@@ -255,6 +255,18 @@ def refuse_overwrite(outputs: PathsByOption, inputs: PathsByOption) -> None:
                 )
 
 
+def refuse_shared_outputs(outputs: PathsByOption) -> None:
+    """Stop before any work if two outputs name one file: the one written second would replace the first."""
+    named = [(option, out) for option, out in _pairs(outputs) if out is not None]
+    for i, (option, out) in enumerate(named):
+        for other, other_out in named[i + 1 :]:
+            if _same_file(Path(out), Path(other_out)):
+                raise InputError(
+                    f"{other} {other_out} and {option} {out} are the same file: one output would replace the "
+                    f"other. Give {other} a path of its own."
+                )
+
+
 def _existing_parent(path: Path) -> Path:
     path = path.absolute()
     while not path.exists() and path != path.parent:

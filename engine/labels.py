@@ -20,6 +20,9 @@ from engine.errors import InputError
 
 METADATA_KEY = "hardaug.classes"
 LABEL_MAP_FILE = "label_map.json"
+# Far above any text-classification task; a larger id is a wrong row or column, and sizing class lists or
+# probability columns by it would exhaust memory.
+MAX_CLASSES = 10_000
 
 
 def default_names(k: int) -> list[str]:

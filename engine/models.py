@@ -11,15 +11,24 @@
   (download command, HF_HUB_OFFLINE, or a flag such as --no-similarity), instead of the libraries'
   retries (about 80 s for a sentence-transformers model on a machine without hub access).
 
+No model runs code of its own: every load passes `trust_remote_code=False`, and `resolve_model` refuses a
+folder that asks for code (`refuse_custom_code`: an `auto_map` in its configs, a sentence-transformers module
+from outside the library) before anything loads. Weights load through torch's safe loader (safetensors, or
+`weights_only` pickles); `safe_load` turns its refusal of a pickle that holds more than tensors into
+one line.
+
 `check_device(device, option)` is the one "is that accelerator here" check of the torch-based engines.
 Nothing heavy is imported at module load.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import pickle
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +38,15 @@ HUB_TIMEOUT_S = 5.0  # one request to the hub's API; a reachable hub answers in 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 CONFIG = (("config.json",),)
 WEIGHTS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
+# The configs in which transformers looks for `auto_map` (classes to import from the model's own .py files).
+CODE_CONFIGS = (
+    "config.json",
+    "tokenizer_config.json",
+    "preprocessor_config.json",
+    "processor_config.json",
+    "feature_extractor_config.json",
+    "image_processor_config.json",
+)
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,74 @@ def _check_folder(path: Path, spec: str, option: str, needs: Sequence[Sequence[s
         )
 
 
+def custom_code(folder: Path) -> list[str]:
+    """What in `folder` asks to import code shipped with the model, in words ("config.json's auto_map names
+    modeling_x.py"); [] when it needs none. Reads JSON only, imports nothing."""
+    found = []
+    for name in CODE_CONFIGS:
+        config = _read_json(folder / name)
+        if isinstance(config, dict) and config.get("auto_map"):
+            found.append(f"{name}'s auto_map names {', '.join(_code_files(config['auto_map'])) or 'custom classes'}")
+    modules = _read_json(folder / "modules.json")
+    if isinstance(modules, list):
+        types = [m.get("type") for m in modules if isinstance(m, dict)]
+        foreign = [t for t in types if isinstance(t, str) and not t.startswith("sentence_transformers.")]
+        if foreign:
+            found.append(f"modules.json names modules from outside sentence-transformers ({', '.join(foreign)})")
+    return found
+
+
+def _read_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # absent or unreadable: the loaders name that themselves
+        return None
+
+
+def _code_files(auto_map: object) -> list[str]:
+    """The .py files an auto_map's class references ("modeling_x.Cls", "owner/repo--modeling_x.Cls") name."""
+    refs = auto_map.values() if isinstance(auto_map, dict) else [auto_map]
+    flat = [r for ref in refs for r in (ref if isinstance(ref, list | tuple) else [ref]) if isinstance(r, str)]
+    return sorted({ref.split("--")[-1].rsplit(".", 1)[0] + ".py" for ref in flat})
+
+
+def refuse_custom_code(folder: Path, spec: str, option: str) -> None:
+    """`InputError` when the model in `folder` needs code of its own: hardaug never runs it (an answer of "y"
+    on stdin to transformers' prompt would otherwise import the folder's Python)."""
+    found = custom_code(folder)
+    if found:
+        raise InputError(
+            f"{option} {spec}: the model needs code of its own ({'; '.join(found)}), and hardaug never runs code "
+            "from a model folder. Convert it to a model type transformers ships (save_pretrained of a standard "
+            "architecture), or use a model that needs no custom code."
+        )
+
+
+@contextlib.contextmanager
+def safe_load(spec: str, option: str) -> Iterator[None]:
+    """Around a load, the refusals of the safe loaders as one line each: torch refuses a pickled weights
+    file that holds more than tensors (it could run code: an `UnpicklingError` otherwise), and transformers
+    refuses a hub model (not checked beforehand: it was not downloaded) that needs its own code."""
+    try:
+        yield
+    except pickle.UnpicklingError as exc:
+        # torch's first sentence says what it found; the rest is how to turn the check off
+        found = re.search(r"WeightsUnpickler error: ([^\n.]+)", str(exc))
+        reason = (found.group(1) if found else str(exc).split("\n")[0].split(". ")[0] or "not tensors")[:200]
+        raise InputError(
+            f"{option} {spec}: its weights are a pickle that torch's safe loader refuses ({reason.strip()}); a "
+            "pickle that holds more than tensors could run code, so it is not loaded. Use the model's .safetensors "
+            "weights (save_pretrained writes them), from a source you trust."
+        ) from None
+    except ValueError as exc:
+        if "trust_remote_code" not in str(exc):
+            raise
+        raise InputError(
+            f"{option} {spec}: the model needs code of its own, and hardaug never runs code that comes with a "
+            "model. Use a model that needs no custom code."
+        ) from None
+
+
 def _needs_text(needs: Sequence[Sequence[str]]) -> str:
     return ", ".join(" or ".join(group) for group in needs)
 
@@ -148,6 +234,7 @@ def resolve_model(
     path = Path(spec).expanduser()
     if path.exists():
         _check_folder(path, spec, option, needs, what)
+        refuse_custom_code(path, spec, option)
         return ModelSource(spec, path)
     if looks_like_path(spec):
         raise InputError(
@@ -157,6 +244,7 @@ def resolve_model(
     snapshot = cached_snapshot(spec)
     missing = missing_files(snapshot, needs) if snapshot is not None else None
     if snapshot is not None and not missing:
+        refuse_custom_code(snapshot, spec, option)
         return ModelSource(spec, snapshot, cached=True)
     cache = "the local hub cache" + (f" (only partly: no {', '.join(missing)})" if missing else "")
     fix = (

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import polars as pl
 
 from engine.errors import InputError
-from engine.labels import show_map
+from engine.labels import MAX_CLASSES, show_map
 from engine.schema import prob_columns
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,12 @@ def prepare_dataset(
     names = list(label_names) if label_names is not None else []
     if label_col is not None:
         frame, names = _check_labels(frame, source, label_col, names or None, num_classes, map_source, complete)
+        if complete and frame["label"].n_unique() < 2:  # scikit-learn's refusal would not name the file
+            only = names[frame["label"][0]] if names else frame["label"][0]
+            raise InputError(
+                f"{source}: every row of column {label_col!r} has the label {only!r}; a classifier needs rows of at "
+                "least 2 classes. Pass the whole training set, or check that --label-col names the label column."
+            )
     return frame, names
 
 
@@ -170,6 +176,12 @@ def _check_labels(
     if dtype in (pl.String, pl.Categorical) or isinstance(dtype, pl.Enum):
         values = frame["label"].cast(pl.String)
         names = list(label_names) if label_names is not None else sorted(values.unique().to_list())
+        if len(names) > MAX_CLASSES:
+            raise InputError(
+                f"{source}: column {label_col!r} has {len(names)} different labels (first "
+                f"{names[:SHOW_ROWS]}); hardaug takes at most {MAX_CLASSES} classes. Check that --label-col names "
+                "the label column."
+            )
         unknown = ~values.is_in(names)
         if unknown.any():
             if map_source is not None:  # another file's map: show both, the user must pick one
@@ -190,15 +202,31 @@ def _check_labels(
     if dtype == pl.Boolean:
         frame = frame.with_columns(label.cast(pl.Int64))
     elif dtype.is_float():
+        infinite = label.is_infinite()
+        if frame.select(infinite.any()).item():
+            raise InputError(
+                f"{source}: column {label_col!r} has infinite labels at "
+                f"{show_rows(frame, infinite, ['id', 'label'])}. Labels must be class ids 0..K-1 or names: fix "
+                "or drop those rows."
+            )
         fractional = label != label.round()
         if frame.select(fractional.any()).item():
             raise InputError(
                 f"{source}: column {label_col!r} has non-integer labels at "
                 f"{show_rows(frame, fractional, ['id', 'label'])}. Labels must be class ids 0..K-1 or names."
             )
-        frame = frame.with_columns(label.cast(pl.Int64))
     elif not dtype.is_integer():
         raise InputError(f"{source}: column {label_col!r} holds {dtype}; expected class ids 0..K-1 or names.")
+    # Bounded before anything is sized by the largest id (class lists, counts, probability columns) and before
+    # the cast, which a float of 1e30 or a UInt64 above 2**63 would fail. Small negative ids get the
+    # out-of-range message below.
+    huge = (label >= MAX_CLASSES) | (label <= -MAX_CLASSES)
+    if frame.select(huge.any()).item():
+        raise InputError(
+            f"{source}: column {label_col!r} has labels far outside any class id at "
+            f"{show_rows(frame, huge, ['id', 'label'])}. Class ids are 0..K-1 with K at most {MAX_CLASSES}: fix "
+            "those labels, or check that --label-col names the label column."
+        )
     frame = frame.with_columns(label.cast(pl.Int64))
     if complete and num_classes is None and label_names is None:
         _check_no_gaps(frame, source, label_col)
@@ -277,6 +305,20 @@ def find_prob_columns(frame: pl.DataFrame, source: str) -> list[str]:
     )
 
 
+def _parse_numbers(frame: pl.DataFrame, col: str, source: str) -> pl.DataFrame:
+    """A CSV column of numbers with one cell polars cannot infer as a number ("nan" in a file without other
+    NaN, a stray word) is read as text: parse it, so the checks below name the NaN row, or name the cell that
+    is no number at all."""
+    parsed = pl.col(col).str.strip_chars().cast(pl.Float64, strict=False)
+    unparsed = pl.col(col).is_not_null() & parsed.is_null()
+    if frame.select(unparsed.any()).item():
+        raise InputError(
+            f"{source}: probability column {col!r} holds text that is not a number at "
+            f"{show_rows(frame, unparsed, ['id', col])}. Check --prob-cols, or fix those cells."
+        )
+    return frame.with_columns(parsed.alias(col))
+
+
 def prepare_probs(
     frame: pl.DataFrame, prob_cols: Sequence[str], *, source: str, renormalize: bool = False
 ) -> pl.DataFrame:
@@ -285,6 +327,8 @@ def prepare_probs(
     if len(prob_cols) < 2:
         raise InputError(f"{source}: need at least 2 probability columns, got {list(prob_cols)}.")
     for col in prob_cols:
+        if frame.schema[col] == pl.String:
+            frame = _parse_numbers(frame, col, source)
         if not frame.schema[col].is_numeric():
             raise InputError(
                 f"{source}: probability column {col!r} holds {frame.schema[col]}, not numbers "

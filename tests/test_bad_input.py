@@ -67,9 +67,11 @@ def test_outside_notebook_file_is_accepted(tmp_path: Path, capsys):
         ({"class_1_prob": [-0.5] + [0.25] * 39}, ["negative probabilities", "row 0", "softmax"]),
         ({"label": [0] * 38 + [4, 7]}, ["'label'", "outside 0..3", "row 38", "row 39"]),
         ({"review_normalized": list(range(40))}, ["'review_normalized' holds Int64", "--text-col"]),
-        ({"class_3_prob": ["a"] * 40}, ["'class_3_prob' holds String", "--prob-cols"]),
+        ({"class_3_prob": ["a"] * 40}, ["'class_3_prob' holds text that is not a number", "row 0", "--prob-cols"]),
+        # a lone "nan" makes polars read the column as text: the message names the NaN and its row
+        ({"class_2_prob": ["nan"] + ["0.25"] * 39}, ["NaN probabilities", "row 0", "prob_2=nan"]),
     ],
-    ids=["nan-prob", "negative-prob", "label-out-of-range", "text-not-text", "prob-not-number"],
+    ids=["nan-prob", "negative-prob", "label-out-of-range", "text-not-text", "prob-not-number", "nan-text-prob"],
 )
 def test_bad_values(tmp_path: Path, capsys, overrides, patterns):
     out = tmp_path / "out"

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from engine.errors import InputError
 from engine.io import check_writable
-from engine.models import resolve_model
+from engine.models import refuse_custom_code, resolve_model, safe_load
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ def _read_source_config(src: str) -> tuple[dict, bool]:
                 f"{src} has no config.json: not a Hugging Face model folder. Pass the folder written by "
                 "save_pretrained, or a hub id like facebook/mbart-large-50-many-to-many-mmt."
             )
+        refuse_custom_code(path, src, "source")
         return json.loads((path / "config.json").read_text(encoding="utf-8")), True
     # engine.models: a missing folder, or a hub id neither cached nor reachable, stops here at once
     source = resolve_model(src, option="source", what="Hugging Face mBART-50")
@@ -162,7 +163,8 @@ def convert_mbart(
     from ctranslate2.converters import TransformersConverter
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(src)
+    with safe_load(src, "source"):
+        tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=False)
     _check_tokenizer(tokenizer, config, src)
 
     started = time.perf_counter()
@@ -170,7 +172,9 @@ def convert_mbart(
     shutil.rmtree(tmp, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        TransformersConverter(src, low_cpu_mem_usage=True).convert(str(tmp), quantization=quantization, force=True)
+        converter = TransformersConverter(src, low_cpu_mem_usage=True, trust_remote_code=False)
+        with safe_load(src, "source"):
+            converter.convert(str(tmp), quantization=quantization, force=True)
         tokenizer.save_pretrained(tmp)  # tokenizer.json (+ tokenizer_config.json): what BackTranslator reads
         sentencepiece = _sentencepiece_file(src, local)
         if sentencepiece is not None:

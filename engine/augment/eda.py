@@ -88,6 +88,11 @@ def rate(value: str) -> float:
     return x
 
 
+# Far more than the distinct one- or two-word edits most texts allow; without a bound, --n 1000000000 runs
+# (and allocates) for ever.
+MAX_VARIANTS = 100
+
+
 @dataclass(frozen=True)
 class EdaConfig:
     """Variants per source and per-operation rates (0 disables an operation); each field's help is its
@@ -108,8 +113,11 @@ class EdaConfig:
     max_tries: int = option(10, type=positive_int, help="attempts per variant to get a new text")
 
     def __post_init__(self) -> None:
-        if self.n < 1:
-            raise InputError(f"n (variants per source) must be at least 1, got {self.n}")
+        if not 1 <= self.n <= MAX_VARIANTS:
+            raise InputError(
+                f"n (variants per source) must be 1..{MAX_VARIANTS}, got {self.n}: one text allows few distinct "
+                "edits, and more variants of it are near-duplicates of each other that the filter drops."
+            )
         for name in ("p_delete", "p_swap", "p_insert"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"{name} must be a rate in [0, 1], got {getattr(self, name)}")

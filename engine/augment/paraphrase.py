@@ -60,7 +60,7 @@ from engine.augment.sampling import (
 from engine.cores import core_ids, usable_cores
 from engine.errors import InputError
 from engine.io import check_output
-from engine.models import check_device, resolve_model
+from engine.models import check_device, resolve_model, safe_load
 from engine.options import option, positive_float, positive_int
 from engine.progress import OnProgress
 
@@ -380,7 +380,10 @@ def check_model(model: str, *, backend: str = "vllm") -> ModelInfo:
         try:
             from transformers import AutoConfig
 
-            config = AutoConfig.from_pretrained(model).to_dict()
+            with safe_load(model, "--model"):
+                config = AutoConfig.from_pretrained(model, trust_remote_code=False).to_dict()
+        except InputError:
+            raise
         except Exception as exc:  # transformers raises OSError, ValueError, HTTP errors ...
             raise InputError(
                 f"--model {model}: its config could not be loaded from the model hub ({type(exc).__name__}: "
@@ -616,6 +619,7 @@ class VllmParaphraser(Paraphraser):
             "gpu_memory_utilization": config.gpu_memory_utilization,
             "enforce_eager": config.enforce_eager,
             "load_format": config.load_format,
+            "trust_remote_code": False,  # never code from the model folder (engine.models)
         }
         check_block_size(config)
         if config.block_size is not None:
@@ -750,15 +754,18 @@ class TransformersParaphraser(Paraphraser):
             log.info("guided JSON is a vLLM feature; the transformers backend parses free text")
         self.device = "cuda" if config.device == "auto" and torch.cuda.is_available() else config.device
         self.device = "cpu" if self.device == "auto" else self.device
-        self.tokenizer = AutoTokenizer.from_pretrained(info.load_from or config.model)
+        with safe_load(config.model, "--model"):
+            self.tokenizer = AutoTokenizer.from_pretrained(info.load_from or config.model, trust_remote_code=False)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = "auto" if config.dtype == "auto" else getattr(torch, config.dtype)
         started = time.perf_counter()
-        self.model = (
-            AutoModelForCausalLM.from_pretrained(info.load_from or config.model, dtype=dtype).to(self.device).eval()
-        )
+        with safe_load(config.model, "--model"):
+            model = AutoModelForCausalLM.from_pretrained(
+                info.load_from or config.model, dtype=dtype, trust_remote_code=False
+            )
+        self.model = model.to(self.device).eval()
         log.info("transformers model %s loaded in %.1f s", config.model, time.perf_counter() - started)
         self._stop_ids = self._eos_ids()
 

@@ -98,7 +98,7 @@ def filter_files(
 
 def _check_paths(files: FilterFiles, config: FilterConfig) -> dict[str, Path]:
     from engine.filters.label import label_model_kind
-    from engine.io import check_output, check_writable, refuse_overwrite
+    from engine.io import check_output, check_writable, refuse_overwrite, refuse_shared_outputs
 
     outputs = files.outputs()
     check_output(outputs["--out"])
@@ -126,10 +126,8 @@ def _check_paths(files: FilterFiles, config: FilterConfig) -> dict[str, Path]:
     if config.label_check and config.label_model != "tfidf":
         inputs["--label-model"] = config.label_model
     refuse_overwrite(outputs, inputs)
-    named = list(outputs.items())
-    for i, (option, path) in enumerate(named):  # two outputs on one path: the second would replace the first
-        refuse_overwrite(named[i + 1 :], {option: path})
-    for option, path in named:
+    refuse_shared_outputs(outputs)
+    for option, path in outputs.items():
         check_writable(path.parent, option=option)  # now, not after minutes of filtering
     return outputs
 

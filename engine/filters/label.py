@@ -26,7 +26,7 @@ import numpy as np
 
 from engine.config import TfidfConfig
 from engine.errors import InputError
-from engine.models import check_device, resolve_model
+from engine.models import check_device, resolve_model, safe_load
 from engine.progress import OnProgress, report
 
 log = logging.getLogger(__name__)
@@ -244,14 +244,17 @@ class LabelModel:
             check_device(device)
             from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-            num_labels = AutoConfig.from_pretrained(spec).num_labels
+            with safe_load(spec, "--label-model"):
+                num_labels = AutoConfig.from_pretrained(spec, trust_remote_code=False).num_labels
             if num_labels != k:
                 raise InputError(
                     f"--label-model {spec} has {num_labels} output labels but --train has {k} classes. "
                     "Pass a classifier fine-tuned on these classes."
                 )
-            tokenizer = AutoTokenizer.from_pretrained(spec)
-            model = AutoModelForSequenceClassification.from_pretrained(spec).to(device).eval()
+            with safe_load(spec, "--label-model"):
+                tokenizer = AutoTokenizer.from_pretrained(spec, trust_remote_code=False)
+                model = AutoModelForSequenceClassification.from_pretrained(spec, trust_remote_code=False)
+            model = model.to(device).eval()
             return cls(
                 "transformers",
                 model,

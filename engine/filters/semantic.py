@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from engine.errors import InputError
-from engine.models import check_device, resolve_model
+from engine.models import check_device, resolve_model, safe_load
 from engine.progress import OnProgress, report
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,10 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
 
         try:
-            self.model = SentenceTransformer(source.load_from, device=device)
+            with safe_load(model, "--embed-model"):
+                self.model = SentenceTransformer(source.load_from, device=device, trust_remote_code=False)
+        except InputError:
+            raise
         except (OSError, ValueError) as exc:
             raise InputError(
                 f"--embed-model {model}: could not load it ({type(exc).__name__}: {str(exc)[:300]}). Pass a local "

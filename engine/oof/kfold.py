@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -149,9 +149,13 @@ def _shared_counts(config: TfidfConfig, texts: list[str], scratch: Path) -> Path
         tmp = scratch / f".ngrams.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        for name in _COUNTS:
-            np.save(tmp / f"{name}.npy", getattr(counts, name))
-        (tmp / "shape.json").write_text(json.dumps(list(counts.shape)))  # written last: marks a whole folder
+        try:
+            for name in _COUNTS:
+                _save_array(tmp / f"{name}.npy", getattr(counts, name))
+            (tmp / "shape.json").write_text(json.dumps(list(counts.shape)))  # written last: marks a whole folder
+        except BaseException:  # a full disk, an interrupt: give the space back now, not at the next run
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         try:  # a folder appears whole or not at all; never replace one: another process may be reading it
             os.rename(tmp, folder)
         except OSError:
@@ -161,6 +165,26 @@ def _shared_counts(config: TfidfConfig, texts: list[str], scratch: Path) -> Path
             else:  # another process of a shared job counted the same texts first
                 shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _save_array(path: Path, array: np.ndarray) -> None:
+    """np.save through `write`, in numpy's chunks: given a real file numpy writes with `tofile`, whose short
+    write on a full disk is an OSError without an errno ("124638 requested and 36832 written"); through
+    `write` it is ENOSPC, which the CLI names ("the disk is full"). No copy of the array is made."""
+    try:
+        with open(path, "wb") as fh:
+            np.lib.format.write_array(_Writer(fh.write), array, allow_pickle=False)
+    except OSError as exc:
+        if exc.filename is None:  # write() names no file; the message should name the disk
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
+
+
+@dataclass(frozen=True)
+class _Writer:
+    """A file seen only through `write`, so numpy does not treat it as a real file."""
+
+    write: Callable[[bytes], int]
 
 
 def _load_counts(folder: Path) -> sp.csr_matrix:

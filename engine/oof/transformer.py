@@ -44,7 +44,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from engine.batching import plan_batches
 from engine.config import TransformerConfig
 from engine.errors import InputError
-from engine.models import ModelSource, check_device, resolve_model
+from engine.models import ModelSource, check_device, resolve_model, safe_load
 from engine.progress import OnProgress, report
 
 log = logging.getLogger(__name__)
@@ -111,13 +111,14 @@ def load_model_config(source: ModelSource, k: int):
     from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
 
     model = source.spec
-    try:
-        config = AutoConfig.from_pretrained(source.load_from)
-    except (OSError, ValueError) as exc:
-        raise InputError(
-            f"--model {model}: its config could not be loaded ({exc}). Pass a folder with config.json, weights "
-            "and tokenizer files, or a hub id."
-        ) from exc
+    with safe_load(model, "--model"):
+        try:
+            config = AutoConfig.from_pretrained(source.load_from, trust_remote_code=False)
+        except (OSError, ValueError) as exc:
+            raise InputError(
+                f"--model {model}: its config could not be loaded ({exc}). Pass a folder with config.json, weights "
+                "and tokenizer files, or a hub id."
+            ) from exc
     if config.model_type not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES:
         raise InputError(
             f"--model {model} is a {config.model_type!r} model, which has no sequence-classification head in "
@@ -137,13 +138,14 @@ def load_tokenizer(source: ModelSource):
     from transformers import AutoTokenizer
 
     model = source.spec
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source.load_from)
-    except (OSError, ValueError, TypeError) as exc:
-        raise InputError(
-            f"--model {model}: its tokenizer could not be loaded ({exc}). The folder needs tokenizer.json or "
-            "the tokenizer's vocabulary files beside config.json (tokenizer.save_pretrained writes them)."
-        ) from exc
+    with safe_load(model, "--model"):
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source.load_from, trust_remote_code=False)
+        except (OSError, ValueError, TypeError) as exc:
+            raise InputError(
+                f"--model {model}: its tokenizer could not be loaded ({exc}). The folder needs tokenizer.json or "
+                "the tokenizer's vocabulary files beside config.json (tokenizer.save_pretrained writes them)."
+            ) from exc
     if tokenizer.pad_token_id is None:
         if tokenizer.eos_token_id is None:
             raise InputError(f"--model {model}: the tokenizer has neither a padding nor an end token to pad with.")
@@ -400,13 +402,16 @@ class TransformerBackend:
 
         torch.manual_seed(seed)  # the fresh head's initialization
         try:
-            with _quiet_transformers():
+            with _quiet_transformers(), safe_load(self.config.model, "--model"):
                 model = AutoModelForSequenceClassification.from_pretrained(
                     self.source,
                     num_labels=self.k,
                     id2label=dict(enumerate(self.class_names)),
                     label2id={name: i for i, name in enumerate(self.class_names)},
+                    trust_remote_code=False,
                 )
+        except InputError:
+            raise
         except (OSError, ValueError, RuntimeError) as exc:
             raise InputError(f"--model {self.config.model}: the weights could not be loaded ({exc}).") from exc
         return model.float()
@@ -526,7 +531,11 @@ class TransformerBackend:
             with _quiet_transformers():
                 from transformers import AutoModelForSequenceClassification
 
-                model = AutoModelForSequenceClassification.from_pretrained(checkpoint).float().to(self.device)
+                model = (
+                    AutoModelForSequenceClassification.from_pretrained(checkpoint, trust_remote_code=False)
+                    .float()
+                    .to(self.device)
+                )
         elif not best["saved"]:
             shutil.rmtree(checkpoint, ignore_errors=True)  # an earlier epoch's copy, superseded
         test_probs = (
