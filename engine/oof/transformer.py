@@ -316,7 +316,7 @@ def train_epoch(
     rows of its `grad_accum` batches, so a short last batch weighs what its rows weigh. `weights` (one per
     row of `rows`): weighted cross-entropy, each row's loss times its weight, still divided by the number
     of rows (not the sum of weights), as scikit-learn's sample_weight scales a row's share of the loss; all
-    weights 1 give the unweighted model bit for bit (the gradient of each row's loss is multiplied by 1.0)."""
+    weights 1 give the unweighted model bit for bit."""
     import torch
     import torch.nn.functional as F
 
@@ -331,11 +331,11 @@ def train_epoch(
             target = _to_device(labels[batch].astype(np.int64), device)
             with _autocast(device, precision):
                 logits = model(input_ids=_to_device(ids, device), attention_mask=_to_device(mask, device)).logits
-            if weights is None:
-                loss = F.cross_entropy(logits.float(), target, reduction="sum")
-            else:
-                weight = _to_device(weights[batch].astype(np.float32), device)
-                loss = (F.cross_entropy(logits.float(), target, reduction="none") * weight).sum()
+            # per row, then summed, with or without weights: one reduction, so weights of 1 change no bit
+            loss = F.cross_entropy(logits.float(), target, reduction="none")
+            if weights is not None:
+                loss = loss * _to_device(weights[batch].astype(np.float32), device)
+            loss = loss.sum()
             total += loss.detach()
             loss = loss / group_rows
             (scaler.scale(loss) if scaler is not None else loss).backward()
