@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -18,6 +19,7 @@ from engine.arms import CLEANING_ARMS, align_scores, budget_sets, check_strategy
 from engine.config import CompareConfig
 from engine.errors import InputError
 from engine.experiment import kept_rows, run_compare
+from engine.experiment_cells import CellSelection
 from engine.io import check_output_dir, read_table, refuse_overwrite
 from engine.labels import check_same_classes, saved_classes
 from engine.overlap import find_overlap
@@ -46,11 +48,14 @@ def compare_files(
     text_col: str = "text",
     label_col: str = "label",
     on_progress: OnProgress | None = None,
+    only_cells: CellSelection | None = None,
+    ray: Any = None,  # engine.cluster's ClusterOptions: Ray spreads the cells
 ) -> tuple[dict, bool]:
     """Compare baseline, each strategy (name, kept augmentations file; `targeted` is the single strategy of
     `--targeted`) with its control drawn from `random`, `all`, and with `scores` (mine's scores.parquet of
     this training set) the `cleaning` arms (default: all three; `["none"]`: none) and the weight arms of
     `config.weights` / `config.combine`; `budget` names the strategies that get the two budget arms.
+    `only_cells` fits only those cells and `ray` spreads the cells over a Ray cluster (see `run_compare`).
     Returns the results and whether `out_dir` already held them (see `run_compare`)."""
     cleaning = _check_arms(strategies, scores, cleaning, budget, config)
     out_dir = check_output_dir(out_dir)
@@ -122,6 +127,8 @@ def compare_files(
         config=config,
         extra={"test_overlap": test_overlap},
         on_progress=on_progress,
+        only_cells=only_cells,
+        ray=ray,
     )
 
 

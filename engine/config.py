@@ -143,6 +143,12 @@ class TransformerConfig:
 
 
 BACKENDS = ("tfidf", "transformers")
+# The options of TransformerConfig that `hardaug compare --backend transformers` takes (and its cells are keyed
+# by): a cell trains for every epoch and predicts with the last, keeps no checkpoint and records no dynamics.
+COMPARE_TRANSFORMER = (
+    "model", "epochs", "lr", "warmup_steps", "weight_decay", "train_batch_size", "eval_batch_size", "grad_accum",
+    "max_length", "max_grad_norm", "precision", "device",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -227,7 +233,11 @@ class AnalysisConfig:
 class CompareConfig:
     """The experiment of `hardaug compare` (engine.experiment): seeds, the bootstrap, what counts as
     confidently wrong, when a suspected label error is relabeled, the share of a strategy's augmentations its
-    budget arms use (engine.arms.budget_sets); the classifier is TF-IDF (`tfidf`, no flags)."""
+    budget arms use (engine.arms.budget_sets), and the classifier retrained on every arm: `tfidf` (its
+    options without flags) or `transformers` (`transformer`: the oof recipe's options and flags, those of
+    `COMPARE_TRANSFORMER`; each cell fine-tunes from the pretrained weights, its seed sets the new head's
+    initialization, dropout and data order, and its last epoch predicts the test set: compare has no
+    held-out split to pick an epoch on)."""
 
     seeds: tuple[int, ...] = option((0, 1, 2), type=seed_list, help="comma-separated seeds, integers >= 0")
     bootstrap: int = option(1000, help="bootstrap resamples for the intervals")
@@ -264,9 +274,36 @@ class CompareConfig:
         "weighted by SCHEME (each augmentation weighs what its source does), compared with NAME and SCHEME "
         "(repeatable)",
     )
+    backend: str = option(
+        "tfidf",
+        choices=BACKENDS,
+        help="classifier retrained on every arm: tfidf = character n-gram TF-IDF + logistic regression (CPU, "
+        "seconds per cell); transformers = fine-tune a pretrained encoder per arm and seed (the oof recipe's "
+        "options below; a GPU is advised)",
+    )
     tfidf: TfidfConfig = field(default_factory=TfidfConfig)
+    transformer: TransformerConfig = field(default_factory=TransformerConfig)
+
+    def classifier(self) -> dict:
+        """The chosen classifier's options, as results.json records them and the cells are keyed by."""
+        if self.backend == "tfidf":
+            return {"backend": "tfidf", **asdict(self.tfidf)}
+        return {"backend": "transformers", **{name: getattr(self.transformer, name) for name in COMPARE_TRANSFORMER}}
+
+    def job(self) -> dict:
+        """The options that decide the results: with tfidf exactly the fields before `backend` existed (so a
+        finished TF-IDF compare stays up to date), with transformers the fine-tune's options instead."""
+        job = asdict(self)
+        job.pop("backend")
+        job.pop("transformer")
+        if self.backend != "tfidf":
+            job.pop("tfidf")
+            job["classifier"] = self.classifier()
+        return job
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise InputError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
         if not self.seeds:
             raise InputError("need at least one seed")
         if self.bootstrap < 100:

@@ -26,12 +26,11 @@ arms into the same folder, trains only what it has not saved; `run_compare` writ
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -52,12 +51,12 @@ from engine.arms import (
 from engine.bootstrap import ALPHA, adjust, difference_samples, paired_difference, resample_scores
 from engine.config import CompareConfig  # defined with the other stage configs; exported here (__all__)
 from engine.errors import InputError
+from engine.experiment_cells import Cells, CellSelection, cells_key, check_classifier
 from engine.io import write_json
 from engine.jobs import Job
 from engine.jobs import fingerprint as job_fingerprint
-from engine.oof.tfidf import FIT, build_model, fit_model, predict_proba
-from engine.progress import OnProgress, report
-from engine.schema import prob_columns
+from engine.oof.tfidf import FIT
+from engine.progress import OnProgress
 from engine.weights import SCHEMES, SHUFFLED
 
 __all__ = ["CompareConfig", "arm_training_sets", "compare", "compare_pairs", "kept_rows", "match_counts"]
@@ -264,64 +263,7 @@ def verdict(arm: str, plan: dict, comparisons: dict) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ runner
-def _cell_key(config: CompareConfig, train_set: pl.DataFrame, test: pl.DataFrame) -> str:
-    # TF-IDF + logistic regression is deterministic (saga draws its row order from a fixed random_state, lbfgs
-    # draws nothing): the model depends only on its training rows
-    # (and their weights, when the arm has them), so the key leaves the arm and seed out and identical
-    # training sets are trained once.
-    digest = hashlib.sha256(json.dumps({**asdict(config.tfidf), "fit": FIT}, sort_keys=True).encode())
-    for frame in (train_set, test.select("text", "label")):
-        digest.update(frame.hash_rows(seed=3).to_numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
-def cell_weights(train_set: pl.DataFrame) -> np.ndarray | None:
-    """The per-row loss weights of a cell's training rows (a weighted arm: engine.arms, engine.weights), or
-    None for unweighted rows: the one place a cell's fit reads them, whatever its classifier."""
-    return train_set["weight"].to_numpy() if "weight" in train_set.columns else None
-
-
-def _fit(config: CompareConfig, train_set: pl.DataFrame):
-    texts, labels = train_set["text"].to_list(), train_set["label"].to_numpy()
-    weights = cell_weights(train_set)
-    if weights is None:
-        return fit_model(config.tfidf, texts, labels)
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1):  # one thread, as fit_model: the same model on every machine
-        return build_model(config.tfidf).fit(texts, labels, logisticregression__sample_weight=weights)
-
-
-def run_cell(
-    train_set: pl.DataFrame,
-    test: pl.DataFrame,
-    *,
-    k: int,
-    config: CompareConfig,
-    job: Job,
-    key: str,
-    memo: dict[str, np.ndarray],
-    about: Mapping[str, object] | None = None,
-) -> np.ndarray:
-    """Train on `train_set`, predict `test`; reuse the result of an identical training set in this run
-    (`memo`) or the job's saved part named `key` (verified by the job), else save it as that part."""
-    if key in memo:
-        return memo[key]
-    if key in job.parts:
-        log.info("reusing cell %s %s", key, dict(job.parts[key].meta))
-        memo[key] = job.read_part(key).select(prob_columns(k)).to_numpy()
-        return memo[key]
-    probs = memo[key] = predict_proba(_fit(config, train_set), test["text"].to_list(), k)
-    job.save_part(key, pl.DataFrame(probs, schema=prob_columns(k)), meta=dict(about or {}))
-    return probs
-
-
-def cells_key(config: CompareConfig, test: pl.DataFrame, k: int) -> str:
-    """The cells' job: every cell names its own content (`_cell_key`), so parts of another job (another test
-    set, classifier or hardaug version) are discarded, never refused."""
-    return job_fingerprint("compare-cells", {"tfidf": asdict(config.tfidf), "fit": FIT, "k": k}, {
-        "test": test.select("text", "label")
-    })  # fmt: skip
+# The cells (keys, fitting, who runs which, resuming) are engine.experiment_cells.
 
 
 def compare(
@@ -347,13 +289,21 @@ def compare(
     (e.g. a proportional budget vs the uniform one). The cells are saved in the job folder `cells_dir`.
     `on_progress` hears of each cell ("cells", unit "cell", detail: arm, seed), then of the bootstrap
     resamples ("bootstrap", unit "resample")."""
+    texts = _texts(train, test, targeted, random_pool, all_pool, strategies)
+    backend = check_classifier(config, k=k, class_names=class_names, frames=texts)
     with Job(cells_dir, cells_key(config, test, k), stale="discard", what="compare job") as job:
         results, _ = _compare(
             job, train, test, k=k, class_names=class_names, targeted=targeted, random_pool=random_pool,
             all_pool=all_pool, config=config, strategies=strategies, flagged=flagged, cleaning=cleaning,
-            extra_pairs=extra_pairs, on_progress=on_progress,
+            extra_pairs=extra_pairs, on_progress=on_progress, backend=backend,
         )  # fmt: skip
     return results
+
+
+def _texts(train, test, targeted, random_pool, all_pool, strategies) -> dict[str, pl.DataFrame | None]:
+    """Every table whose texts a cell may train on or predict, named for a message."""
+    return {"training data": train, "test data": test, "--targeted": targeted, "--random": random_pool,
+            "--all": all_pool, **{f"--strategy {name}": rows for name, rows in (strategies or {}).items()}}  # fmt: skip
 
 
 RESULTS = ("results.json", "results.md", "results.svg")
@@ -376,30 +326,64 @@ def run_compare(
     extra_pairs: Sequence[tuple[str, str]] = (),
     extra: Mapping[str, object] | None = None,
     on_progress: OnProgress | None = None,
+    only_cells: CellSelection | None = None,
+    ray: Any = None,
 ) -> tuple[dict, bool]:
     """`compare` into `out_dir` (what `hardaug compare` does after parsing): the cells are parts of the job
     folder `out_dir/.job` (locked while it runs: a second compare into the folder is refused), `extra` is
     added to the results, and results.json, .md and .svg are written, then the done marker. Returns the
     results and whether they were already there: the same inputs and options finished in `out_dir` and its
-    files are what that run wrote ("up to date": nothing is run)."""
+    files are what that run wrote ("up to date": nothing is run).
+
+    `only_cells` (engine.experiment_cells.only_cells): fit and save only those cells, in a job shared with
+    other processes on other cells, and stop; returns {"cells": [what was fitted]} and False. `ray`
+    (engine.cluster.session.ClusterOptions): every unsaved cell as a Ray task (one GPU each on CUDA), then
+    the tables here. The classifier is checked first (model, device, texts): nothing is written on bad input."""
+    if only_cells is not None and ray is not None:
+        raise ValueError("--only-cells and --ray exclude each other: with --ray, Ray spreads the cells")
     named = {"targeted": targeted} if targeted is not None else {}
     named.update(strategies or {})
     result_key = job_fingerprint(
         "compare",
-        {"config": asdict(config), "fit": FIT, "k": k, "classes": class_names, "cleaning": list(cleaning),
+        {"config": config.job(), "fit": FIT, "k": k, "classes": class_names, "cleaning": list(cleaning),
          "extra_pairs": [list(p) for p in extra_pairs], "extra": dict(extra or {}), "strategies": list(named)},
         {"train": train, "test": test, "random": random_pool, "all": all_pool, "flagged": flagged,
          **{f"strategy {name}": rows for name, rows in named.items()}},
     )  # fmt: skip
     outputs = [out_dir / name for name in RESULTS]
     key = cells_key(config, test, k)
-    with Job(out_dir / ".job", key, stale="discard", outputs=outputs, result_key=result_key, what="compare job") as job:
+    job_args = {"stale": "discard", "outputs": outputs, "result_key": result_key, "what": "compare job"}
+    backend = None
+    if Job(out_dir / ".job", key, **job_args).finished() is not None:  # a look without the lock; checked below
+        if only_cells is not None:
+            return {"cells": []}, True
+    else:  # before anything is written
+        texts = _texts(train, test, targeted, random_pool, all_pool, strategies)
+        backend = check_classifier(config, k=k, class_names=class_names, frames=texts)
+    arms = {"targeted": targeted, "random_pool": random_pool, "all_pool": all_pool, "config": config,
+            "strategies": strategies, "flagged": flagged, "cleaning": cleaning}  # fmt: skip
+    if only_cells is not None or ray is not None:
+        with Job(out_dir / ".job", key, shared=True, **job_args) as job:
+            cells = Cells(
+                job, test, k, config, backend, only=only_cells, defer=ray is not None, on_progress=on_progress
+            )
+            _run_cells(cells, train, **arms)
+            if only_cells is not None:
+                return {"cells": cells.ran}, False
+            if cells.pending:
+                from engine.cluster.cells import run_cells_on_ray
+
+                run_cells_on_ray(cells.pending, test, job=job, config=config, k=k, class_names=class_names,
+                                 options=ray, on_progress=on_progress)  # fmt: skip
+        if on_progress is not None:  # the cells were reported as they landed; assembling reuses them all
+            hear = on_progress
+            on_progress = lambda p: p.unit == "cell" or hear(p)  # noqa: E731
+    with Job(out_dir / ".job", key, **job_args) as job:
         if job.finished() is not None:
             return json.loads((out_dir / "results.json").read_text(encoding="utf-8")), True
         results, used = _compare(
-            job, train, test, k=k, class_names=class_names, targeted=targeted, random_pool=random_pool,
-            all_pool=all_pool, config=config, strategies=strategies, flagged=flagged, cleaning=cleaning,
-            extra_pairs=extra_pairs, on_progress=on_progress,
+            job, train, test, k=k, class_names=class_names, extra_pairs=extra_pairs, on_progress=on_progress,
+            backend=backend, **arms,
         )  # fmt: skip
         results.update(extra or {})
         write_results(results, out_dir)
@@ -423,15 +407,40 @@ def _compare(
     cleaning: tuple[str, ...],
     extra_pairs: Sequence[tuple[str, str]],
     on_progress: OnProgress | None,
+    backend: object = None,
 ) -> tuple[dict, set[str]]:
     """The results and the keys of the cells they used."""
     names = (["targeted"] if targeted is not None else []) + list(strategies or {})
     labels = test["label"].to_numpy()
-    probs: dict[str, list[np.ndarray]] = {}
+    cells = Cells(job, test, k, config, backend, on_progress=on_progress)
+    probs, sizes, sets = _run_cells(
+        cells, train, targeted=targeted, random_pool=random_pool, all_pool=all_pool, config=config,
+        strategies=strategies, flagged=flagged, cleaning=cleaning,
+    )  # fmt: skip
+    results = _tables(
+        probs, sizes, sets, train, test, labels=labels, k=k, class_names=class_names, names=names, config=config,
+        extra_pairs=extra_pairs, on_progress=on_progress,
+    )  # fmt: skip
+    return results, cells.used()
+
+
+def _run_cells(
+    cells: Cells,
+    train: pl.DataFrame,
+    *,
+    targeted: pl.DataFrame | None,
+    random_pool: pl.DataFrame | None,
+    all_pool: pl.DataFrame | None,
+    config: CompareConfig,
+    strategies: dict[str, pl.DataFrame] | None,
+    flagged: pl.DataFrame | None,
+    cleaning: tuple[str, ...],
+) -> tuple[dict[str, list], dict[str, dict], dict[str, pl.DataFrame]]:
+    """Every (arm, seed) cell through `cells`, in compare's order (seeds, then arms): each arm's test
+    probabilities per seed (None for a cell `cells` did not run here), its sizes, and the last seed's sets."""
+    probs: dict[str, list] = {}
     sizes: dict[str, dict] = {}
-    memo: dict[str, np.ndarray] = {}
     sets: dict[str, pl.DataFrame] = {}
-    n_cells, done = None, 0
     for seed in config.seeds:
         sets = arm_training_sets(
             train,
@@ -446,20 +455,17 @@ def _compare(
             weights=config.weights,
             combine=config.combined(),
         )
-        n_cells = n_cells or len(sets) * len(config.seeds)
+        cells.total = cells.total or len(sets) * len(config.seeds)
         for arm, train_set in sets.items():
-            key = _cell_key(config, train_set, test)
-            probs.setdefault(arm, []).append(
-                run_cell(
-                    train_set, test, k=k, config=config, job=job, key=key, memo=memo, about={"arm": arm, "seed": seed}
-                )
-            )
+            probs.setdefault(arm, []).append(cells.cell(arm, seed, train_set))
             sizes[arm] = {"train_rows": train_set.height, "added_rows": train_set.height - train.height}
             if arm in CLEANING_ARMS or arm in CLEANING_CONTROLS.values() or arm in SCHEMES or arm in SHUFFLED.values():
                 sizes[arm]["changed_rows"] = changed_rows(arm, flagged, train_set, train.height)
-            done += 1
-            report(on_progress, "cells", "cell", done, n_cells, arm=arm, seed=seed)
+    return probs, sizes, sets
 
+
+def _tables(probs, sizes, sets, train, test, *, labels, k, class_names, names, config, extra_pairs, on_progress):
+    """The results (JSON-ready) from every cell's test probabilities, one array per arm and seed."""
     plan = arm_plan(sets, names)
     arms = {}
     for arm, runs in probs.items():
@@ -488,14 +494,14 @@ def _compare(
         "test_rows": test.height,
         "train_rows": train.height,
         "seeds": list(config.seeds),
-        "classifier": {"backend": "tfidf", **asdict(config.tfidf)},
+        "classifier": config.classifier(),
         "relabel_confidence": config.relabel_confidence,
         "arms": arms,
         "comparisons": comparisons,
         "adjustment": adjustment(comparisons),
         "verdicts": verdicts,
     }
-    return results, set(memo)
+    return results
 
 
 # ----------------------------------------------------------------------------------------------- output

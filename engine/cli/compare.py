@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from engine.cli.cluster import add_cluster_options
 from engine.cli.common import SAMPLE_DIR, comma_list
-from engine.config import CompareConfig
+from engine.config import COMPARE_TRANSFORMER, CompareConfig, TransformerConfig
+from engine.errors import InputError
 from engine.options import add_options, config_from_args
 
 
@@ -93,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_options(p, CompareConfig, fields=("relabel_confidence", "weights", "combine"))
     p.add_argument("--out-dir", type=Path, default=Path("runs/compare"), help="output folder (default: runs/compare)")
-    add_options(p, CompareConfig, fields=("seeds", "bootstrap", "confident_threshold"))
+    add_options(p, CompareConfig, fields=("seeds", "bootstrap", "confident_threshold", "backend"))
     p.add_argument(
         "--class-names",
         type=comma_list,
@@ -109,12 +111,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--text-col", default="text", help="text column of train/test (default: text)")
     p.add_argument("--label-col", default="label", help="label column of train/test (default: label)")
+    p.add_argument(
+        "--only-cells",
+        type=only_cells,
+        default=None,
+        metavar="IDS|i/N",
+        help="fit only these (arm, seed) cells (indices 0,3,5, or i/N: every N-th from i), save them and stop: "
+        "one process per GPU (CUDA_VISIBLE_DEVICES=i --only-cells i/N), then the same command without "
+        "--only-cells writes the tables",
+    )
+    add_options(p, TransformerConfig, fields=TRANSFORMER_FLAGS)
+    add_cluster_options(p, gpus=False)
     p.set_defaults(func=run)
+
+
+# the oof recipe's flags that compare's transformers cells use (max_grad_norm has no flag)
+TRANSFORMER_FLAGS = tuple(name for name in COMPARE_TRANSFORMER if name != "max_grad_norm")
+
+
+def only_cells(value: str):
+    from engine.experiment_cells import only_cells as parse
+
+    return parse(value)
 
 
 def build_config(args: argparse.Namespace) -> CompareConfig:
     """The experiment's config from the options (also what `hardaug run` checks a [compare] table with)."""
-    return config_from_args(CompareConfig, args)
+    transformer = TransformerConfig(**{name: getattr(args, name) for name in TRANSFORMER_FLAGS})
+    return config_from_args(CompareConfig, args, tfidf=CompareConfig().tfidf, transformer=transformer)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -123,7 +147,16 @@ def run(args: argparse.Namespace) -> int:
     from engine.compare import compare_files
     from engine.progress import Progress
 
+    if args.only_cells is not None and args.ray is not None:
+        raise InputError("--only-cells and --ray exclude each other: with --ray, Ray spreads the cells.")
+    config = build_config(args)
     bars: dict = {}  # opened at the first report: an "up to date" answer shows none
+    cell: dict = {}  # the transformers cell training now: its stage name, epoch and last loss
+    ray = None
+    if args.ray is not None:
+        from engine.cli.cluster import cluster_options
+
+        ray = cluster_options(args, device="cpu", threads=1)  # a cell task asks for its GPU itself
 
     def on_progress(p: Progress) -> None:
         if p.unit == "cell":
@@ -135,14 +168,26 @@ def run(args: argparse.Namespace) -> int:
                     bars["cells"].close()
                 bars["bootstrap"] = tqdm(total=p.total, desc="bootstrap", unit="resample")
             bars["bootstrap"].update(p.done - bars["bootstrap"].n)
+        elif p.unit in ("step", "epoch"):  # a transformers cell: its steps, its epoch, the last epoch's loss
+            bar = bars.setdefault("steps", tqdm(unit="step", leave=False))
+            if p.unit == "epoch":
+                cell["loss"] = f"{p.detail['loss']:.4f}"
+            else:
+                if p.stage != cell.get("stage"):  # a new cell (a resumed one starts at its saved epochs' steps)
+                    cell.update(stage=p.stage, loss="-")
+                    bar.reset(total=p.total)
+                    bar.set_description(p.stage)
+                bar.update(p.done - bar.n)
+                cell["epoch"] = f"{p.detail['epoch']}/{config.transformer.epochs}"
+            bar.set_postfix(epoch=cell.get("epoch"), loss=cell["loss"], refresh=False)
 
     out_dir = args.out_dir
     try:
-        _, up_to_date = compare_files(
+        results, up_to_date = compare_files(
             train=args.train or Path(str(SAMPLE_DIR / "train.csv")),
             test=args.test or Path(str(SAMPLE_DIR / "test.csv")),
             out_dir=out_dir,
-            config=build_config(args),
+            config=config,
             strategies=([("targeted", args.targeted)] if args.targeted else []) + args.strategy,
             random=args.random_,
             all_=args.all_,
@@ -154,10 +199,19 @@ def run(args: argparse.Namespace) -> int:
             text_col=args.text_col,
             label_col=args.label_col,
             on_progress=on_progress,
+            only_cells=args.only_cells,
+            ray=ray,
         )
     finally:
         for bar in bars.values():
             bar.close()
+    if args.only_cells is not None:
+        done = ", ".join(f"{c['cell']} ({c['arm']}, seed {c['seed']}, {c['seconds']:.1f} s)" for c in results["cells"])
+        print(
+            f"saved cells {done or '(none: all were saved or finished)'} in {out_dir / '.job'}; when every cell is "
+            "saved, run the same command without --only-cells to write the tables"
+        )
+        return 0
     print((out_dir / "results.md").read_text(encoding="utf-8"))
     if up_to_date:
         print(f"{out_dir / 'results.json'} is up to date (same inputs and options): nothing was run")

@@ -68,6 +68,7 @@ def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.experiment_cells import compare_cost
     from engine.pipeline import StageFailed, load_config, run_pipeline
     from engine.stage_process import run_stage
 
@@ -80,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"plan of {path} (output: {config.out}); nothing is run or written:")
         for line in plan:
             print(f"\n{line['stage']}: {line['status']} ({line['folder']})\n  {line['command']}")
+            if line["stage"] == "compare" and (cost := compare_cost(config)):
+                print(f"  cost: {cost}")
         print("\n'waits': its key depends on an earlier stage's output, which is made first.")
         return 0
     try:

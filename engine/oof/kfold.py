@@ -258,7 +258,11 @@ def _transformer_fold(backend, fold, folds, encoded, test_encoded, labels, k, se
         test=test_encoded,
         checkpoint=scratch / f"ckpt_fold_{fold:02d}",
         on_progress=(
-            (lambda p: report(on_progress, f"fold {fold} steps", "step", p.done, p.total, fold=fold))
+            (
+                lambda p: (
+                    p.unit == "step" and report(on_progress, f"fold {fold} steps", "step", p.done, p.total, fold=fold)
+                )
+            )
             if on_progress is not None
             else None
         ),

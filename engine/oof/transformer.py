@@ -310,11 +310,15 @@ def train_epoch(
     device,
     precision: str,
     pad_to: int | None = None,
+    weights: np.ndarray | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> float:
     """One pass over `batches` (positions into `rows`, the rows of `encoded` to train on, and `labels`,
     their labels). Returns the mean training loss. The loss of each optimizer step is the mean over all
-    rows of its `grad_accum` batches, so a short last batch weighs what its rows weigh."""
+    rows of its `grad_accum` batches, so a short last batch weighs what its rows weigh. `weights` (one per
+    row of `rows`): weighted cross-entropy, each row's loss times its weight, still divided by the number
+    of rows (not the sum of weights), as scikit-learn's sample_weight scales a row's share of the loss; all
+    weights 1 give the unweighted model bit for bit."""
     import torch
     import torch.nn.functional as F
 
@@ -329,7 +333,11 @@ def train_epoch(
             target = _to_device(labels[batch].astype(np.int64), device)
             with _autocast(device, precision):
                 logits = model(input_ids=_to_device(ids, device), attention_mask=_to_device(mask, device)).logits
-            loss = F.cross_entropy(logits.float(), target, reduction="sum")
+            # per row, then summed, with or without weights: one reduction, so weights of 1 change no bit
+            loss = F.cross_entropy(logits.float(), target, reduction="none")
+            if weights is not None:
+                loss = loss * _to_device(weights[batch].astype(np.float32), device)
+            loss = loss.sum()
             total += loss.detach()
             loss = loss / group_rows
             (scaler.scale(loss) if scaler is not None else loss).backward()
@@ -419,6 +427,105 @@ class TransformerBackend:
     def encode(self, texts: Sequence[str]) -> Encoded:
         return encode(self.tokenizer, texts, self.config.max_length)
 
+    def fine_tune(
+        self,
+        *,
+        seed: int,
+        encoded: Encoded,
+        train_rows: np.ndarray,
+        train_labels: np.ndarray,
+        weights: np.ndarray | None = None,
+        after_epoch: Callable[[int, object], dict] | None = None,
+        state: Path | None = None,
+        on_progress: OnProgress | None = None,
+    ):
+        """Fine-tune a fresh model (from the pretrained weights; `seed` sets the new head's initialization,
+        dropout and the data order) on `train_rows` of `encoded` for `config.epochs` epochs; returns the model
+        after the last epoch and the history (one dict per epoch). The one training loop of `oof` folds and
+        `compare` cells.
+
+        `weights`: one per training row, for weighted cross-entropy (`train_epoch`). `after_epoch(epoch,
+        model)` runs after each epoch's training (epoch 0-based) and returns fields for that epoch's record
+        (oof: held-out metrics, dynamics, the best epoch's checkpoint). `state`: a file the whole training
+        state (weights, optimizer, schedule, loss scaler, both random generators, history) is saved to after
+        every epoch but the last, and resumed from when it exists, so a killed fine-tune continues at its next
+        epoch and ends with the same model as an uninterrupted one (bit for bit on CPU). The caller deletes it
+        once the result is saved. `on_progress` hears of each optimizer step ("steps", unit "step", detail:
+        epoch) over the whole fine-tune (a resumed one starts at the steps done) and of each epoch ("epochs",
+        unit "epoch", detail: loss)."""
+        import torch
+        from transformers import get_linear_schedule_with_warmup
+
+        config = self.config
+        model = self._load_model(seed).to(self.device)
+        rng = np.random.default_rng(seed)
+        lengths = encoded.lengths[train_rows]
+        # every mega-batch but the last is a whole number of batches, so an epoch has ceil(n / batch) batches
+        steps_per_epoch = math.ceil(math.ceil(len(train_rows) / config.train_batch_size) / config.grad_accum)
+        total_steps = steps_per_epoch * config.epochs
+        optimizer = make_optimizer(model, config, self.device)
+        scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, total_steps)
+        scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        history: list[dict] = []
+        first = 0
+        if state is not None and state.exists():
+            first, history = _load_state(state, model, optimizer, scheduler, scaler, rng, self.device)
+            log.info("resuming the fine-tune after epoch %d of %d (%s)", first, config.epochs, state)
+        done = first * steps_per_epoch
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            report(on_progress, "steps", "step", done, total_steps, epoch=epoch + 1)
+
+        for epoch in range(first, config.epochs):
+            epoch_started = time.perf_counter()
+            batches = train_batches(lengths, config.train_batch_size, rng)
+            loss = train_epoch(
+                model,
+                encoded,
+                train_rows,
+                train_labels,
+                batches,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                scaler=scaler,
+                grad_accum=config.grad_accum,
+                max_grad_norm=config.max_grad_norm,
+                pad_id=self.pad_id,
+                device=self.device,
+                precision=self.precision,
+                weights=weights,
+                on_step=step,
+            )
+            train_seconds = time.perf_counter() - epoch_started
+            extra = after_epoch(epoch, model) if after_epoch is not None else {}
+            record = {
+                "epoch": epoch + 1,
+                "train_loss": loss,
+                **extra,
+                "train_seconds": round(train_seconds, 3),
+                "train_samples_per_s": round(len(train_rows) / max(train_seconds, 1e-9), 1),
+                "seconds": round(time.perf_counter() - epoch_started, 3),
+            }
+            if self.device.type == "cuda":  # what a larger batch or max length would have to fit in
+                record["max_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
+            history.append(record)
+            log.info(
+                "epoch %d/%d: loss %.4f%s (%.0f rows/s)",
+                epoch + 1,
+                config.epochs,
+                loss,
+                "".join(f", {k} {v:.4f}" for k, v in extra.items() if k in ("accuracy", "macro_f1")),
+                record["train_samples_per_s"],
+            )
+            report(on_progress, "epochs", "epoch", epoch + 1, config.epochs, loss=loss)
+            if state is not None and epoch < config.epochs - 1:
+                _save_state(state, epoch + 1, history, model, optimizer, scheduler, scaler, rng, self.device)
+        return model, history
+
     def fit_predict_fold(
         self,
         *,
@@ -438,20 +545,8 @@ class TransformerBackend:
         replaced when a better epoch comes); the caller moves or deletes it after saving the predictions.
         `on_progress` hears of each optimizer step ("steps", unit "step", over the fold's steps).
         """
-        import torch
-        from transformers import get_linear_schedule_with_warmup
-
         config = self.config
         started = time.perf_counter()
-        model = self._load_model(seed).to(self.device)
-        rng = np.random.default_rng(seed)
-        lengths = encoded.lengths[train_rows]
-        # every mega-batch but the last is a whole number of batches, so an epoch has ceil(n / batch) batches
-        steps_per_epoch = math.ceil(math.ceil(len(train_rows) / config.train_batch_size) / config.grad_accum)
-        total_steps = steps_per_epoch * config.epochs
-        optimizer = make_optimizer(model, config, self.device)
-        scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, total_steps)
-        scaler = torch.amp.GradScaler("cuda") if self.precision == "fp16" else None
         predict = {
             "batch_size": config.eval_batch_size,
             "pad_id": self.pad_id,
@@ -459,64 +554,20 @@ class TransformerBackend:
             "precision": self.precision,
         }
         shutil.rmtree(checkpoint, ignore_errors=True)
-        if self.device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(self.device)
-        done = 0
-
-        def step() -> None:
-            nonlocal done
-            done += 1
-            report(on_progress, "steps", "step", done, total_steps)
-
-        history: list[dict] = []
         p_true = np.zeros((len(train_rows), config.epochs)) if config.dynamics else None
         best = {"epoch": 0, "accuracy": -1.0, "probs": None, "saved": False}
-        for epoch in range(config.epochs):
-            epoch_started = time.perf_counter()
-            batches = train_batches(lengths, config.train_batch_size, rng)
-            loss = train_epoch(
-                model,
-                encoded,
-                train_rows,
-                train_labels,
-                batches,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                scaler=scaler,
-                grad_accum=config.grad_accum,
-                max_grad_norm=config.max_grad_norm,
-                pad_id=self.pad_id,
-                device=self.device,
-                precision=self.precision,
-                on_step=step,
-            )
-            train_seconds = time.perf_counter() - epoch_started
+
+        def held_out(epoch: int, model) -> dict:
+            nonlocal best
             probs = predict_proba(model, encoded, eval_rows, **predict)
             pred = probs.argmax(axis=1)
             record = {
-                "epoch": epoch + 1,
-                "train_loss": loss,
                 "accuracy": float(accuracy_score(eval_labels, pred)),
                 "macro_f1": float(f1_score(eval_labels, pred, average="macro", zero_division=0)),
-                "train_seconds": round(train_seconds, 3),
-                "train_samples_per_s": round(len(train_rows) / max(train_seconds, 1e-9), 1),
             }
             if p_true is not None:
                 train_probs = predict_proba(model, encoded, train_rows, **predict)
                 p_true[:, epoch] = train_probs[np.arange(len(train_rows)), train_labels]
-            record["seconds"] = round(time.perf_counter() - epoch_started, 3)
-            if self.device.type == "cuda":  # what a larger batch or max length would have to fit in
-                record["max_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 2)
-            history.append(record)
-            log.info(
-                "epoch %d/%d: loss %.4f, held-out accuracy %.4f, macro-F1 %.4f (%.0f rows/s)",
-                epoch + 1,
-                config.epochs,
-                loss,
-                record["accuracy"],
-                record["macro_f1"],
-                record["train_samples_per_s"],
-            )
             last = epoch == config.epochs - 1
             if config.select_epoch == "last" or record["accuracy"] > best["accuracy"]:
                 best = {"epoch": epoch + 1, "accuracy": record["accuracy"], "probs": probs, "saved": False}
@@ -525,6 +576,16 @@ class TransformerBackend:
                 if (not last and config.select_epoch == "best") or (last and config.keep_checkpoints):
                     _save_checkpoint(model, self.tokenizer, checkpoint)
                     best["saved"] = True
+            return record
+
+        model, history = self.fine_tune(
+            seed=seed,
+            encoded=encoded,
+            train_rows=train_rows,
+            train_labels=train_labels,
+            after_epoch=held_out,
+            on_progress=on_progress,
+        )
         if best["epoch"] != config.epochs:
             log.info("using epoch %d (best held-out accuracy %.4f)", best["epoch"], best["accuracy"])
             del model
@@ -551,3 +612,41 @@ class TransformerBackend:
             history=history,
             checkpoint=checkpoint if checkpoint.exists() else None,
         )
+
+
+# ------------------------------------------------------------------------------------- resumable state
+def _save_state(path: Path, epochs: int, history, model, optimizer, scheduler, scaler, rng, device) -> None:
+    """Everything the next epoch depends on, written beside `path` and swapped in (a kill leaves the old one)."""
+    import torch
+
+    state = {
+        "epochs": epochs,
+        "history": history,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "numpy_rng": rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path, model, optimizer, scheduler, scaler, rng, device) -> tuple[int, list[dict]]:
+    import torch
+
+    state = torch.load(path, map_location=device, weights_only=False)  # written by this job, in its scratch
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state["scaler"] is not None:
+        scaler.load_state_dict(state["scaler"])
+    rng.bit_generator.state = state["numpy_rng"]
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if state["cuda_rng"] is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+    return int(state["epochs"]), list(state["history"])
