@@ -157,6 +157,7 @@ def injected() -> dict:
     return {"train": train, "augmented": frame, "train_dups": expect_train, "within_dups": expect_within}
 
 
+@pytest.mark.slow
 def test_injected_duplicates_are_all_caught_and_nothing_else(injected):
     train, aug = injected["train"], injected["augmented"]
     rows = aug.with_columns(pl.col("text").alias("source_text"))  # cheap checks are off; any source will do
@@ -181,6 +182,7 @@ def test_injected_duplicates_are_all_caught_and_nothing_else(injected):
     assert set(ids[within >= 0.95]) == set(injected["within_dups"])
 
 
+@pytest.mark.slow
 def test_threshold_is_an_option(injected):
     train, aug = injected["train"], injected["augmented"]
     rows = aug.with_columns(pl.col("text").alias("source_text"))
