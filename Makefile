@@ -12,7 +12,7 @@ export HF_HOME := $(CURDIR)/.cache/huggingface
 export TORCH_HOME := $(CURDIR)/.cache/torch
 export VLLM_CACHE_ROOT := $(CURDIR)/.cache/vllm
 
-.PHONY: install test lint demo clean check-gpu-env
+.PHONY: install test test-fast lint demo clean check-gpu-env
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ lint: $(STAMP)
 
 test: lint check-gpu-env
 	$(BIN)/python -m pytest -q
+
+# Before a commit: the tests not marked slow (at least one per module; under 90 s on 2 quiet cores). CI runs `test`.
+test-fast: lint
+	$(BIN)/python -m pytest -q -m "not slow"
 
 # The gpu extra resolved from here (no GPU needed, metadata only, ~2 min), checked for CTranslate2's CUDA 12
 # cuBLAS and against constraints/gpu.txt; skipped while its inputs match .ci/gpu-env.sha256. FORCE=1: always.

@@ -74,3 +74,26 @@ def sample_oof(tmp_path_factory) -> Path:
     out = root / "oof"
     assert main(["oof", "--train", str(train), "--test", str(test), "--folds", "3", "--out-dir", str(out)]) == 0
     return out
+
+
+_EVERY_TEST = pytest.StashKey[dict[str, list[bool]]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # tryfirst: before -m/-k/--deselect drop anything, so `make test-fast` still sees the slow tests. Recorded only
+    # when whole files were collected (no `file::test` argument, no --lf), where a module's list is its full list.
+    if any("::" in arg for arg in config.args) or config.getoption("lf", False):
+        return
+    slow: dict[str, list[bool]] = {}
+    for item in items:
+        slow.setdefault(item.nodeid.split("::")[0], []).append(item.get_closest_marker("slow") is not None)
+    config.stash[_EVERY_TEST] = slow
+
+
+@pytest.fixture
+def every_test(request) -> dict[str, list[bool]]:
+    """Each collected test module: for each of its tests, whether it is marked slow."""
+    if _EVERY_TEST not in request.config.stash:
+        pytest.skip("only some tests of a module were collected (file::test or --lf)")
+    return request.config.stash[_EVERY_TEST]

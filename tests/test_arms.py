@@ -115,6 +115,7 @@ def test_scores_of_another_training_set_are_refused(noisy_scored):
         align_scores(frame.with_columns((pl.col("label") + 1) % 4), scored, "scores.parquet")
 
 
+@pytest.mark.slow
 def test_compare_cli_with_strategies_cleaning_arms_and_class_names(noisy_scored, tmp_path: Path, capsys):
     frame, scored, _ = noisy_scored
     test, _ = make_noisy_dataset(n=300, k=4, flip=0.0, seed=3)  # same class words (same seed), clean labels
@@ -280,6 +281,7 @@ def test_weight_schemes_hardness_clean_hardness_and_class_balanced():
         scheme_weights("hard", scored)
 
 
+@pytest.mark.slow
 def test_compare_cli_weight_arms_and_a_strategy_combined_with_weights(noisy_scored, tmp_path: Path, capsys):
     frame, scored, _ = noisy_scored
     test, _ = make_noisy_dataset(n=200, k=4, flip=0.0, seed=3)

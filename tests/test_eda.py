@@ -43,6 +43,7 @@ def by_source(generated, frame: pl.DataFrame) -> dict[str, list[tuple]]:
     return out
 
 
+@pytest.mark.slow
 def test_deterministic_per_seed_whatever_the_order(reviews):
     config = EdaConfig(n=4, seed=3)
     first = by_source(generate(reviews, config, threads=1), reviews)
@@ -52,6 +53,7 @@ def test_deterministic_per_seed_whatever_the_order(reviews):
     assert other != first
 
 
+@pytest.mark.slow
 def test_never_empty_and_variants_are_new(reviews):
     for g in generate(reviews, EdaConfig(n=4, p_delete=0.9), threads=1):
         assert g.text.strip() or g.drop_reason == "no_edit"  # only an empty source gives nothing

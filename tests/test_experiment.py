@@ -75,6 +75,7 @@ def _direct_bootstrap(labels, preds_a, preds_b, metric, *, resamples, seed):
 
 
 @pytest.mark.parametrize(("n", "k"), [(301, 3), (250, 9)])
+@pytest.mark.slow
 def test_vectorized_bootstrap_equals_a_direct_per_resample_computation(n, k):
     """Same resamples, same formulas: the intervals are those of sklearn on each resample, to the last bit
     (odd n: a draw of the generator that would shift if the resamples were drawn in one call)."""
@@ -106,6 +107,7 @@ def small_data() -> tuple[pl.DataFrame, pl.DataFrame]:
     return train, test
 
 
+@pytest.mark.slow
 def test_cells_resume_after_a_kill(small_data, tmp_path: Path):
     train, test = small_data
     targeted = train.head(200).select(pl.col("text") + " 진짜", "label").with_columns(method=pl.lit("eda"))
@@ -144,6 +146,7 @@ def test_cells_resume_after_a_kill(small_data, tmp_path: Path):
     assert set(resumed["comparisons"]) == {"targeted_vs_baseline", "targeted_vs_random", "random_vs_baseline"}
 
 
+@pytest.mark.slow
 def test_compare_cli_end_to_end(small_data, tmp_path: Path, capsys):
     train, test = small_data
     train_path, test_path = tmp_path / "train.csv", tmp_path / "test.csv"
@@ -221,6 +224,7 @@ def test_compare_refuses_augmentations_without_labels(small_data, tmp_path: Path
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_compare_counts_and_drops_test_rows_that_overlap_train(small_data, tmp_path: Path):
     train, test = small_data
     train.write_csv(tmp_path / "train.csv")

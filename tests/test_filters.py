@@ -157,6 +157,7 @@ def injected() -> dict:
     return {"train": train, "augmented": frame, "train_dups": expect_train, "within_dups": expect_within}
 
 
+@pytest.mark.slow
 def test_injected_duplicates_are_all_caught_and_nothing_else(injected):
     train, aug = injected["train"], injected["augmented"]
     # cheap checks are off, so any source will do: a training text that no injected row copies (a source
@@ -186,6 +187,7 @@ def test_injected_duplicates_are_all_caught_and_nothing_else(injected):
     assert set(ids[within >= 0.95]) == set(injected["within_dups"])
 
 
+@pytest.mark.slow
 def test_threshold_is_an_option(injected):
     train, aug = injected["train"], injected["augmented"]
     targets = set(injected["train_dups"].values())

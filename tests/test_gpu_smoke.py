@@ -37,6 +37,7 @@ def torch_only_python(tmp_path_factory) -> Path:
     return python
 
 
+@pytest.mark.slow
 def test_smoke_runs_the_torch_steps_and_skips_the_rest(torch_only_python, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env |= {"PYTHON": str(torch_only_python), "DEVICE": "cpu", "OUT": str(tmp_path / "out"), "OMP_NUM_THREADS": "1"}

@@ -42,6 +42,7 @@ def predictions(draw):
 
 @settings(max_examples=200, deadline=None)
 @given(predictions())
+@pytest.mark.slow
 def test_score_invariants(case):
     probs, labels, k = case
     s = m.score(_frame(probs, labels), k, label_issues=False)

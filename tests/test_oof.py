@@ -85,6 +85,7 @@ def test_resume_after_interruption_gives_identical_result(noisy_dataset, tmp_pat
     assert resumed.metrics == full.metrics
 
 
+@pytest.mark.slow
 def test_folds_in_two_processes_give_the_same_result_as_one(noisy_dataset, tmp_path: Path):
     """Each fold is fitted on one thread from the same shared counts: which process fits it must not matter."""
     frame, _ = noisy_dataset
@@ -161,6 +162,7 @@ def test_class_smaller_than_fold_count_is_refused(noisy_dataset, tmp_path: Path)
 
 
 @pytest.mark.parametrize("processes", ["1", "2"])
+@pytest.mark.slow
 def test_killed_cli_run_resumes_to_the_same_file(sample_oof: Path, tmp_path: Path, processes: str):
     """SIGKILL the real CLI after its first fold; no final file may exist; the rerun matches a clean run
     (made with one process: the number of processes must not change a byte)."""

@@ -31,6 +31,7 @@ def frames(sample_oof: Path):
     return train, test, names
 
 
+@pytest.mark.slow
 def test_a_job_killed_in_its_final_writes_never_makes_another_up_to_date(frames, tmp_path, monkeypatch):
     """Finished job A; job B (another seed) killed between oof.parquet and metrics.json; A again must not
     answer "up to date" over B's oof.parquet."""
@@ -69,6 +70,7 @@ def test_an_edited_output_is_not_up_to_date(frames, tmp_path):
     assert not run.up_to_date and pl.read_parquet(tmp_path / "oof.parquet").height == train.height
 
 
+@pytest.mark.slow
 def test_only_folds_processes_at_once_then_one_run_assembles(sample_oof, tmp_path, monkeypatch, caplog, capsys):
     """Two `--only-folds` processes at once on disjoint folds share the job folder; the assembling run is
     refused while one runs, then reuses every fold but one that was truncated by hand, which it redoes; the

@@ -141,6 +141,7 @@ def test_dynamics_are_in_range_and_vary_over_epochs(full_run):
     assert not list((parts / "scratch").glob("ckpt_*")) and not (parts.parent / "checkpoints").exists()  # nothing kept
 
 
+@pytest.mark.slow
 def test_resume_gives_the_identical_file_and_keeps_one_checkpoint_at_a_time(full_run, models, data, tmp_path):
     """Interrupt after the first fold, resume: identical to the uninterrupted run. Keeping checkpoints
     is not part of the job, so the resumed run keeps them and still reuses the saved fold."""
@@ -197,6 +198,7 @@ def test_resume_gives_the_identical_file_and_keeps_one_checkpoint_at_a_time(full
     np.testing.assert_allclose(probs, resumed.oof.select(prob_columns(4)).to_numpy()[rows], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_it_learns_and_the_data_map_finds_the_flipped_labels(noisy_dataset, tmp_path: Path):
     """Texts whose class is visible in their words, 10% of labels flipped (tests/conftest.py). A tiny BERT
     with a WordPiece trained on them must beat chance (0.25) by far out of fold, so inputs, labels and
@@ -270,6 +272,7 @@ def oof_args(model: Path, train: Path, out: Path, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 def test_cli_then_mine_shows_the_data_map(models, data, tmp_path: Path, capsys):
     train_csv, test_csv = write_csvs(tmp_path, data)
     out = tmp_path / "oof"
@@ -303,6 +306,7 @@ def test_cli_then_mine_shows_the_data_map(models, data, tmp_path: Path, capsys):
     assert len(html) < 400_000
 
 
+@pytest.mark.slow
 def test_only_folds_then_assemble(models, data, tmp_path: Path, capsys, monkeypatch):
     """The multi-GPU recipe on one CPU: folds in separate calls, then one call that only assembles."""
     from engine.oof import kfold

@@ -293,6 +293,7 @@ def test_non_causal_model_stops_before_output(sources, tmp_path: Path):
     assert _nothing_written(out)
 
 
+@pytest.mark.slow
 def test_block_size_the_cpu_attention_cannot_take_stops_before_output(tiny_qwen2, sources, tmp_path: Path):
     pytest.importorskip("vllm")
     from engine.augment.paraphrase import paraphrase_file
@@ -331,6 +332,7 @@ def test_empty_input_stops_before_output(tiny_qwen2, tmp_path: Path, content):
 
 
 # ------------------------------------------------------------------------------------------ vLLM engine
+@pytest.mark.slow
 def test_prompts_share_their_instruction_in_cpu_sized_kv_blocks(vllm_engine):
     # vLLM-CPU's own 128-token blocks are longer than the shared instruction: the prefix cache would share
     # none of it (measured 226 -> 307 tokens/s with 32)
@@ -339,6 +341,7 @@ def test_prompts_share_their_instruction_in_cpu_sized_kv_blocks(vllm_engine):
     assert vllm_engine.llm.llm_engine.vllm_config.cache_config.block_size == CPU_BLOCK_SIZE == 32
 
 
+@pytest.mark.slow
 def test_prompts_render_through_the_chat_template(vllm_engine):
     (result,) = vllm_engine.generate([SOURCE])
     assert result.prompt.startswith(f"<|im_start|>system\n{DEFAULT_SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n")
@@ -348,6 +351,7 @@ def test_prompts_render_through_the_chat_template(vllm_engine):
     assert default_system.prompt.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>")
 
 
+@pytest.mark.slow
 def test_guided_answers_are_json_lists_of_n_in_input_order(vllm_engine):
     assert vllm_engine.guided  # structured output works with vllm-cpu 0.32 (xgrammar)
     texts = TEXTS[:3]
@@ -369,6 +373,7 @@ def test_guided_answers_are_json_lists_of_n_in_input_order(vllm_engine):
     assert vllm_engine.paraphrase(TEXTS[:2]) == [r.kept for r in vllm_engine.generate(TEXTS[:2])]
 
 
+@pytest.mark.slow
 def test_seeds_reproduce_and_do_not_depend_on_batching(vllm_engine):
     def answers(results):
         return [[c.text for c in r.completions] for r in results]
@@ -382,6 +387,7 @@ def test_seeds_reproduce_and_do_not_depend_on_batching(vllm_engine):
     assert [len(r.completions) for r in engine_seed] == [1] * len(TEXTS)  # the fast path on GPUs runs too
 
 
+@pytest.mark.slow
 def test_seeded_requests_survive_a_batch_larger_than_one_engine_step(vllm_engine):
     # More prompt tokens than one scheduler step takes (2,048): with chunked prefill a prompt is split over
     # steps, and vLLM-CPU then crashes rewinding the seeded generator ("CPU Generator does not use offset").
@@ -394,6 +400,7 @@ def test_seeded_requests_survive_a_batch_larger_than_one_engine_step(vllm_engine
     assert [len(r.completions) for r in results] == [1] * len(texts)
 
 
+@pytest.mark.slow
 def test_ignore_eos_generates_exactly_max_tokens(vllm_engine):
     results = vllm_engine.generate(TEXTS[:3], ignore_eos=True, max_tokens=20, samples=2)
     assert [c.tokens for r in results for c in r.completions] == [20] * 6
@@ -455,6 +462,7 @@ def test_transformers_backend_samples_as_the_notebooks_generate(qwen2_with_sampl
         assert len(engine.generate(TEXTS[:2])) == 2
 
 
+@pytest.mark.slow
 def test_vllm_samples_with_the_models_defaults(vllm_engine, qwen2_with_sampling_defaults):
     import copy
 
@@ -492,6 +500,7 @@ def _read_params(frame: pl.DataFrame) -> dict:
     return json.loads(frame["params"][0])
 
 
+@pytest.mark.slow
 def test_job_writes_the_augmented_schema(vllm_engine, sources, tmp_path: Path):
     from engine.augment.paraphrase import paraphrase_file
 
@@ -515,6 +524,7 @@ def test_job_writes_the_augmented_schema(vllm_engine, sources, tmp_path: Path):
     assert all(labels[s] == lab for s, lab in kept.select("source_id", "label").iter_rows())
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_gives_the_same_rows(vllm_engine, sources, tmp_path: Path):
     from engine.augment.paraphrase import paraphrase_file
 

@@ -331,6 +331,7 @@ def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
 
+@pytest.mark.slow
 def test_a_failing_stage_ends_with_its_own_message_and_exit_code(tmp_path: Path):
     # predictions whose probabilities do not sum to 1: the mine stage refuses them
     bad = pl.read_csv(SAMPLE / "train.csv").head(50).with_columns(prob_0=pl.lit(0.9), prob_1=pl.lit(0.9))
@@ -362,6 +363,7 @@ def _status(process: psutil.Process) -> str:
         return psutil.STATUS_DEAD
 
 
+@pytest.mark.slow
 def test_kill_9_mid_stage_leaves_no_stage_process_and_the_rerun_equals_an_uninterrupted_run(
     uninterrupted: tuple[Path, dict], tmp_path: Path
 ):
@@ -471,6 +473,7 @@ def _write_strategies(folder: Path, text: str = STRATEGIES) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_strategies_each_get_their_own_stages_and_random_control(tmp_path: Path):
     config = _load(_write_strategies(tmp_path))
     assert config.strategies == {

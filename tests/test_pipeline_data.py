@@ -160,6 +160,7 @@ def test_allocation_is_proportional_and_sums_to_the_size():
 
 
 @pytest.mark.parametrize(("k", "n"), [(2, 240), (3, 300), (7, 420)])
+@pytest.mark.slow
 def test_the_shipped_strategies_file_runs_on_any_class_count(tmp_path: Path, k: int, n: int):
     """The shipped file, unchanged, through `hardaug run`; only the data and the costs are set (--set)."""
     data = _data(tmp_path / "data", n=n, k=k, seed=k)
@@ -186,6 +187,7 @@ EMPTY = CONFIG.replace('[mine]\nselect = "--top-quantile 0.3"\n', "[mine]\n") + 
 )
 
 
+@pytest.mark.slow
 def test_a_strategy_with_no_rows_is_not_compared_and_the_run_goes_on(tmp_path: Path):
     config = _load(_config(tmp_path, text=EMPTY))
     summary = run_pipeline(config, main)
@@ -202,6 +204,7 @@ def test_a_strategy_with_no_rows_is_not_compared_and_the_run_goes_on(tmp_path: P
     assert all(s["cached"] for s in again["stages"]) and again["not_compared"] == summary["not_compared"]
 
 
+@pytest.mark.slow
 def test_sizes_run_the_pipeline_per_subsample_and_write_the_by_size_table(tmp_path: Path):
     path = _config(tmp_path, data='sizes = [60, "all"]\nsize-seeds = [0, 1]', n=240)
     config = _load(path)

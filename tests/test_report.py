@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pytest
 
 from engine.analyze import detect_tokenizer, log_odds_z, tokenize
 from engine.cli import main
@@ -35,6 +36,7 @@ def test_tokenizers():
     assert detect_tokenizer(["a fine film", "bad"]) == "whitespace"
 
 
+@pytest.mark.slow
 def test_mine_cli_end_to_end_on_the_sample(sample_oof: Path, tmp_path: Path, capsys):
     out = tmp_path / "mine"
     code = main(
