@@ -284,7 +284,8 @@ class Job:
         (self.folder / DONE).unlink(missing_ok=True)
         for output in self.outputs:  # temporary files of writes that were killed (engine.io.atomic_path)
             for tmp in output.parent.glob(f".{output.name}.tmp-*"):
-                tmp.unlink(missing_ok=True)
+                if tmp.is_symlink() or not tmp.is_dir():  # a file (or a link: never what it points to)
+                    tmp.unlink(missing_ok=True)
         self.parts = self._read_manifest()
 
     def _clear_parts(self) -> None:
