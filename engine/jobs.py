@@ -87,6 +87,11 @@ def ids_digest(ids: Iterable[object]) -> str:
     return digest.hexdigest()
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (polars' messages run on with hints), or its type when it has no message."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
 def file_digest(path: str | Path) -> str:
     """sha256 of a file's bytes."""
     digest = hashlib.sha256()

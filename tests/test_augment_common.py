@@ -173,3 +173,22 @@ def test_finish_refuses_parts_that_do_not_cover_the_sources_once(sources, tmp_pa
         with pytest.raises(InputError, match="2 augmented rows whose id another row has too"):
             writer.finish(["10"])
     assert not out.exists() and not (tmp_path / "b.parquet").exists()
+
+
+def test_a_part_that_is_not_parquet_but_matches_its_forged_digest_is_redone(sources, tmp_path: Path, caplog):
+    import hashlib
+    import json
+
+    out = tmp_path / "aug.parquet"
+    rows = to_rows(sources, _generated(), method="t", model="m", params={})
+    with AugmentedOutput(out, fingerprint="k") as writer:
+        writer.write_chunk(rows, ["10", "11", "12"])
+    folder = tmp_path / ".aug.parquet.job"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    part = folder / "parts" / manifest["parts"][0]["file"]
+    part.write_bytes(b"not parquet at all")
+    manifest["parts"][0].update(size=part.stat().st_size, sha256=hashlib.sha256(part.read_bytes()).hexdigest())
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING), AugmentedOutput(out, fingerprint="k") as again:
+        assert again.done_sources() == set()
+    assert f"{part}: unreadable as a chunk of augmented rows" in caplog.text and not part.exists()

@@ -212,14 +212,12 @@ class AugmentedOutput:
             try:
                 ids = set(pl.read_parquet(file, columns=["source_id"])["source_id"].cast(pl.String).to_list())
             except (OSError, pl.exceptions.PolarsError) as exc:
-                self.job.drop_part(name, f"unreadable as a chunk of augmented rows ({str(exc).splitlines()[0]})")
+                self.job.drop_part(name, f"unreadable as a chunk of augmented rows ({jobs.first_line(exc)})")
                 continue
             if part.meta.get("sources_sha256") != jobs.ids_digest(ids) or part.meta.get("sources") != len(ids):
-                problem = (
-                    f"holds {len(ids)} sources that are not the {part.meta.get('sources', 'unrecorded')} it was saved "
-                    "for (swapped for another part or edited)"
+                self.job.drop_part(
+                    name, "does not hold the sources it was saved for (swapped for another part or edited)"
                 )
-                self.job.drop_part(name, problem)
             elif overlap := ids & processed:
                 self.job.drop_part(name, f"holds {len(overlap)} sources another part holds too ({min(overlap)!r}, ...)")
             else:

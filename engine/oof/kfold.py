@@ -37,7 +37,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from engine.config import OofConfig, TfidfConfig
 from engine.errors import InputError
-from engine.jobs import Job
+from engine.jobs import Job, first_line
 from engine.jobs import fingerprint as job_fingerprint
 from engine.oof import tfidf
 from engine.progress import OnProgress, report
@@ -457,7 +457,7 @@ def _verified_parts(job: Job, saved: list[int], folds: np.ndarray, n_test: int) 
             tests = np.sort(part.filter(pl.col("split") == "test")["row"].to_numpy())
             fold_ids = part["fold"].unique().to_list()
         except (OSError, pl.exceptions.PolarsError) as exc:
-            job.drop_part(name, f"unreadable as a fold ({str(exc).splitlines()[0]})")
+            job.drop_part(name, f"unreadable as a fold ({first_line(exc)})")
             continue
         if fold_ids != [fold] or not np.array_equal(held, np.flatnonzero(folds == fold)):
             job.drop_part(name, f"does not hold the rows fold {fold} holds out (swapped for another fold or edited)")
