@@ -16,7 +16,8 @@ beside a file output, `<stage folder>/.stage` of a pipeline stage) holds:
   manifest is named and all parts are redone. Parts of another job (other inputs or options) are refused
   unless `restart`.
 - `done.json`: written last, after every output, with the sha256 of each output. `finished()` trusts it
-  only if the fingerprint is this job's and every output still has that digest. A job that is not finished
+  only if the fingerprint is this job's, it lists exactly the outputs the job was opened with, and every
+  output still has that digest. A job that is not finished
   removes an older `done.json` before it writes any output, so a job killed in its final writes never
   leaves another job's marker vouching for its half-written files.
 - `scratch/`: what the producer keeps between runs besides parts (oof's shared n-gram counts, a checkpoint
@@ -28,11 +29,11 @@ ever removes a file outside the folder. A part's `file` must be a plain file nam
 manifest naming anything else is corrupt, named in a warning, and all its parts are redone (as for an
 unreadable manifest: redoing costs time, never correctness, and touches only `parts/`). The folder itself,
 `parts/`, `scratch/` and the lock files must not be symbolic links: a link there is refused, never followed
-(the clean-up of `parts/` would otherwise delete the files of the link's target). A done marker that does not
-list exactly this job's outputs is not trusted. Parts cannot prove they hold what they were saved for (a
-part swapped with another, its size and sha256 updated in the manifest, passes the checks above), so a
-producer records what a part covers in its `meta` (`ids_digest`: the source ids of an augmenter's chunk)
-and checks it on resume and on assembly (`drop_part` redoes a part that fails).
+(the clean-up of `parts/` would otherwise delete the files of the link's target). Parts cannot prove they
+hold what they were saved for (a part swapped with another, its size and sha256 updated in the manifest,
+passes the checks above), so a producer records what a part covers in its `meta` (`ids_digest`: the source
+ids of an augmenter's chunk) or knows it (an oof fold's held-out rows) and checks it on resume and on
+assembly (`drop_part` redoes a part that fails).
 
 Several processes may share one job (`shared=True`: `hardaug oof --only-folds`, one process per GPU on
 disjoint folds, or Ray tasks): each holds a shared lock, so they run together while a run that takes the
@@ -420,8 +421,13 @@ class Job:
                 return None
             written, summary = done["outputs"], done["summary"]
             expected = {str(p) for p in self.outputs}
-            if not isinstance(written, dict) or set(written) != expected or not isinstance(summary, dict):
-                # a forged or foreign marker: it would vouch for files this job never wrote, or for none
+            # A forged or foreign marker would vouch for files this job never wrote, or for none. A job opened
+            # without outputs (a pipeline stage: its outputs are what the stage leaves) trusts those listed.
+            if (
+                not isinstance(written, dict)
+                or not isinstance(summary, dict)
+                or (expected and set(written) != expected)
+            ):
                 log.warning(
                     "%s does not list this job's outputs (%s): it is not trusted and the job runs again",
                     path,
