@@ -16,12 +16,24 @@ beside a file output, `<stage folder>/.stage` of a pipeline stage) holds:
   manifest is named and all parts are redone. Parts of another job (other inputs or options) are refused
   unless `restart`.
 - `done.json`: written last, after every output, with the sha256 of each output. `finished()` trusts it
-  only if the fingerprint is this job's and every output still has that digest. A job that is not finished
+  only if the fingerprint is this job's, it lists exactly the outputs the job was opened with, and every
+  output still has that digest. A job that is not finished
   removes an older `done.json` before it writes any output, so a job killed in its final writes never
   leaves another job's marker vouching for its half-written files.
 - `scratch/`: what the producer keeps between runs besides parts (oof's shared n-gram counts, a checkpoint
   while a fold trains); tied to the manifest: removed with the parts on restart, on finish, and when the
   manifest is missing or unreadable.
+
+Everything in the folder is untrusted input (a hand edit, a copy from elsewhere, a forgery): nothing it says
+ever removes a file outside the folder. A part's `file` must be a plain file name (no folder, no `..`): a
+manifest naming anything else is corrupt, named in a warning, and all its parts are redone (as for an
+unreadable manifest: redoing costs time, never correctness, and touches only `parts/`). The folder itself,
+`parts/`, `scratch/` and the lock files must not be symbolic links: a link there is refused, never followed
+(the clean-up of `parts/` would otherwise delete the files of the link's target). Parts cannot prove they
+hold what they were saved for (a part swapped with another, its size and sha256 updated in the manifest,
+passes the checks above), so a producer records what a part covers in its `meta` (`ids_digest`: the source
+ids of an augmenter's chunk) or knows it (an oof fold's held-out rows) and checks it on resume and on
+assembly (`drop_part` redoes a part that fails).
 
 Several processes may share one job (`shared=True`: `hardaug oof --only-folds`, one process per GPU on
 disjoint folds, or Ray tasks): each holds a shared lock, so they run together while a run that takes the
@@ -65,6 +77,20 @@ PARTS = "parts"
 SCRATCH = "scratch"
 _UNKNOWN = object()  # Job._done before the done marker was read
 _CHUNK = 1 << 20
+
+
+def ids_digest(ids: Iterable[object]) -> str:
+    """A digest of a set of ids (order and repeats ignored): what a part records of the rows it covers."""
+    digest = hashlib.sha256()
+    for value in sorted({str(i) for i in ids}):
+        digest.update(value.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's first line (polars' messages run on with hints), or its type when it has no message."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
 
 
 def file_digest(path: str | Path) -> str:
@@ -135,6 +161,19 @@ class JobLocked(InputError):
     """Another live process holds the job's lock."""
 
 
+def refuse_link(path: Path, what: str = "folder") -> None:
+    """A job's folder, `parts/`, `scratch/` or lock must be its own, not a symbolic link (see the module
+    docstring), and a folder must be a folder: one line, before anything in it is read, written or removed."""
+    if path.is_symlink():
+        raise InputError(
+            f"{path} is a symbolic link (to {os.readlink(path)}): hardaug keeps a job's files in a {what} of its "
+            f"own and never follows a link there, so that nothing outside it is changed. Remove the link (rm "
+            f"{path}) and run again."
+        )
+    if what == "folder" and path.exists() and not path.is_dir():
+        raise InputError(f"{path} is a file where hardaug keeps a job folder: move it away and run again.")
+
+
 class Job:
     """The job folder of one resumable job; use as a context manager (it holds the lock inside `with`).
 
@@ -190,6 +229,7 @@ class Job:
 
     # -- lifetime -------------------------------------------------------------------------------------------
     def __enter__(self) -> Job:
+        refuse_link(self.folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock()
         try:
@@ -220,7 +260,7 @@ class Job:
         if not self.shared:
             yield
             return
-        fd = os.open(self.folder / MANIFEST_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock_file(self.folder / MANIFEST_LOCK)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -229,6 +269,8 @@ class Job:
             os.close(fd)
 
     def _open(self) -> None:
+        refuse_link(self.folder / PARTS)
+        refuse_link(self.folder / SCRATCH)
         if self.shared:
             with self._manifest_lock():
                 self._done = self._read_done()
@@ -248,7 +290,8 @@ class Job:
         (self.folder / DONE).unlink(missing_ok=True)
         for output in self.outputs:  # temporary files of writes that were killed (engine.io.atomic_path)
             for tmp in output.parent.glob(f".{output.name}.tmp-*"):
-                tmp.unlink(missing_ok=True)
+                if tmp.is_symlink() or not tmp.is_dir():  # a file (or a link: never what it points to)
+                    tmp.unlink(missing_ok=True)
         self.parts = self._read_manifest()
 
     def _clear_parts(self) -> None:
@@ -265,11 +308,9 @@ class Job:
             self._clear_parts()
             return {}
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            found_key = manifest["fingerprint"]
-            recorded = [Part(**fields) for fields in manifest["parts"]]
+            found_key, recorded = _parse_manifest(path.read_text(encoding="utf-8"))
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("%s is unreadable (%s): its parts cannot be trusted and are redone", path, exc)
+            log.warning("%s is unreadable or corrupt (%s): its parts cannot be trusted and are redone", path, exc)
             self._clear_parts()
             return {}
         if found_key != self.key and self.stale == "discard":
@@ -290,11 +331,11 @@ class Job:
                 kept[part.name] = part
             else:
                 log.warning("%s: %s; the part is redone", file, problem)
-                file.unlink(missing_ok=True)
+                _remove(file)
         listed = {part.file for part in kept.values()}
-        for stray in parts_dir.glob("*") if parts_dir.is_dir() else ():
+        for stray in parts_dir.iterdir() if parts_dir.is_dir() else ():
             if stray.name not in listed:  # written but never recorded: a run killed between the two
-                stray.unlink() if stray.is_file() else shutil.rmtree(stray, ignore_errors=True)
+                _remove(stray)
         if len(kept) != len(recorded):
             self._write_manifest(kept)
         if kept:
@@ -332,17 +373,30 @@ class Job:
 
     def _recorded_by_others(self) -> dict[str, Part]:
         try:
-            manifest = json.loads((self.folder / MANIFEST).read_text(encoding="utf-8"))
-            found_key = manifest["fingerprint"]
-            recorded = {fields["name"]: Part(**fields) for fields in manifest["parts"]}
+            found_key, parts = _parse_manifest((self.folder / MANIFEST).read_text(encoding="utf-8"))
         except (OSError, ValueError, KeyError, TypeError):
             return {}
+        recorded = {part.name: part for part in parts}
         if found_key != self.key:
             raise InputError(
                 f"{self.folder} now holds the saved parts of another {self.what} (fingerprint {found_key}, this "
                 f"one is {self.key}): another run with other inputs or options shares it. Choose another output."
             )
         return recorded
+
+    def drop_part(self, name: str, problem: str) -> None:
+        """Forget and remove the part `name`, which its producer found does not hold what it was saved for
+        (`problem` says how): named in a warning, and redone like a part that was changed on disk."""
+        with self._manifest_lock():
+            if self.shared:
+                self.parts = {**self._recorded_by_others(), **self.parts}
+            part = self.parts.pop(name, None)
+            if part is None:
+                return
+            file = self.folder / PARTS / part.file
+            log.warning("%s: %s; the part is redone", file, problem)
+            _remove(file)
+            self._write_manifest(self.parts)
 
     def read_part(self, name: str) -> pl.DataFrame:
         return pl.read_parquet(self.folder / PARTS / self.parts[name].file)
@@ -365,15 +419,29 @@ class Job:
             done = json.loads(path.read_text(encoding="utf-8"))
             if done["fingerprint"] != self.key or done.get("result") != self.result_key:
                 return None
-            written = done["outputs"]
+            written, summary = done["outputs"], done["summary"]
+            expected = {str(p) for p in self.outputs}
+            # A forged or foreign marker would vouch for files this job never wrote, or for none. A job opened
+            # without outputs (a pipeline stage: its outputs are what the stage leaves) trusts those listed.
+            if (
+                not isinstance(written, dict)
+                or not isinstance(summary, dict)
+                or (expected and set(written) != expected)
+            ):
+                log.warning(
+                    "%s does not list this job's outputs (%s): it is not trusted and the job runs again",
+                    path,
+                    ", ".join(sorted(expected)) or "none",
+                )
+                return None
+            for name, record in written.items():
+                file = Path(name)
+                if not file.is_file() or file.stat().st_size != record["size"] or file_digest(file) != record["sha256"]:
+                    log.warning("%s changed since the job that wrote it finished: the job runs again", file)
+                    return None
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        for name, expected in written.items():
-            file = Path(name)
-            if not file.is_file() or file.stat().st_size != expected["size"] or file_digest(file) != expected["sha256"]:
-                log.warning("%s changed since the job that wrote it finished: the job runs again", file)
-                return None
-        return done["summary"]
+        return summary
 
     def finish(self, summary: Mapping[str, Any] | None = None, *, keep: Iterable[str] | None = None) -> None:
         """Mark the job done (after every output is written): the done marker with the outputs' digests,
@@ -406,6 +474,7 @@ class Job:
 def locked(folder: str | Path, target: str | Path):
     """Hold `folder`/lock alone while the block runs (a job of jobs: `hardaug run` on OUT); a second holder is
     refused with JobLocked naming this one. `target` is what the message says is being written."""
+    refuse_link(Path(folder))
     Path(folder).mkdir(parents=True, exist_ok=True)
     fd = _acquire(Path(folder) / LOCK, Path(target), shared=False)
     try:
@@ -414,8 +483,20 @@ def locked(folder: str | Path, target: str | Path):
         _release(fd)
 
 
+def _open_lock_file(path: Path) -> int:
+    """The lock file, never through a link: the holder's record is written into it, which through a link
+    would overwrite the link's target."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        refuse_link(path, "lock file")
+        raise
+
+
 def _acquire(path: Path, target: Path, *, shared: bool) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock_file(path)
     try:
         fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError as exc:
@@ -452,7 +533,39 @@ def _write_quietly(text: str, path: Path) -> None:
     log.debug("wrote %s", path)
 
 
+def _parse_manifest(text: str) -> tuple[str, list[Part]]:
+    """The fingerprint and parts of a manifest; ValueError (naming the entry), KeyError or TypeError when it
+    is not one this module wrote: a part's file must be a plain name inside `parts/`, each named once."""
+    manifest = json.loads(text)
+    found_key = manifest["fingerprint"]
+    parts = [Part(**fields) for fields in manifest["parts"]]
+    files: set[str] = set()
+    for part in parts:
+        if not _plain_name(part.file):
+            raise ValueError(f"part {part.name!r} names the file {part.file!r}, which is not a file name in parts/")
+        if part.file in files:
+            raise ValueError(f"two parts name the file {part.file!r}")
+        if not isinstance(part.name, str) or not isinstance(part.meta, dict):
+            raise ValueError(f"part {part.name!r} is not a part this version of hardaug wrote")
+        files.add(part.file)
+    return found_key, parts
+
+
+def _plain_name(name: object) -> bool:
+    return isinstance(name, str) and name not in ("", ".", "..") and "/" not in name and "\0" not in name
+
+
+def _remove(path: Path) -> None:
+    """Remove `path` (inside the job folder) whatever it is; a link goes, never what it points to."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def _check_part(file: Path, part: Part) -> str | None:
+    if file.is_symlink():
+        return "a symbolic link, not a part hardaug wrote"
     if not file.is_file():
         return f"missing (the manifest records {part.rows} rows)"
     size = file.stat().st_size

@@ -1,11 +1,13 @@
 """Child processes die with the command that started them.
 
 vLLM runs its engine in separate processes (`VLLM::EngineCore`, `VLLM::Worker`, a multiprocessing resource
-tracker). When `hardaug paraphrase` is killed with SIGKILL (the OOM killer, `kill -9`, a cluster scheduler),
-nothing in it runs anymore to stop them: they keep their memory (gigabytes for the worker) and a rerun finds a
-half-alive engine beside it. A parent-death signal (`prctl(PR_SET_PDEATHSIG)`) would have to be set inside
-each child, which vLLM starts itself (and the worker is a grandchild); a new process group would take the
-command out of the terminal's foreground group, so Ctrl-C would no longer reach it.
+tracker), and `--ray local` a whole cluster (GCS, raylet, its agents, workers). When the command is killed
+with SIGKILL (the OOM killer, `kill -9`, a cluster scheduler), nothing in it runs anymore to stop them: they
+keep their memory (gigabytes for vLLM's worker, about 200 MB for Ray's agents, which outlived the driver by
+45-90 s) and a rerun finds a half-alive engine beside it. A parent-death signal (`prctl(PR_SET_PDEATHSIG)`)
+would have to be set inside each child, which vLLM and Ray start themselves (and the worker is a
+grandchild); a new process group would take the command out of the terminal's foreground group, so Ctrl-C
+would no longer reach it.
 
 So a small watchdog process watches instead: every `interval` seconds it notes this process's descendants,
 and once this process is gone (however it ended) it kills the descendants it saw that still run. It asks
@@ -73,3 +75,8 @@ def children_die_with_this_process(interval: float = 0.5) -> None:
         start_new_session=True,
     )
     log.debug("watchdog %d will stop the engine processes if this process dies", _watchdog.pid)
+
+
+def watchdog_pid() -> int | None:
+    """The pid of this process's running watchdog, if one was started (it is a child of this process too)."""
+    return _watchdog.pid if _watchdog is not None and _watchdog.poll() is None else None

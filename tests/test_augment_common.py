@@ -152,3 +152,43 @@ def test_bad_output_paths(tmp_path: Path):
     with pytest.raises(InputError, match=r"\.parquet"):
         AugmentedOutput(tmp_path / "aug.csv", fingerprint="a")
     assert list(tmp_path.iterdir()) == []  # refused before any folder is made
+
+
+def test_finish_refuses_parts_that_do_not_cover_the_sources_once(sources, tmp_path: Path):
+    """The last line of defence against a tampered job folder: nothing is written when the parts hold
+    sources the job does not have, miss some, or hold a row id twice."""
+    out = tmp_path / "aug.parquet"
+    rows = to_rows(sources, _generated(), method="t", model="m", params={})
+    with AugmentedOutput(out, fingerprint="k") as writer:
+        writer.write_chunk(rows, ["10", "11", "12"])
+        with pytest.raises(InputError, match=r"1 sources that are not in the input.*--restart"):
+            writer.finish(["10", "11"])
+        with pytest.raises(InputError, match="miss 1 sources"):
+            writer.finish(["10", "11", "12", "13"])
+        with pytest.raises(RuntimeError, match="repeats sources"):
+            writer.write_chunk(rows.filter(pl.col("source_id") == "10"), ["10"])
+    twice = pl.concat([rows.head(1), rows.head(1)])
+    with AugmentedOutput(tmp_path / "b.parquet", fingerprint="k") as writer:
+        writer.write_chunk(twice, ["10"])
+        with pytest.raises(InputError, match="2 augmented rows whose id another row has too"):
+            writer.finish(["10"])
+    assert not out.exists() and not (tmp_path / "b.parquet").exists()
+
+
+def test_a_part_that_is_not_parquet_but_matches_its_forged_digest_is_redone(sources, tmp_path: Path, caplog):
+    import hashlib
+    import json
+
+    out = tmp_path / "aug.parquet"
+    rows = to_rows(sources, _generated(), method="t", model="m", params={})
+    with AugmentedOutput(out, fingerprint="k") as writer:
+        writer.write_chunk(rows, ["10", "11", "12"])
+    folder = tmp_path / ".aug.parquet.job"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    part = folder / "parts" / manifest["parts"][0]["file"]
+    part.write_bytes(b"not parquet at all")
+    manifest["parts"][0].update(size=part.stat().st_size, sha256=hashlib.sha256(part.read_bytes()).hexdigest())
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING), AugmentedOutput(out, fingerprint="k") as again:
+        assert again.done_sources() == set()
+    assert f"{part}: unreadable as a chunk of augmented rows" in caplog.text and not part.exists()

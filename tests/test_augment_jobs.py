@@ -150,3 +150,88 @@ def test_other_options_into_the_same_out_are_refused_while_parts_are_there(sourc
     resumed = _run(sources, out)  # and the first job again: a job of its own, written anew
     assert resumed.returncode == 0
     _assert_complete(out, reference, sources)
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _rewrite_manifest(out: Path, edit) -> None:
+    manifest = json.loads(_manifest(out).read_text())
+    edit(manifest["parts"])
+    _manifest(out).write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("how", ["relative", "absolute"])
+def test_a_manifest_entry_outside_parts_deletes_nothing(sources, reference, tmp_path, how):
+    """Issue 22: a part named `../../victim.txt` (or an absolute path) was unlinked as a "changed part"."""
+    out = tmp_path / "aug.parquet"
+    _killed_after(sources, out)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not hardaug's")
+    name = "../../victim.txt" if how == "relative" else str(victim)
+    assert (_manifest(out).parent / "parts" / name).resolve() == victim.resolve()
+
+    def point_at_victim(parts):
+        parts[0]["file"] = name
+
+    _rewrite_manifest(out, point_at_victim)
+    resumed = _run(sources, out)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert victim.read_text() == "not hardaug's"
+    assert str(_manifest(out)) in resumed.stderr and "not a file name in parts/" in resumed.stderr
+    assert "Traceback" not in resumed.stderr
+    _assert_complete(out, reference, sources)
+
+
+def test_a_parts_folder_that_is_a_link_is_refused_and_its_target_untouched(sources, tmp_path):
+    out = tmp_path / "aug.parquet"
+    _killed_after(sources, out)
+    parts = _manifest(out).parent / "parts"
+    elsewhere = tmp_path / "elsewhere"
+    parts.rename(elsewhere)
+    (elsewhere / "someone_elses.txt").write_text("keep me")  # the stray clean-up deleted such files
+    parts.symlink_to(elsewhere, target_is_directory=True)
+    before = {p.name: p.read_bytes() for p in elsewhere.iterdir()}
+    for extra in ((), ("--restart",)):
+        refused = _run(sources, out, *extra)
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert "Traceback" not in refused.stderr and "symbolic link" in refused.stderr and str(parts) in refused.stderr
+        assert {p.name: p.read_bytes() for p in elsewhere.iterdir()} == before
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("forged", ["digest", "digest and record"])
+def test_a_part_swapped_for_another_is_detected(sources, reference, tmp_path, forged):
+    """Issue 22: a part replaced by a copy of another, its size and sha256 updated in the manifest, gave 38
+    ids twice and exit 0. Forging the recorded sources too leaves two parts holding the same sources."""
+    out = tmp_path / "aug.parquet"
+    recorded = _killed_after(sources, out)
+    parts = _manifest(out).parent / "parts"
+    swapped = parts / recorded[1]["file"]
+    swapped.write_bytes((parts / recorded[0]["file"]).read_bytes())
+
+    def follow_the_swap(entries):
+        entries[1]["size"], entries[1]["sha256"] = swapped.stat().st_size, _sha256(swapped)
+        if forged == "digest and record":
+            entries[1]["meta"] = entries[0]["meta"]
+
+    _rewrite_manifest(out, follow_the_swap)
+    resumed = _run(sources, out)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert str(swapped) in resumed.stderr and "Traceback" not in resumed.stderr
+    _assert_complete(out, reference, sources)
+
+
+def test_a_forged_done_marker_listing_no_outputs_is_not_trusted(sources, reference, tmp_path):
+    out = tmp_path / "aug.parquet"
+    _killed_after(sources, out)
+    done = _manifest(out).parent / "done.json"
+    key = json.loads(_manifest(out).read_text())["fingerprint"]
+    done.write_text(json.dumps({"fingerprint": key, "outputs": {}, "summary": {"counts": {}}}))
+    resumed = _run(sources, out)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Traceback" not in resumed.stderr and f"{done} does not list this job's outputs" in resumed.stderr
+    _assert_complete(out, reference, sources)

@@ -32,6 +32,7 @@ from engine.augment.eda import EdaConfig, run_eda  # noqa: E402
 from engine.cli import main  # noqa: E402
 from engine.cluster.augment import BacktranslateJob, EdaJob, augment_on_ray  # noqa: E402
 from engine.cluster.session import ClusterError, ClusterOptions, connect  # noqa: E402
+from engine.lifetime import watchdog_pid  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "engine" / "data" / "sample"
@@ -47,8 +48,9 @@ def cluster():
     RAY_TMP.mkdir(parents=True, exist_ok=True)
     with connect(ClusterOptions(replicas=2, temp_dir=RAY_TMP)):
         yield ray.get_runtime_context().gcs_address
-        # a local cluster's processes (GCS, raylet, workers, actors) all descend from this process
-        started = psutil.Process().children(recursive=True)
+        # a local cluster's processes (GCS, raylet, workers, actors) all descend from this process, beside the
+        # watchdog that kills them if it dies (engine.lifetime), which stays until this process ends
+        started = [p for p in psutil.Process().children(recursive=True) if p.pid != watchdog_pid()]
     _, alive = psutil.wait_procs(started, timeout=30)
     assert not alive, f"Ray processes left behind: {[(p.pid, p.name()) for p in alive]}"
 
@@ -275,6 +277,41 @@ def test_oof_folds_on_ray_equal_the_single_process_folds(cluster, tmp_path):
     assert main([*common, "--out-dir", str(tmp_path / "one")]) == 0
     assert main([*common, "--out-dir", str(tmp_path / "ray"), "--ray"]) == 0
     assert pl.read_parquet(tmp_path / "ray" / "oof.parquet").equals(pl.read_parquet(tmp_path / "one" / "oof.parquet"))
+
+
+def test_no_process_of_a_local_cluster_outlives_its_killed_driver(tmp_path):
+    """Issue 22: after `kill -9` of a `--ray local` driver, the raylet's agents (ray::DashboardAgent,
+    ray::RuntimeEnvAgent) ran on for 45-90 s. Every process the driver started must be gone 10 s after."""
+    sources = tmp_path / "hard.parquet"
+    pl.read_csv(SAMPLE / "train.csv").head(3000).write_parquet(sources)
+    out, parts = tmp_path / "aug.parquet", tmp_path / ".aug.parquet.job" / "parts"
+    command = [sys.executable, "-m", "engine.cli", "eda", "--input", str(sources), "--out", str(out), "--n", "2",
+               "--threads", "1", "--chunk-size", "20", "--ray", "local", "--replicas", "1"]  # fmt: skip
+    log = tmp_path / "driver.log"
+    with log.open("w") as stderr:
+        driver = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=stderr)
+    started: dict[int, psutil.Process] = {}
+    try:
+        deadline = time.monotonic() + 240
+        while len(list(parts.glob("chunk_*.parquet"))) < 2:  # the cluster is up and its actor at work
+            assert driver.poll() is None, f"the driver ended: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "the driver saved no shard in 4 minutes"
+            time.sleep(0.1)
+        for child in psutil.Process(driver.pid).children(recursive=True):
+            started.setdefault(child.pid, child)
+        names = {p.name() for p in started.values()}
+        assert {"raylet", "gcs_server", "ray::DashboardAgent"} <= names, names
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(timeout=60)
+        _, alive = psutil.wait_procs(list(started.values()), timeout=10)
+        assert not alive, f"left behind 10 s after the kill: {[(p.pid, p.name()) for p in alive]}"
+    finally:
+        for process in started.values():  # whatever the outcome, nothing of this test stays
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
 
 
 def test_bad_address_and_missing_ray_get_one_clear_message(sources, tmp_path, capsys):

@@ -218,3 +218,50 @@ def test_cache_parts_of_other_options_are_discarded_and_kept_parts_survive_finis
     with caplog.at_level(logging.INFO), Job(folder, "v2", stale="discard") as job:
         assert job.parts == {}
     assert "discarding" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["../../victim.txt", "ABSOLUTE", "..", ""])
+def test_a_part_named_outside_parts_is_a_corrupt_manifest_and_nothing_outside_is_deleted(tmp_path, caplog, name):
+    folder = _save_three(tmp_path / "out" / ".job")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not the job's")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["parts"][1]["file"] = str(victim) if name == "ABSOLUTE" else name
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING), Job(folder, "k1") as job:
+        assert job.parts == {}  # corrupt: every part redone, as for an unreadable manifest
+    assert victim.read_text() == "not the job's"
+    assert str(folder / MANIFEST) in caplog.text and "not a file name in parts/" in caplog.text
+
+
+@pytest.mark.parametrize("which", ["folder", "parts", "scratch", "lock"])
+def test_links_in_the_job_folder_are_refused_never_followed(tmp_path, which):
+    folder = _save_three(tmp_path / ".job")
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "keep.txt").write_text("keep")
+    link = {"folder": folder, "parts": folder / "parts", "scratch": folder / "scratch", "lock": folder / "lock"}[which]
+    if which == "lock":
+        link.unlink()
+        link.symlink_to(target / "keep.txt")
+    else:
+        if link.exists():
+            link.rename(tmp_path / "moved")
+        link.symlink_to(target, target_is_directory=True)
+    for restart in (False, True):
+        with pytest.raises(InputError, match="symbolic link"), Job(folder, "k1", restart=restart):
+            pass
+    assert sorted(p.name for p in target.iterdir()) == ["keep.txt"] and (target / "keep.txt").read_text() == "keep"
+
+
+def test_a_done_marker_that_lists_other_outputs_is_not_trusted(tmp_path, caplog):
+    out = tmp_path / "oof.parquet"
+    folder = tmp_path / ".job"
+    with Job(folder, "A", outputs=[out]) as job:
+        _frame(4).write_parquet(out)
+        job.finish({"n": 4})
+    done = json.loads((folder / DONE).read_text())
+    (folder / DONE).write_text(json.dumps({**done, "outputs": {}}))
+    with caplog.at_level(logging.WARNING), Job(folder, "A", outputs=[out]) as job:
+        assert job.finished() is None
+    assert "does not list this job's outputs" in caplog.text

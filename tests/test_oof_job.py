@@ -110,3 +110,27 @@ def test_only_folds_processes_at_once_then_one_run_assembles(sample_oof, tmp_pat
     }
     assert not (job / "parts").exists() and not (job / "scratch").exists()
     assert main(args) == 0 and "is up to date" in capsys.readouterr().out
+
+
+def test_a_fold_swapped_for_another_is_named_and_redone(sample_oof, tmp_path, caplog):
+    """Issue 22: a part swapped for another, its size and sha256 updated in the manifest, passed every check.
+    The folds are of equal size here, so the swapped fold would have been assembled without a word."""
+    import hashlib
+
+    root = sample_oof.parent
+    args = ["oof", "--train", str(root / "train.csv"), "--test", str(root / "test.csv"), "--folds", "3"]
+    args += ["--out-dir", str(tmp_path / "oof")]
+    assert main([*args, "--only-folds", "0,1"]) == 0
+    job = tmp_path / "oof" / oof_job.JOB
+    swapped = job / "parts" / "fold_01.parquet"
+    swapped.write_bytes((job / "parts" / "fold_00.parquet").read_bytes())
+    manifest = json.loads((job / "manifest.json").read_text())
+    for part in manifest["parts"]:
+        if part["name"] == "fold_01":
+            part["size"], part["sha256"] = swapped.stat().st_size, hashlib.sha256(swapped.read_bytes()).hexdigest()
+    (job / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING):
+        assert main(args) == 0
+    assert f"{swapped}: does not hold the rows fold 1 holds out" in caplog.text
+    for name in ("oof.parquet", "test_probs.parquet", "test_fold_probs.parquet"):
+        assert (tmp_path / "oof" / name).read_bytes() == (sample_oof / name).read_bytes(), name

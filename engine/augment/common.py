@@ -14,7 +14,11 @@ locked while the job runs (a second run on the same `--out` is refused, naming t
 processes sources in chunks (`run_chunks`, or shards on Ray: `run_job` with another producer); each
 finished chunk is saved as a verified part with every row it produced, kept or dropped (with
 `drop_reason`), so a restart skips every source already seen and the drop counts survive restarts; a part
-deleted, truncated or edited by hand is named and its sources are redone. `finish` writes the final file
+deleted, truncated or edited by hand is named and its sources are redone. Each part records the digest of
+the source ids it was saved for (`sources_sha256`): a part that holds other sources (swapped for another,
+its size and sha256 updated in the manifest) or sources another part holds too is named and redone, so
+a source is never in the output twice; `finish` checks that the parts cover exactly the job's sources and
+that the output's ids are unique before it writes anything. `finish` writes the final file
 (kept rows, in input order) and the drop counts beside it (OUT with the suffix `.drops.json`:
 `augmented.parquet` -> `augmented.drops.json`), then the done marker with both files' digests. Run again,
 the same job finds its finished output (`finished()`) and is not redone; another job writes it anew, or,
@@ -153,11 +157,14 @@ class AugmentedOutput:
         self.job = jobs.Job(
             self.folder, fingerprint, restart=restart, outputs=[self.out, self.drops], what="augmentation job"
         )
+        self._processed: set[str] = set()  # source ids the verified parts hold
 
     def __enter__(self) -> AugmentedOutput:
         self.job.__enter__()
         try:
             self._drop_old_layout()
+            if self.job.finished() is None:
+                self._processed = self._verify_parts()
         except BaseException:
             self.job.__exit__()
             raise
@@ -187,20 +194,40 @@ class AugmentedOutput:
         )
         return pl.read_parquet(self.out), json.loads(self.drops.read_text(encoding="utf-8"))
 
-    def _part_files(self) -> list[Path]:
-        return [self.folder / jobs.PARTS / part.file for part in self.job.parts.values()]
+    def _verify_parts(self) -> set[str]:
+        """The source ids of the saved parts, each part checked against the digest of the sources it was
+        saved for and against the parts before it; a part that fails is named and redone."""
+        processed: set[str] = set()
+        for name, part in list(self.job.parts.items()):
+            file = self.folder / jobs.PARTS / part.file
+            try:
+                ids = set(pl.read_parquet(file, columns=["source_id"])["source_id"].cast(pl.String).to_list())
+            except (OSError, pl.exceptions.PolarsError) as exc:
+                self.job.drop_part(name, f"unreadable as a chunk of augmented rows ({jobs.first_line(exc)})")
+                continue
+            if part.meta.get("sources_sha256") != jobs.ids_digest(ids) or part.meta.get("sources") != len(ids):
+                self.job.drop_part(
+                    name, "does not hold the sources it was saved for (swapped for another part or edited)"
+                )
+            elif overlap := ids & processed:
+                self.job.drop_part(name, f"holds {len(overlap)} sources another part holds too ({min(overlap)!r}, ...)")
+            else:
+                processed |= ids
+        return processed
 
     def done_sources(self) -> set[str]:
         """Source ids already processed (whatever their outputs), to skip on restart."""
-        files = self._part_files()
-        if not files:
-            return set()
-        return set(pl.scan_parquet(files).select("source_id").unique().collect()["source_id"])
+        return set(self._processed)
 
     def write_chunk(self, rows: pl.DataFrame, processed: Sequence[str]) -> None:
         """Save one finished chunk as a part of the job. `processed` lists every source id of the chunk, so
         sources whose outputs were all dropped (or that were skipped) are remembered too."""
         seen = set(rows["source_id"].to_list())
+        covered = set(processed)
+        if foreign := seen - covered:  # a producer's bug: the part's record would not say what it holds
+            raise RuntimeError(f"a chunk holds rows of sources it did not process: {sorted(foreign)[:5]}")
+        if again := covered & self._processed:
+            raise RuntimeError(f"a chunk repeats sources already saved: {sorted(again)[:5]}")
         markers = pl.DataFrame(
             {"source_id": [s for s in processed if s not in seen], "drop_reason": PROCESSED},
             schema={"source_id": pl.String, "drop_reason": pl.String},
@@ -208,11 +235,16 @@ class AugmentedOutput:
         chunk = pl.concat([rows.select(PART_SCHEMA.keys()).cast(PART_SCHEMA), markers], how="diagonal_relaxed")
         # a new number after the highest saved: a part redone after a deletion must not overwrite another
         number = 1 + max((int(name.rsplit("_", 1)[1]) for name in self.job.parts), default=-1)
-        self.job.save_part(f"chunk_{number:05d}", chunk, meta={"sources": len(processed)})
+        meta = {"sources": len(covered), "sources_sha256": jobs.ids_digest(covered)}
+        self.job.save_part(f"chunk_{number:05d}", chunk, meta=meta)
+        self._processed |= covered
 
-    def finish(self) -> tuple[pl.DataFrame, dict[str, int]]:
+    def finish(self, sources: Iterable[str] | None = None) -> tuple[pl.DataFrame, dict[str, int]]:
         """Write the kept rows (input order, then the order the augmenter made them) and the drop counts,
-        then the done marker; the parts are removed."""
+        then the done marker; the parts are removed. `sources`: the job's source ids, which the parts must
+        cover exactly (InputError, nothing written, if not)."""
+        if sources is not None:
+            self._check_coverage(set(sources))
         saved = self.job.read_parts()
         every = (
             saved.filter(pl.col("drop_reason").ne_missing(PROCESSED))
@@ -237,10 +269,24 @@ class AugmentedOutput:
             .select(AUGMENTED_SCHEMA.keys())
         )
         counts["kept"] = kept.height
+        if (twice := kept.filter(pl.col("id").is_duplicated())).height:
+            self._refuse(f"hold {twice.height} augmented rows whose id another row has too ({twice['id'][0]!r}, ...)")
         write_parquet(kept, self.out, classes=self.classes)
         write_json(counts, self.drops)
         self.job.finish({"counts": counts})  # last: the marker vouches for both files
         return kept, counts
+
+    def _check_coverage(self, expected: set[str]) -> None:
+        if foreign := self._processed - expected:
+            self._refuse(f"hold {len(foreign)} sources that are not in the input ({min(foreign)!r}, ...)")
+        if missing := expected - self._processed:
+            self._refuse(f"miss {len(missing)} sources of the input ({min(missing)!r}, ...)")
+
+    def _refuse(self, what: str) -> None:
+        raise InputError(
+            f"the saved parts in {self.folder} {what}: the job folder was changed by hand or by another program. "
+            f"Nothing was written to {self.out}; run the same command with --restart to redo the job."
+        )
 
 
 @dataclass(frozen=True)
@@ -287,7 +333,7 @@ def run_job(
                     on_progress, stage, "source", done, total, chunk.height, outputs=result.outputs,
                     output_tokens=result.output_tokens, seconds=result.seconds, **result.detail,
                 )  # fmt: skip
-    return output.finish()
+    return output.finish(sources["id"].to_list())
 
 
 def in_chunks(generate: Callable[[pl.DataFrame], ChunkRows], chunk_size: int) -> Producer:

@@ -13,7 +13,11 @@ this module does about them:
   without a word: the default replica count leaves one CPU free, and a local cluster gets one logical CPU
   more than its replicas ask for;
 - retries are unlimited by default, so a crash that repeats loops forever: `max_restarts` and
-  `max_task_retries` are bounded (`ClusterOptions.max_retries`; README, "Beyond one process: Ray", Failures).
+  `max_task_retries` are bounded (`ClusterOptions.max_retries`; README, "Beyond one process: Ray", Failures);
+- a local cluster outlives a driver killed with SIGKILL: GCS, raylet and the workers end within a few
+  seconds, but the raylet's agents (`ray::DashboardAgent`, `ray::RuntimeEnvAgent`, about 200 MB together)
+  ran on for 45-90 s, reparented to init. Every process of a local cluster descends from the driver, so the
+  watchdog of `engine.lifetime` (the one `paraphrase` starts for vLLM's processes) kills them when it dies.
 """
 
 from __future__ import annotations
@@ -169,6 +173,9 @@ def connect(options: ClusterOptions) -> Iterator[object]:
     kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     address = options.address
     if address == LOCAL:
+        from engine.lifetime import children_die_with_this_process
+
+        children_die_with_this_process()  # before init: the cluster's processes are this one's descendants
         kwargs["address"] = "local"  # a new cluster even where RAY_ADDRESS names another
         kwargs["num_cpus"] = _local_cpus(options)
         if options.temp_dir is not None:

@@ -6,7 +6,9 @@ the part `fold_XX` before the next one starts: one row per held-out row (`split`
 row ("train") with that fold's `dyn_confidence` and `dyn_variability`; the part's `meta` holds the
 transformers backend's epoch history and selected epoch. The manifest pins the fingerprint (data, options,
 hardaug version) and each part's digest, so a rerun reuses a fold only when it came from the same job and
-is intact (a missing, truncated or edited fold is named and trained again); folds are deterministic given
+is intact (a missing, truncated or edited fold is named and trained again), and only when it holds the rows
+its fold holds out (a fold swapped for another, its digest updated in the manifest, is named and trained
+again: the assembled file never holds a row twice); folds are deterministic given
 the seed, so a resumed run ends with the same final file as an uninterrupted one (on CUDA, folds
 recomputed after a crash match up to the GPU's nondeterminism). `run_folds` runs some folds in a shared
 job (one process per GPU on disjoint folds); `engine.oof.job` writes the final files and the done marker.
@@ -35,7 +37,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from engine.config import OofConfig, TfidfConfig
 from engine.errors import InputError
-from engine.jobs import Job
+from engine.jobs import Job, first_line
 from engine.jobs import fingerprint as job_fingerprint
 from engine.oof import tfidf
 from engine.progress import OnProgress, report
@@ -420,7 +422,8 @@ def run_in_job(
     if transformers and config.transformer.keep_checkpoints:
         keep_in = checkpoint_dir or job.folder.parent / "checkpoints"
     order = list(folds_to_run if folds_to_run is not None else range(config.n_folds))
-    saved = [fold for fold in order if part_name(fold) in job.parts]
+    reused = _verified_parts(job, [fold for fold in order if part_name(fold) in job.parts], folds, len(test_texts))
+    saved = list(reused)
     if transformers:
         mine = set(order) if job.shared else set(range(config.n_folds))
         _leftover_checkpoints(scratch, {f for f in range(config.n_folds) if part_name(f) in job.parts}, mine, keep_in)
@@ -439,7 +442,7 @@ def run_in_job(
         extra: dict = {}
         if fold in saved:
             log.info("fold %d: reusing %s", fold, job.part_path(name))
-            part = job.read_part(name)
+            part = reused[fold]
             extra = dict(job.parts[name].meta)
         elif transformers:
             if encoded is None:  # tokenize once per run, and only if a fold has to be trained
@@ -474,6 +477,29 @@ def run_in_job(
     return parts
 
 
+def _verified_parts(job: Job, saved: list[int], folds: np.ndarray, n_test: int) -> dict[int, pl.DataFrame]:
+    """The saved folds' parts that hold what their fold makes: its held-out rows and every test row, once
+    each; a part that does not (swapped for another fold's, with the manifest's digest updated) is redone."""
+    reused = {}
+    for fold in saved:
+        name = part_name(fold)
+        try:
+            part = job.read_part(name)
+            held = np.sort(part.filter(pl.col("split") == "oof")["row"].to_numpy())
+            tests = np.sort(part.filter(pl.col("split") == "test")["row"].to_numpy())
+            fold_ids = part["fold"].unique().to_list()
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            job.drop_part(name, f"unreadable as a fold ({first_line(exc)})")
+            continue
+        if fold_ids != [fold] or not np.array_equal(held, np.flatnonzero(folds == fold)):
+            job.drop_part(name, f"does not hold the rows fold {fold} holds out (swapped for another fold or edited)")
+        elif not np.array_equal(tests, np.arange(n_test)):
+            job.drop_part(name, f"does not hold each of the {n_test} test rows once (edited)")
+        else:
+            reused[fold] = part
+    return reused
+
+
 def assemble(
     train: pl.DataFrame, test: pl.DataFrame | None, parts: list, k: int, key: str, config: OofConfig
 ) -> OofResult:
@@ -481,6 +507,8 @@ def assemble(
     p = [pl.col(c) for c in probs]
     every = pl.concat([part for part, _ in parts])
     held = every.filter(pl.col("split") == "oof").sort("row")
+    if not np.array_equal(held["row"].to_numpy(), np.arange(train.height)):  # _verified_parts makes this a bug
+        raise RuntimeError(f"the folds' parts do not hold each of the {train.height} training rows once")
     oof = (
         train.hstack(held.select("fold", *probs))
         .with_columns(
