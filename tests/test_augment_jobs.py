@@ -164,6 +164,7 @@ def _rewrite_manifest(out: Path, edit) -> None:
     _manifest(out).write_text(json.dumps(manifest))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["relative", "absolute"])
 def test_a_manifest_entry_outside_parts_deletes_nothing(sources, reference, tmp_path, how):
     """Issue 22: a part named `../../victim.txt` (or an absolute path) was unlinked as a "changed part"."""
@@ -186,6 +187,7 @@ def test_a_manifest_entry_outside_parts_deletes_nothing(sources, reference, tmp_
     _assert_complete(out, reference, sources)
 
 
+@pytest.mark.slow
 def test_a_parts_folder_that_is_a_link_is_refused_and_its_target_untouched(sources, tmp_path):
     out = tmp_path / "aug.parquet"
     _killed_after(sources, out)
@@ -203,6 +205,7 @@ def test_a_parts_folder_that_is_a_link_is_refused_and_its_target_untouched(sourc
         assert not out.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("forged", ["digest", "digest and record"])
 def test_a_part_swapped_for_another_is_detected(sources, reference, tmp_path, forged):
     """Issue 22: a part replaced by a copy of another, its size and sha256 updated in the manifest, gave 38
@@ -225,6 +228,7 @@ def test_a_part_swapped_for_another_is_detected(sources, reference, tmp_path, fo
     _assert_complete(out, reference, sources)
 
 
+@pytest.mark.slow
 def test_a_forged_done_marker_listing_no_outputs_is_not_trusted(sources, reference, tmp_path):
     out = tmp_path / "aug.parquet"
     _killed_after(sources, out)

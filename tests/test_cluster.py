@@ -279,6 +279,7 @@ def test_oof_folds_on_ray_equal_the_single_process_folds(cluster, tmp_path):
     assert pl.read_parquet(tmp_path / "ray" / "oof.parquet").equals(pl.read_parquet(tmp_path / "one" / "oof.parquet"))
 
 
+@pytest.mark.slow
 def test_no_process_of_a_local_cluster_outlives_its_killed_driver(tmp_path):
     """Issue 22: after `kill -9` of a `--ray local` driver, the raylet's agents (ray::DashboardAgent,
     ray::RuntimeEnvAgent) ran on for 45-90 s. Every process the driver started must be gone 10 s after."""

@@ -83,6 +83,7 @@ def _shape(value):
     return type(value).__name__
 
 
+@pytest.mark.slow
 def test_transformers_tables_have_the_tfidf_tables_structure(files, models, tmp_path: Path, capsys):
     assert main(_argv(files, models["base"], tmp_path / "bert")) == 0
     tfidf = [a for a in _argv(files, models["base"], tmp_path / "tfidf") if a not in ("transformers",)]
@@ -166,6 +167,7 @@ def _cells(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted((out / ".job" / "parts").glob("*.parquet"))}
 
 
+@pytest.mark.slow
 def test_kill_in_a_cells_second_epoch_then_resume_equals_an_uninterrupted_run(files, models, tmp_path: Path):
     out, reference = tmp_path / "killed", tmp_path / "reference"
     argv = [*_argv(files, models["base"], out), "--train-batch-size", "4"]  # more steps: room to kill in epoch 2
@@ -193,6 +195,7 @@ def test_kill_in_a_cells_second_epoch_then_resume_equals_an_uninterrupted_run(fi
     assert not list(scratch.glob("cell_*.pt"))  # states are gone once their cells are saved
 
 
+@pytest.mark.slow
 def test_only_cells_in_two_processes_then_the_assembling_run(files, models, tmp_path: Path):
     shared, single = tmp_path / "shared", tmp_path / "single"
     procs = [_cli([*_argv(files, models["base"], shared), "--only-cells", f"{i}/2"]) for i in range(2)]

@@ -180,6 +180,7 @@ def test_eda_refuses_string_labels_without_a_label_map(tmp_path: Path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_augmented_rows_carry_the_label_map_and_filter_compares_it(tmp_path: Path, capsys):
     sources = tmp_path / "hard.parquet"
     texts = ["정말 좋은 영화 였다 진짜", "최고의 영화 입니다 정말"]
