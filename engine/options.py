@@ -203,6 +203,113 @@ def _item_of(kind: Any) -> Callable[[Any], bool]:
     return lambda v: True
 
 
+def flag_name(field: dataclasses.Field, spec: Flag) -> str:
+    """The field's command-line flag: `--folds` for n_folds, `--top-p` for top_p."""
+    return spec.flag or "--" + field.name.replace("_", "-")
+
+
+def flag_fields(config_cls: type) -> dict[str, tuple[dataclasses.Field, Flag]]:
+    """Every flag of `config_cls` (with `--no-X` for a negatable X) -> its field and spec."""
+    out = {}
+    for field, spec in _flags(config_cls):
+        flag = flag_name(field, spec)
+        out[flag] = (field, spec)
+        if spec.negatable:
+            out["--no-" + flag[2:]] = (field, spec)
+    return out
+
+
+def to_argv(config_cls: type, values: Any, *, where: str | None = None) -> list[str]:
+    """The flags that reproduce `values`, the inverse of `add_options` + `config_from_args`.
+
+    `values` is a config (every flagged field that differs from its default, in field order; a nested
+    config field without a flag of its own contributes its flags) or a mapping keyed by flag name without
+    the dashes or field name (a pipeline TOML table), rendered in its order: `true` -> `--key`, `false` ->
+    `--no-key` or nothing where false is the switch's default, a list -> the flag repeated where it collects
+    values, else one comma-separated value. A value that no flag can say is refused naming [where] and the
+    key."""
+    if dataclasses.is_dataclass(values) and not isinstance(values, type):
+        return _config_argv(config_cls, values)
+    by_flag = flag_fields(config_cls)
+    by_name = {field.name: flag_name(field, spec) for field, spec in _flags(config_cls)}
+    argv: list[str] = []
+    for key, value in values.items():
+        flag = "--" + key.replace("_", "-")
+        if flag not in by_flag:
+            flag = by_name.get(key.replace("-", "_"), flag)
+        if flag not in by_flag:
+            close = difflib.get_close_matches(key.replace("_", "-"), [f[2:] for f in by_flag], n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise InputError(f"unknown key '{key}'{f' in [{where}]' if where else ''}{hint}")
+        field, spec = by_flag[flag]
+        argv += _value_argv(config_cls, field, spec, flag, key, value, f"[{where}] {key}" if where else key)
+    return argv
+
+
+def _value_argv(config_cls: type, field: dataclasses.Field, spec: Flag, flag: str, key: str, value: Any, at: str):
+    kind = _base_type(config_cls, field)
+    if isinstance(value, bool):
+        if kind is not bool:
+            raise InputError(f"{at} = {str(value).lower()}: {flag} takes a value, not true/false.")
+        if spec.negatable:
+            positive = flag_name(field, spec)
+            # `guided = false` and `no-guided = true` both mean --no-guided
+            return [positive if value == (flag == positive) else "--no-" + positive[2:]]
+        if value:
+            return [flag]
+        if (field.default if spec.cli_default is SAME else spec.cli_default) is False:
+            return []  # false is the switch's default: nothing to pass
+        raise InputError(f"{at} = false: {flag} cannot be turned off; remove the key.")
+    if kind is bool:
+        raise InputError(f"{at} = {value!r}: {flag} is a switch; write {key} = true (or remove the key).")
+    if isinstance(value, dict):
+        raise InputError(f"{at}: a table; expected a value for {flag}.")
+    if isinstance(value, list | tuple):
+        if not value or any(isinstance(v, bool | list | tuple | dict) for v in value):
+            raise InputError(f"{at} = {value!r}: expected a non-empty list of numbers or strings.")
+        items = [_text(v) for v in value]
+        if spec.action == "append":
+            return [part for item in items for part in (flag, item)]
+        if typing.get_origin(kind) is tuple or kind is tuple:  # its type reads one comma-separated value
+            return [flag, ",".join(items)]
+        raise InputError(f"{at} = {value!r}: {flag} takes one value, not a list.")
+    return [flag, _text(value)]
+
+
+def _config_argv(config_cls: type, config: Any) -> list[str]:
+    argv: list[str] = []
+    for field in dataclasses.fields(config_cls):
+        value = getattr(config, field.name)
+        spec = field.metadata.get(CLI)
+        if spec is None or not spec.cli:
+            if dataclasses.is_dataclass(value) and CLI not in field.metadata:
+                argv += _config_argv(type(value), value)  # oof's tfidf and transformer: flags of their own
+            continue
+        if field.default is not dataclasses.MISSING:
+            default = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            default = field.default_factory()
+        else:
+            default = dataclasses.MISSING  # required: always given
+        if value == default:
+            continue
+        flag = flag_name(field, spec)
+        if spec.convert is not None and _base_type(config_cls, field) is bool:
+            # a switch read through convert (--no-dedup-train -> dedup_train=False): given where it gives value
+            if spec.convert(True) != value:
+                raise ValueError(f"{config_cls.__name__}.{field.name} = {value!r}: no flag says it")
+            argv.append(flag)
+            continue
+        if spec.convert is not None and spec.action != "append":
+            raise ValueError(f"{config_cls.__name__}.{field.name}: {flag} is read through a file; no flag says it")
+        argv += _value_argv(config_cls, field, spec, flag, field.name, value, field.name)
+    return argv
+
+
+def _text(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
 # argparse types shared by the engines' flags and the CLI's own options (argparse shows their message)
 def positive_int(value: str) -> int:
     n = int(value)

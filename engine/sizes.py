@@ -28,8 +28,8 @@ import polars as pl
 from engine.errors import InputError
 
 if TYPE_CHECKING:
-    from engine.pipeline import PipelineConfig
     from engine.pipeline_data import Classes
+    from engine.pipeline_load import PipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,8 @@ def cells(config: PipelineConfig) -> list[tuple[int | str, int | None, Path]]:
 def run_sizes(config: PipelineConfig, run_command: Callable[[list[str]], Any], *, dry_run: bool = False) -> dict:
     """One pipeline per (size, seed), then the by-size table and plot. With `dry_run`, the plans of all."""
     from engine.jobs import locked
-    from engine.pipeline import Runner, Stage, run_pipeline
+    from engine.pipeline_plan import Stage
+    from engine.pipeline_run import Runner, run_pipeline
 
     def runs() -> list[tuple[int | str, int | None, dict]]:
         done = []

@@ -13,8 +13,9 @@ from engine.augment.eda import EdaConfig
 from engine.augment.paraphrase import ParaphraseConfig
 from engine.cli import build_parser
 from engine.config import AnalysisConfig, CompareConfig, OofConfig, TfidfConfig, TransformerConfig
+from engine.errors import InputError
 from engine.filters import FilterConfig
-from engine.options import CLI, SAME, from_dict
+from engine.options import CLI, SAME, from_dict, to_argv
 
 CONFIGS = {
     "paraphrase": (ParaphraseConfig, ["--model", "m"], {"model": "m"}),
@@ -189,3 +190,68 @@ def test_changing_only_the_field_default_changes_the_flag(monkeypatch, command, 
     assert getattr(sub.parse_args([]), spec.dest or name) == value
     action = next(a for a in sub._actions if a.dest == (spec.dest or name))
     assert action.help.endswith(f"(default: {value})")
+
+
+# A non-default value for every kind of flag: switch, negatable, read through convert, repeated, comma list.
+NON_DEFAULT = {
+    "paraphrase": ParaphraseConfig(model="m", temperature=0.5, top_p=0.8, guided=False),
+    "backtranslate": BacktranslateConfig(
+        model=Path("m"), pivots=("de_DE", "fr_XX"), variants=3, sampling_temperature=0.7
+    ),
+    "eda": EdaConfig(n=2, p_delete=0.25, protect_negation=False, seed=7),
+    "filter": FilterConfig(label_check=False, dedup_train=False, cheap_checks=False),
+    "oof": OofConfig(
+        n_folds=3, seed=5, tfidf=TfidfConfig(C=2.0, solver="lbfgs"), transformer=TransformerConfig(dynamics=True)
+    ),
+    "mine": AnalysisConfig(tokenizer="whitespace", n_examples=3),
+    "compare": CompareConfig(seeds=(3, 4), confident_threshold=0.8, combine=("a=hardness", "b=class-balanced")),
+}
+
+
+@pytest.mark.parametrize("command", sorted(CONFIGS))
+@pytest.mark.parametrize("which", ["default", "changed"])
+def test_to_argv_round_trips_every_commands_config(command, which):
+    """to_argv is the inverse of add_options + config_from_args: the command's own parser and build_config
+    read its flags back into the same config."""
+    config_cls, _, required = CONFIGS[command]
+    config = config_cls(**required) if which == "default" else NON_DEFAULT[command]
+    flags = to_argv(config_cls, config)
+    if which == "changed":
+        assert flags, command
+    files = ["--input", "augmented.parquet"] if command == "filter" else []  # no config field: the command's own
+    args = build_parser().parse_args([command, *files, *flags])
+    module = __import__(args.func.__module__, fromlist=["build_config"])
+    assert module.build_config(args) == config
+
+
+def test_to_argv_renders_a_table_in_its_order_as_the_flags_say_it():
+    table = {"no-similarity": True, "seeds": [0, 1, 2], "n": 4, "guided": False, "C": 1.0}
+    assert to_argv(FilterConfig, {"no-similarity": True}) == ["--no-similarity"]
+    assert to_argv(CompareConfig, {"seeds": [0, 1, 2], "combine": ["a=hardness", "b=hardness"]}) == [
+        "--seeds",
+        "0,1,2",
+        "--combine",
+        "a=hardness",
+        "--combine",
+        "b=hardness",
+    ]
+    assert to_argv(ParaphraseConfig, {"guided": False, "no-guided": False}) == ["--no-guided", "--guided"]
+    assert to_argv(OofConfig, {"folds": 5, "n_folds": 3}) == ["--folds", "5", "--folds", "3"]
+    assert to_argv(TfidfConfig, {"C": 1.0}) == ["--C", "1.0"]
+    assert table  # the keys above are flag names (folds) or field names (n_folds), as in a TOML table
+
+
+@pytest.mark.parametrize(
+    ("config_cls", "table", "message"),
+    [
+        (OofConfig, {"fold": 3}, "unknown key 'fold' in [oof]; did you mean 'folds'?"),
+        (EdaConfig, {"n": True}, "[oof] n = true: --n takes a value, not true/false."),
+        (FilterConfig, {"no-similarity": 1}, "[oof] no-similarity = 1: --no-similarity is a switch"),
+        (EdaConfig, {"n": [1, 2]}, "[oof] n = [1, 2]: --n takes one value, not a list."),
+        (CompareConfig, {"seeds": []}, "[oof] seeds = []: expected a non-empty list"),
+    ],
+)
+def test_to_argv_refuses_what_no_flag_says_naming_the_key(config_cls, table, message):
+    with pytest.raises(InputError) as exc:
+        to_argv(config_cls, table, where="oof")
+    assert message in str(exc.value)

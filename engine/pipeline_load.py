@@ -1,0 +1,485 @@
+"""Loading a pipeline TOML: every table checked, with the data, before any stage runs (engine.pipeline).
+
+Each table's keys become options of its `hardaug` subcommand (`key = value` -> `--key value`, `true` ->
+`--key`, `false` -> `--no-key`, or nothing where false is the option's default, a list -> a repeated option
+or one comma-separated value, as the option takes it), and each table's command line is parsed by that
+subcommand's own parser, so a typo, a wrong type or a bad value stops the run naming the table and the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import itertools
+import logging
+import math
+import re
+import shlex
+import sys
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine.errors import InputError
+
+log = logging.getLogger(__name__)
+
+AUGMENTERS = ("eda", "backtranslate", "paraphrase")
+TABLES = ("data", "oof", "mine", "strategies", "random", "augment", "filter", "compare", "cluster")
+# [cluster]: where stages run (Ray), given to every stage whose subcommand has the option; not in cache keys
+CLUSTER_KEYS = ("ray", "replicas", "gpus_per_replica")
+DATA_KEYS = ("train", "test", "predictions", "out", "sizes", "size-seeds")
+DATA_FILES = ("train", "test", "predictions")
+RANDOM_KEYS = ("factor", "seed")
+# selection steps whose value, in a pipeline's [strategies], names an earlier strategy: its hard.parquet
+LIKE_FLAGS = ("--limit-like", "--limit-per-class-like")
+
+# Options the pipeline sets on each subcommand itself (data files and stage folders); a table setting one
+# is refused instead of silently competing with the pipeline's value.
+OWNED = {
+    "oof": ("--train", "--test", "--out-dir"),
+    "mine": ("--input", "--out-dir"),
+    "filter": ("--input", "--train", "--out", "--rejected", "--summary", "--oof"),
+    "compare": ("--train", "--test", "--targeted", "--strategy", "--random", "--all", "--scores", "--out-dir"),
+    **{method: ("--input", "--out") for method in AUGMENTERS},
+}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    path: Path
+    out: Path
+    train: Path
+    test: Path
+    predictions: Path | None = None  # existing out-of-fold predictions: skip the oof stage
+    # table ("oof", "mine", "augment.eda", "filter", "compare") -> its checked command-line options
+    options: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # the same options as the subcommand parsed them (placeholders for what the pipeline sets)
+    parsed: dict[str, argparse.Namespace] = field(default_factory=dict)
+    random_factor: float = 1.5
+    random_seed: int = 13
+    # table -> the [cluster] options its subcommand takes (--ray auto, --replicas 4, ...)
+    where: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # [strategies]: name -> its selection steps (empty: the one strategy "targeted", [mine] select)
+    strategies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    cleaning: bool = False  # [compare] cleaning: compare gets --scores, for the arms that add no text
+    # [data] sizes: the whole pipeline once per training size (ints, "all") and subsample seed (engine.sizes)
+    sizes: tuple[int | str, ...] = ()
+    size_seeds: tuple[int, ...] = (0,)
+    classes: Any = None  # engine.pipeline_data.Classes of the training data, read at load
+
+    @property
+    def augmenters(self) -> list[str]:
+        return [table.split(".", 1)[1] for table in self.options if table.startswith("augment.")]
+
+
+def load_config(
+    path: str | Path,
+    *,
+    parsers: Mapping[str, argparse.ArgumentParser],
+    default_data: Path,
+    overrides: Sequence[str] = (),
+) -> PipelineConfig:
+    """Read and check a whole pipeline TOML; `parsers` maps each hardaug subcommand to its parser.
+
+    Data files are relative to the TOML file's folder (they travel with it); `out` is relative to the current
+    folder, like every output option of hardaug, so the bundled configs (inside the installed package) write
+    under ./runs. `overrides` are `TABLE.KEY=VALUE` (hardaug run --set), applied to the file before its
+    checks; their [data] files are relative to the current folder, as on any command line. The training
+    labels are read to check what depends on them (presets, class ids and names, sizes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such pipeline file. Start from engine/data/pipelines/cpu.toml.")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not valid TOML ({exc}).") from exc
+    for override in overrides:
+        apply_override(raw, override)
+    for name, value in raw.items():
+        if name not in TABLES:
+            raise InputError(f"{path}: unknown table [{name}]{_did_you_mean(name, TABLES)}; expected {list(TABLES)}.")
+        if not isinstance(value, dict):
+            raise InputError(f"{path}: '{name}' must be a table ([{name}]), not a value.")
+    augment = raw.get("augment", {})
+    if not augment:
+        raise InputError(f"{path}: no [augment.<method>] table; add one of {list(AUGMENTERS)}, e.g. [augment.eda].")
+    for method, table in augment.items():
+        if method not in AUGMENTERS:
+            hint = _did_you_mean(method, AUGMENTERS)
+            raise InputError(f"{path}: unknown augmenter [augment.{method}]{hint}; expected one of {list(AUGMENTERS)}.")
+        if not isinstance(table, dict):
+            raise InputError(f"{path}: 'augment.{method}' must be a table ([augment.{method}]), not a value.")
+
+    from engine import sizes as sz
+
+    data_table = dict(raw.get("data", {}))
+    sizes, size_seeds = sz.parse_sizes(path, data_table.pop("sizes", None), data_table.pop("size-seeds", None))
+    data = _data(data_table, path, default_data)
+    if sizes and data["predictions"] is not None:
+        raise InputError(
+            f"{path}: [data] sizes needs the oof stage (out-of-fold predictions on each subsample); [data] "
+            "predictions skips it: remove one of the two."
+        )
+    factor, seed = _random(raw.get("random", {}), path)
+    if data["predictions"] is not None and raw.get("oof"):
+        log.warning("%s: [oof] is not used: [data] predictions gives the out-of-fold predictions", path)
+
+    tables = {"mine": "mine", "filter": "filter", "compare": "compare"}
+    if data["predictions"] is None:
+        tables = {"oof": "oof", **tables}
+    tables.update({f"augment.{method}": method for method in augment})
+    cluster = _cluster(raw.get("cluster", {}), path)
+    options: dict[str, tuple[str, ...]] = {}
+    parsed: dict[str, argparse.Namespace] = {}
+    placed: dict[str, tuple[str, ...]] = {}
+    named = raw.get("strategies")
+    cleaning = False
+    for where, command in tables.items():
+        source = raw.get(where, {}) if "." not in where else augment[command]
+        table = dict(source)
+        select = table.pop("select", "--preset notebook") if command == "mine" else None
+        if command == "mine" and named is not None:
+            if "select" in source:
+                raise InputError(
+                    f"{path}: [mine] select and [strategies] both name selection steps; with [strategies] every "
+                    "strategy names its own: move select into [strategies] (e.g. notebook = '--preset notebook')."
+                )
+            select = None
+        if command == "compare" and isinstance(table.get("cleaning"), bool):
+            cleaning = table.pop("cleaning")  # true: all three arms; a list of arms is compare's --cleaning
+        if command == "compare" and ("weights" in table or "combine" in table) and "cleaning" not in table:
+            # the weight arms need the scores; the cleaning arms come with them only when asked for (true)
+            table = table if cleaning else {**table, "cleaning": ["none"]}
+        argv, keys = table_options(path, where, table, parsers[command], OWNED[command])
+        if command == "compare" and "cleaning" in table:
+            cleaning = True
+        if command == "mine":
+            # Selection steps apply in the order given; keys of a table have no order that means anything.
+            step_flags = {flag for a in parsers["mine"]._actions if a.dest == "steps" for flag in a.option_strings}
+            into = "select = '...'" if named is None else "each strategy of [strategies]"
+            for flag in step_flags & keys.keys():
+                raise InputError(
+                    f"{path}: [mine] {keys[flag]}: a selection step; put it in {into} with the other steps, in "
+                    "the order they apply."
+                )
+        if select is not None:
+            steps = selection_steps(path, "[mine] select", select)
+            keys.update({word: "select" for word in steps if word.startswith("--")})
+            argv += steps
+        flags = {flag for action in parsers[command]._actions for flag in action.option_strings}
+        usable = {key: value for key, value in cluster.items() if "--" + key.replace("_", "-") in flags}
+        on, cluster_keys = table_options(path, "cluster", usable, parsers[command], OWNED[command])
+        keys = {**keys, **cluster_keys}
+        parsed[where] = check_command(path, where, command, [*argv, *on], keys, {**source, **usable}, parsers[command])
+        options[where], placed[where] = tuple(argv), tuple(on)
+    strategies: dict[str, tuple[str, ...]] = {}
+    selections = {"mine": "[mine] select"}
+    if named is not None:
+        strategies, by_name = _strategies(path, named, options["mine"], parsers["mine"])
+        parsed.update({f"strategies.{name}": args for name, args in by_name.items()})
+        selections = {f"strategies.{name}": f"[strategies] {name}" for name in strategies}
+    elif any(word in LIKE_FLAGS for word in options["mine"]):
+        raise InputError(
+            f"{path}: [mine] select: {'/'.join(LIKE_FLAGS)} name an earlier strategy of [strategies]; with one "
+            "selection there is none (use --limit N)."
+        )
+    _check_compare(path, parsed["compare"], list(strategies) or ["targeted"])
+    if cleaning and parsed["mine"].no_label_issues:
+        raise InputError(
+            f"{path}: [compare] cleaning needs the suspected label errors, which [mine] no-label-issues = true "
+            "turns off; remove one of the two."
+        )
+    from engine.pipeline_data import check_with_data, read_classes
+
+    classes = read_classes(path, train=data["train"], predictions=data["predictions"], parsed=parsed)
+    check_with_data(path, classes, parsed, selections)
+    if sizes:
+        sz.check_sizes(path, sizes, classes, folds=parsed["oof"].folds, train=data["train"])
+    return PipelineConfig(
+        path=path,
+        out=data["out"],
+        train=data["train"],
+        test=data["test"],
+        predictions=data["predictions"],
+        options=options,
+        parsed=parsed,
+        random_factor=factor,
+        random_seed=seed,
+        where=placed,
+        strategies=strategies,
+        cleaning=cleaning,
+        sizes=sizes,
+        size_seeds=size_seeds,
+        classes=classes,
+    )
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """`TABLE.KEY=VALUE` (the table may be dotted: augment.eda.n=2) into the parsed TOML `raw`. VALUE is read
+    as a TOML value (2, 0.5, true, [0, 1], "x"), else as a string; [data] files become absolute from the
+    current folder, where the person typing the command is."""
+    name, eq, text = override.partition("=")
+    table, dot, key = name.strip().rpartition(".")
+    if not eq or not dot or not table or not key:
+        raise InputError(f"--set {override!r}: expected TABLE.KEY=VALUE, e.g. --set oof.folds=3 or data.train=x.csv.")
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()  # a bare word or path: a string
+    if table == "data" and key in DATA_FILES and isinstance(value, str):
+        value = str(Path(value).expanduser().absolute())
+    where = raw
+    for part in table.split("."):
+        where = where.setdefault(part, {})
+        if not isinstance(where, dict):
+            raise InputError(f"--set {override!r}: {table!r} is a value in the file, not a table.")
+    where[key] = value
+
+
+def selection_steps(path: Path, at: str, value: Any) -> list[str]:
+    """`hardaug mine` selection options, given as one string (or a list of words), as a list of words."""
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    if not isinstance(value, str) or not value.strip():
+        raise InputError(f"{path}: {at} must be a string of selection options, e.g. '--preset notebook'.")
+    try:
+        return shlex.split(value)
+    except ValueError as exc:
+        raise InputError(f"{path}: {at} = {value!r}: {exc}.") from exc
+
+
+def _strategies(
+    path: Path, table: dict, mine: tuple[str, ...], parser: argparse.ArgumentParser
+) -> tuple[dict[str, tuple[str, ...]], dict[str, argparse.Namespace]]:
+    """[strategies] name = "selection steps": each checked by hardaug mine's parser after the [mine] options;
+    returns the steps and the parsed options of each. `--limit-like NAME` names an earlier strategy."""
+    from engine.arms import check_strategy_name
+
+    if not table:
+        raise InputError(f"{path}: [strategies] is empty; name at least one, e.g. notebook = '--preset notebook'.")
+    strategies: dict[str, tuple[str, ...]] = {}
+    parsed: dict[str, argparse.Namespace] = {}
+    for name, value in table.items():
+        at = f"[strategies] {name}"
+        try:
+            check_strategy_name(name)
+        except InputError as exc:
+            raise InputError(f"{path}: {at}: {exc}") from None
+        steps = selection_steps(path, at, value)
+        stray = [word for word in steps if word.startswith("--") and word.split("=", 1)[0] in OWNED["mine"]]
+        if stray:
+            raise InputError(f"{path}: {at}: {stray[0]} is set by the pipeline; give only selection steps.")
+        steps = [part for word in steps for part in _split_like(word)]
+        for flag, target in itertools.pairwise(steps):
+            if flag in LIKE_FLAGS and target not in strategies:
+                earlier = list(strategies) or "none: this is the first"
+                raise InputError(
+                    f"{path}: {at}: {flag} {target}: expected the name of an earlier strategy (as many rows as its "
+                    f"selection); the earlier strategies are {earlier}."
+                )
+        keys = {word.split("=", 1)[0]: name for word in steps if word.startswith("--")}
+        parsed[name] = check_command(path, "strategies", "mine", [*mine, *steps], keys, table, parser)
+        strategies[name] = tuple(steps)
+    return strategies, parsed
+
+
+def _split_like(word: str) -> list[str]:
+    """`--limit-like=NAME` as two words, so that the pipeline finds NAME to make it a file; others as they are."""
+    flag, eq, value = word.partition("=")
+    return [flag, value] if eq and flag in LIKE_FLAGS else [word]
+
+
+def _check_compare(path: Path, args: argparse.Namespace, strategies: list[str]) -> None:
+    """What compare would refuse only after every stage ran: a budget for no strategy, unknown cleaning arms."""
+    from engine.arms import CLEANING_ARMS
+
+    for name in args.budget:
+        if name not in strategies:
+            raise InputError(f"{path}: [compare] budget = {name!r}: no such strategy; the strategies are {strategies}.")
+    unknown = [arm for arm in args.cleaning or () if arm not in (*CLEANING_ARMS, "none")]
+    if unknown:
+        raise InputError(f"{path}: [compare] cleaning: unknown arms {unknown}; expected {list(CLEANING_ARMS)}.")
+    for pair in args.combine or ():
+        if pair.partition("=")[0].strip() not in strategies:
+            raise InputError(
+                f"{path}: [compare] combine = {pair!r}: no such strategy; the strategies are {strategies}."
+            )
+
+
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def _data(table: dict, path: Path, default_data: Path) -> dict[str, Path | None]:
+    for key, value in table.items():
+        if key not in DATA_KEYS:
+            hint = _did_you_mean(key, DATA_KEYS)
+            raise InputError(f"{path}: unknown key '{key}' in [data]{hint}; expected {list(DATA_KEYS)}.")
+        if not isinstance(value, str) or not value.strip():
+            raise InputError(f"{path}: [data] {key} = {value!r}: expected a path in quotes.")
+    here = path.parent
+
+    def data_file(key: str, default: Path | None) -> Path | None:
+        if key not in table:
+            return default
+        file = here / Path(table[key]).expanduser()
+        if not file.is_file():
+            raise InputError(
+                f"{path}: [data] {key} = {table[key]!r} is {file}, which does not exist. Paths in [data] are "
+                f"relative to the TOML file's folder ({here})."
+            )
+        return file
+
+    return {
+        "train": data_file("train", default_data / "train.csv"),
+        "test": data_file("test", default_data / "test.csv"),
+        "predictions": data_file("predictions", None),
+        "out": Path(table.get("out", "runs/pipeline")).expanduser(),
+    }
+
+
+def _cluster(table: dict, path: Path) -> dict:
+    for key in table:
+        if key.replace("-", "_") not in CLUSTER_KEYS:
+            hint = _did_you_mean(key.replace("-", "_"), CLUSTER_KEYS)
+            raise InputError(f"{path}: unknown key '{key}' in [cluster]{hint}; expected {list(CLUSTER_KEYS)}.")
+    return dict(table)
+
+
+def _random(table: dict, path: Path) -> tuple[float, int]:
+    for key in table:
+        if key not in RANDOM_KEYS:
+            hint = _did_you_mean(key, RANDOM_KEYS)
+            raise InputError(f"{path}: unknown key '{key}' in [random]{hint}; expected {list(RANDOM_KEYS)}.")
+    factor = table.get("factor", PipelineConfig.random_factor)  # the defaults are written once, on PipelineConfig
+    seed = table.get("seed", PipelineConfig.random_seed)
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not math.isfinite(factor) or factor <= 0:
+        raise InputError(f"{path}: [random] factor = {factor!r}: expected a finite number > 0, e.g. 1.5.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"{path}: [random] seed = {seed!r}: expected a whole number >= 0, e.g. 13.")
+    return float(factor), seed
+
+
+def table_options(
+    path: Path, where: str, table: dict, parser: argparse.ArgumentParser, owned: Sequence[str]
+) -> tuple[list[str], dict[str, str]]:
+    """[where] -> command-line options of `parser`, and which key each option came from.
+
+    `key = value` -> `--key value`; `true` -> `--key`; `false` -> `--no-key` for an option that has both
+    forms, nothing for a switch that is off by default, refused where false cannot be said; a list -> the
+    option repeated where it collects values, one comma-separated value where the option splits one, refused
+    elsewhere (so `seeds = [0, 1]` means seeds 0 and 1, never only the last)."""
+    by_flag = {flag: action for action in parser._actions for flag in action.option_strings}
+    command = parser.prog.split()[-1]
+    argv: list[str] = []
+    keys: dict[str, str] = {}
+    for key, value in table.items():
+        flag = "--" + key.replace("_", "-")
+        at = f"{path}: [{where}] {key}"
+        if flag in owned:
+            raise InputError(
+                f"{at}: set by the pipeline ({flag} is a data file from [data] or the stage's own folder); remove it."
+            )
+        action = by_flag.get(flag)
+        if action is None or isinstance(action, argparse._HelpAction | argparse._VersionAction):
+            choices = [f[2:] for f, a in by_flag.items() if f.startswith("--") and f not in owned and a.help]
+            hint = _did_you_mean(key.replace("_", "-"), choices) or f"; see hardaug {command} --help"
+            raise InputError(f"{path}: unknown key '{key}' in [{where}]{hint}")
+        keys.update({f: key for f in action.option_strings})
+        argv += _option(at, key, flag, value, action)
+    return argv, keys
+
+
+def _option(at: str, key: str, flag: str, value: Any, action: argparse.Action) -> list[str]:
+    if isinstance(value, bool):
+        if isinstance(action, argparse.BooleanOptionalAction):
+            positive = next(f for f in action.option_strings if not f.startswith("--no-"))
+            negative = "--no-" + positive[2:]
+            # `guided = false` and `no-guided = true` both mean --no-guided
+            return [positive if value == (flag == positive) else negative]
+        if action.nargs == 0:
+            if value:
+                return [flag]
+            if isinstance(action, argparse._StoreTrueAction) and action.default is False:
+                return []  # false is the switch's default: nothing to pass
+            raise InputError(f"{at} = false: {flag} cannot be turned off; remove the key.")
+        raise InputError(f"{at} = {str(value).lower()}: {flag} takes a value, not true/false.")
+    if action.nargs == 0:
+        raise InputError(f"{at} = {value!r}: {flag} is a switch; write {key} = true (or remove the key).")
+    if isinstance(value, dict):
+        raise InputError(f"{at}: a table; expected a value for {flag}.")
+    if isinstance(value, list):
+        if not value or any(isinstance(v, bool | list | dict) for v in value):
+            raise InputError(f"{at} = {value!r}: expected a non-empty list of numbers or strings.")
+        items = [_text(v) for v in value]
+        if isinstance(action, argparse._AppendAction | argparse._ExtendAction):
+            return [part for item in items for part in (flag, item)]
+        if action.nargs in ("+", "*") or isinstance(action.nargs, int):
+            return [flag, *items]
+        joined = ",".join(items)
+        if action.type is not None and _splits(action.type, joined, len(items)):
+            return [flag, joined]
+        raise InputError(f"{at} = {value!r}: {flag} takes one value, not a list.")
+    return [flag, _text(value)]
+
+
+def _text(value: Any) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def _splits(parse: Callable[[str], Any], joined: str, n: int) -> bool:
+    """Whether the option's type reads `joined` as a list of the n items (a comma-separated option)."""
+    try:
+        parsed = parse(joined)
+    except (argparse.ArgumentTypeError, ValueError, TypeError):
+        return False
+    return isinstance(parsed, list | tuple) and len(parsed) == n
+
+
+class _ParseError(Exception):
+    pass
+
+
+def check_command(
+    path: Path,
+    where: str,
+    command: str,
+    argv: list[str],
+    keys: Mapping[str, str],
+    table: Mapping[str, Any],
+    parser: argparse.ArgumentParser,
+) -> argparse.Namespace:
+    """Parse `argv` (with placeholders for what the pipeline sets) as the subcommand will, and build its
+    engine config where the subcommand has a `build_config`; a refusal names the table and the key."""
+
+    def fail(message: str) -> None:
+        raise _ParseError(message)
+
+    def leave(status: int = 0, message: str | None = None) -> None:  # --help: print nothing, stop
+        fail("--help is no option for a stage")
+
+    # The subcommand's parser reports through .error(), which prints usage and exits; here it raises.
+    parser.error = fail  # type: ignore[method-assign]
+    parser.print_help = lambda file=None: None  # type: ignore[method-assign]
+    parser.exit = leave  # type: ignore[method-assign]
+    placeholders = [part for flag in OWNED[command] for part in (flag, f"<{flag[2:]}>")]
+    placeholders = ["strategy=<strategy>" if p == "<strategy>" else p for p in placeholders]  # reads NAME=FILE
+    try:
+        namespace = parser.parse_args([*placeholders, *argv])
+    except _ParseError as exc:
+        message = str(exc)
+        found = re.search(r"argument (--[\w-]+)", message) or re.search(r"(--[\w-]+)", message)
+        key = keys.get(found.group(1)) if found else None
+        at = f"[{where}] {key} = {table[key]!r}" if key in table else f"[{where}] {key}" if key else f"[{where}]"
+        raise InputError(f"{path}: {at}: {message} (see hardaug {command} --help).") from None
+    build = getattr(sys.modules.get(getattr(namespace.func, "__module__", "")), "build_config", None)
+    if build is not None:
+        try:
+            build(namespace)
+        except InputError as exc:  # a config refusing a value; anything else is a bug and keeps its traceback
+            raise InputError(f"{path}: [{where}]: {exc}") from None
+    return namespace
