@@ -55,8 +55,8 @@ from engine.experiment_cells import Cells, CellSelection, cells_key, check_class
 from engine.io import write_json
 from engine.jobs import Job
 from engine.jobs import fingerprint as job_fingerprint
-from engine.oof.tfidf import FIT
 from engine.progress import OnProgress
+from engine.tfidf import FIT
 from engine.weights import SCHEMES, SHUFFLED
 
 __all__ = ["CompareConfig", "arm_training_sets", "compare", "compare_pairs", "kept_rows", "match_counts"]

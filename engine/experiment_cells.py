@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from engine import tfidf
 from engine.config import CompareConfig
 from engine.jobs import Job
 from engine.jobs import fingerprint as job_fingerprint
-from engine.oof import tfidf
 from engine.progress import OnProgress, report
 from engine.schema import prob_columns
 

@@ -1,7 +1,7 @@
 """Label consistency: does a classifier trained on the original data still give the source's label?
 
 Three kinds of label model, chosen by `FilterConfig.label_model`:
-- `tfidf`: the oof stage's character n-gram TF-IDF + logistic regression (`engine.oof.tfidf`), trained here
+- `tfidf`: the oof stage's character n-gram TF-IDF + logistic regression (`engine.tfidf`), trained here
   on the whole original training set (about 2 minutes for 275,000 reviews on 2 cores);
 - a `.npz` file written by `save` (so the TF-IDF model can be trained once and reused): the fitted
   vocabulary, idf weights and logistic-regression coefficients as plain arrays, with the options as JSON;
@@ -227,7 +227,7 @@ class LabelModel:
 
     @classmethod
     def train_tfidf(cls, texts: Sequence[str], labels: np.ndarray, k: int, config: TfidfConfig) -> LabelModel:
-        from engine.oof.tfidf import fit_model
+        from engine.tfidf import fit_model
 
         log.info("training the TF-IDF label model on %d texts", len(texts))
         return cls("tfidf", fit_model(config, texts, labels), k)
@@ -294,7 +294,7 @@ class LabelModel:
 
     def _proba(self, texts: list[str]) -> np.ndarray:
         if self.kind != "transformers":
-            from engine.oof.tfidf import predict_proba
+            from engine.tfidf import predict_proba
 
             return predict_proba(self.model, texts, self.k)
         import torch

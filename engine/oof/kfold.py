@@ -11,7 +11,7 @@ the seed, so a resumed run ends with the same final file as an uninterrupted one
 recomputed after a crash match up to the GPU's nondeterminism). `run_folds` runs some folds in a shared
 job (one process per GPU on disjoint folds); `engine.oof.job` writes the final files and the done marker.
 
-Backends: `tfidf` (CPU, scikit-learn, `engine.oof.tfidf`) and `transformers` (fine-tuning,
+Backends: `tfidf` (CPU, scikit-learn, `engine.tfidf`) and `transformers` (fine-tuning,
 `engine.oof.transformer`, imported only when chosen, so the TF-IDF path never loads torch).
 """
 
@@ -33,11 +33,11 @@ import scipy.sparse as sp
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 
+from engine import tfidf
 from engine.config import OofConfig, TfidfConfig
 from engine.errors import InputError
 from engine.jobs import Job
 from engine.jobs import fingerprint as job_fingerprint
-from engine.oof import tfidf
 from engine.progress import OnProgress, report
 from engine.schema import argmax_expr, prob_columns
 
