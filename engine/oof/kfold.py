@@ -38,6 +38,8 @@ from engine.config import OofConfig, TfidfConfig
 from engine.errors import InputError
 from engine.jobs import Job
 from engine.jobs import fingerprint as job_fingerprint
+from engine.oof.refit import mark_checkpoints
+from engine.oof.transformer import TransformerBackend, check_texts
 from engine.progress import OnProgress, report
 from engine.schema import argmax_expr, prob_columns
 
@@ -107,7 +109,6 @@ def _make_backend(config: OofConfig, k: int, class_names: list[str], train: pl.D
     """The backend object; for transformers this checks model, tokenizer, device and texts (InputError)."""
     if config.backend == "tfidf":
         return None  # the folds are plain functions (`_tfidf_folds`), run in this process or in workers
-    from engine.oof.transformer import TransformerBackend, check_texts
 
     check_texts(train, "training data")
     if test is not None:
@@ -468,8 +469,6 @@ def run_in_job(
         report(on_progress, "folds", "fold", len(parts), len(order), fold=fold, metrics=metrics)
     parts.sort(key=lambda item: item[1]["fold"])  # completion order varies with processes; results do not
     if keep_in is not None:  # which job's folds each kept model held out: `filter --oof` checks it
-        from engine.oof.refit import mark_checkpoints
-
         mark_checkpoints(keep_in, train, folds, backend.class_names, order)
     return parts
 

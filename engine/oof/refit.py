@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from engine.config import TfidfConfig
+from engine.tfidf import fit_model
 
 MARKER = "hardaug_fold.json"  # inside a kept transformers fold checkpoint; `fold_XX.json` beside a fold .npz
 FORMAT = "hardaug-fold-model"
@@ -62,8 +63,6 @@ def mark_checkpoints(
 
 
 def _fit_fold(config: TfidfConfig, texts: list[str], labels: np.ndarray, folds: np.ndarray, fold: int):
-    from engine.tfidf import fit_model
-
     trained_on = np.flatnonzero(folds != fold)
     return fit_model(config, [texts[i] for i in trained_on], labels[trained_on])
 
