@@ -5,7 +5,7 @@ training set (`--rows`, 0 = all 274,275), the test set predicted too, every fit 
 
 - **vectorize**: today's per-fold TfidfVectorizer (fit on the fold's training rows, transform held-out and
   test) against counting every text's n-grams once and deriving the fold's TF-IDF from the training rows'
-  counts (`engine.oof.tfidf.fold_features`); the two matrices are compared entry by entry. The K-fold cost
+  counts (`engine.tfidf.fold_features`); the two matrices are compared entry by entry. The K-fold cost
   is extrapolated: K x per-fold vs one count + K x per-fold selection.
 - **solvers**: logistic regression variants on the same features (lbfgs / saga / sag, tolerances, an
   iteration cap, float64 features): fit seconds (median and min of `--repeats`), iterations, held-out and
@@ -45,9 +45,9 @@ from threadpoolctl import threadpool_limits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine import tfidf  # noqa: E402
 from engine.config import OofConfig, TfidfConfig  # noqa: E402
 from engine.io import read_table  # noqa: E402
-from engine.oof import tfidf  # noqa: E402
 from engine.oof.kfold import assign_folds, run_oof  # noqa: E402
 from engine.validate import prepare_dataset  # noqa: E402
 

@@ -167,7 +167,7 @@ def shared_model_check(train: Path) -> dict:
     from engine.filters import load_dataset
     from engine.filters.label import LabelModel
     from engine.io import read_table
-    from engine.oof.tfidf import fit_model
+    from engine.tfidf import fit_model
     from engine.validate import prepare_dataset
 
     out: dict = {"train": str(train)}

@@ -25,7 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from engine import english
 from engine.config import AnalysisConfig
+from engine.mine import AMBIGUOUS_QUANTILE, CONFIDENCE_SPLIT, DATA_MAP_REGIONS
 from engine.text import kiwi_tokens
 
 log = logging.getLogger(__name__)
@@ -87,9 +89,7 @@ def tokenize(texts: list[str], kind: str = "kiwi", threads: int | None = None) -
     """Terms of each text: Korean morphemes as 'form/TAG' (kiwipiepy), or lower-cased words with their
     contractions, without scikit-learn's English stop words but with negations (engine.english)."""
     if kind == "whitespace":
-        from engine.english import terms
-
-        return [terms(t) for t in texts]
+        return [english.terms(t) for t in texts]
     return [
         [f"{t.form}/{t.tag}" for t in tokens if t.tag not in _SKIP_TAGS and not t.tag.startswith(_SKIP_PREFIXES)]
         for tokens in kiwi_tokens(texts, threads)
@@ -220,8 +220,6 @@ def data_map_summary(mined: pl.DataFrame, names: list[str], bins: int = 40) -> d
     `histogram.counts[i][j]` counts rows with confidence in bin i (of `confidence_edges`, 0..1) and
     variability in bin j (of `variability_edges`, 0..the largest variability, at least 0.05).
     """
-    from engine.mine import AMBIGUOUS_QUANTILE, CONFIDENCE_SPLIT, DATA_MAP_REGIONS
-
     confidence = mined["dyn_confidence"].to_numpy()
     variability = mined["dyn_variability"].to_numpy()
     top = max(float(variability.max()), 0.05)

@@ -177,7 +177,7 @@ class OofConfig:
     def job(self) -> dict:
         """The options that decide the results (what the fingerprint and metrics.json record): the chosen
         backend's options only, without `keep_checkpoints`. For tfidf this is exactly the dict of the
-        original schema; the fingerprint adds how TF-IDF models are fitted (`engine.oof.tfidf.FIT`)."""
+        original schema; the fingerprint adds how TF-IDF models are fitted (`engine.tfidf.FIT`)."""
         job = asdict(self)
         if self.backend == "tfidf":
             job.pop("transformer")

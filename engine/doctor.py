@@ -19,6 +19,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from engine.cuda_libs import CUBLAS12, describe_source, load_cublas12, loadable, mapped_files, wheel_lib_dirs
+from engine.filters.config import DEFAULT_EMBED_MODEL
+from engine.models import cached_snapshot, hub_offline, hub_problem
+
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 GIB = 2**30
 # The packages whose versions decide whether the engines run, in the order they are listed.
@@ -205,7 +209,6 @@ def check_ctranslate2(gpu: bool) -> list[Check]:
         import ctranslate2
     except ImportError:
         return [Check("ctranslate2", WARN, "not installed: no back-translation", "install the cpu or gpu extra")]
-    from engine.cuda_libs import CUBLAS12, load_cublas12, loadable, mapped_files, wheel_lib_dirs
 
     cpu = ", ".join(sorted(ctranslate2.get_supported_compute_types("cpu")))
     checks = [Check("ctranslate2", OK, f"ctranslate2 {ctranslate2.__version__}; CPU compute types: {cpu}")]
@@ -252,8 +255,6 @@ def check_ctranslate2(gpu: bool) -> list[Check]:
 def cublas_check(mapped: list[str], wheel_dirs: list[Path]) -> Check:
     """The cuBLAS 12 line when dlopen("libcublas.so.12") succeeds: name the file the process has mapped, which
     is the one CTranslate2 gets (a CUDA torch maps the nvidia-cublas-cu12 wheel's copy at import)."""
-    from engine.cuda_libs import describe_source
-
     if not mapped:
         return Check("cublas 12", OK, "libcublas.so.12 loads (the mapped file could not be read: not Linux?)")
     detail = f"libcublas.so.12 loaded from {describe_source(mapped[0], wheel_dirs)}"
@@ -425,9 +426,6 @@ def check_caches() -> list[Check]:
 
 
 def check_hub() -> list[Check]:
-    from engine.filters.config import DEFAULT_EMBED_MODEL
-    from engine.models import cached_snapshot, hub_offline, hub_problem
-
     cached = cached_snapshot(DEFAULT_EMBED_MODEL) is not None
     default = f"the filter's default model {DEFAULT_EMBED_MODEL} is {'cached' if cached else 'not cached'}"
     fix = (

@@ -49,14 +49,15 @@ from engine.arms import (
     weight_sets,
 )
 from engine.bootstrap import ALPHA, adjust, difference_samples, paired_difference, resample_scores
+from engine.cluster.cells import run_cells_on_ray
 from engine.config import CompareConfig  # defined with the other stage configs; exported here (__all__)
 from engine.errors import InputError
 from engine.experiment_cells import Cells, CellSelection, cells_key, check_classifier
-from engine.io import write_json
+from engine.io import write_json, write_text
 from engine.jobs import Job
 from engine.jobs import fingerprint as job_fingerprint
-from engine.oof.tfidf import FIT
 from engine.progress import OnProgress
+from engine.tfidf import FIT
 from engine.weights import SCHEMES, SHUFFLED
 
 __all__ = ["CompareConfig", "arm_training_sets", "compare", "compare_pairs", "kept_rows", "match_counts"]
@@ -371,8 +372,6 @@ def run_compare(
             if only_cells is not None:
                 return {"cells": cells.ran}, False
             if cells.pending:
-                from engine.cluster.cells import run_cells_on_ray
-
                 run_cells_on_ray(cells.pending, test, job=job, config=config, k=k, class_names=class_names,
                                  options=ray, on_progress=on_progress)  # fmt: skip
         if on_progress is not None:  # the cells were reported as they landed; assembling reuses them all
@@ -674,8 +673,6 @@ def plot_results(results: dict) -> str:
 
 
 def write_results(results: dict, out_dir: Path) -> None:
-    from engine.io import write_text
-
     write_text(plot_results(results), out_dir / "results.svg")
     write_text(results_markdown(results), out_dir / "results.md")
     write_json(results, out_dir / "results.json")

@@ -27,10 +27,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from engine import tfidf
+from engine.arms import CLEANING_ARMS, CLEANING_CONTROLS
 from engine.config import CompareConfig
+from engine.io import read_table
 from engine.jobs import Job
 from engine.jobs import fingerprint as job_fingerprint
-from engine.oof import tfidf
+from engine.oof import transformer
 from engine.progress import OnProgress, report
 from engine.schema import prob_columns
 
@@ -75,12 +78,11 @@ def check_classifier(
     backend (None for TF-IDF). `frames`: every table whose texts a cell reads, by the name a message gives."""
     if config.backend == "tfidf":
         return None
-    from engine.oof.transformer import TransformerBackend, check_texts
 
     for name, frame in frames.items():
         if frame is not None and frame.height:
-            check_texts(frame if "id" in frame.columns else frame.with_row_index("id"), name)
-    return TransformerBackend(config.transformer, k=k, class_names=class_names)
+            transformer.check_texts(frame if "id" in frame.columns else frame.with_row_index("id"), name)
+    return transformer.TransformerBackend(config.transformer, k=k, class_names=class_names)
 
 
 # -------------------------------------------------------------------------------------------- only-cells
@@ -205,8 +207,6 @@ class Cells:
         return self.job.scratch / f"cell_{key}.pt"
 
     def _fine_tune(self, key: str, train_set: pl.DataFrame, *, seed: int, about: Mapping[str, object]):
-        from engine.oof.transformer import predict_proba
-
         backend = self.backend
         if self._test_encoded is None:  # tokenized once per process, and only if a cell has to be trained
             self._test_encoded = backend.encode(self.test["text"].to_list())
@@ -227,7 +227,7 @@ class Cells:
             on_progress=progress if self.on_progress is not None else None,
         )
         test = self._test_encoded
-        probs = predict_proba(
+        probs = transformer.predict_proba(
             model,
             test,
             np.arange(len(test)),
@@ -249,8 +249,6 @@ def compare_cost(pipeline) -> str | None:
     args = pipeline.parsed["compare"]
     if args.backend != "transformers":
         return None
-    from engine.arms import CLEANING_ARMS, CLEANING_CONTROLS
-    from engine.io import read_table
 
     strategies = len(pipeline.strategies) or 1
     arms = 1 + 2 * strategies + 2 * len(args.budget)  # baseline, each strategy and its random control, budgets

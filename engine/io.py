@@ -19,6 +19,7 @@ from typing import Any
 import polars as pl
 
 from engine.errors import InputError
+from engine.labels import metadata
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +169,6 @@ def output_group() -> Iterator[OutputGroup]:
 
 def write_parquet(frame: pl.DataFrame, path: str | Path, *, classes: Sequence[str] | None = None) -> Path:
     """Write `frame` atomically; `classes` (the label map) goes into the file's metadata (engine.labels)."""
-    from engine.labels import metadata
-
     with atomic_path(path) as tmp:
         frame.write_parquet(tmp, compression="zstd", statistics=True, metadata=metadata(classes))
     log.info("wrote %s (%d rows)", path, frame.height)

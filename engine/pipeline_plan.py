@@ -234,7 +234,7 @@ def shared_label_model(args: argparse.Namespace, train: Path, *, oof: Output | N
     config = config_from_args(FilterConfig, args)  # the config `hardaug filter` builds from these options
     if not config.label_check or config.label_model != "tfidf" or args.save_label_model is not None:
         return None
-    from engine.oof.tfidf import FIT
+    from engine.tfidf import FIT
 
     columns = {"text_col": args.text_col, "label_col": args.label_col, "id_col": args.id_col}
     tfidf = config.tfidf  # what `hardaug filter` trains (no flags: FilterConfig's default)

@@ -26,6 +26,9 @@ import numpy as np
 import polars as pl
 
 from engine.errors import InputError
+from engine.io import read_table, write_json, write_parquet, write_text
+from engine.jobs import locked
+from engine.labels import saved_classes
 
 if TYPE_CHECKING:
     from engine.pipeline_data import Classes
@@ -111,9 +114,6 @@ def subsample(frame: pl.DataFrame, labels: np.ndarray, size: int, seed: int) -> 
 
 def write_subsample(folder: Path, inputs: list[Path], *, size: int, seed: int, label_col: str) -> None:
     """The subsample stage: train.parquet, the training file's rows and columns, and its label map if any."""
-    from engine.io import read_table, write_parquet
-    from engine.labels import saved_classes
-
     train = inputs[0]
     frame = read_table(train)
     labels = frame[label_col].cast(pl.String).fill_null("").to_numpy()
@@ -134,7 +134,8 @@ def cells(config: PipelineConfig) -> list[tuple[int | str, int | None, Path]]:
 
 def run_sizes(config: PipelineConfig, run_command: Callable[[list[str]], Any], *, dry_run: bool = False) -> dict:
     """One pipeline per (size, seed), then the by-size table and plot. With `dry_run`, the plans of all."""
-    from engine.jobs import locked
+    # engine.pipeline_load imports this module (parse_sizes, check_sizes) and run_sizes drives pipelines: a
+    # cycle until run_sizes moves beside the pipeline's runner (issue 25 item 4).
     from engine.pipeline_plan import Stage
     from engine.pipeline_run import Runner, run_pipeline
 
@@ -184,7 +185,6 @@ def run_sizes(config: PipelineConfig, run_command: Callable[[list[str]], Any], *
             for size, seed, s in summaries
         ],
     }
-    from engine.io import write_json
 
     write_json(summary, config.out / "pipeline.json")
     return summary
@@ -291,8 +291,6 @@ def plot_by_size(rows: Sequence[dict]) -> str:
 
 
 def write_by_size(rows: Sequence[dict], folder: Path) -> dict[str, Path]:
-    from engine.io import write_json, write_text
-
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"md": folder / "by_size.md", "json": folder / "by_size.json", "svg": folder / "by_size.svg"}
     write_text(by_size_markdown(rows), paths["md"])

@@ -19,7 +19,7 @@ from engine.config import TfidfConfig
 from engine.filters import FilterConfig, filter_augmented
 from engine.filters.judge import judge_labels
 from engine.filters.label import LabelModel, model_arrays
-from engine.oof.tfidf import fit_model, predict_proba
+from engine.tfidf import fit_model, predict_proba
 
 DATA = Path(__file__).resolve().parents[1] / "engine" / "data" / "sample"
 N_ROWS = 400

@@ -104,8 +104,8 @@ def test_folds_in_two_processes_give_the_same_result_as_one(noisy_dataset, tmp_p
 def test_shared_counts_give_the_features_of_a_vectorizer_fitted_on_the_training_rows(noisy_dataset):
     """The n-grams are counted once over every text (no labels); a fold's vocabulary and idf must still come
     from its training rows alone, exactly as a TfidfVectorizer fitted on them."""
+    from engine import tfidf
     from engine.config import TfidfConfig
-    from engine.oof import tfidf
 
     frame, _ = noisy_dataset
     texts = frame["text"].to_list()
@@ -122,7 +122,8 @@ def test_shared_counts_give_the_features_of_a_vectorizer_fitted_on_the_training_
 
 def test_tfidf_folds_fitted_another_way_are_another_job(noisy_dataset, monkeypatch):
     # folds saved before every TF-IDF fit ran on one thread must not be resumed as if they were the same job
-    from engine.oof import kfold, tfidf
+    from engine import tfidf
+    from engine.oof import kfold
 
     frame, _ = noisy_dataset
     before = kfold.fingerprint(OofConfig(n_folds=3), 4, frame, None)

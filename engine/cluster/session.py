@@ -35,6 +35,7 @@ from pathlib import Path
 
 from engine.cores import usable_cores
 from engine.errors import InputError
+from engine.lifetime import children_die_with_this_process
 
 log = logging.getLogger(__name__)
 
@@ -173,8 +174,6 @@ def connect(options: ClusterOptions) -> Iterator[object]:
     kwargs: dict = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
     address = options.address
     if address == LOCAL:
-        from engine.lifetime import children_die_with_this_process
-
         children_die_with_this_process()  # before init: the cluster's processes are this one's descendants
         kwargs["address"] = "local"  # a new cluster even where RAY_ADDRESS names another
         kwargs["num_cpus"] = _local_cpus(options)

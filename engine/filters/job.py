@@ -16,11 +16,33 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from engine.cluster.filter import filter_models_on_ray
+from engine.cluster.session import preflight
 from engine.errors import InputError
 from engine.filters.config import FilterConfig
+from engine.filters.core import attach_sources, check_labels, filter_augmented, load_augmented, load_dataset
+from engine.filters.judge import (
+    FoldJudge,
+    WholeJudge,
+    check_markers,
+    checkpoint_markers,
+    expected_markers,
+    load_checkpoint_folds,
+    load_fold_file,
+    read_folds,
+    save_fold_models,
+    saved_kind,
+)
+from engine.filters.label import LabelModel, label_model_kind
+from engine.filters.semantic import Embedder
+from engine.io import check_output, check_writable, json_text, output_group, refuse_overwrite, refuse_shared_outputs
+from engine.jobs import Job, fingerprint
+from engine.labels import check_same_classes, metadata, saved_classes
+from engine.models import resolve_model
+from engine.oof.refit import refit_tfidf_folds
 from engine.progress import OnProgress, report
 
 log = logging.getLogger(__name__)
@@ -75,9 +97,6 @@ def filter_files(
     """Run the filter job of `files` with `config` (see the module docstring); `cluster`
     (engine.cluster.session.ClusterOptions) runs the embedding and label models on Ray actors. Progress:
     `filter_augmented`'s stages, and `TRAINING` once before the TF-IDF label model is fitted."""
-    from engine.io import check_output
-    from engine.jobs import Job
-
     outputs = _check_paths(files, config)
     rows, train, names = _load(files)
     folds = _read_folds(files, config, train, names)
@@ -97,9 +116,6 @@ def filter_files(
 
 
 def _check_paths(files: FilterFiles, config: FilterConfig) -> dict[str, Path]:
-    from engine.filters.label import label_model_kind
-    from engine.io import check_output, check_writable, refuse_overwrite, refuse_shared_outputs
-
     outputs = files.outputs()
     check_output(outputs["--out"])
     check_output(outputs["--rejected"], option="--rejected")
@@ -134,9 +150,6 @@ def _check_paths(files: FilterFiles, config: FilterConfig) -> dict[str, Path]:
 
 def _load(files: FilterFiles):
     """The augmented rows with their source texts, the training set and its class names, all checked."""
-    from engine.filters.core import attach_sources, check_labels, load_augmented, load_dataset
-    from engine.labels import check_same_classes, saved_classes
-
     columns = {"text_col": files.text_col, "id_col": files.id_col}
     augmented = load_augmented(files.input)
     train, names = load_dataset(files.train, label_col=files.label_col, complete=True, **columns)
@@ -156,8 +169,6 @@ def _read_folds(files: FilterFiles, config: FilterConfig, train, names):
     """The fold of each training row, from --oof (None without it)."""
     if files.oof is None:
         return None
-    from engine.filters.judge import read_folds
-
     return read_folds(files.oof, train, names)
 
 
@@ -165,24 +176,9 @@ def _check_models(files: FilterFiles, config: FilterConfig, train, names, folds,
     """Ray reachable, the embedding model found, a saved label model loaded (arrays: quick) and fold models
     checked against --oof's folds: a wrong one stops the job before its folder is made. Returns the judge
     when it is ready now (saved TF-IDF models), else None."""
-    from engine.filters.judge import (
-        FoldJudge,
-        WholeJudge,
-        check_markers,
-        checkpoint_markers,
-        expected_markers,
-        load_fold_file,
-        saved_kind,
-    )
-    from engine.filters.label import LabelModel, label_model_kind
-
     if cluster is not None:
-        from engine.cluster.session import preflight
-
         preflight(cluster)  # Ray installed and the cluster reachable, before any work
     if config.similarity:
-        from engine.models import resolve_model
-
         resolve_model(
             config.embed_model,
             option="--embed-model",
@@ -223,7 +219,6 @@ def _fold_of(train, folds) -> dict[str, int]:
 def _fingerprint(files: FilterFiles, config: FilterConfig, outputs: dict[str, Path]) -> str:
     """The input files and local model folders by content (a hub id by its name, in the options), every
     option, and where the outputs go (a job that writes elsewhere is another job)."""
-    from engine.jobs import fingerprint
 
     models = {"--embed-model": config.embed_model if config.similarity else None}
     models["--label-model"] = config.label_model if config.label_check and config.label_model != "tfidf" else None
@@ -239,13 +234,6 @@ def _fingerprint(files: FilterFiles, config: FilterConfig, outputs: dict[str, Pa
 
 def _run(files, config, rows, train, names, folds, label_model, cluster, outputs, on_progress) -> dict:
     """Load the models, check every row, write the outputs together; returns the summary."""
-    from engine.filters.core import filter_augmented
-    from engine.filters.judge import FoldJudge, expected_markers, load_checkpoint_folds
-    from engine.filters.label import LabelModel, label_model_kind
-    from engine.filters.semantic import Embedder
-    from engine.io import json_text, output_group
-    from engine.labels import metadata
-
     k = len(names)
     embedder = None  # on Ray the models load on the actors (their hosts may have GPUs this one lacks)
     if config.similarity and cluster is None:
@@ -261,8 +249,6 @@ def _run(files, config, rows, train, names, folds, label_model, cluster, outputs
         elif kind != "tfidf" and cluster is None:
             label_model = LabelModel.load(config.label_model, k, **load)
         elif kind == "tfidf" and folds is not None:
-            from engine.oof.refit import refit_tfidf_folds
-
             report(on_progress, TRAINING, "text", 0, train.height, 0)
             fitted = refit_tfidf_folds(
                 config.tfidf, train["text"].to_list(), train["label"].to_numpy(), folds, processes=config.processes
@@ -274,10 +260,6 @@ def _run(files, config, rows, train, names, folds, label_model, cluster, outputs
     with ExitStack() as stack:
         models = (embedder, label_model)
         if cluster is not None:  # embeddings and label probabilities on actors; near-duplicates and decisions here
-            from dataclasses import replace
-
-            from engine.cluster.filter import filter_models_on_ray
-
             judged_here = hasattr(label_model, "probabilities")  # a judge: its models stay in this process
             on_ray = replace(config, label_check=False) if judged_here else config
             fitted = None if judged_here else label_model
@@ -308,8 +290,6 @@ def _run(files, config, rows, train, names, folds, label_model, cluster, outputs
         rejected.write_parquet(group.path(outputs["--rejected"]), compression="zstd", metadata=carried)
         if files.save_label_model is not None:
             if isinstance(label_model, FoldJudge):  # the K refitted fold models, with their job's markers
-                from engine.filters.judge import save_fold_models
-
                 markers = expected_markers(train, folds, names)
                 save_fold_models(group.path(files.save_label_model), label_model.models, markers)
             else:

@@ -42,6 +42,8 @@ from engine.filters.label import (
     model_from_arrays,
     read_meta,
 )
+from engine.io import read_table
+from engine.labels import check_same_classes, saved_classes
 from engine.oof.refit import FORMAT, MARKER, fold_marker
 from engine.progress import OnProgress, report
 
@@ -139,9 +141,6 @@ def judge_labels(
 def read_folds(path: str | Path, train: pl.DataFrame, names: Sequence[str]) -> np.ndarray:
     """The fold of each row of `train` (id, text, label; ids as text) from an oof.parquet's `fold` column,
     checked: the same rows with the same labels and texts, the same classes, folds 0..K-1 all used."""
-    from engine.io import read_table
-    from engine.labels import check_same_classes, saved_classes
-
     source = f"--oof {path}"
     if not Path(path).is_file():
         raise InputError(f"{source}: no such file. Pass the oof.parquet that hardaug oof wrote for --train.")

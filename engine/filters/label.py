@@ -1,7 +1,7 @@
 """Label consistency: does a classifier trained on the original data still give the source's label?
 
 Three kinds of label model, chosen by `FilterConfig.label_model`:
-- `tfidf`: the oof stage's character n-gram TF-IDF + logistic regression (`engine.oof.tfidf`), trained here
+- `tfidf`: the oof stage's character n-gram TF-IDF + logistic regression (`engine.tfidf`), trained here
   on the whole original training set (about 2 minutes for 275,000 reviews on 2 cores);
 - a `.npz` file written by `save` (so the TF-IDF model can be trained once and reused): the fitted
   vocabulary, idf weights and logistic-regression coefficients as plain arrays, with the options as JSON;
@@ -24,8 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from engine import tfidf
+from engine.batching import plan_batches
 from engine.config import TfidfConfig
 from engine.errors import InputError
+from engine.io import atomic_path
 from engine.models import check_device, resolve_model, safe_load
 from engine.progress import OnProgress, report
 
@@ -227,10 +230,8 @@ class LabelModel:
 
     @classmethod
     def train_tfidf(cls, texts: Sequence[str], labels: np.ndarray, k: int, config: TfidfConfig) -> LabelModel:
-        from engine.oof.tfidf import fit_model
-
         log.info("training the TF-IDF label model on %d texts", len(texts))
-        return cls("tfidf", fit_model(config, texts, labels), k)
+        return cls("tfidf", tfidf.fit_model(config, texts, labels), k)
 
     @classmethod
     def load(cls, spec: str, k: int, *, device: str = "cpu", batch_size: int = 64, max_length: int = 128) -> LabelModel:
@@ -268,8 +269,6 @@ class LabelModel:
 
     def save(self, path: str | Path) -> Path:
         """Save the TF-IDF model as `.npz` arrays (atomically), to pass later as --label-model."""
-        from engine.io import atomic_path
-
         with atomic_path(path) as tmp:
             self.save_to(tmp)
         return Path(path)
@@ -294,12 +293,8 @@ class LabelModel:
 
     def _proba(self, texts: list[str]) -> np.ndarray:
         if self.kind != "transformers":
-            from engine.oof.tfidf import predict_proba
-
-            return predict_proba(self.model, texts, self.k)
+            return tfidf.predict_proba(self.model, texts, self.k)
         import torch
-
-        from engine.batching import plan_batches
 
         lengths = [len(ids) for ids in self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]]
         out = np.zeros((len(texts), self.k), dtype=np.float64)

@@ -90,6 +90,8 @@ def run_oof_job(
 
     started = time.perf_counter()
     if ray is not None:  # every fold a Ray task (one GPU each with --device cuda); assembled below
+        # engine.cluster.folds imports engine.oof.kfold, which loads this package: a cycle until cluster/ imports
+        # no stage (issue 25 item 1).
         from engine.cluster.folds import run_folds_on_ray
 
         if restart:  # Ray's tasks share the job, which cannot restart: discard the old parts first

@@ -13,7 +13,7 @@ the seed, so a resumed run ends with the same final file as an uninterrupted one
 recomputed after a crash match up to the GPU's nondeterminism). `run_folds` runs some folds in a shared
 job (one process per GPU on disjoint folds); `engine.oof.job` writes the final files and the done marker.
 
-Backends: `tfidf` (CPU, scikit-learn, `engine.oof.tfidf`) and `transformers` (fine-tuning,
+Backends: `tfidf` (CPU, scikit-learn, `engine.tfidf`) and `transformers` (fine-tuning,
 `engine.oof.transformer`, imported only when chosen, so the TF-IDF path never loads torch).
 """
 
@@ -35,11 +35,13 @@ import scipy.sparse as sp
 from sklearn.metrics import accuracy_score, f1_score
 from sklearn.model_selection import StratifiedKFold
 
+from engine import tfidf
 from engine.config import OofConfig, TfidfConfig
 from engine.errors import InputError
 from engine.jobs import Job, first_line
 from engine.jobs import fingerprint as job_fingerprint
-from engine.oof import tfidf
+from engine.oof.refit import mark_checkpoints
+from engine.oof.transformer import TransformerBackend, check_texts
 from engine.progress import OnProgress, report
 from engine.schema import argmax_expr, prob_columns
 
@@ -109,7 +111,6 @@ def _make_backend(config: OofConfig, k: int, class_names: list[str], train: pl.D
     """The backend object; for transformers this checks model, tokenizer, device and texts (InputError)."""
     if config.backend == "tfidf":
         return None  # the folds are plain functions (`_tfidf_folds`), run in this process or in workers
-    from engine.oof.transformer import TransformerBackend, check_texts
 
     check_texts(train, "training data")
     if test is not None:
@@ -471,8 +472,6 @@ def run_in_job(
         report(on_progress, "folds", "fold", len(parts), len(order), fold=fold, metrics=metrics)
     parts.sort(key=lambda item: item[1]["fold"])  # completion order varies with processes; results do not
     if keep_in is not None:  # which job's folds each kept model held out: `filter --oof` checks it
-        from engine.oof.refit import mark_checkpoints
-
         mark_checkpoints(keep_in, train, folds, backend.class_names, order)
     return parts
 

@@ -3,7 +3,7 @@ marker that ties a kept fold model (a transformers checkpoint or a saved `.npz`)
 was trained on.
 
 Why refit instead of keeping the oof stage's TF-IDF fold models: they are fitted on features derived from
-shared n-gram counts (`engine.oof.tfidf.fold_features`), which only a job's scratch folder holds; a label
+shared n-gram counts (`engine.tfidf.fold_features`), which only a job's scratch folder holds; a label
 model has to read new texts (the augmentations). A TfidfVectorizer pipeline fitted on the same rows with
 the same options learns the same vocabulary and idf, so the refitted fold model judges an augmentation as
 the oof fold judged its source, up to float32 summation order.
@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from engine.config import TfidfConfig
+from engine.tfidf import fit_model
 
 MARKER = "hardaug_fold.json"  # inside a kept transformers fold checkpoint; `fold_XX.json` beside a fold .npz
 FORMAT = "hardaug-fold-model"
@@ -62,8 +63,6 @@ def mark_checkpoints(
 
 
 def _fit_fold(config: TfidfConfig, texts: list[str], labels: np.ndarray, folds: np.ndarray, fold: int):
-    from engine.oof.tfidf import fit_model
-
     trained_on = np.flatnonzero(folds != fold)
     return fit_model(config, [texts[i] for i in trained_on], labels[trained_on])
 
