@@ -121,12 +121,13 @@ echo "== engines"
 step_if "torch transformers" oof-transformers "$(rows "$WORK/oof/oof.parquet")" \
   "${HARDAUG[@]}" oof --backend transformers --model "$WORK/bert" --train "$WORK/train.csv" --folds 2 \
   --epochs 1 --max-length 64 --device "$DEVICE" --out-dir "$WORK/oof" --restart
-# compare on the transformer: `hardaug compare --backend transformers` is being built; until compare has
-# --backend this line says so instead of failing. WIRE THIS STEP to its final flags when it lands.
+# compare on the transformer: baseline and the smoke edits as the targeted arm, one seed, one epoch (2 cells);
+# an older hardaug without compare --backend says so instead of failing.
 if "${HARDAUG[@]}" compare --help 2>/dev/null | grep -q -- "--backend"; then
-  step_if "torch transformers" compare-transformers "print('$WORK/compare')" \
+  step_if "torch transformers" compare-transformers "print('$WORK/compare/results.json')" \
     "${HARDAUG[@]}" compare --backend transformers --model "$WORK/bert" --train "$WORK/train.csv" \
-    --test "$WORK/test.csv" --seeds 0 --device "$DEVICE" --out-dir "$WORK/compare"
+    --test "$WORK/test.csv" --targeted "$WORK/augmented.parquet" --seeds 0 --epochs 1 --max-length 64 \
+    --bootstrap 100 --device "$DEVICE" --out-dir "$WORK/compare"
 else
   printf 'SKIP  %-28s        skipped: hardaug compare has no --backend yet (the transformer compare)\n' \
     compare-transformers

@@ -131,11 +131,12 @@ def fingerprint(kind: str, options: Mapping[str, Any], inputs: Mapping[str, pl.D
         elif isinstance(value, pl.DataFrame):
             digest.update(frame_digest(value).encode())
         else:
-            digest.update(_path_digest(Path(value)).encode())
+            digest.update(path_digest(Path(value)).encode())
     return digest.hexdigest()[:24]
 
 
-def _path_digest(path: Path) -> str:
+def path_digest(path: Path) -> str:
+    """sha256 of a file's bytes, or of a folder's every file (name and content)."""
     if path.is_dir():  # a model folder: every file's name and content
         digest = hashlib.sha256()
         for file in sorted(p for p in path.rglob("*") if p.is_file()):

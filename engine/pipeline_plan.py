@@ -103,7 +103,13 @@ def plan(config: PipelineConfig, emptied: Collection[str] = ()) -> list[Stage]:
     filter_options: list[Arg] = list(opts["filter"])
     # With the oof stage's folds, each augmentation is judged by the fold model that held its source out.
     folds = predictions if config.predictions is None else None
-    label_model = shared_label_model(config.parsed["filter"], train, oof=folds)
+    if folds is not None and _judges_with_checkpoints(config):
+        # The transformer the user trains judges the labels: the fold checkpoints the oof stage kept
+        # (OUT_DIR/checkpoints/fold_XX), each augmentation by the fold that held its source out.
+        label_model = None
+        filter_options += ["--label-model", Output("oof", "checkpoints"), "--oof", folds]
+    else:
+        label_model = shared_label_model(config.parsed["filter"], train, oof=folds)
     if label_model is not None:
         stages.append(label_model)
         filter_options += ["--label-model", Output(label_model.name, LABEL_MODEL)]
@@ -220,6 +226,16 @@ def merge_kept(folder: Path, inputs: list[Path], *, counts: dict[str, int]) -> N
         frames = [pl.read_parquet(p) for p in inputs[start : start + n]]
         write_parquet(pl.concat(frames, how="diagonal_relaxed"), folder / f"{arm}.parquet")
         start += n
+
+
+def _judges_with_checkpoints(config: PipelineConfig) -> bool:
+    """Whether the filters judge labels with the oof stage's transformers fold checkpoints: [oof] fine-tunes
+    a transformer and keeps its fold checkpoints (`keep-checkpoints = true`), and [filter] keeps the label
+    check on without naming a model of its own."""
+    oof, filtering = config.parsed["oof"], config.parsed["filter"]
+    if oof.backend != "transformers" or not oof.keep_checkpoints:
+        return False
+    return not filtering.no_label_check and filtering.label_model == "tfidf" and filtering.save_label_model is None
 
 
 def shared_label_model(args: argparse.Namespace, train: Path, *, oof: Output | None = None) -> Stage | None:

@@ -17,7 +17,7 @@ from typing import Any
 import engine
 from engine.errors import InputError
 from engine.io import write_json
-from engine.jobs import Job, file_digest, locked
+from engine.jobs import Job, locked, path_digest
 from engine.pipeline_load import PipelineConfig
 from engine.pipeline_plan import Arg, Output, Stage, empty_output, mine_stages, not_compared, plan
 
@@ -89,7 +89,7 @@ class Runner:
             stat = path.stat()
             memo = (str(path), stat.st_size, stat.st_mtime_ns)
             if memo not in self._digests:
-                self._digests[memo] = file_digest(path)
+                self._digests[memo] = path_digest(path)  # a folder too (the oof stage's checkpoints)
             digest.update(self._digests[memo].encode())
         return digest.hexdigest()[:12]
 

@@ -319,3 +319,44 @@ def test_transformers_fold_checkpoints_judge_out_of_fold_and_another_jobs_are_re
     err = capsys.readouterr().err
     assert code == 2 and "held out other rows than fold" in err and len(err.strip().splitlines()) == 1, err
     assert not out.parent.exists()
+
+
+@pytest.mark.slow
+def test_a_pipeline_with_kept_transformer_checkpoints_judges_labels_with_them(tmp_path, capsys):
+    """[oof] fine-tunes a transformer and keeps its fold checkpoints: the filters judge every augmentation
+    with the fold checkpoint that held its source out (no TF-IDF label-model stage), and a rerun is cached."""
+    torch = pytest.importorskip("torch")
+    from engine.random_models.bert import build_random_bert, build_tokenizer
+
+    torch.set_num_threads(1)
+    train = pl.read_csv(DATA / "train.csv", n_rows=160).with_columns(pl.col("text").fill_null(""))
+    train.write_csv(tmp_path / "train.csv")
+    pl.read_csv(DATA / "test.csv", n_rows=60).write_csv(tmp_path / "test.csv")
+    tokenizer = build_tokenizer(train["text"].to_list(), vocab_size=500, model_max_length=64)
+    bert = build_random_bert(tmp_path / "tiny", "tiny", tokenizer=tokenizer)
+    toml = tmp_path / "p.toml"
+    toml.write_text(
+        f'[data]\ntrain = "train.csv"\ntest = "test.csv"\nout = "{tmp_path / "out"}"\n'
+        f'[oof]\nbackend = "transformers"\nmodel = "{bert}"\nfolds = 2\nepochs = 1\nlr = 1e-3\nwarmup-steps = 0\n'
+        "train-batch-size = 16\nmax-length = 32\nkeep-checkpoints = true\n"
+        '[mine]\nselect = "--top-quantile 0.3"\n[augment.eda]\nn = 1\n'
+        "[filter]\nno-similarity = true\nmax-length = 32\n[compare]\nseeds = [0]\nbootstrap = 100\n"
+    )
+    assert main(["run", str(toml), "--dry-run"]) == 0
+    plan = capsys.readouterr().out
+    assert "\nlabel-model:" not in plan and "--label-model" in plan and "/checkpoints --oof" in plan, plan
+    assert main(["run", str(toml)]) == 0
+    stages = tmp_path / "out" / "stages"
+    filtered = sorted(stages.glob("filter-eda-targeted-*"))
+    assert len(filtered) == 1
+    kept = pl.read_parquet(filtered[0] / "kept.parquet")
+    rejected = pl.read_parquet(filtered[0] / "rejected.parquet")
+    judged = pl.concat([kept, rejected], how="diagonal_relaxed")
+    assert (
+        judged.height > 0
+        and judged["label_fold"].is_in([0, 1]).all()
+        and judged["source_label_prob"].is_not_null().all()
+    )
+    capsys.readouterr()
+    assert main(["run", str(toml)]) == 0  # every stage cached, the checkpoints folder digested by content
+    assert "cached" in capsys.readouterr().out

@@ -46,14 +46,13 @@ def test_smoke_runs_the_torch_steps_and_skips_the_rest(torch_only_python, tmp_pa
     )
     lines = {line.split()[1]: line for line in result.stdout.splitlines() if line[:4] in ("OK  ", "SKIP", "FAIL")}
     assert result.returncode == 0, result.stdout[-3000:]
-    for name in ("data", "build-bert", "build-qwen2", "build-sbert", "oof-transformers", "paraphrase-transformers",
-                 "filter-embedding"):  # fmt: skip
+    for name in ("data", "build-bert", "build-qwen2", "build-sbert", "oof-transformers", "compare-transformers",
+                 "paraphrase-transformers", "filter-embedding"):  # fmt: skip
         assert lines[name].startswith("OK"), lines.get(name)
     assert "300 rows" in lines["oof-transformers"]
     for name, package in (("build-mbart-ct2", "ctranslate2"), ("backtranslate-ct2-float32", "ctranslate2"),
                           ("backtranslate-ct2-int8", "ctranslate2"), ("paraphrase-vllm-guided", "vllm")):  # fmt: skip
         assert lines[name].startswith("SKIP") and lines[name].endswith(f"skipped: {package} not installed")
-    assert lines["compare-transformers"].startswith(("SKIP", "OK"))  # SKIP until compare has --backend
     assert "every step that ran passed" in result.stdout
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -333,18 +334,26 @@ def _env() -> dict[str, str]:
 
 @pytest.mark.slow
 def test_a_failing_stage_ends_with_its_own_message_and_exit_code(tmp_path: Path):
-    # predictions whose probabilities do not sum to 1: the mine stage refuses them
-    bad = pl.read_csv(SAMPLE / "train.csv").head(50).with_columns(prob_0=pl.lit(0.9), prob_1=pl.lit(0.9))
-    bad.select("id", "text", "label", "prob_0", "prob_1").write_csv(tmp_path / "predictions.csv")
+    # An embedding model folder that is not there: the data passes the pipeline's load-time checks, and the
+    # first filter stage refuses the model with its own message.
+    good = (
+        pl.read_csv(SAMPLE / "train.csv")
+        .filter(pl.col("label") < 2)
+        .head(50)
+        .with_columns(prob_0=pl.lit(0.9), prob_1=pl.lit(0.1))
+    )
+    good.select("id", "text", "label", "prob_0", "prob_1").write_csv(tmp_path / "predictions.csv")
     (tmp_path / "p.toml").write_text(
-        '[data]\npredictions = "predictions.csv"\nout = "runs"\n[augment.eda]\nn = 1\n', encoding="utf-8"
+        '[data]\npredictions = "predictions.csv"\nout = "runs"\n[mine]\nselect = "--top-quantile 0.3"\n'
+        '[augment.eda]\nn = 1\n[filter]\nembed-model = "no-such-model-folder"\n',
+        encoding="utf-8",
     )
     done = subprocess.run(
         _hardaug("run", "p.toml"), cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 2, done.stderr
-    assert "hardaug mine: error:" in done.stderr  # the stage's own message
-    assert "hardaug run: stage mine failed (exit code 2)" in done.stderr
+    assert "hardaug filter: error:" in done.stderr, done.stderr  # the stage's own message
+    assert re.search(r"hardaug run: stage filter-eda-\w+ failed \(exit code 2\)", done.stderr), done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "runs" / "pipeline.json").exists()
 
