@@ -12,9 +12,10 @@ Two backends with one interface, both configured by one frozen `ParaphraseConfig
 `paraphraser.generate(texts)` returns the details (`SourceResult`: rendered prompt, raw completions, every
 candidate with its drop reason, token counts). Use them as context managers, or call `close()`.
 
-`paraphrase_file(input, out, config)` is the resumable job behind `hardaug paraphrase`: it writes the
-augmented schema of `engine.augment.common` with method `paraphrase`, variants "0", "1", ... (candidates of
-a source in answer order, kept or not), and the prompt version and sampling options in `params`.
+`ParaphraseJob(config)`, run by `common.augment_file` (in this process or on Ray), is the resumable job
+behind `hardaug paraphrase`: it writes the augmented schema of `engine.augment.common` with method
+`paraphrase`, variants "0", "1", ... (candidates of a source in answer order, kept or not), and the prompt
+version and sampling options in `params`.
 
 vLLM on CPU reads its settings from environment variables when the engine starts; the paraphraser sets
 them from the config (`VLLM_CPU_KVCACHE_SPACE`, `VLLM_CPU_OMP_THREADS_BIND`, and
@@ -33,21 +34,12 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from engine.augment.common import (
-    AugmentedOutput,
-    ChunkRows,
-    Generated,
-    classes_of,
-    job_fingerprint,
-    load_sources,
-    run_chunks,
-    to_rows,
-)
+from engine.augment.common import Generated, job_fingerprint, to_rows
 from engine.augment.parse import Parsed, parse_outputs
 from engine.augment.prompts import DEFAULT_SYSTEM_PROMPT, DEFAULT_TEMPLATE, load_template, messages, prompt_version
 from engine.augment.sampling import (
@@ -59,10 +51,9 @@ from engine.augment.sampling import (
 )
 from engine.cores import core_ids, usable_cores
 from engine.errors import InputError
-from engine.io import check_output
 from engine.models import check_device, resolve_model, safe_load
 from engine.options import option, positive_float, positive_int
-from engine.progress import OnProgress
+from engine.stage import ChunkRows
 
 log = logging.getLogger(__name__)
 
@@ -842,59 +833,66 @@ def open_paraphraser(config: ParaphraseConfig, info: ModelInfo | None = None) ->
 
 
 # ------------------------------------------------------------------------------------------ the file job
-def paraphrase_file(
-    input: str | Path,
-    out: str | Path,
-    config: ParaphraseConfig | None = None,
-    *,
-    engine: Paraphraser | None = None,
-    chunk_size: int = 4096,
-    restart: bool = False,
-    text_col: str = "text",
-    label_col: str = "label",
-    id_col: str = "id",
-    progress=None,
-    on_progress: OnProgress | None = None,
-) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Paraphrase every source of `input` (hard.parquet or any id/text/label table) into `out` (Parquet).
+@dataclass(frozen=True)
+class ParaphraseJob:
+    """The paraphrase job (engine.stage.ChunkJob): run it with `augment.common.augment_file`, here or on
+    Ray. `ParaphraseJob.using(engine)` runs on an open paraphraser (its config is the job's), in this
+    process only, and leaves it open. `progress`: a tqdm-like factory for the engine's bar inside a chunk."""
 
-    Resumable: sources go to the engine in chunks of `chunk_size`, and each finished chunk is saved, so a
-    restarted job skips the sources it has seen (`restart=True` discards them). The input, the model and
-    the options are all checked before anything is written. Pass an open `engine` to reuse a loaded
-    model (its config is then the job's); otherwise one is opened for the job and closed after.
-    `progress`: a tqdm-like factory for the engine's bar inside a chunk; `on_progress`: an
-    `engine.progress.Progress` per saved chunk (stage "paraphrase", unit "source"; detail: outputs =
-    answers, output_tokens, seconds). Returns the kept rows (augmented schema, input order) and the counts
-    by drop reason.
-    """
-    if (config is None) == (engine is None):
-        raise ValueError("pass either a config or an open engine")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    config = engine.config if engine is not None else config
-    sources = load_sources(input, text_col=text_col, label_col=label_col, id_col=id_col)
-    check_output(out)
-    info = engine.info if engine is not None else check_model(config.model, backend=config.backend)
-    check_block_size(config)
-    if config.backend == "transformers" and engine is None:
-        check_device(config.device)  # before the model loads: torch would fail with an AssertionError
-    # The fingerprint covers what was asked for; the rows' params also say what the engine could do
-    # (guided JSON falls back to free text where structured output is unavailable).
-    key = paraphrase_fingerprint(sources, config, info.generation)
-    opened: Paraphraser | None = None
+    stage = METHOD
+    chunk_size = 4096  # sources per saved chunk in this process
+    config: ParaphraseConfig
+    engine: Paraphraser | None = field(default=None, compare=False, repr=False)
+    progress: Callable | None = field(default=None, compare=False, repr=False)
+    info: ModelInfo | None = None  # the model's checks and generation config, from `bind`
 
-    def generate(chunk: pl.DataFrame) -> ChunkRows:
-        nonlocal opened
-        if engine is None and opened is None:  # at the first chunk: a finished job loads no model
-            opened = open_paraphraser(config, info)
-        return paraphrase_chunk(engine or opened, chunk, progress=progress)
+    @classmethod
+    def using(cls, engine: Paraphraser, *, progress: Callable | None = None) -> ParaphraseJob:
+        return cls(engine.config, engine, progress)
 
-    try:
-        with AugmentedOutput(out, fingerprint=key, restart=restart, classes=classes_of(input)) as output:
-            return run_chunks(output, sources, generate, chunk_size=chunk_size, stage=METHOD, on_progress=on_progress)
-    finally:
-        if opened is not None:
-            opened.close()
+    def bind(self, sources: pl.DataFrame, source: str) -> ParaphraseJob:
+        info = (
+            self.engine.info if self.engine is not None else check_model(self.config.model, backend=self.config.backend)
+        )
+        return dataclasses.replace(self, info=info)
+
+    def check(self, *, local: bool) -> None:
+        check_block_size(self.config)
+        if local and self.config.backend == "transformers" and self.engine is None:
+            check_device(self.config.device)  # before the model loads: torch would fail with an AssertionError
+
+    def fingerprint(self, sources: pl.DataFrame) -> str:
+        return paraphrase_fingerprint(sources, self.config, self._info().generation)
+
+    def for_replica(self, gpus: int) -> ParaphraseJob:
+        """On Ray vLLM spreads a replica over its GPUs by tensor parallelism."""
+        if gpus <= 1:
+            return self
+        return dataclasses.replace(self, config=dataclasses.replace(self.config, tensor_parallel_size=gpus))
+
+    def open(self) -> _Paraphrasing:
+        if self.engine is not None:
+            return _Paraphrasing(self.engine, self.progress, owned=False)
+        return _Paraphrasing(open_paraphraser(self.config, self._info()), self.progress, owned=True)
+
+    def _info(self) -> ModelInfo:
+        if self.info is not None:  # bound
+            return self.info
+        if self.engine is not None:
+            return self.engine.info
+        return check_model(self.config.model, backend=self.config.backend)
+
+
+class _Paraphrasing:
+    def __init__(self, engine: Paraphraser, progress: Callable | None, *, owned: bool) -> None:
+        self.engine, self.progress, self.owned = engine, progress, owned
+
+    def run(self, chunk: pl.DataFrame) -> ChunkRows:
+        return paraphrase_chunk(self.engine, chunk, progress=self.progress)
+
+    def close(self) -> None:
+        if self.owned:
+            self.engine.close()
 
 
 def paraphrase_fingerprint(sources: pl.DataFrame, config: ParaphraseConfig, generation: dict) -> str:
