@@ -371,7 +371,7 @@ def run_compare(
             if only_cells is not None:
                 return {"cells": cells.ran}, False
             if cells.pending:
-                from engine.cluster.cells import run_cells_on_ray
+                from engine.experiment_on_ray import run_cells_on_ray
 
                 run_cells_on_ray(cells.pending, test, job=job, config=config, k=k, class_names=class_names,
                                  options=ray, on_progress=on_progress)  # fmt: skip

@@ -421,9 +421,9 @@ def test_paraphrase_with_vllm_in_a_ray_actor_writes_what_one_process_writes(clus
 @pytest.mark.slow
 def test_transformer_folds_as_ray_tasks_resume_per_fold(cluster, tmp_path):
     """A fold saved by an earlier run is left alone; the others run as Ray tasks and land beside it."""
-    from engine.cluster.folds import run_folds_on_ray
     from engine.config import OofConfig, TransformerConfig
     from engine.oof.kfold import run_folds, run_oof
+    from engine.oof.on_ray import run_folds_on_ray
     from engine.random_models.bert import build_random_bert, build_tokenizer
     from engine.validate import prepare_dataset
 

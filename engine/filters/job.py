@@ -276,7 +276,7 @@ def _run(files, config, rows, train, names, folds, label_model, cluster, outputs
         if cluster is not None:  # embeddings and label probabilities on actors; near-duplicates and decisions here
             from dataclasses import replace
 
-            from engine.cluster.filter import filter_models_on_ray
+            from engine.filters.on_ray import filter_models_on_ray
 
             judged_here = hasattr(label_model, "probabilities")  # a judge: its models stay in this process
             on_ray = replace(config, label_check=False) if judged_here else config

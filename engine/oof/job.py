@@ -90,7 +90,7 @@ def run_oof_job(
 
     started = time.perf_counter()
     if ray is not None:  # every fold a Ray task (one GPU each with --device cuda); assembled below
-        from engine.cluster.folds import run_folds_on_ray
+        from engine.oof.on_ray import run_folds_on_ray
 
         if restart:  # Ray's tasks share the job, which cannot restart: discard the old parts first
             check_job(train, test, config=config, k=k, class_names=class_names)
