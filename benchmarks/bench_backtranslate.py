@@ -18,7 +18,7 @@ Rows:
 - engine_plan: the same translator, batches planned by engine/batching.py (`plan_batches` under the same
   token budget, one `translate_batch` per batch, `restore_order`): the alternative to CTranslate2's own
   sorting, measured to choose between them.
-- engine_file: `backtranslate_file` end to end (read Parquet, chunked resumable output, write Parquet)
+- engine_file: `augment_file(BacktranslateJob...)` end to end (read Parquet, chunked resumable output, write Parquet)
   on an open translator: the job's overhead over the bare engine call.
 
 Each row runs in its own process (`--worker`), so memory and threads do not leak between rows: load the
@@ -294,16 +294,18 @@ def run_engine_plan(spec: dict, texts: list[str]) -> dict:
 def run_engine_file(spec: dict, texts: list[str]) -> dict:
     import polars as pl
 
-    from engine.augment.backtranslate import backtranslate_file
+    from engine.augment.backtranslate import BacktranslateJob
+    from engine.augment.common import augment_file
+    from engine.stage import InProcess
 
     source = Path(spec["_tmp"]) / f"hard_{len(texts)}.parquet"
     if not source.exists():  # the warm-up writes the small file, the first timed run the full one (~ms)
         pl.DataFrame({"id": range(len(texts)), "text": texts, "label": [0] * len(texts)}).write_parquet(source)
-    kept, counts = backtranslate_file(
+    kept, counts = augment_file(
+        BacktranslateJob.using(spec["_engine"]),
         source,
         Path(spec["_tmp"]) / "augmented.parquet",
-        translator=spec["_engine"],
-        chunk_size=len(texts),
+        InProcess(len(texts)),
         restart=True,
     )
     spec["_last"] = [json.loads(e)["pivot_text"] for e in kept["extra"]]

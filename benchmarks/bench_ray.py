@@ -2,9 +2,9 @@
 
 Rows, each on the same real reviews (nsmc4 test set, seeded sample in file order) and writing the same
 output file through the same job code:
-- single, 1 thread / 2 threads: `backtranslate_file` (`run_eda`) in this process, the model already open
+- single, 1 thread / 2 threads: `augment_file` in this process (`InProcess`), the model already open
   (its load time is reported apart);
-- ray, 1 actor / 2 actors: `engine.cluster.augment.augment_on_ray` on a local cluster started once, the
+- ray, 1 actor / 2 actors: `augment_file` on `engine.cluster.executor.OnRay` on a local cluster started once, the
   way `hardaug ... --ray` starts it (`engine.cluster.session.connect`: Ray and Ray Data imported, then
   `ray.init`; timed apart as the cluster start), one CTranslate2 (Kiwi) thread per actor. Its wall time
   includes starting the actors and loading the model in each; `actor start` is estimated as the time to the
@@ -77,8 +77,10 @@ def bt_config(model: Path, threads: int, args: argparse.Namespace):
 
 
 def single_row(stage: str, threads: int, sources: Path, out: Path, model: Path, args) -> dict:
-    from engine.augment.backtranslate import BackTranslator, backtranslate_file
-    from engine.augment.eda import EdaConfig, run_eda
+    from engine.augment.backtranslate import BacktranslateJob, BackTranslator
+    from engine.augment.common import augment_file
+    from engine.augment.eda import EdaConfig, EdaJob
+    from engine.stage import InProcess
 
     before = load()
     started = time.perf_counter()
@@ -86,11 +88,13 @@ def single_row(stage: str, threads: int, sources: Path, out: Path, model: Path, 
         with BackTranslator(bt_config(model, threads, args)) as translator:
             loaded = time.perf_counter() - started
             started = time.perf_counter()
-            kept, _ = backtranslate_file(sources, out, translator=translator, chunk_size=chunk(args), restart=True)
+            job = BacktranslateJob.using(translator)
+            kept, _ = augment_file(job, sources, out, InProcess(chunk(args)), restart=True)
             wall = time.perf_counter() - started
     else:
         loaded = 0.0  # Kiwi loads inside the first chunk: part of the job, as on a Ray actor
-        kept, _ = run_eda(sources, out, config=EdaConfig(), chunk_size=chunk(args), restart=True, threads=threads)
+        job = EdaJob(EdaConfig(), threads)
+        kept, _ = augment_file(job, sources, out, InProcess(chunk(args)), restart=True)
         wall = time.perf_counter() - started
     n = args.sentences
     rate = round(n / wall, 2)
@@ -101,8 +105,10 @@ def single_row(stage: str, threads: int, sources: Path, out: Path, model: Path, 
 
 def ray_row(stage: str, actors: int, sources: Path, out: Path, model: Path, args, *, cold: bool = False) -> dict:
     """On the cluster this process holds; `cold`: none is running, the job starts its own as `--ray` does."""
-    from engine.augment.eda import EdaConfig
-    from engine.cluster.augment import BacktranslateJob, EdaJob, augment_on_ray
+    from engine.augment.backtranslate import BacktranslateJob
+    from engine.augment.common import augment_file
+    from engine.augment.eda import EdaConfig, EdaJob
+    from engine.cluster.executor import OnRay
     from engine.cluster.session import ClusterOptions
 
     job = BacktranslateJob(bt_config(model, 1, args)) if stage == "backtranslate" else EdaJob(EdaConfig(), 1)
@@ -114,10 +120,8 @@ def ray_row(stage: str, actors: int, sources: Path, out: Path, model: Path, args
         if not first and shard.step:
             first.append((time.perf_counter() - started, shard.detail["seconds"]))
 
-    kept, _ = augment_on_ray(
-        sources, out, job, ClusterOptions(replicas=actors, temp_dir=RAY_TMP), most_per_shard=chunk(args), restart=True,
-        on_progress=on_shard,
-    )  # fmt: skip
+    executor = OnRay(ClusterOptions(replicas=actors, temp_dir=RAY_TMP), chunk(args))
+    kept, _ = augment_file(job, sources, out, executor, restart=True, on_progress=on_shard)
     wall = time.perf_counter() - started
     actor_start = max(first[0][0] - first[0][1], 0.0)
     n = args.sentences

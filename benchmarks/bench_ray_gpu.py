@@ -1,7 +1,7 @@
 """Replicas on the GPUs of one node through Ray: throughput per GPU and scaling efficiency (goal >= 90%).
 
 For each engine, the same job twice on a local Ray cluster holding every GPU of the node: 1 replica, then
-one replica per GPU (`augment_on_ray`, the code `--ray` runs), each replica on its own GPU:
+one replica per GPU (`augment_file` on `OnRay`, the code `--ray` runs), each replica on its own GPU:
 - paraphrase: the Qwen2-7B shape (spow12/Ko-Qwen2-7B-Instruct's architecture) with random weights
   (vLLM load_format="dummy", no download), free text, every answer exactly `--tokens` tokens (EOS ignored),
   one engine seed per replica (the GPU fast path);
@@ -43,7 +43,8 @@ def write_sources(texts: list[str], path: Path) -> Path:
 
 def timed_job(sources: Path, out: Path, job, replicas: int, n: int) -> dict:
     """One job on `replicas` GPUs; the steady rate counts only after every replica answered once."""
-    from engine.cluster.augment import augment_on_ray
+    from engine.augment.common import augment_file
+    from engine.cluster.executor import OnRay
     from engine.cluster.session import ClusterOptions
 
     events: list[tuple[float, int, int, int]] = []  # (time, worker pid, sources, output tokens)
@@ -55,8 +56,8 @@ def timed_job(sources: Path, out: Path, job, replicas: int, n: int) -> dict:
             events.append((time.perf_counter() - started, d["worker_pid"], shard.step, d["output_tokens"]))
 
     options = ClusterOptions(replicas=replicas, gpus_per_replica=1, max_retries=1)
-    augment_on_ray(sources, out, job, options, most_per_shard=max(1, n // (replicas * 8)), restart=True,
-                   on_progress=on_shard)  # fmt: skip
+    executor = OnRay(options, max(1, n // (replicas * 8)))
+    augment_file(job, sources, out, executor, restart=True, on_progress=on_shard)
     wall = time.perf_counter() - started
     first = {}
     for t, pid, _, _ in events:
@@ -123,8 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _job(engine: str, args: argparse.Namespace, work: Path):
     if engine == "paraphrase":
-        from engine.augment.paraphrase import ParaphraseConfig
-        from engine.cluster.augment import ParaphraseJob
+        from engine.augment.paraphrase import ParaphraseConfig, ParaphraseJob
         from engine.random_models import qwen2
 
         folder = qwen2.write_shape_config(work / "qwen2-7b", "qwen2-7b")
@@ -132,8 +132,7 @@ def _job(engine: str, args: argparse.Namespace, work: Path):
                                   ignore_eos=True, guided=False, seed_per_source=False, max_model_len=1024,
                                   gpu_memory_utilization=0.85)  # fmt: skip
         return ParaphraseJob(config), args.prompts_per_gpu
-    from engine.augment.backtranslate import BacktranslateConfig
-    from engine.cluster.augment import BacktranslateJob
+    from engine.augment.backtranslate import BacktranslateConfig, BacktranslateJob
 
     model_args = argparse.Namespace(model_dir=None, shape="large", quantization="int8_float16", hf_dtype="float16",
                                     device="cuda")  # fmt: skip

@@ -49,10 +49,10 @@ from engine.arms import (
     weight_sets,
 )
 from engine.bootstrap import ALPHA, adjust, difference_samples, paired_difference, resample_scores
-from engine.cluster.cells import run_cells_on_ray
 from engine.config import CompareConfig  # defined with the other stage configs; exported here (__all__)
 from engine.errors import InputError
 from engine.experiment_cells import Cells, CellSelection, cells_key, check_classifier
+from engine.experiment_on_ray import run_cells_on_ray
 from engine.io import write_json, write_text
 from engine.jobs import Job
 from engine.jobs import fingerprint as job_fingerprint

@@ -9,7 +9,7 @@ folder after every epoch (`TransformerBackend.fine_tune`), so a killed fine-tune
 
 Who runs which cell (`Cells`): every cell here, in order (the default); `only` some of them, by index, in a
 job shared with other processes (one per GPU: `--only-cells 0/2` and `1/2`), which save their cells and stop;
-or Ray tasks (engine.cluster.cells), one per pending cell. The run that assembles the tables then finds every
+or Ray tasks (engine.experiment_on_ray), one per pending cell. The run that assembles the tables then finds every
 cell saved. Cell indices count the cells in compare's order: seeds in the order given, and within a seed the
 arms in the order of the results.
 """

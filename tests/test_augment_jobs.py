@@ -19,7 +19,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from engine.augment.eda import EdaConfig, run_eda
+from engine.augment.common import augment_file
+from engine.augment.eda import EdaConfig, EdaJob
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "engine" / "data" / "sample" / "train.csv"
@@ -38,7 +39,7 @@ def sources(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(sources, tmp_path_factory) -> pl.DataFrame:
     """What an uninterrupted run writes."""
-    kept, _ = run_eda(sources, tmp_path_factory.mktemp("ref") / "aug.parquet", config=EdaConfig(n=2), threads=1)
+    kept, _ = augment_file(EdaJob(EdaConfig(n=2)), sources, tmp_path_factory.mktemp("ref") / "aug.parquet")
     return kept
 
 

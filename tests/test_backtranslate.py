@@ -17,15 +17,16 @@ import pytest
 from engine.augment.backtranslate import (
     LANGUAGE_CODES,
     BacktranslateConfig,
+    BacktranslateJob,
     BackTranslator,
     _Tokenizer,
-    backtranslate_file,
 )
-from engine.augment.common import AUGMENTED_SCHEMA
+from engine.augment.common import AUGMENTED_SCHEMA, augment_file
 from engine.augment.convert_mbart import convert_mbart
 from engine.cli import main
 from engine.errors import InputError
 from engine.progress import Progress
+from engine.stage import InProcess
 
 pytest.importorskip("ctranslate2")
 pytest.importorskip("transformers")
@@ -156,7 +157,7 @@ def test_tokenizer_matches_transformers_and_sentencepiece(tiny_mbart, reviews, t
 def test_job_rows_follow_the_augmented_schema_with_provenance(tiny_mbart, hard_parquet, tmp_path):
     out = tmp_path / "augmented.parquet"
     config = _config(tiny_mbart["ct2"], pivots=("en_XX", "de_DE"), variants=2)
-    kept, counts = backtranslate_file(hard_parquet, out, config, chunk_size=8)
+    kept, counts = augment_file(BacktranslateJob(config), hard_parquet, out, InProcess(8))
     assert pl.read_parquet(out).equals(kept)
     assert kept.columns == list(AUGMENTED_SCHEMA)
     assert counts["too_short"] == 5 and counts["generated"] == 25 * 4 + 5
@@ -193,7 +194,7 @@ def test_job_rows_follow_the_augmented_schema_with_provenance(tiny_mbart, hard_p
 
 def test_resume_after_a_kill_gives_the_same_file(tiny_mbart, hard_parquet, tmp_path):
     config = _config(tiny_mbart["ct2"], pivots=("en_XX", "de_DE"))
-    reference, _ = backtranslate_file(hard_parquet, tmp_path / "reference.parquet", config, chunk_size=8)
+    reference, _ = augment_file(BacktranslateJob(config), hard_parquet, tmp_path / "reference.parquet", InProcess(8))
 
     out = tmp_path / "augmented.parquet"
     seen: list[Progress] = []
@@ -204,12 +205,12 @@ def test_resume_after_a_kill_gives_the_same_file(tiny_mbart, hard_parquet, tmp_p
             raise KeyboardInterrupt  # as if the process died right after saving a chunk
 
     with pytest.raises(KeyboardInterrupt):
-        backtranslate_file(hard_parquet, out, config, chunk_size=8, on_progress=killed_after_first_chunk)
+        augment_file(BacktranslateJob(config), hard_parquet, out, InProcess(8), on_progress=killed_after_first_chunk)
     assert not out.exists() and len(list(out.parent.glob(f".{out.name}.job/parts/chunk_*.parquet"))) == 1
     assert seen[-1].done == 8 and seen[-1].total == 30
 
     resumed: list[Progress] = []
-    kept, counts = backtranslate_file(hard_parquet, out, config, chunk_size=8, on_progress=resumed.append)
+    kept, counts = augment_file(BacktranslateJob(config), hard_parquet, out, InProcess(8), on_progress=resumed.append)
     assert [c.done for c in resumed if c.step] == [16, 24, 30]  # the first chunk was not redone
     assert resumed[0].done == 8 and resumed[0].step == 0  # the start: where the earlier run left it
     assert kept.equals(reference)
@@ -229,8 +230,8 @@ def test_resumed_sampling_still_gives_one_row_per_source_and_variant(tiny_mbart,
             raise RuntimeError("killed")
 
     with pytest.raises(RuntimeError):
-        backtranslate_file(hard_parquet, out, config, chunk_size=12, on_progress=kill)
-    kept, counts = backtranslate_file(hard_parquet, out, config, chunk_size=12)
+        augment_file(BacktranslateJob(config), hard_parquet, out, InProcess(12), on_progress=kill)
+    kept, counts = augment_file(BacktranslateJob(config), hard_parquet, out, InProcess(12))
     assert counts["generated"] == 30 * 3 and "too_short" not in counts
     dropped = counts["generated"] - counts["kept"]
     assert kept.height == 90 - dropped and kept["id"].is_unique().all()
@@ -249,7 +250,7 @@ def test_resumed_sampling_still_gives_one_row_per_source_and_variant(tiny_mbart,
 def test_bad_model_folders_stop_before_any_output(make, message, tiny_mbart, hard_parquet, tmp_path, capsys):
     model = make(tmp_path, tiny_mbart)
     with pytest.raises(InputError, match=message) as error:
-        backtranslate_file(hard_parquet, tmp_path / "augmented.parquet", _config(model))
+        augment_file(BacktranslateJob(_config(model)), hard_parquet, tmp_path / "augmented.parquet")
     assert "convert" in str(error.value)
     assert _nothing_written(tmp_path)
     code = main(
@@ -264,7 +265,7 @@ def test_a_model_converted_without_tokenizer_class_is_refused(tiny_mbart, hard_p
     config = json.loads((broken / "config.json").read_text())
     (broken / "config.json").write_text(json.dumps({**config, "decoder_start_token": None}))
     with pytest.raises(InputError, match="tokenizer_class"):
-        backtranslate_file(hard_parquet, tmp_path / "augmented.parquet", _config(broken))
+        augment_file(BacktranslateJob(_config(broken)), hard_parquet, tmp_path / "augmented.parquet")
     assert _nothing_written(tmp_path)
 
 
@@ -302,7 +303,7 @@ def test_input_without_the_text_column_stops_before_any_output(tiny_mbart, tmp_p
         path
     )
     with pytest.raises(InputError, match="no column 'text'"):
-        backtranslate_file(path, tmp_path / "augmented.parquet", _config(tiny_mbart["ct2"]))
+        augment_file(BacktranslateJob(_config(tiny_mbart["ct2"])), path, tmp_path / "augmented.parquet")
     assert _nothing_written(tmp_path)
     out = tmp_path / "a.parquet"
     assert main(["backtranslate", "--input", str(path), "--model", str(tiny_mbart["ct2"]), "--out", str(out)]) == 2

@@ -26,13 +26,15 @@ pytest.importorskip("ctranslate2")
 pytest.importorskip("transformers")
 psutil = pytest.importorskip("psutil")
 
-from engine.augment.backtranslate import BacktranslateConfig, backtranslate_file  # noqa: E402
+from engine.augment.backtranslate import BacktranslateConfig, BacktranslateJob  # noqa: E402
+from engine.augment.common import augment_file  # noqa: E402
 from engine.augment.convert_mbart import convert_mbart  # noqa: E402
-from engine.augment.eda import EdaConfig, run_eda  # noqa: E402
+from engine.augment.eda import EdaConfig, EdaJob  # noqa: E402
 from engine.cli import main  # noqa: E402
-from engine.cluster.augment import BacktranslateJob, EdaJob, augment_on_ray  # noqa: E402
+from engine.cluster.executor import OnRay  # noqa: E402
 from engine.cluster.session import ClusterError, ClusterOptions, connect  # noqa: E402
 from engine.lifetime import watchdog_pid  # noqa: E402
+from engine.stage import InProcess  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "engine" / "data" / "sample"
@@ -86,16 +88,16 @@ def _bt_config(model: Path, **options) -> BacktranslateConfig:
 def single_bt(sources, ct2_model, tmp_path_factory) -> pl.DataFrame:
     """The single-process beam back-translation, in chunks of 5 (the shards the Ray run cuts: 40 / (2 x 4))."""
     out = tmp_path_factory.mktemp("single") / "bt.parquet"
-    kept, _ = backtranslate_file(sources, out, _bt_config(ct2_model), chunk_size=5)
+    kept, _ = augment_file(BacktranslateJob(_bt_config(ct2_model)), sources, out, InProcess(5))
     return kept
 
 
 @pytest.mark.slow
 def test_eda_on_ray_writes_what_one_process_writes(cluster, sources, tmp_path):
-    single, single_counts = run_eda(sources, tmp_path / "one.parquet", config=EdaConfig(n=3), chunk_size=7, threads=1)
+    single, single_counts = augment_file(EdaJob(EdaConfig(n=3)), sources, tmp_path / "one.parquet", InProcess(7))
     shards = []
-    kept, counts = augment_on_ray(
-        sources, tmp_path / "ray.parquet", EdaJob(EdaConfig(n=3)), OPTIONS, most_per_shard=7, on_progress=shards.append
+    kept, counts = augment_file(
+        EdaJob(EdaConfig(n=3)), sources, tmp_path / "ray.parquet", OnRay(OPTIONS, 7), on_progress=shards.append
     )
     assert kept.equals(single)
     assert counts == single_counts
@@ -127,14 +129,14 @@ def test_a_job_started_on_ray_finishes_without_it_and_the_other_way_round(cluste
     """One job folder for both paths: the same fingerprint, the same parts; the half-done job is finished by the
     other path with every source once, as an uninterrupted run writes it."""
     config = EdaConfig(n=3)
-    whole, whole_counts = run_eda(sources, tmp_path / "whole.parquet", config=config, chunk_size=7, threads=1)
+    whole, whole_counts = augment_file(EdaJob(config), sources, tmp_path / "whole.parquet", InProcess(7))
     out = tmp_path / "aug.parquet"
 
     def on_ray(**options):
-        return augment_on_ray(sources, out, EdaJob(config), OPTIONS, most_per_shard=7, **options)
+        return augment_file(EdaJob(config), sources, out, OnRay(OPTIONS, 7), **options)
 
     def single(**options):
-        return run_eda(sources, out, config=config, chunk_size=7, threads=1, **options)
+        return augment_file(EdaJob(config), sources, out, InProcess(7), **options)
 
     start, finish = (on_ray, single) if first == "ray" else (single, on_ray)
     with pytest.raises(_Stop):
@@ -161,10 +163,13 @@ def test_beam_backtranslation_survives_a_killed_actor(cluster, sources, ct2_mode
             killed.append(shard.detail["worker_pid"])
             os.kill(killed[0], signal.SIGKILL)
 
-    kept, counts = augment_on_ray(
-        sources, tmp_path / "bt.parquet", BacktranslateJob(_bt_config(ct2_model)), OPTIONS, most_per_shard=5,
+    kept, counts = augment_file(
+        BacktranslateJob(_bt_config(ct2_model)),
+        sources,
+        tmp_path / "bt.parquet",
+        OnRay(OPTIONS, 5),
         on_progress=kill_first,
-    )  # fmt: skip
+    )
     assert killed and not psutil.pid_exists(killed[0])
     assert kept.equals(single_bt)
     assert counts["generated"] == 40  # one row per source: its round trip, or its too_short drop
@@ -199,11 +204,11 @@ def test_driver_killed_then_rerun_does_only_the_missing_shards(cluster, ct2_mode
 
     shards = []
     config = _bt_config(ct2_model)
-    kept, _ = augment_on_ray(
-        sources, out, BacktranslateJob(config), ClusterOptions(replicas=1), most_per_shard=5, on_progress=shards.append
+    kept, _ = augment_file(
+        BacktranslateJob(config), sources, out, OnRay(ClusterOptions(replicas=1), 5), on_progress=shards.append
     )
     assert sum(s.step for s in shards) == 300 - len(done)  # only the missing shards were sent
-    single, _ = backtranslate_file(sources, tmp_path / "single.parquet", config, chunk_size=5)
+    single, _ = augment_file(BacktranslateJob(config), sources, tmp_path / "single.parquet", InProcess(5))
     assert kept.equals(single)
 
 
@@ -242,10 +247,13 @@ def test_a_shard_is_saved_as_soon_as_it_lands(cluster, sources, tmp_path):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
     marker = tmp_path / "first_shard_saved"
     job = _SecondShardWaitsForTheFirstSave(EdaConfig(n=2), marker=str(marker))
-    kept, _ = augment_on_ray(
-        sources, tmp_path / "eda.parquet", job, ClusterOptions(replicas=1), most_per_shard=10,
+    kept, _ = augment_file(
+        job,
+        sources,
+        tmp_path / "eda.parquet",
+        OnRay(ClusterOptions(replicas=1), 10),
         on_progress=lambda progress: progress.step and marker.touch(),  # the start report has step 0
-    )  # fmt: skip
+    )
     assert kept.height and marker.exists()
 
 
@@ -262,11 +270,11 @@ class _PoisonedEda(EdaJob):
 def test_a_deterministic_failure_stops_the_job_with_its_message(cluster, sources, ct2_model, tmp_path):
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this test module
     with pytest.raises(ClusterError, match="source s13 cannot be augmented"):
-        augment_on_ray(sources, tmp_path / "eda.parquet", _PoisonedEda(EdaConfig()), OPTIONS, most_per_shard=5)
+        augment_file(_PoisonedEda(EdaConfig()), sources, tmp_path / "eda.parquet", OnRay(OPTIONS, 5))
     # an engine that cannot open on the workers (float16 has no CPU kernels) fails once per actor, not forever
     job = BacktranslateJob(_bt_config(ct2_model, compute_type="float16"))
     with pytest.raises(ClusterError, match="float16"):
-        augment_on_ray(sources, tmp_path / "bt.parquet", job, OPTIONS, most_per_shard=5)
+        augment_file(job, sources, tmp_path / "bt.parquet", OnRay(OPTIONS, 5))
 
 
 @pytest.mark.slow
@@ -337,7 +345,7 @@ def test_filter_on_ray_decides_like_one_process(cluster, sources, tmp_path):
 
     sbert = build_random_sbert(tmp_path / "sbert", "tiny")
     augmented = tmp_path / "augmented.parquet"
-    run_eda(sources, augmented, config=EdaConfig(n=3), threads=1)
+    augment_file(EdaJob(EdaConfig(n=3)), sources, augmented)
     train = tmp_path / "train.csv"
     pl.read_csv(SAMPLE / "train.csv").head(800).write_csv(train)
     common = ["filter", "--input", str(augmented), "--train", str(train), "--sources", str(sources),
@@ -414,9 +422,9 @@ def test_paraphrase_with_vllm_in_a_ray_actor_writes_what_one_process_writes(clus
 @pytest.mark.slow
 def test_transformer_folds_as_ray_tasks_resume_per_fold(cluster, tmp_path):
     """A fold saved by an earlier run is left alone; the others run as Ray tasks and land beside it."""
-    from engine.cluster.folds import run_folds_on_ray
     from engine.config import OofConfig, TransformerConfig
     from engine.oof.kfold import run_folds, run_oof
+    from engine.oof.on_ray import run_folds_on_ray
     from engine.random_models.bert import build_random_bert, build_tokenizer
     from engine.validate import prepare_dataset
 

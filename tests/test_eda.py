@@ -12,10 +12,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from engine.augment.common import AUGMENTED_SCHEMA
-from engine.augment.eda import EdaConfig, apply_op, augment_units, generate, run_eda, split_units, tokenize
+from engine.augment.common import AUGMENTED_SCHEMA, augment_file
+from engine.augment.eda import EdaConfig, EdaJob, apply_op, augment_units, generate, split_units, tokenize
 from engine.cli import main
 from engine.progress import Progress
+from engine.stage import InProcess
 
 SAMPLE = Path(__file__).resolve().parents[1] / "engine" / "data" / "sample" / "train.csv"
 VARIANT = re.compile(r"^\d+\.(delete|swap|insert)$")
@@ -68,7 +69,7 @@ def test_never_empty_and_variants_are_new(reviews):
 def test_output_schema_keeps_labels_and_provenance(reviews, tmp_path):
     path = tmp_path / "hard.parquet"
     reviews.write_parquet(path)
-    kept, counts = run_eda(path, tmp_path / "aug.parquet", config=EdaConfig(n=3), threads=1)
+    kept, counts = augment_file(EdaJob(EdaConfig(n=3)), path, tmp_path / "aug.parquet")
     assert kept.columns == list(AUGMENTED_SCHEMA)
     assert kept["id"].is_unique().all() and kept["text"].str.strip_chars().str.len_chars().min() > 0
     labels = dict(zip(reviews["id"].to_list(), reviews["label"].to_list(), strict=True))
@@ -143,7 +144,7 @@ def test_rates_are_per_operation():
 def test_resume_after_a_crash_gives_the_same_file(reviews, tmp_path):
     src = tmp_path / "hard.parquet"
     reviews.head(120).write_parquet(src)
-    whole, _ = run_eda(src, tmp_path / "whole.parquet", config=EdaConfig(n=2), chunk_size=50, threads=1)
+    whole, _ = augment_file(EdaJob(EdaConfig(n=2)), src, tmp_path / "whole.parquet", InProcess(50))
 
     def crash(progress: Progress) -> None:
         if progress.done >= 50:
@@ -151,9 +152,9 @@ def test_resume_after_a_crash_gives_the_same_file(reviews, tmp_path):
 
     out = tmp_path / "resumed.parquet"
     with pytest.raises(KeyboardInterrupt):
-        run_eda(src, out, config=EdaConfig(n=2), chunk_size=50, threads=1, on_progress=crash)
+        augment_file(EdaJob(EdaConfig(n=2)), src, out, InProcess(50), on_progress=crash)
     assert not out.exists() and any(out.with_name(f".{out.name}.job").glob("parts/chunk_*"))
-    resumed, _ = run_eda(src, out, config=EdaConfig(n=2), chunk_size=7, threads=1)
+    resumed, _ = augment_file(EdaJob(EdaConfig(n=2)), src, out, InProcess(7))
     assert resumed.equals(whole)
 
 
@@ -161,15 +162,15 @@ def test_a_finished_job_is_not_redone(reviews, tmp_path):
     src = tmp_path / "hard.parquet"
     reviews.head(60).write_parquet(src)
     out = tmp_path / "aug.parquet"
-    first, counts = run_eda(src, out, config=EdaConfig(n=2), threads=1)
+    first, counts = augment_file(EdaJob(EdaConfig(n=2)), src, out)
     written = out.stat().st_mtime_ns
     calls = []
-    again, again_counts = run_eda(src, out, config=EdaConfig(n=2), threads=1, on_progress=calls.append)
+    again, again_counts = augment_file(EdaJob(EdaConfig(n=2)), src, out, on_progress=calls.append)
     assert again.equals(first) and again_counts == counts
     assert out.stat().st_mtime_ns == written and calls == []  # read back, nothing generated
-    other, _ = run_eda(src, out, config=EdaConfig(n=3), threads=1)  # another job writes its own output
+    other, _ = augment_file(EdaJob(EdaConfig(n=3)), src, out)  # another job writes its own output
     assert other.height > first.height and out.stat().st_mtime_ns != written
-    redone, _ = run_eda(src, out, config=EdaConfig(n=3), threads=1, restart=True, on_progress=calls.append)
+    redone, _ = augment_file(EdaJob(EdaConfig(n=3)), src, out, restart=True, on_progress=calls.append)
     assert redone.equals(other) and calls  # restart generates again, the same rows
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from engine.augment.common import AUGMENTED_SCHEMA
+from engine.augment.common import AUGMENTED_SCHEMA, augment_file
 from engine.augment.parse import DROP_REASONS, drop_counts, parse_output, parse_outputs
 from engine.augment.prompts import (
     DEFAULT_SYSTEM_PROMPT,
@@ -27,6 +27,7 @@ from engine.augment.prompts import (
     render_user,
 )
 from engine.errors import InputError
+from engine.stage import InProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 _CACHE = ROOT / ".cache"
@@ -267,40 +268,40 @@ def _nothing_written(out: Path) -> bool:
 
 
 def test_missing_model_folder_stops_before_output(sources, tmp_path: Path):
-    from engine.augment.paraphrase import paraphrase_file
+    from engine.augment.paraphrase import ParaphraseJob
 
     out = tmp_path / "aug.parquet"
     with pytest.raises(InputError, match="no such folder"):
-        paraphrase_file(sources, out, _config(tmp_path / "no-such-model"))
+        augment_file(ParaphraseJob(_config(tmp_path / "no-such-model")), sources, out)
     assert _nothing_written(out)
 
 
 def test_non_causal_model_stops_before_output(sources, tmp_path: Path):
     from transformers import BertConfig
 
-    from engine.augment.paraphrase import paraphrase_file
+    from engine.augment.paraphrase import ParaphraseJob
 
     bert = tmp_path / "kobert-classifier"
     BertConfig(architectures=["BertForSequenceClassification"], num_labels=4).save_pretrained(bert)
     out = tmp_path / "aug.parquet"
     for backend in ("transformers", "vllm"):
         with pytest.raises(InputError, match="not a causal language model"):
-            paraphrase_file(sources, out, _config(bert, backend=backend))
+            augment_file(ParaphraseJob(_config(bert, backend=backend)), sources, out)
     unnamed = tmp_path / "bare-bert"
     BertConfig().save_pretrained(unnamed)  # no architectures: cannot be told from an encoder
     with pytest.raises(InputError, match="names no architecture"):
-        paraphrase_file(sources, out, _config(unnamed, backend="transformers"))
+        augment_file(ParaphraseJob(_config(unnamed, backend="transformers")), sources, out)
     assert _nothing_written(out)
 
 
 @pytest.mark.slow
 def test_block_size_the_cpu_attention_cannot_take_stops_before_output(tiny_qwen2, sources, tmp_path: Path):
     pytest.importorskip("vllm")
-    from engine.augment.paraphrase import paraphrase_file
+    from engine.augment.paraphrase import ParaphraseJob
 
     out = tmp_path / "aug.parquet"
     with pytest.raises(ValueError, match="multiple of 32"):
-        paraphrase_file(sources, out, _config(tiny_qwen2, block_size=48))
+        augment_file(ParaphraseJob(_config(tiny_qwen2, block_size=48)), sources, out)
     assert _nothing_written(out)
 
 
@@ -321,13 +322,13 @@ def test_model_without_chat_template_stops(tiny_qwen2, sources, tmp_path: Path):
 
 @pytest.mark.parametrize("content", ["", "id,text,label\n"])
 def test_empty_input_stops_before_output(tiny_qwen2, tmp_path: Path, content):
-    from engine.augment.paraphrase import paraphrase_file
+    from engine.augment.paraphrase import ParaphraseJob
 
     empty = tmp_path / "hard.csv"
     empty.write_text(content, encoding="utf-8")
     out = tmp_path / "aug.parquet"
     with pytest.raises(InputError, match=r"empty|no rows"):
-        paraphrase_file(empty, out, _config(tiny_qwen2, backend="transformers"))
+        augment_file(ParaphraseJob(_config(tiny_qwen2, backend="transformers")), empty, out)
     assert _nothing_written(out)
 
 
@@ -502,10 +503,10 @@ def _read_params(frame: pl.DataFrame) -> dict:
 
 @pytest.mark.slow
 def test_job_writes_the_augmented_schema(vllm_engine, sources, tmp_path: Path):
-    from engine.augment.paraphrase import paraphrase_file
+    from engine.augment.paraphrase import ParaphraseJob
 
     out = tmp_path / "aug.parquet"
-    kept, counts = paraphrase_file(sources, out, engine=vllm_engine, chunk_size=4)
+    kept, counts = augment_file(ParaphraseJob.using(vllm_engine), sources, out, InProcess(4))
     assert kept.columns == list(AUGMENTED_SCHEMA) and pl.read_parquet(out).equals(kept)
     assert kept.height == counts["kept"] > 0
     assert counts["generated"] == counts["kept"] + sum(v for k, v in counts.items() if k not in ("generated", "kept"))
@@ -526,9 +527,11 @@ def test_job_writes_the_augmented_schema(vllm_engine, sources, tmp_path: Path):
 
 @pytest.mark.slow
 def test_resume_after_a_kill_gives_the_same_rows(vllm_engine, sources, tmp_path: Path):
-    from engine.augment.paraphrase import paraphrase_file
+    from engine.augment.paraphrase import ParaphraseJob
 
-    whole, whole_counts = paraphrase_file(sources, tmp_path / "whole.parquet", engine=vllm_engine, chunk_size=3)
+    whole, whole_counts = augment_file(
+        ParaphraseJob.using(vllm_engine), sources, tmp_path / "whole.parquet", InProcess(3)
+    )
 
     out = tmp_path / "aug.parquet"
     seen = []
@@ -540,11 +543,15 @@ def test_resume_after_a_kill_gives_the_same_rows(vllm_engine, sources, tmp_path:
             raise KeyboardInterrupt  # as if the job were killed right after saving its second chunk
 
     with pytest.raises(KeyboardInterrupt):
-        paraphrase_file(sources, out, engine=vllm_engine, chunk_size=3, on_progress=kill_after_two_chunks)
+        augment_file(ParaphraseJob.using(vllm_engine), sources, out, InProcess(3), on_progress=kill_after_two_chunks)
     assert not out.exists() and len(list(out.with_name(f".{out.name}.job").glob("parts/chunk_*.parquet"))) == 2
     resumed_chunks = []
-    kept, counts = paraphrase_file(
-        sources, out, engine=vllm_engine, chunk_size=3, on_progress=lambda c: c.step and resumed_chunks.append(c)
+    kept, counts = augment_file(
+        ParaphraseJob.using(vllm_engine),
+        sources,
+        out,
+        InProcess(3),
+        on_progress=lambda c: c.step and resumed_chunks.append(c),
     )
     assert [c.step for c in resumed_chunks] == [3, 1]  # only the 4 sources not done yet
     assert resumed_chunks[0].done == 9 and resumed_chunks[-1].done == resumed_chunks[-1].total == 10
@@ -552,11 +559,11 @@ def test_resume_after_a_kill_gives_the_same_rows(vllm_engine, sources, tmp_path:
 
 
 def test_transformers_backend_gives_the_same_schema(tiny_qwen2, sources, tmp_path: Path):
-    from engine.augment.paraphrase import paraphrase_file
+    from engine.augment.paraphrase import ParaphraseJob
 
     config = _config(tiny_qwen2, backend="transformers", max_tokens=48, samples=2, batch_size=4, device="cpu")
     out = tmp_path / "aug.parquet"
-    kept, counts = paraphrase_file(sources, out, config, chunk_size=6)
+    kept, counts = augment_file(ParaphraseJob(config), sources, out, InProcess(6))
     assert kept.columns == list(AUGMENTED_SCHEMA) and kept.schema == pl.Schema(AUGMENTED_SCHEMA)
     assert kept.height > 0  # gibberish lines have letters: kept (quality is the filter stage's job)
     params = _read_params(kept)

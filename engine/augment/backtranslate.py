@@ -5,9 +5,10 @@
   (`hardaug convert-mbart` writes one). `translate(texts, ...)` runs one leg and returns CTranslate2's
   tokens (the first one is the forced target language code) and the decoded text; `backtranslate(texts)`
   runs both legs and returns, per input and in input order, one `BackTranslation` per pivot and variant.
-- `backtranslate_file(input, out, config)` is the resumable job behind `hardaug backtranslate`: it writes
-  the augmented schema of `engine.augment.common` (method `backtranslate`, variant `{pivot}.{k}`, the
-  pivot text in `extra`, the decoding options in `params`).
+- `BacktranslateJob(config)`, run by `common.augment_file`, is the resumable job behind `hardaug
+  backtranslate` (in this process or on Ray): it writes the augmented schema of `engine.augment.common`
+  (method `backtranslate`, variant `{pivot}.{k}`, the pivot text in `extra`, the decoding options in
+  `params`).
 
 Variants: for each pivot language, variant 0 is beam search (greedy with beam_size=1) on both legs, and
 variants 1..N-1 are N-1 independent samples (top-k, temperature) of the pivot, each translated back by
@@ -35,27 +36,17 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import polars as pl
 
-from engine.augment.common import (
-    AugmentedOutput,
-    ChunkRows,
-    Generated,
-    classes_of,
-    job_fingerprint,
-    load_sources,
-    run_chunks,
-    to_rows,
-)
+from engine.augment.common import Generated, job_fingerprint, to_rows
 from engine.cores import threads_for
 from engine.errors import InputError
-from engine.io import check_output
 from engine.models import resolve_model
 from engine.options import non_negative_int, option, positive_float, positive_int
-from engine.progress import OnProgress
+from engine.stage import ChunkRows
 
 log = logging.getLogger(__name__)
 
@@ -428,6 +419,25 @@ def check_tokenizer_matches(path: Path, tokenizer: _Tokenizer) -> None:
     )
 
 
+def check_device_here(config: BacktranslateConfig) -> None:
+    """The device and compute type are usable on this machine (InputError with the fix if not)."""
+    import ctranslate2
+
+    if config.device == "cuda" and ctranslate2.get_cuda_device_count() > 0:
+        from engine.cuda_libs import load_cublas12
+
+        load_cublas12()  # CTranslate2's wheels open CUDA 12 cuBLAS by name; the gpu extra's torch has CUDA 13
+    try:
+        supported = ctranslate2.get_supported_compute_types(config.device, config.device_index[0])
+    except (RuntimeError, ValueError) as exc:
+        raise InputError(f"device {config.device!r} is not usable here ({exc}). Use --device cpu.") from exc
+    if config.compute_type not in (*supported, "default", "auto"):
+        raise InputError(
+            f"compute type {config.compute_type!r} is not supported on {config.device} here; supported: "
+            f"{', '.join(sorted(supported))}."
+        )
+
+
 class BackTranslator:
     """Owns one `ctranslate2.Translator` and the tokenizer of a converted mBART-50 folder.
 
@@ -455,19 +465,7 @@ class BackTranslator:
         import ctranslate2
 
         config = self.config
-        if config.device == "cuda" and ctranslate2.get_cuda_device_count() > 0:
-            from engine.cuda_libs import load_cublas12
-
-            load_cublas12()  # CTranslate2's wheels open CUDA 12 cuBLAS by name; the gpu extra's torch has CUDA 13
-        try:
-            supported = ctranslate2.get_supported_compute_types(config.device, config.device_index[0])
-        except (RuntimeError, ValueError) as exc:
-            raise InputError(f"device {config.device!r} is not usable here ({exc}). Use --device cpu.") from exc
-        if config.compute_type not in (*supported, "default", "auto"):
-            raise InputError(
-                f"compute type {config.compute_type!r} is not supported on {config.device} here; supported: "
-                f"{', '.join(sorted(supported))}."
-            )
+        check_device_here(config)
         ctranslate2.set_random_seed(config.seed)  # seeds the sampling of the translator created next
         started = time.perf_counter()
         translator = ctranslate2.Translator(
@@ -652,53 +650,56 @@ def translate_chunk(translator: BackTranslator, chunk: pl.DataFrame) -> ChunkRow
     )
 
 
-def backtranslate_file(
-    input: str | Path,
-    out: str | Path,
-    config: BacktranslateConfig | None = None,
-    *,
-    translator: BackTranslator | None = None,
-    chunk_size: int | None = None,
-    restart: bool = False,
-    text_col: str = "text",
-    label_col: str = "label",
-    id_col: str = "id",
-    on_progress: OnProgress | None = None,
-) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Back-translate every source of `input` (hard.parquet or any id/text/label table) into `out` (Parquet).
+@dataclass(frozen=True)
+class BacktranslateJob:
+    """The back-translation job (engine.stage.ChunkJob): run it with `augment.common.augment_file`, here or
+    on Ray. `BacktranslateJob.using(translator)` runs on an open translator (its config is the job's),
+    in this process only, and leaves it open."""
 
-    Resumable: sources go to the engine in chunks of `chunk_size` (None = 256 on CPU, 8192 on CUDA), and
-    each finished chunk is saved, so a rerun skips the sources it has seen (`restart=True` discards
-    them). The input, the output path, the model folder and the languages are all checked before
-    anything is written. Pass an open `translator` to reuse a loaded model (its config is then the
-    job's). Progress: `engine.progress.Progress` per saved chunk (stage "backtranslate", unit "source";
-    detail: outputs = round trips, output_tokens, seconds). Returns the kept rows (augmented schema, input
-    order) and the counts by drop reason.
-    """
-    if (config is None) == (translator is None):
-        raise ValueError("pass either a config or an open translator")
-    config = translator.config if translator is not None else config
-    chunk_size = chunk_size or DEFAULT_CHUNK_SIZE[config.device]
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-    sources = load_sources(input, text_col=text_col, label_col=label_col, id_col=id_col)
-    check_output(out)
-    key = job_fingerprint(sources, METHOD, str(config.model), config.params())
-    # open the model before the output: a bad folder, tokenizer, language or device stops here, before
-    # anything is written
-    owned = translator is None
-    if owned:
-        translator = BackTranslator(config)
-    try:
-        with AugmentedOutput(out, fingerprint=key, restart=restart, classes=classes_of(input)) as output:
-            return run_chunks(
-                output,
-                sources,
-                lambda chunk: translate_chunk(translator, chunk),
-                chunk_size=chunk_size,
-                stage=METHOD,
-                on_progress=on_progress,
-            )
-    finally:
-        if owned:
-            translator.close()
+    stage = METHOD
+    config: BacktranslateConfig
+    translator: BackTranslator | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def using(cls, translator: BackTranslator) -> BacktranslateJob:
+        return cls(translator.config, translator)
+
+    @property
+    def chunk_size(self) -> int:
+        return DEFAULT_CHUNK_SIZE[self.config.device]
+
+    def bind(self, sources: pl.DataFrame, source: str) -> BacktranslateJob:
+        return self  # nothing of the job depends on its sources
+
+    def check(self, *, local: bool) -> None:
+        if self.translator is not None:
+            return  # checked when it was opened
+        BackTranslator(self.config, load=False)  # folder, tokenizer, languages: before any output
+        if local:
+            check_device_here(self.config)
+
+    def fingerprint(self, sources: pl.DataFrame) -> str:
+        return job_fingerprint(sources, METHOD, str(self.config.model), self.config.params())
+
+    def for_replica(self, gpus: int) -> BacktranslateJob:
+        """On Ray a replica sees only its own GPUs (Ray sets CUDA_VISIBLE_DEVICES), numbered from 0."""
+        if self.config.device != "cuda":
+            return self
+        return replace(self, config=replace(self.config, device_index=tuple(range(max(gpus, 1)))))
+
+    def open(self) -> _Translating:
+        if self.translator is not None:
+            return _Translating(self.translator, owned=False)
+        return _Translating(BackTranslator(self.config), owned=True)
+
+
+class _Translating:
+    def __init__(self, translator: BackTranslator, *, owned: bool) -> None:
+        self.translator, self.owned = translator, owned
+
+    def run(self, chunk: pl.DataFrame) -> ChunkRows:
+        return translate_chunk(self.translator, chunk)
+
+    def close(self) -> None:
+        if self.owned:
+            self.translator.close()

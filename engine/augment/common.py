@@ -11,7 +11,7 @@ Augmented rows (one per kept generated text):
 
 Resumability: `AugmentedOutput` is the job folder (engine.jobs) `.<out name>.job/` beside the output, held
 locked while the job runs (a second run on the same `--out` is refused, naming the holder). The engine
-processes sources in chunks (`run_chunks`, or shards on Ray: `run_job` with another producer); each
+processes sources in chunks (`augment_file` on an executor of engine.stage: here, or shards on Ray); each
 finished chunk is saved as a verified part with every row it produced, kept or dropped (with
 `drop_reason`), so a restart skips every source already seen and the drop counts survive restarts; a part
 deleted, truncated or edited by hand is named and its sources are redone. Each part records the digest of
@@ -31,11 +31,9 @@ import contextlib
 import json
 import logging
 import shutil
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import polars as pl
 
@@ -44,6 +42,7 @@ from engine.errors import InputError
 from engine.io import check_output, read_table, write_json, write_parquet
 from engine.labels import LABEL_MAP_FILE, saved_classes
 from engine.progress import OnProgress, report
+from engine.stage import ChunkJob, Executor, InProcess, Producer
 from engine.validate import prepare_dataset
 
 log = logging.getLogger(__name__)
@@ -289,23 +288,6 @@ class AugmentedOutput:
         )
 
 
-@dataclass(frozen=True)
-class ChunkRows:
-    """What generating one chunk gave: its rows (PART_SCHEMA) and, for progress reports, how many outputs
-    the engine produced (round trips, answers, variants), their tokens, its seconds, and any other `detail`
-    (a Ray shard's number and worker)."""
-
-    rows: pl.DataFrame
-    outputs: int = 0
-    output_tokens: int = 0
-    seconds: float = 0.0
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-# A producer turns the pending sources into finished chunks, (chunk of sources, its rows), in any order.
-Producer = Callable[[pl.DataFrame], Iterable[tuple[pl.DataFrame, ChunkRows]]]
-
-
 def run_job(
     output: AugmentedOutput, sources: pl.DataFrame, produce: Producer, *, stage: str, on_progress: OnProgress | None
 ) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -336,37 +318,40 @@ def run_job(
     return output.finish(sources["id"].to_list())
 
 
-def in_chunks(generate: Callable[[pl.DataFrame], ChunkRows], chunk_size: int) -> Producer:
-    """The single-process producer: `generate` on consecutive chunks of `chunk_size` pending sources."""
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
-
-    def produce(pending: pl.DataFrame) -> Iterator[tuple[pl.DataFrame, ChunkRows]]:
-        for chunk in chunks(pending, chunk_size):
-            started = time.perf_counter()
-            result = generate(chunk)
-            seconds = time.perf_counter() - started
-            yield chunk, ChunkRows(result.rows, result.outputs, result.output_tokens, seconds, result.detail)
-
-    return produce
-
-
-def run_chunks(
-    output: AugmentedOutput,
-    sources: pl.DataFrame,
-    generate: Callable[[pl.DataFrame], ChunkRows],
+def augment_file(
+    job: ChunkJob,
+    input: str | Path,
+    out: str | Path,
+    executor: Executor | None = None,
     *,
-    chunk_size: int,
-    stage: str,
+    restart: bool = False,
+    text_col: str = "text",
+    label_col: str = "label",
+    id_col: str = "id",
     on_progress: OnProgress | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """`run_job` in this process: `generate(chunk)` on chunks of at most `chunk_size` pending sources."""
-    return run_job(output, sources, in_chunks(generate, chunk_size), stage=stage, on_progress=on_progress)
+    """Run one augmentation job (EdaJob, BacktranslateJob, ParaphraseJob) on every source of `input`
+    (hard.parquet or any id/text/label table) and write `out` (Parquet), on `executor` (default: in this
+    process, `engine.stage.InProcess`; `engine.cluster.executor.OnRay` for Ray). Both write and resume
+    the same job folder, so a job can start on one and finish on the other.
 
-
-def chunks(frame: pl.DataFrame, size: int) -> Iterator[pl.DataFrame]:
-    for start in range(0, frame.height, size):
-        yield frame.slice(start, size)
+    Input, output path, model and options are checked before anything is written (and, on Ray, before a
+    cluster is joined); the model loads at the first chunk still to do. Each finished chunk (shard) is
+    saved, so a rerun does only the missing sources (`restart=True` discards them). Progress:
+    `engine.progress.Progress` per saved chunk (stage: the method, unit "source"; detail: outputs,
+    output_tokens, seconds, and on Ray `shard`, `node`, `worker_pid`). Returns the kept rows (augmented
+    schema, input order) and the counts by drop reason.
+    """
+    executor = executor or InProcess()
+    sources = load_sources(input, text_col=text_col, label_col=label_col, id_col=id_col)
+    check_output(out)
+    job = executor.place(job).bind(sources, str(input))  # the rows' record may depend on the sources
+    job.check(local=executor.local)
+    executor.preflight()  # Ray installed, the cluster reachable: before the output folder is touched
+    key = job.fingerprint(sources)
+    with AugmentedOutput(out, fingerprint=key, restart=restart, classes=classes_of(input)) as output:
+        producer = executor.producer(job, sources.height)
+        return run_job(output, sources, producer, stage=job.stage, on_progress=on_progress)
 
 
 def to_rows(

@@ -40,26 +40,15 @@ import operator
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
 
 import polars as pl
 
 from engine import english
-from engine.augment.common import (
-    AugmentedOutput,
-    ChunkRows,
-    Generated,
-    classes_of,
-    job_fingerprint,
-    load_sources,
-    run_chunks,
-    to_rows,
-)
+from engine.augment.common import Generated, job_fingerprint, to_rows
 from engine.errors import InputError
-from engine.io import check_output
 from engine.options import option, positive_int
-from engine.progress import OnProgress
+from engine.stage import ChunkRows
 from engine.text import HANGUL, LATIN, kiwi_tokens
 
 log = logging.getLogger(__name__)
@@ -422,35 +411,34 @@ def generate_chunk(chunk: pl.DataFrame, config: EdaConfig, params: dict, *, thre
     return ChunkRows(rows, outputs=len(generated))
 
 
-def run_eda(
-    input_path: str | Path,
-    out: str | Path,
-    *,
-    config: EdaConfig | None = None,
-    chunk_size: int = 5000,
-    restart: bool = False,
-    threads: int | None = None,
-    text_col: str = "text",
-    label_col: str = "label",
-    id_col: str = "id",
-    on_progress: OnProgress | None = None,
-) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Augment every source of `input_path` and write the augmented rows to `out` (resumable in chunks;
-    progress: `engine.progress.Progress` per saved chunk, stage "eda", unit "source").
+@dataclass(frozen=True)
+class EdaJob:
+    """The EDA job (engine.stage.ChunkJob): run it with `augment.common.augment_file`, here or on Ray.
+    Rows: method "eda", model "kiwipiepy X.Y.Z"."""
 
-    Returns the kept rows (augmented schema, method "eda", model "kiwipiepy X.Y.Z") and the drop counts.
-    """
-    config = config or EdaConfig()
-    check_output(out)
-    sources = load_sources(input_path, text_col=text_col, label_col=label_col, id_col=id_col)
-    model, job = model_name(), job_params(sources, config, str(input_path))
-    key = job_fingerprint(sources, METHOD, model, job)
-    with AugmentedOutput(out, fingerprint=key, restart=restart, classes=classes_of(input_path)) as output:
-        return run_chunks(
-            output,
-            sources,
-            lambda chunk: generate_chunk(chunk, config, job, threads=threads),
-            chunk_size=chunk_size,
-            stage=METHOD,
-            on_progress=on_progress,
-        )
+    stage = METHOD
+    chunk_size = 5000  # sources per saved chunk in this process
+    config: EdaConfig
+    threads: int | None = 1  # Kiwi threads (per replica on Ray; None: Kiwi's default)
+    params: dict | None = None  # the rows' params, from `bind` (they depend on the sources' scripts)
+
+    def bind(self, sources: pl.DataFrame, source: str) -> EdaJob:
+        return replace(self, params=job_params(sources, self.config, source))
+
+    def check(self, *, local: bool) -> None:
+        pass  # the options were checked by EdaConfig; Kiwi has no model folder
+
+    def fingerprint(self, sources: pl.DataFrame) -> str:
+        return job_fingerprint(sources, METHOD, model_name(), self.params)
+
+    def for_replica(self, gpus: int) -> EdaJob:
+        return self
+
+    def open(self) -> EdaJob:
+        return self
+
+    def run(self, chunk: pl.DataFrame) -> ChunkRows:
+        return generate_chunk(chunk, self.config, self.params, threads=self.threads)
+
+    def close(self) -> None:
+        pass

@@ -102,8 +102,7 @@ def build_config(args: argparse.Namespace) -> BacktranslateConfig:
 
 
 def run_backtranslate_command(args: argparse.Namespace) -> int:
-    from engine.augment.backtranslate import DEFAULT_CHUNK_SIZE, backtranslate_file
-    from engine.cluster.augment import BacktranslateJob
+    from engine.augment.backtranslate import DEFAULT_CHUNK_SIZE, BacktranslateJob
 
     check_source_paths(args)
     config = build_config(args)
@@ -117,14 +116,12 @@ def run_backtranslate_command(args: argparse.Namespace) -> int:
     try:
         kept, counts = run_augmenter(
             args,
-            backtranslate_file,
             BacktranslateJob(config),
             replica_device=config.device,
             replica_threads=config.threads,
             most_per_shard=args.chunk_size or DEFAULT_CHUNK_SIZE[config.device],
-            on_progress=progress,
-            config=config,
             chunk_size=args.chunk_size,
+            on_progress=progress,
         )
     finally:
         progress.close()

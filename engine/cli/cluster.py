@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from engine.cli.common import positive_int
@@ -62,34 +61,28 @@ def cluster_options(args: argparse.Namespace, *, device: str, threads: int):
 
 def run_augmenter(
     args: argparse.Namespace,
-    here: Callable[..., tuple],
-    ray_job: Any,
+    job: Any,
     *,
     replica_device: str,
     replica_threads: int,
     most_per_shard: int,
+    chunk_size: int | None,
     on_progress: OnProgress,
-    **here_options: Any,
 ) -> tuple:
-    """One augmenter's job with the source options every augmenter shares (`add_source_options`, --restart):
-    on Ray with --ray (`ray_job`: the stage's picklable job from engine.cluster.augment; each replica gets
-    `replica_threads` CPU slots, and GPUs unless `replica_device` is cpu), else `here(input, out, ...,
-    **here_options)` in this process. Both write and resume the same job folder."""
-    shared = {
-        "restart": args.restart,
-        "text_col": args.text_col,
-        "label_col": args.label_col,
-        "id_col": args.id_col,
-        "on_progress": on_progress,
-    }
-    if args.ray is None:
-        return here(args.input, args.out, **shared, **here_options)
-    import dataclasses
+    """One augmenter's job (a ChunkJob of engine.stage) with the source options every augmenter shares
+    (`add_source_options`, --restart), through `augment.common.augment_file` on the executor the options
+    name: Ray with --ray (each replica gets `replica_threads` CPU slots, and GPUs unless `replica_device` is
+    cpu; shards of at most `most_per_shard` sources), else this process (chunks of `chunk_size`, None: the
+    job's default). Both write and resume the same job folder."""
+    from engine.augment.common import augment_file
+    from engine.stage import InProcess
 
-    from engine.cluster.augment import augment_on_ray, replica_config
+    shared = {"restart": args.restart, "text_col": args.text_col, "label_col": args.label_col, "id_col": args.id_col}
+    if args.ray is None:
+        return augment_file(job, args.input, args.out, InProcess(chunk_size), **shared, on_progress=on_progress)
+    from engine.cluster.executor import OnRay
 
     options = cluster_options(args, device=replica_device, threads=replica_threads)
-    job = dataclasses.replace(ray_job, config=replica_config(ray_job.config, options))
     nodes: Counter[str] = Counter()
 
     def count_nodes(progress: Progress) -> None:
@@ -97,9 +90,7 @@ def run_augmenter(
             nodes[progress.detail["node"]] += 1
         on_progress(progress)
 
-    result = augment_on_ray(
-        args.input, args.out, job, options, most_per_shard=most_per_shard, **{**shared, "on_progress": count_nodes}
-    )
+    result = augment_file(job, args.input, args.out, OnRay(options, most_per_shard), **shared, on_progress=count_nodes)
     if nodes:
         print(shards_per_node(nodes))
     return result

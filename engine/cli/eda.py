@@ -64,8 +64,7 @@ def build_config(args: argparse.Namespace) -> EdaConfig:
 
 
 def run_eda_command(args: argparse.Namespace) -> int:
-    from engine.augment.eda import run_eda
-    from engine.cluster.augment import EdaJob
+    from engine.augment.eda import EdaJob
 
     check_source_paths(args)
     config = build_config(args)
@@ -75,15 +74,12 @@ def run_eda_command(args: argparse.Namespace) -> int:
         ray_threads = args.threads or 1  # per replica: replicas, not Kiwi threads, spread EDA over a cluster
         _, counts = run_augmenter(
             args,
-            run_eda,
-            EdaJob(config, ray_threads),
+            EdaJob(config, args.threads if args.ray is None else ray_threads),
             replica_device="cpu",
             replica_threads=ray_threads,
             most_per_shard=args.chunk_size,
-            on_progress=progress,
-            config=config,
             chunk_size=args.chunk_size,
-            threads=args.threads,
+            on_progress=progress,
         )
     finally:
         progress.close()

@@ -70,27 +70,24 @@ def run_paraphrase_command(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from engine.augment.paraphrase import paraphrase_file
-    from engine.cluster.augment import ParaphraseJob
+    from engine.augment.paraphrase import ParaphraseJob
 
     check_source_paths(args)
     config = build_config(args)
     started = time.perf_counter()
     progress = ChunkProgress("sources", _rate)
+    # in this process the engine's own bar shows progress inside a chunk (vLLM: prompts done, tokens/s)
+    bar = partial(tqdm, leave=False, dynamic_ncols=True)
     try:
         kept, counts = run_augmenter(
             args,
-            paraphrase_file,
-            ParaphraseJob(config),
+            ParaphraseJob(config, progress=bar if args.ray is None else None),
             # replicas take GPUs unless --device cpu (vLLM-CPU or the transformers backend on CPU)
             replica_device="cpu" if config.device == "cpu" else "cuda",
             replica_threads=1,
             most_per_shard=args.chunk_size,
-            on_progress=progress,
-            config=config,
             chunk_size=args.chunk_size,
-            # the engine's own bar shows progress inside a chunk (vLLM: prompts done, input/output tokens/s)
-            progress=partial(tqdm, leave=False, dynamic_ncols=True),
+            on_progress=progress,
         )
     finally:
         progress.close()

@@ -30,8 +30,8 @@ from typing import Protocol
 
 import polars as pl
 
-from engine.augment.common import ChunkRows
 from engine.cluster.session import ClusterError, ClusterOptions, work_in
+from engine.stage import ChunkRows
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,6 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from engine.cluster.filter import filter_models_on_ray
 from engine.cluster.session import preflight
 from engine.errors import InputError
 from engine.filters.config import FilterConfig
@@ -37,6 +36,7 @@ from engine.filters.judge import (
     saved_kind,
 )
 from engine.filters.label import LabelModel, label_model_kind
+from engine.filters.on_ray import filter_models_on_ray
 from engine.filters.semantic import Embedder
 from engine.io import check_output, check_writable, json_text, output_group, refuse_overwrite, refuse_shared_outputs
 from engine.jobs import Job, fingerprint

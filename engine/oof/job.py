@@ -27,6 +27,7 @@ from engine.errors import InputError
 from engine.io import write_json, write_parquet
 from engine.jobs import Job
 from engine.oof.kfold import OofResult, assemble, check_job, fingerprint, run_folds, run_in_job
+from engine.oof.on_ray import run_folds_on_ray
 from engine.progress import OnProgress
 
 JOB = ".job"
@@ -90,10 +91,6 @@ def run_oof_job(
 
     started = time.perf_counter()
     if ray is not None:  # every fold a Ray task (one GPU each with --device cuda); assembled below
-        # engine.cluster.folds imports engine.oof.kfold, which loads this package: a cycle until cluster/ imports
-        # no stage (issue 25 item 1).
-        from engine.cluster.folds import run_folds_on_ray
-
         if restart:  # Ray's tasks share the job, which cannot restart: discard the old parts first
             check_job(train, test, config=config, k=k, class_names=class_names)
             with Job(folder, key, restart=True, outputs=outputs, what="oof job"):

@@ -1,13 +1,8 @@
-"""`hardaug filter` on Ray: the two model passes spread over actors, everything that needs all rows here.
-
-What parallelizes: the sentence-embedding similarity and the label model's probabilities are per row, so
-rows go out in shards to a pool of actors, each loading the embedder / label model once (the same
-`Embedder` and `LabelModel` classes), and come back in input order. The TF-IDF label model is trained here
-(it needs the whole training set) and shipped to the actors fitted. What does not: the near-duplicate
-search must compare every row with every other and with the training set, and it is sparse matrix work
-that takes seconds on a CPU; it stays in the driver, as do the cheap checks and the decisions. So
-`filter_augmented` runs unchanged, handed `RayEmbedder` / `RayLabelModel`, which answer like the local
-models (`similarity`, `predict_proba`, `k`).
+"""Per-row model calls on Ray: rows go out in shards to a pool of actors, each holding one model, and come back
+in input order. The filter (engine.filters.on_ray) uses it for its two model passes, the sentence-embedding
+similarity and the label model's probabilities: `RayEmbedder` and `RayLabelModel` answer like the local
+models (`similarity`, `predict_proba`, `k`). This module knows no model class: the stage hands it picklable
+specs whose `open()` loads the model on the actor.
 """
 
 from __future__ import annotations
@@ -17,7 +12,7 @@ import os
 import pickle
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -28,37 +23,6 @@ from engine.progress import OnProgress, report
 log = logging.getLogger(__name__)
 
 ROWS_PER_SHARD = 4096
-
-
-@dataclass(frozen=True)
-class _EmbedderSpec:
-    model: str
-    device: str
-    batch_size: int
-
-    def open(self):
-        from engine.filters.semantic import Embedder
-
-        return Embedder(self.model, device=self.device, batch_size=self.batch_size)
-
-
-@dataclass(frozen=True)
-class _LabelModelSpec:
-    spec: str
-    k: int
-    device: str
-    batch_size: int
-    max_length: int
-    fitted: object = None  # a trained LabelModel (TF-IDF) to use as it is
-
-    def open(self):
-        from engine.filters.label import LabelModel
-
-        if self.fitted is not None:
-            return self.fitted
-        return LabelModel.load(
-            self.spec, self.k, device=self.device, batch_size=self.batch_size, max_length=self.max_length
-        )
 
 
 class _ModelWorker:
@@ -150,21 +114,21 @@ class RayLabelModel:
         return np.concatenate(self.pool.map("predict_proba", [texts], "label model", on_progress))
 
 
+class ModelSpec(Protocol):
+    """A picklable description of a model; `open()` loads it on an actor."""
+
+    def open(self) -> object: ...
+
+
 @contextmanager
-def filter_models_on_ray(config, k: int, options: ClusterOptions, *, fitted_label_model=None) -> Iterator[tuple]:
-    """(embedder, label model) for `filter_augmented` backed by actor pools; None where the filter is off."""
+def model_pools_on_ray(
+    options: ClusterOptions, embedder: ModelSpec | None, label_model: ModelSpec | None, k: int
+) -> Iterator[tuple[RayEmbedder | None, RayLabelModel | None]]:
+    """(embedder, label model) backed by actor pools, each actor opening the spec once; None where no spec."""
     preflight(options)
-    device = "cuda" if config.device.startswith("cuda") else config.device  # a replica sees its own GPUs only
     with connect(options) as ray:
         replicas = replica_count(ray, options)
-        embedder = label_model = None
-        if config.similarity:
-            embedder = RayEmbedder(
-                _Pool(ray, _EmbedderSpec(config.embed_model, device, config.batch_size), options, replicas)
-            )
-        if config.label_check:
-            spec = _LabelModelSpec(
-                config.label_model, k, device, config.batch_size, config.max_length, fitted_label_model
-            )
-            label_model = RayLabelModel(_Pool(ray, spec, options, replicas), k)
-        yield embedder, label_model
+        yield (
+            None if embedder is None else RayEmbedder(_Pool(ray, embedder, options, replicas)),
+            None if label_model is None else RayLabelModel(_Pool(ray, label_model, options, replicas), k),
+        )
