@@ -43,14 +43,15 @@ def pipelines(name: str) -> list[tuple[str, int | None, Path]]:
     """(size, seed, folder) of every finished pipeline of one config: the size folders, or the folder itself."""
     out = OUTS[name]
     found = []
-    for folder in sorted(out.glob("size-*")):
+    # a size run with another [data] out (run beside the main one, whose out folder is locked) counts too
+    for folder in sorted(out.parent.glob(f"{out.name}*/size-*")):
         parts = folder.name.split("-")  # size-2000-seed-0 or size-all
         size, seed = parts[1], (int(parts[3]) if len(parts) > 3 else None)
         if (folder / "results" / "comparison.json").exists():
             found.append((size, seed, folder))
     if not found and (out / "results" / "comparison.json").exists():
-        found.append(("full", None, out))
-    return sorted(found, key=lambda t: (t[0] == "full", int(t[0]) if t[0].isdigit() else 0, t[1] or 0))
+        found.append(("all", None, out))  # the whole training set of the config
+    return sorted(found, key=lambda t: (t[0] == "all", int(t[0]) if t[0].isdigit() else 0, t[1] or 0))
 
 
 def refilter(summary: dict, policy: str, where: Path) -> dict:
