@@ -202,7 +202,7 @@ def by_size_rows(runs: Sequence[tuple[int | str, int | None, Path, dict]], *, fu
         comparisons = results.get("comparisons", {})
         n = full if size == ALL else size
         for arm, about in results.get("arms", {}).items():
-            if f"{arm}_vs_baseline" not in comparisons or about.get("kind") in ("baseline", "control"):
+            if f"{arm}_vs_baseline" not in comparisons or about.get("kind") in CONTROL_KINDS:
                 continue
             control = about.get("control")
             row: dict[str, Any] = {"size": size, "rows": n, "seed": seed, "arm": arm, "control": control}
@@ -210,8 +210,16 @@ def by_size_rows(runs: Sequence[tuple[int | str, int | None, Path, dict]], *, fu
             for metric in METRICS:
                 for other, key in ((control, "vs_control"), ("baseline", "vs_baseline")):
                     found = comparisons.get(f"{arm}_vs_{other}", {}).get(metric) if other else None
+                    # Holm-adjusted intervals where compare gives them (the verdicts' intervals), else raw
                     row[f"{metric}_{key}"] = (
-                        None if found is None else {k: found[k] for k in ("diff", "ci_low", "ci_high")}
+                        None
+                        if found is None
+                        else {
+                            "diff": found["diff"],
+                            "ci_low": found.get("ci_low_adj", found["ci_low"]),
+                            "ci_high": found.get("ci_high_adj", found["ci_high"]),
+                            "adjusted": "ci_low_adj" in found,
+                        }
                     )
             rows.append(row)
         for arm, stages in skipped.items():
@@ -228,12 +236,17 @@ def _cell(value: dict | None) -> str:
     return f"{value['diff']:+.4f} [{value['ci_low']:+.4f}, {value['ci_high']:+.4f}]"
 
 
+# arms that are another arm's yardstick, not an arm of their own: baseline, random controls, shuffled weights,
+# the cleaning arms' controls
+CONTROL_KINDS = ("baseline", "control", "weights-control", "cleaning-control")
+
+
 def by_size_markdown(rows: Sequence[dict]) -> str:
     head = ["size", "seed", "arm", "added rows"]
     head += [f"{m} vs {o}" for m in ("macro-F1", "accuracy") for o in ("control", "baseline")]
     lines = [
         "Each arm's gain by training size: against its control (the same number of random rows) and against "
-        "baseline, with 95% intervals (compare's).",
+        "baseline, with compare's 95% intervals, Holm-adjusted for the comparisons of each run.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
