@@ -76,6 +76,21 @@ def sample_oof(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_berts(tmp_path_factory) -> dict[str, Path]:
+    """A tiny random BERT encoder without a head (like a hub checkpoint), and a 2-label classifier beside it,
+    with a WordPiece vocabulary from the sample's reviews: built once for the oof and compare tests."""
+    from engine.random_models.bert import build_random_bert, build_tokenizer
+
+    texts = pl.read_csv(SAMPLE / "train.csv", n_rows=3000)["text"].drop_nulls().to_list()
+    tokenizer = build_tokenizer(texts, vocab_size=2000, model_max_length=128)
+    root = tmp_path_factory.mktemp("bert")
+    return {
+        "base": build_random_bert(root / "tiny", "tiny", tokenizer=tokenizer),
+        "two_labels": build_random_bert(root / "tiny-2", "tiny", tokenizer=tokenizer, num_labels=2),
+    }
+
+
 _EVERY_TEST = pytest.StashKey[dict[str, list[bool]]]()
 
 

@@ -39,17 +39,8 @@ def one_thread():
 
 
 @pytest.fixture(scope="session")
-def models(tmp_path_factory) -> dict[str, Path]:
-    """A tiny BERT encoder without a head (like a hub checkpoint), and a 2-label classifier beside it."""
-    from engine.random_models.bert import build_random_bert, build_tokenizer
-
-    texts = pl.read_csv(DATA / "train.csv", n_rows=3000)["text"].drop_nulls().to_list()
-    tokenizer = build_tokenizer(texts, vocab_size=2000, model_max_length=128)
-    root = tmp_path_factory.mktemp("bert")
-    return {
-        "base": build_random_bert(root / "tiny", "tiny", tokenizer=tokenizer),
-        "two_labels": build_random_bert(root / "tiny-2", "tiny", tokenizer=tokenizer, num_labels=2),
-    }
+def models(tiny_berts) -> dict[str, Path]:
+    return tiny_berts
 
 
 @pytest.fixture(scope="module")
