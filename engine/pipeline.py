@@ -31,8 +31,8 @@ from engine.pipeline_load import (  # noqa: F401  (the names the CLI, sizes and 
     check_command,
     load_config,
     selection_steps,
-    table_options,
 )
+from engine.pipeline_options import table_argv  # noqa: F401
 from engine.pipeline_plan import (  # noqa: F401
     LABEL_MODEL,
     Arg,

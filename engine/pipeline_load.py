@@ -17,12 +17,13 @@ import re
 import shlex
 import sys
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
+from engine.pipeline_options import COMMANDS, STEP_OPTIONS, table_argv
 
 log = logging.getLogger(__name__)
 
@@ -153,14 +154,13 @@ def load_config(
         if command == "compare" and ("weights" in table or "combine" in table) and "cleaning" not in table:
             # the weight arms need the scores; the cleaning arms come with them only when asked for (true)
             table = table if cleaning else {**table, "cleaning": ["none"]}
-        argv, keys = table_options(path, where, table, parsers[command], OWNED[command])
+        argv, keys = table_argv(path, where, table, command, OWNED[command])
         if command == "compare" and "cleaning" in table:
             cleaning = True
         if command == "mine":
             # Selection steps apply in the order given; keys of a table have no order that means anything.
-            step_flags = {flag for a in parsers["mine"]._actions if a.dest == "steps" for flag in a.option_strings}
             into = "select = '...'" if named is None else "each strategy of [strategies]"
-            for flag in step_flags & keys.keys():
+            for flag in STEP_OPTIONS.keys() & keys.keys():
                 raise InputError(
                     f"{path}: [mine] {keys[flag]}: a selection step; put it in {into} with the other steps, in "
                     "the order they apply."
@@ -169,9 +169,9 @@ def load_config(
             steps = selection_steps(path, "[mine] select", select)
             keys.update({word: "select" for word in steps if word.startswith("--")})
             argv += steps
-        flags = {flag for action in parsers[command]._actions for flag in action.option_strings}
-        usable = {key: value for key, value in cluster.items() if "--" + key.replace("_", "-") in flags}
-        on, cluster_keys = table_options(path, "cluster", usable, parsers[command], OWNED[command])
+        takes = COMMANDS[command].cluster
+        usable = {key: value for key, value in cluster.items() if key.replace("_", "-") in takes}
+        on, cluster_keys = table_argv(path, "cluster", usable, command, OWNED[command])
         keys = {**keys, **cluster_keys}
         parsed[where] = check_command(path, where, command, [*argv, *on], keys, {**source, **usable}, parsers[command])
         options[where], placed[where] = tuple(argv), tuple(on)
@@ -362,82 +362,6 @@ def _random(table: dict, path: Path) -> tuple[float, int]:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"{path}: [random] seed = {seed!r}: expected a whole number >= 0, e.g. 13.")
     return float(factor), seed
-
-
-def table_options(
-    path: Path, where: str, table: dict, parser: argparse.ArgumentParser, owned: Sequence[str]
-) -> tuple[list[str], dict[str, str]]:
-    """[where] -> command-line options of `parser`, and which key each option came from.
-
-    `key = value` -> `--key value`; `true` -> `--key`; `false` -> `--no-key` for an option that has both
-    forms, nothing for a switch that is off by default, refused where false cannot be said; a list -> the
-    option repeated where it collects values, one comma-separated value where the option splits one, refused
-    elsewhere (so `seeds = [0, 1]` means seeds 0 and 1, never only the last)."""
-    by_flag = {flag: action for action in parser._actions for flag in action.option_strings}
-    command = parser.prog.split()[-1]
-    argv: list[str] = []
-    keys: dict[str, str] = {}
-    for key, value in table.items():
-        flag = "--" + key.replace("_", "-")
-        at = f"{path}: [{where}] {key}"
-        if flag in owned:
-            raise InputError(
-                f"{at}: set by the pipeline ({flag} is a data file from [data] or the stage's own folder); remove it."
-            )
-        action = by_flag.get(flag)
-        if action is None or isinstance(action, argparse._HelpAction | argparse._VersionAction):
-            choices = [f[2:] for f, a in by_flag.items() if f.startswith("--") and f not in owned and a.help]
-            hint = _did_you_mean(key.replace("_", "-"), choices) or f"; see hardaug {command} --help"
-            raise InputError(f"{path}: unknown key '{key}' in [{where}]{hint}")
-        keys.update({f: key for f in action.option_strings})
-        argv += _option(at, key, flag, value, action)
-    return argv, keys
-
-
-def _option(at: str, key: str, flag: str, value: Any, action: argparse.Action) -> list[str]:
-    if isinstance(value, bool):
-        if isinstance(action, argparse.BooleanOptionalAction):
-            positive = next(f for f in action.option_strings if not f.startswith("--no-"))
-            negative = "--no-" + positive[2:]
-            # `guided = false` and `no-guided = true` both mean --no-guided
-            return [positive if value == (flag == positive) else negative]
-        if action.nargs == 0:
-            if value:
-                return [flag]
-            if isinstance(action, argparse._StoreTrueAction) and action.default is False:
-                return []  # false is the switch's default: nothing to pass
-            raise InputError(f"{at} = false: {flag} cannot be turned off; remove the key.")
-        raise InputError(f"{at} = {str(value).lower()}: {flag} takes a value, not true/false.")
-    if action.nargs == 0:
-        raise InputError(f"{at} = {value!r}: {flag} is a switch; write {key} = true (or remove the key).")
-    if isinstance(value, dict):
-        raise InputError(f"{at}: a table; expected a value for {flag}.")
-    if isinstance(value, list):
-        if not value or any(isinstance(v, bool | list | dict) for v in value):
-            raise InputError(f"{at} = {value!r}: expected a non-empty list of numbers or strings.")
-        items = [_text(v) for v in value]
-        if isinstance(action, argparse._AppendAction | argparse._ExtendAction):
-            return [part for item in items for part in (flag, item)]
-        if action.nargs in ("+", "*") or isinstance(action.nargs, int):
-            return [flag, *items]
-        joined = ",".join(items)
-        if action.type is not None and _splits(action.type, joined, len(items)):
-            return [flag, joined]
-        raise InputError(f"{at} = {value!r}: {flag} takes one value, not a list.")
-    return [flag, _text(value)]
-
-
-def _text(value: Any) -> str:
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def _splits(parse: Callable[[str], Any], joined: str, n: int) -> bool:
-    """Whether the option's type reads `joined` as a list of the n items (a comma-separated option)."""
-    try:
-        parsed = parse(joined)
-    except (argparse.ArgumentTypeError, ValueError, TypeError):
-        return False
-    return isinstance(parsed, list | tuple) and len(parsed) == n
 
 
 class _ParseError(Exception):

@@ -22,7 +22,7 @@ from engine.cli import main
 from engine.cli.common import SAMPLE_DIR
 from engine.cli.run import subcommand_parsers
 from engine.errors import InputError
-from engine.pipeline import load_config, run_pipeline, shared_label_model, stage_record, table_options
+from engine.pipeline import load_config, run_pipeline, shared_label_model, stage_record, table_argv
 
 SAMPLE = Path(str(SAMPLE_DIR))
 ROOT = Path(engine.__file__).resolve().parents[1]
@@ -99,7 +99,7 @@ def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def _options(command: str, table: dict) -> list[str]:
-    return table_options(Path("p.toml"), command, table, PARSERS[command], ())[0]
+    return table_argv(Path("p.toml"), command, table, command, ())[0]
 
 
 def test_toml_values_become_the_options_they_mean():
@@ -113,6 +113,22 @@ def test_toml_values_become_the_options_they_mean():
     assert _options("compare", {"seeds": [0, 1]}) == ["--seeds", "0,1"]
     assert _options("mine", {"class-names": ["neg", "pos"]}) == ["--class-names", "neg,pos"]
     assert _options("oof", {"lr": 5e-5}) == ["--lr", "5e-05"]
+
+
+def test_every_stage_table_knows_exactly_its_commands_options():
+    """The tables' keys (engine.pipeline_options: config fields, the commands' own options) are the flags of
+    each stage's subcommand, no more, no fewer: an option added to a command is a key the pipeline knows."""
+    import argparse
+
+    from engine.pipeline_load import OWNED
+    from engine.pipeline_options import COMMANDS, STEP_OPTIONS
+
+    for command, spec in COMMANDS.items():
+        parser = PARSERS[command]
+        flags = {f for a in parser._actions if not isinstance(a, argparse._HelpAction) for f in a.option_strings}
+        steps = set(STEP_OPTIONS) if command == "mine" else set()
+        known = {*spec.flags(), *("--" + k for k in {**spec.extras, **spec.cluster}), *OWNED[command], *steps}
+        assert known == flags, command
 
 
 @pytest.mark.parametrize(
