@@ -22,7 +22,7 @@ from engine.cli import main
 from engine.cli.common import SAMPLE_DIR
 from engine.cli.run import subcommand_parsers
 from engine.errors import InputError
-from engine.pipeline import load_config, run_pipeline, shared_label_model, stage_record, table_argv
+from engine.pipeline import build_stage, load_config, run_pipeline, shared_label_model, stage_record, table_argv
 
 SAMPLE = Path(str(SAMPLE_DIR))
 ROOT = Path(engine.__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def _write_config(folder: Path, dup: float = 0.95, out: str = "runs", name: str 
 
 
 def _load(path: Path):
-    return load_config(path, parsers=PARSERS, default_data=SAMPLE)
+    return load_config(path, default_data=SAMPLE)
 
 
 @pytest.fixture(scope="module")
@@ -212,7 +212,7 @@ def test_label_model_is_shared_only_for_the_default_tfidf_check(tmp_path: Path):
     train = SAMPLE / "train.csv"
 
     def parsed(*argv: str):
-        return PARSERS["filter"].parse_args(["--input", "x", *argv])
+        return build_stage(Path("p.toml"), "filter", {}, "filter", argv)
 
     assert shared_label_model(parsed(), train) is not None
     for argv in (["--no-label-check"], ["--label-model", "my.npz"], ["--save-label-model", "m.npz"]):
@@ -603,7 +603,7 @@ def test_the_bundled_strategies_pipeline_loads(tmp_path: Path, monkeypatch: pyte
     monkeypatch.chdir(tmp_path)
     config = _load(Path(str(PIPELINES / "strategies.toml")))
     assert list(config.strategies) == ["weak-classes", "misclassified", "clean-hard", "per-class"]
-    assert config.cleaning and config.parsed["compare"].budget == ["weak-classes"]
+    assert config.cleaning and config.parsed["compare"].get("budget") == ["weak-classes"]
     plan = run_pipeline(config, main, dry_run=True)["plan"]
     assert [p["stage"] for p in plan if p["stage"].startswith("mine")] == [f"mine-{n}" for n in config.strategies]
     assert not (tmp_path / "runs").exists()
@@ -620,7 +620,7 @@ def test_weight_arms_get_the_scores_and_no_cleaning_arms_unless_asked(tmp_path: 
         compare = config.options["compare"]
         assert config.cleaning and compare[compare.index("--cleaning") + 1] == expected  # --scores is passed
         assert compare[compare.index("--weights") + 1] == "hardness,class-balanced"
-        assert config.parsed["compare"].combine == ["hard=hardness"]
+        assert config.parsed["compare"].config.combine == ("hard=hardness",)
     path.write_text(text.replace("hard=hardness", "nosuch=hardness"), encoding="utf-8")
     with pytest.raises(InputError, match=r"\[compare\] combine = 'nosuch=hardness': no such strategy"):
         _load(path)
