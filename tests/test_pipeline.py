@@ -131,6 +131,32 @@ def test_every_stage_table_knows_exactly_its_commands_options():
         assert known == flags, command
 
 
+@pytest.mark.parametrize("name", ["cpu.toml", "strategies.toml"])
+def test_each_stage_is_built_as_its_command_builds_it(name: str):
+    """The configs and options the pipeline builds at load are what each subcommand's parser and
+    build_config make of the stage's command line (the pipeline no longer drives argparse itself)."""
+    import sys
+
+    from engine import mine as m
+    from engine.cli.run import PIPELINES
+    from engine.pipeline_load import OWNED
+
+    config = _load(Path(str(PIPELINES / name)))
+    for where, options in config.parsed.items():
+        table = where if where in config.options else "mine"  # strategies.NAME: [mine] options and its steps
+        command = table.split(".", 1)[1] if table.startswith("augment.") else table
+        steps = config.strategies.get(where.removeprefix("strategies."), ()) if table != where else ()
+        placeholders = [w for flag in OWNED[command] for w in (flag, "n=x" if flag == "--strategy" else "x")]
+        argv = [*placeholders, *config.options[table], *config.where[table], *steps]
+        args = PARSERS[command].parse_args(argv)
+        build = sys.modules[args.func.__module__].build_config
+        assert options.config == build(args), where
+        for attr, value in options.given.items():
+            assert getattr(args, attr) == value, (where, attr)
+        if command == "mine" and not (where == "mine" and config.strategies):  # there: each strategy's own
+            assert list(options.steps) == m.steps_from_flags(args.steps, per_class=args.per_class), where
+
+
 @pytest.mark.parametrize(
     ("command", "table", "message"),
     [
