@@ -246,18 +246,22 @@ def compare_cost(pipeline) -> str | None:
     """What a pipeline's transformers compare will train, for `hardaug run --dry-run`: cells (arms x seeds) x
     epochs x training rows (the original rows; the kept augmentations come on top and are known only once
     the filters ran). None for TF-IDF (seconds per cell)."""
-    args = pipeline.parsed["compare"]
+    options = pipeline.parsed["compare"]
+    args, transformer = options.config, options.config.transformer
     if args.backend != "transformers":
         return None
 
     strategies = len(pipeline.strategies) or 1
-    arms = 1 + 2 * strategies + 2 * len(args.budget)  # baseline, each strategy and its random control, budgets
+    arms = (
+        1 + 2 * strategies + 2 * len(options.get("budget"))
+    )  # baseline, each strategy and its random control, budgets
     if pipeline.cleaning:
-        arms += sum(2 if arm in CLEANING_CONTROLS else 1 for arm in (args.cleaning or CLEANING_ARMS))
+        arms += sum(2 if arm in CLEANING_CONTROLS else 1 for arm in (options.get("cleaning") or CLEANING_ARMS))
     cells = arms * len(args.seeds)
     rows = read_table(pipeline.train).height
     return (
-        f"{arms} arms x {len(args.seeds)} seeds = {cells} fine-tunes of {args.model}, each {args.epochs} epochs x "
-        f">= {rows:,} rows (+ that arm's kept augmentations): >= {cells * args.epochs * rows:,} row-epochs on "
-        f"{args.device}; compare's progress bar gives the time per cell once the first one runs"
+        f"{arms} arms x {len(args.seeds)} seeds = {cells} fine-tunes of {transformer.model}, each "
+        f"{transformer.epochs} epochs x "
+        f">= {rows:,} rows (+ that arm's kept augmentations): >= {cells * transformer.epochs * rows:,} row-epochs on "
+        f"{transformer.device}; compare's progress bar gives the time per cell once the first one runs"
     )

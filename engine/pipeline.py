@@ -9,9 +9,9 @@ augmented and filtered like the targeted arm; the one random sample serves every
 `load_config` checks the WHOLE file before any work: each table's keys become options of its `hardaug`
 subcommand (`key = value` -> `--key value`, `true` -> `--key`, `false` -> `--no-key`, or nothing where false
 is the option's default, a list -> a repeated option or one comma-separated value, as the option takes it),
-and each table's command line is parsed by that subcommand's own parser, so a typo, a wrong type or a bad
-value stops the run naming the table and the key. `plan` turns the config into the ordered list of stages;
-`Runner` runs them, each in OUT/stages/<stage>-<key>, and skips a stage whose job (engine.jobs, in the
+and each stage's engine config is built from them and checked (engine.pipeline_options), so a typo, a wrong
+type or a bad value stops the run naming the table and the key. `plan` turns the config into the ordered list
+of stages; `Runner` runs them, each in OUT/stages/<stage>-<key>, and skips a stage whose job (engine.jobs, in the
 stage folder's `.stage/`) finished and whose output files are still what it wrote (their digests are in the
 done marker: an output edited or deleted by hand makes the stage run again), so a rerun after changing only
 the filter threshold reruns only the filters and compare. A killed stage resumes through the stage's own
@@ -28,11 +28,10 @@ from engine.pipeline_load import (  # noqa: F401  (the names the CLI, sizes and 
     TABLES,
     PipelineConfig,
     apply_override,
-    check_command,
     load_config,
     selection_steps,
-    table_options,
 )
+from engine.pipeline_options import StageOptions, build_stage, table_argv  # noqa: F401
 from engine.pipeline_plan import (  # noqa: F401
     LABEL_MODEL,
     Arg,

@@ -9,13 +9,13 @@ refuses, naming the table and the key.
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from engine import mine as m
 from engine.errors import InputError
+from engine.pipeline_options import StageOptions
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,7 @@ class Classes:
         return len(self.names)
 
 
-def read_classes(
-    path: Path, *, train: Path, predictions: Path | None, parsed: Mapping[str, argparse.Namespace]
-) -> Classes:
+def read_classes(path: Path, *, train: Path, predictions: Path | None, parsed: Mapping[str, StageOptions]) -> Classes:
     """The training data's classes, read with the options of the stage that reads them first (oof, or mine
     when [data] predictions skips oof). A file the stage would refuse is refused here, naming [data]."""
     import numpy as np
@@ -48,22 +46,22 @@ def read_classes(
             frame, names = prepare_dataset(
                 read_table(train),
                 source=str(train),
-                text_col=args.text_col,
-                label_col=args.label_col,
-                id_col=args.id_col,
+                text_col=args.get("text_col"),
+                label_col=args.get("label_col"),
+                id_col=args.get("id_col"),
                 complete=True,
             )
-            dynamics = bool(getattr(args, "dynamics", False))
+            dynamics = args.config.transformer.dynamics
         else:
             args = parsed["mine"]
             frame, names = m.load_predictions(
                 predictions,
-                text_col=args.text_col,
-                label_col=args.label_col,
-                id_col=args.id_col,
-                prob_cols=args.prob_cols,
-                class_names=args.class_names,
-                renormalize=args.renormalize,
+                text_col=args.get("text_col"),
+                label_col=args.get("label_col"),
+                id_col=args.get("id_col"),
+                prob_cols=args.get("prob_cols"),
+                class_names=args.get("class_names"),
+                renormalize=bool(args.get("renormalize")),
             )
             dynamics = m.has_dynamics(frame)
     except InputError as exc:
@@ -74,7 +72,7 @@ def read_classes(
 
 
 def check_with_data(
-    path: Path, classes: Classes, parsed: Mapping[str, argparse.Namespace], selections: Mapping[str, str]
+    path: Path, classes: Classes, parsed: Mapping[str, StageOptions], selections: Mapping[str, str]
 ) -> None:
     """Refuse what cannot apply to the data's classes. `selections` maps each mine namespace in `parsed`
     to where its steps were given ("[mine] select", "[strategies] NAME"), for messages."""
@@ -82,7 +80,7 @@ def check_with_data(
     for where, args in parsed.items():
         if where.startswith("strategies."):  # parsed with [mine]'s options: [mine] is checked itself
             continue
-        given = getattr(args, "class_names", None)
+        given = args.get("class_names")
         if given is not None and len(given) != k:
             raise InputError(
                 f"{path}: [{where}] class-names: {len(given)} names {given} for data with {k} classes "
@@ -91,9 +89,8 @@ def check_with_data(
     for where, at in selections.items():
         args = parsed[where]
         try:
-            for preset in args.presets or []:
+            for preset in args.presets:
                 m.check_preset(preset, k, names)
-            steps = m.steps_from_flags(args.steps, per_class=args.per_class)
-            m.check_steps(steps, k, names, dynamics=classes.dynamics)
+            m.check_steps(args.steps, k, names, dynamics=classes.dynamics)
         except InputError as exc:
             raise InputError(f"{path}: {at}: {exc}") from None

@@ -2,27 +2,26 @@
 
 Each table's keys become options of its `hardaug` subcommand (`key = value` -> `--key value`, `true` ->
 `--key`, `false` -> `--no-key`, or nothing where false is the option's default, a list -> a repeated option
-or one comma-separated value, as the option takes it), and each table's command line is parsed by that
-subcommand's own parser, so a typo, a wrong type or a bad value stops the run naming the table and the key.
+or one comma-separated value, as the option takes it; engine.pipeline_options), and each stage's engine config
+is built from them and checked, so a typo, a wrong type or a bad value stops the run naming the table and the
+key.
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import itertools
 import logging
 import math
-import re
 import shlex
-import sys
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from engine.errors import InputError
+from engine.pipeline_options import COMMANDS, STEP_OPTIONS, StageOptions, build_selection, build_stage, table_argv
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ class PipelineConfig:
     # table ("oof", "mine", "augment.eda", "filter", "compare") -> its checked command-line options
     options: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # the same options as the subcommand parsed them (placeholders for what the pipeline sets)
-    parsed: dict[str, argparse.Namespace] = field(default_factory=dict)
+    parsed: dict[str, StageOptions] = field(default_factory=dict)
     random_factor: float = 1.5
     random_seed: int = 13
     # table -> the [cluster] options its subcommand takes (--ray auto, --replicas 4, ...)
@@ -78,11 +77,10 @@ class PipelineConfig:
 def load_config(
     path: str | Path,
     *,
-    parsers: Mapping[str, argparse.ArgumentParser],
     default_data: Path,
     overrides: Sequence[str] = (),
 ) -> PipelineConfig:
-    """Read and check a whole pipeline TOML; `parsers` maps each hardaug subcommand to its parser.
+    """Read and check a whole pipeline TOML.
 
     Data files are relative to the TOML file's folder (they travel with it); `out` is relative to the current
     folder, like every output option of hardaug, so the bundled configs (inside the installed package) write
@@ -133,7 +131,7 @@ def load_config(
     tables.update({f"augment.{method}": method for method in augment})
     cluster = _cluster(raw.get("cluster", {}), path)
     options: dict[str, tuple[str, ...]] = {}
-    parsed: dict[str, argparse.Namespace] = {}
+    parsed: dict[str, StageOptions] = {}
     placed: dict[str, tuple[str, ...]] = {}
     named = raw.get("strategies")
     cleaning = False
@@ -153,32 +151,35 @@ def load_config(
         if command == "compare" and ("weights" in table or "combine" in table) and "cleaning" not in table:
             # the weight arms need the scores; the cleaning arms come with them only when asked for (true)
             table = table if cleaning else {**table, "cleaning": ["none"]}
-        argv, keys = table_options(path, where, table, parsers[command], OWNED[command])
+        argv, keys = table_argv(path, where, table, command, OWNED[command])
         if command == "compare" and "cleaning" in table:
             cleaning = True
         if command == "mine":
             # Selection steps apply in the order given; keys of a table have no order that means anything.
-            step_flags = {flag for a in parsers["mine"]._actions if a.dest == "steps" for flag in a.option_strings}
             into = "select = '...'" if named is None else "each strategy of [strategies]"
-            for flag in step_flags & keys.keys():
+            for flag in STEP_OPTIONS.keys() & keys.keys():
                 raise InputError(
                     f"{path}: [mine] {keys[flag]}: a selection step; put it in {into} with the other steps, in "
                     "the order they apply."
                 )
+        takes = COMMANDS[command].cluster
+        usable = {key: value for key, value in cluster.items() if key.replace("_", "-") in takes}
+        on, _ = table_argv(path, "cluster", usable, command, OWNED[command])
+        parsed[where] = build_stage(path, where, {**table, **usable}, command, [*argv, *on])
         if select is not None:
             steps = selection_steps(path, "[mine] select", select)
-            keys.update({word: "select" for word in steps if word.startswith("--")})
+            stray = [word for word in steps if word.startswith("--") and word.split("=", 1)[0] in OWNED["mine"]]
+            if stray:
+                raise InputError(
+                    f"{path}: [mine] select: {stray[0]} is set by the pipeline; give only selection steps."
+                )
+            parsed[where] = build_selection(path, "[mine] select", steps, parsed[where])
             argv += steps
-        flags = {flag for action in parsers[command]._actions for flag in action.option_strings}
-        usable = {key: value for key, value in cluster.items() if "--" + key.replace("_", "-") in flags}
-        on, cluster_keys = table_options(path, "cluster", usable, parsers[command], OWNED[command])
-        keys = {**keys, **cluster_keys}
-        parsed[where] = check_command(path, where, command, [*argv, *on], keys, {**source, **usable}, parsers[command])
         options[where], placed[where] = tuple(argv), tuple(on)
     strategies: dict[str, tuple[str, ...]] = {}
     selections = {"mine": "[mine] select"}
     if named is not None:
-        strategies, by_name = _strategies(path, named, options["mine"], parsers["mine"])
+        strategies, by_name = _strategies(path, named, parsed["mine"])
         parsed.update({f"strategies.{name}": args for name, args in by_name.items()})
         selections = {f"strategies.{name}": f"[strategies] {name}" for name in strategies}
     elif any(word in LIKE_FLAGS for word in options["mine"]):
@@ -187,7 +188,7 @@ def load_config(
             "selection there is none (use --limit N)."
         )
     _check_compare(path, parsed["compare"], list(strategies) or ["targeted"])
-    if cleaning and parsed["mine"].no_label_issues:
+    if cleaning and parsed["mine"].get("no_label_issues"):
         raise InputError(
             f"{path}: [compare] cleaning needs the suspected label errors, which [mine] no-label-issues = true "
             "turns off; remove one of the two."
@@ -197,7 +198,7 @@ def load_config(
     classes = read_classes(path, train=data["train"], predictions=data["predictions"], parsed=parsed)
     check_with_data(path, classes, parsed, selections)
     if sizes:
-        sz.check_sizes(path, sizes, classes, folds=parsed["oof"].folds, train=data["train"])
+        sz.check_sizes(path, sizes, classes, folds=parsed["oof"].config.n_folds, train=data["train"])
     return PipelineConfig(
         path=path,
         out=data["out"],
@@ -252,16 +253,16 @@ def selection_steps(path: Path, at: str, value: Any) -> list[str]:
 
 
 def _strategies(
-    path: Path, table: dict, mine: tuple[str, ...], parser: argparse.ArgumentParser
-) -> tuple[dict[str, tuple[str, ...]], dict[str, argparse.Namespace]]:
-    """[strategies] name = "selection steps": each checked by hardaug mine's parser after the [mine] options;
-    returns the steps and the parsed options of each. `--limit-like NAME` names an earlier strategy."""
+    path: Path, table: dict, mine: StageOptions
+) -> tuple[dict[str, tuple[str, ...]], dict[str, StageOptions]]:
+    """[strategies] name = "selection steps": each read as hardaug mine reads them after the [mine] options;
+    returns the steps and the options of each. `--limit-like NAME` names an earlier strategy."""
     from engine.arms import check_strategy_name
 
     if not table:
         raise InputError(f"{path}: [strategies] is empty; name at least one, e.g. notebook = '--preset notebook'.")
     strategies: dict[str, tuple[str, ...]] = {}
-    parsed: dict[str, argparse.Namespace] = {}
+    parsed: dict[str, StageOptions] = {}
     for name, value in table.items():
         at = f"[strategies] {name}"
         try:
@@ -280,8 +281,7 @@ def _strategies(
                     f"{path}: {at}: {flag} {target}: expected the name of an earlier strategy (as many rows as its "
                     f"selection); the earlier strategies are {earlier}."
                 )
-        keys = {word.split("=", 1)[0]: name for word in steps if word.startswith("--")}
-        parsed[name] = check_command(path, "strategies", "mine", [*mine, *steps], keys, table, parser)
+        parsed[name] = build_selection(path, f"[strategies] {name}", steps, mine)
         strategies[name] = tuple(steps)
     return strategies, parsed
 
@@ -292,17 +292,17 @@ def _split_like(word: str) -> list[str]:
     return [flag, value] if eq and flag in LIKE_FLAGS else [word]
 
 
-def _check_compare(path: Path, args: argparse.Namespace, strategies: list[str]) -> None:
+def _check_compare(path: Path, args: StageOptions, strategies: list[str]) -> None:
     """What compare would refuse only after every stage ran: a budget for no strategy, unknown cleaning arms."""
     from engine.arms import CLEANING_ARMS
 
-    for name in args.budget:
+    for name in args.get("budget"):
         if name not in strategies:
             raise InputError(f"{path}: [compare] budget = {name!r}: no such strategy; the strategies are {strategies}.")
-    unknown = [arm for arm in args.cleaning or () if arm not in (*CLEANING_ARMS, "none")]
+    unknown = [arm for arm in args.get("cleaning") or () if arm not in (*CLEANING_ARMS, "none")]
     if unknown:
         raise InputError(f"{path}: [compare] cleaning: unknown arms {unknown}; expected {list(CLEANING_ARMS)}.")
-    for pair in args.combine or ():
+    for pair in args.config.combine:
         if pair.partition("=")[0].strip() not in strategies:
             raise InputError(
                 f"{path}: [compare] combine = {pair!r}: no such strategy; the strategies are {strategies}."
@@ -362,124 +362,3 @@ def _random(table: dict, path: Path) -> tuple[float, int]:
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"{path}: [random] seed = {seed!r}: expected a whole number >= 0, e.g. 13.")
     return float(factor), seed
-
-
-def table_options(
-    path: Path, where: str, table: dict, parser: argparse.ArgumentParser, owned: Sequence[str]
-) -> tuple[list[str], dict[str, str]]:
-    """[where] -> command-line options of `parser`, and which key each option came from.
-
-    `key = value` -> `--key value`; `true` -> `--key`; `false` -> `--no-key` for an option that has both
-    forms, nothing for a switch that is off by default, refused where false cannot be said; a list -> the
-    option repeated where it collects values, one comma-separated value where the option splits one, refused
-    elsewhere (so `seeds = [0, 1]` means seeds 0 and 1, never only the last)."""
-    by_flag = {flag: action for action in parser._actions for flag in action.option_strings}
-    command = parser.prog.split()[-1]
-    argv: list[str] = []
-    keys: dict[str, str] = {}
-    for key, value in table.items():
-        flag = "--" + key.replace("_", "-")
-        at = f"{path}: [{where}] {key}"
-        if flag in owned:
-            raise InputError(
-                f"{at}: set by the pipeline ({flag} is a data file from [data] or the stage's own folder); remove it."
-            )
-        action = by_flag.get(flag)
-        if action is None or isinstance(action, argparse._HelpAction | argparse._VersionAction):
-            choices = [f[2:] for f, a in by_flag.items() if f.startswith("--") and f not in owned and a.help]
-            hint = _did_you_mean(key.replace("_", "-"), choices) or f"; see hardaug {command} --help"
-            raise InputError(f"{path}: unknown key '{key}' in [{where}]{hint}")
-        keys.update({f: key for f in action.option_strings})
-        argv += _option(at, key, flag, value, action)
-    return argv, keys
-
-
-def _option(at: str, key: str, flag: str, value: Any, action: argparse.Action) -> list[str]:
-    if isinstance(value, bool):
-        if isinstance(action, argparse.BooleanOptionalAction):
-            positive = next(f for f in action.option_strings if not f.startswith("--no-"))
-            negative = "--no-" + positive[2:]
-            # `guided = false` and `no-guided = true` both mean --no-guided
-            return [positive if value == (flag == positive) else negative]
-        if action.nargs == 0:
-            if value:
-                return [flag]
-            if isinstance(action, argparse._StoreTrueAction) and action.default is False:
-                return []  # false is the switch's default: nothing to pass
-            raise InputError(f"{at} = false: {flag} cannot be turned off; remove the key.")
-        raise InputError(f"{at} = {str(value).lower()}: {flag} takes a value, not true/false.")
-    if action.nargs == 0:
-        raise InputError(f"{at} = {value!r}: {flag} is a switch; write {key} = true (or remove the key).")
-    if isinstance(value, dict):
-        raise InputError(f"{at}: a table; expected a value for {flag}.")
-    if isinstance(value, list):
-        if not value or any(isinstance(v, bool | list | dict) for v in value):
-            raise InputError(f"{at} = {value!r}: expected a non-empty list of numbers or strings.")
-        items = [_text(v) for v in value]
-        if isinstance(action, argparse._AppendAction | argparse._ExtendAction):
-            return [part for item in items for part in (flag, item)]
-        if action.nargs in ("+", "*") or isinstance(action.nargs, int):
-            return [flag, *items]
-        joined = ",".join(items)
-        if action.type is not None and _splits(action.type, joined, len(items)):
-            return [flag, joined]
-        raise InputError(f"{at} = {value!r}: {flag} takes one value, not a list.")
-    return [flag, _text(value)]
-
-
-def _text(value: Any) -> str:
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def _splits(parse: Callable[[str], Any], joined: str, n: int) -> bool:
-    """Whether the option's type reads `joined` as a list of the n items (a comma-separated option)."""
-    try:
-        parsed = parse(joined)
-    except (argparse.ArgumentTypeError, ValueError, TypeError):
-        return False
-    return isinstance(parsed, list | tuple) and len(parsed) == n
-
-
-class _ParseError(Exception):
-    pass
-
-
-def check_command(
-    path: Path,
-    where: str,
-    command: str,
-    argv: list[str],
-    keys: Mapping[str, str],
-    table: Mapping[str, Any],
-    parser: argparse.ArgumentParser,
-) -> argparse.Namespace:
-    """Parse `argv` (with placeholders for what the pipeline sets) as the subcommand will, and build its
-    engine config where the subcommand has a `build_config`; a refusal names the table and the key."""
-
-    def fail(message: str) -> None:
-        raise _ParseError(message)
-
-    def leave(status: int = 0, message: str | None = None) -> None:  # --help: print nothing, stop
-        fail("--help is no option for a stage")
-
-    # The subcommand's parser reports through .error(), which prints usage and exits; here it raises.
-    parser.error = fail  # type: ignore[method-assign]
-    parser.print_help = lambda file=None: None  # type: ignore[method-assign]
-    parser.exit = leave  # type: ignore[method-assign]
-    placeholders = [part for flag in OWNED[command] for part in (flag, f"<{flag[2:]}>")]
-    placeholders = ["strategy=<strategy>" if p == "<strategy>" else p for p in placeholders]  # reads NAME=FILE
-    try:
-        namespace = parser.parse_args([*placeholders, *argv])
-    except _ParseError as exc:
-        message = str(exc)
-        found = re.search(r"argument (--[\w-]+)", message) or re.search(r"(--[\w-]+)", message)
-        key = keys.get(found.group(1)) if found else None
-        at = f"[{where}] {key} = {table[key]!r}" if key in table else f"[{where}] {key}" if key else f"[{where}]"
-        raise InputError(f"{path}: {at}: {message} (see hardaug {command} --help).") from None
-    build = getattr(sys.modules.get(getattr(namespace.func, "__module__", "")), "build_config", None)
-    if build is not None:
-        try:
-            build(namespace)
-        except InputError as exc:  # a config refusing a value; anything else is a bug and keeps its traceback
-            raise InputError(f"{path}: [{where}]: {exc}") from None
-    return namespace

@@ -3,7 +3,6 @@ sample, the kept rows, the label model), which run in the pipeline's own process
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass
@@ -15,6 +14,7 @@ import polars as pl
 
 from engine.io import write_parquet
 from engine.pipeline_load import LIKE_FLAGS, PipelineConfig
+from engine.pipeline_options import StageOptions
 
 log = logging.getLogger(__name__)
 
@@ -232,27 +232,25 @@ def _judges_with_checkpoints(config: PipelineConfig) -> bool:
     """Whether the filters judge labels with the oof stage's transformers fold checkpoints: [oof] fine-tunes
     a transformer and keeps its fold checkpoints (`keep-checkpoints = true`), and [filter] keeps the label
     check on without naming a model of its own."""
-    oof, filtering = config.parsed["oof"], config.parsed["filter"]
-    if oof.backend != "transformers" or not oof.keep_checkpoints:
+    oof, filtering = config.parsed["oof"].config, config.parsed["filter"]
+    if oof.backend != "transformers" or not oof.transformer.keep_checkpoints:
         return False
-    return not filtering.no_label_check and filtering.label_model == "tfidf" and filtering.save_label_model is None
+    checks = filtering.config.label_check and filtering.config.label_model == "tfidf"
+    return checks and filtering.get("save_label_model") is None
 
 
-def shared_label_model(args: argparse.Namespace, train: Path, *, oof: Output | None = None) -> Stage | None:
+def shared_label_model(args: StageOptions, train: Path, *, oof: Output | None = None) -> Stage | None:
     """The filters' default label model (TF-IDF), trained once, as the "label-model" stage, for every filter
     stage instead of once per stage (on 275k reviews: 142 s with lbfgs, 37 CPU s with saga), times methods x
     arms. With `oof` (the oof stage's oof.parquet): the K fold models refitted on its folds, in one .npz, so
     the filters judge each augmentation out of fold. None when the [filter] options turn the check off or
-    name their own model. `args` are the filter options as `hardaug filter` parsed them."""
-    from engine.filters.config import FilterConfig
-    from engine.options import config_from_args
-
-    config = config_from_args(FilterConfig, args)  # the config `hardaug filter` builds from these options
-    if not config.label_check or config.label_model != "tfidf" or args.save_label_model is not None:
+    name their own model. `args` are the [filter] options, read as `hardaug filter` reads them."""
+    config = args.config  # the FilterConfig `hardaug filter` builds from these options
+    if not config.label_check or config.label_model != "tfidf" or args.get("save_label_model") is not None:
         return None
     from engine.tfidf import FIT
 
-    columns = {"text_col": args.text_col, "label_col": args.label_col, "id_col": args.id_col}
+    columns = {name: args.get(name) for name in ("text_col", "label_col", "id_col")}
     tfidf = config.tfidf  # what `hardaug filter` trains (no flags: FilterConfig's default)
     what = "the K fold models of the oof stage's folds" if oof is not None else "the model"
     return Stage(

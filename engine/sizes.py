@@ -146,9 +146,11 @@ def run_sizes(config: PipelineConfig, run_command: Callable[[list[str]], Any], *
             if size != ALL:
                 stage = Stage(
                     "subsample",
-                    task=partial(write_subsample, size=size, seed=seed, label_col=config.parsed["oof"].label_col),
+                    task=partial(
+                        write_subsample, size=size, seed=seed, label_col=config.parsed["oof"].get("label_col")
+                    ),
                     inputs=(config.train,),
-                    options={"size": size, "seed": seed, "label_col": config.parsed["oof"].label_col},
+                    options={"size": size, "seed": seed, "label_col": config.parsed["oof"].get("label_col")},
                     outputs=(("", "train.parquet"),),
                     about=f"draw a stratified subsample of {size} training rows (seed {seed})",
                 )

@@ -448,14 +448,12 @@ def test_transformer_folds_as_ray_tasks_resume_per_fold(cluster, tmp_path):
 
 
 def test_the_cluster_table_of_a_pipeline_reaches_the_stages_that_take_it(tmp_path):
-    from engine.cli.run import subcommand_parsers
     from engine.errors import InputError
     from engine.pipeline import load_config, plan
 
-    parsers = subcommand_parsers()
     toml = tmp_path / "p.toml"
     toml.write_text('[augment.eda]\nn = 2\n\n[cluster]\nray = "auto"\nreplicas = 4\ngpus_per_replica = 2\n')
-    config = load_config(toml, parsers=parsers, default_data=SAMPLE)
+    config = load_config(toml, default_data=SAMPLE)
     assert config.where["filter"] == ("--ray", "auto", "--replicas", "4", "--gpus-per-replica", "2")
     assert config.where["augment.eda"] == ("--ray", "auto", "--replicas", "4")
     assert config.where["oof"] == ("--ray", "auto") and config.where["mine"] == ()
@@ -463,11 +461,11 @@ def test_the_cluster_table_of_a_pipeline_reaches_the_stages_that_take_it(tmp_pat
     assert stages["eda-targeted"].where == config.where["augment.eda"] and stages["compare"].where == ()
     # where a stage runs is not what it writes: the same cache key with or without [cluster]
     toml.write_text("[augment.eda]\nn = 2\n")
-    plain = {stage.name: stage for stage in plan(load_config(toml, parsers=parsers, default_data=SAMPLE))}
+    plain = {stage.name: stage for stage in plan(load_config(toml, default_data=SAMPLE))}
     assert plain["eda-targeted"].argv == stages["eda-targeted"].argv and plain["eda-targeted"].where == ()
     toml.write_text("[augment.eda]\nn = 2\n\n[cluster]\nnodes = 3\n")
     with pytest.raises(InputError, match=r"unknown key 'nodes' in \[cluster\]"):
-        load_config(toml, parsers=parsers, default_data=SAMPLE)
+        load_config(toml, default_data=SAMPLE)
     toml.write_text('[augment.eda]\nn = 2\n\n[cluster]\nreplicas = "many"\n')
     with pytest.raises(InputError, match=r"replicas"):
-        load_config(toml, parsers=parsers, default_data=SAMPLE)
+        load_config(toml, default_data=SAMPLE)

@@ -150,12 +150,11 @@ def test_unknown_policy_is_refused_and_nothing_written(oof_job, capsys):
 
 def pipeline(tmp_path: Path, filter_table: str):
     from engine.cli.common import SAMPLE_DIR
-    from engine.cli.run import subcommand_parsers
     from engine.pipeline import load_config
 
     toml = tmp_path / "p.toml"
     toml.write_text(f'[data]\nout = "x"\n[augment.eda]\nn = 1\n[filter]\nno-similarity = true\n{filter_table}')
-    return load_config(toml, parsers=subcommand_parsers(), default_data=Path(str(SAMPLE_DIR)))
+    return load_config(toml, default_data=Path(str(SAMPLE_DIR)))
 
 
 def test_a_pipeline_with_an_unknown_policy_is_refused_at_load(tmp_path):

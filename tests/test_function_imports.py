@@ -32,8 +32,6 @@ ALLOWED = {
     ("engine/pipeline_load.py", "load_config", "engine.pipeline_data"): _PIPELINE,
     ("engine/pipeline_load.py", "_strategies", "engine.arms"): _PIPELINE,
     ("engine/pipeline_load.py", "_check_compare", "engine.arms"): _PIPELINE,
-    ("engine/pipeline_plan.py", "shared_label_model", "engine.filters.config"): _PIPELINE,
-    ("engine/pipeline_plan.py", "shared_label_model", "engine.options"): _PIPELINE,
     ("engine/pipeline_plan.py", "shared_label_model", "engine.tfidf"): _PIPELINE,
     ("engine/pipeline_plan.py", "_train_label_model", "engine.filters"): _PIPELINE,
     ("engine/pipeline_plan.py", "_train_label_model", "engine.filters.label"): _PIPELINE,

@@ -22,7 +22,7 @@ from engine.cli import main
 from engine.cli.common import SAMPLE_DIR
 from engine.cli.run import subcommand_parsers
 from engine.errors import InputError
-from engine.pipeline import load_config, run_pipeline, shared_label_model, stage_record, table_options
+from engine.pipeline import build_stage, load_config, run_pipeline, shared_label_model, stage_record, table_argv
 
 SAMPLE = Path(str(SAMPLE_DIR))
 ROOT = Path(engine.__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def _write_config(folder: Path, dup: float = 0.95, out: str = "runs", name: str 
 
 
 def _load(path: Path):
-    return load_config(path, parsers=PARSERS, default_data=SAMPLE)
+    return load_config(path, default_data=SAMPLE)
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def uninterrupted(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def _options(command: str, table: dict) -> list[str]:
-    return table_options(Path("p.toml"), command, table, PARSERS[command], ())[0]
+    return table_argv(Path("p.toml"), command, table, command, ())[0]
 
 
 def test_toml_values_become_the_options_they_mean():
@@ -113,6 +113,48 @@ def test_toml_values_become_the_options_they_mean():
     assert _options("compare", {"seeds": [0, 1]}) == ["--seeds", "0,1"]
     assert _options("mine", {"class-names": ["neg", "pos"]}) == ["--class-names", "neg,pos"]
     assert _options("oof", {"lr": 5e-5}) == ["--lr", "5e-05"]
+
+
+def test_every_stage_table_knows_exactly_its_commands_options():
+    """The tables' keys (engine.pipeline_options: config fields, the commands' own options) are the flags of
+    each stage's subcommand, no more, no fewer: an option added to a command is a key the pipeline knows."""
+    import argparse
+
+    from engine.pipeline_load import OWNED
+    from engine.pipeline_options import COMMANDS, STEP_OPTIONS
+
+    for command, spec in COMMANDS.items():
+        parser = PARSERS[command]
+        flags = {f for a in parser._actions if not isinstance(a, argparse._HelpAction) for f in a.option_strings}
+        steps = set(STEP_OPTIONS) if command == "mine" else set()
+        known = {*spec.flags(), *("--" + k for k in {**spec.extras, **spec.cluster}), *OWNED[command], *steps}
+        assert known == flags, command
+
+
+@pytest.mark.parametrize("name", ["cpu.toml", "strategies.toml"])
+def test_each_stage_is_built_as_its_command_builds_it(name: str):
+    """The configs and options the pipeline builds at load are what each subcommand's parser and
+    build_config make of the stage's command line (the pipeline no longer drives argparse itself)."""
+    import sys
+
+    from engine import mine as m
+    from engine.cli.run import PIPELINES
+    from engine.pipeline_load import OWNED
+
+    config = _load(Path(str(PIPELINES / name)))
+    for where, options in config.parsed.items():
+        table = where if where in config.options else "mine"  # strategies.NAME: [mine] options and its steps
+        command = table.split(".", 1)[1] if table.startswith("augment.") else table
+        steps = config.strategies.get(where.removeprefix("strategies."), ()) if table != where else ()
+        placeholders = [w for flag in OWNED[command] for w in (flag, "n=x" if flag == "--strategy" else "x")]
+        argv = [*placeholders, *config.options[table], *config.where[table], *steps]
+        args = PARSERS[command].parse_args(argv)
+        build = sys.modules[args.func.__module__].build_config
+        assert options.config == build(args), where
+        for attr, value in options.given.items():
+            assert getattr(args, attr) == value, (where, attr)
+        if command == "mine" and not (where == "mine" and config.strategies):  # there: each strategy's own
+            assert list(options.steps) == m.steps_from_flags(args.steps, per_class=args.per_class), where
 
 
 @pytest.mark.parametrize(
@@ -196,7 +238,7 @@ def test_label_model_is_shared_only_for_the_default_tfidf_check(tmp_path: Path):
     train = SAMPLE / "train.csv"
 
     def parsed(*argv: str):
-        return PARSERS["filter"].parse_args(["--input", "x", *argv])
+        return build_stage(Path("p.toml"), "filter", {}, "filter", argv)
 
     assert shared_label_model(parsed(), train) is not None
     for argv in (["--no-label-check"], ["--label-model", "my.npz"], ["--save-label-model", "m.npz"]):
@@ -587,7 +629,7 @@ def test_the_bundled_strategies_pipeline_loads(tmp_path: Path, monkeypatch: pyte
     monkeypatch.chdir(tmp_path)
     config = _load(Path(str(PIPELINES / "strategies.toml")))
     assert list(config.strategies) == ["weak-classes", "misclassified", "clean-hard", "per-class"]
-    assert config.cleaning and config.parsed["compare"].budget == ["weak-classes"]
+    assert config.cleaning and config.parsed["compare"].get("budget") == ["weak-classes"]
     plan = run_pipeline(config, main, dry_run=True)["plan"]
     assert [p["stage"] for p in plan if p["stage"].startswith("mine")] == [f"mine-{n}" for n in config.strategies]
     assert not (tmp_path / "runs").exists()
@@ -604,7 +646,7 @@ def test_weight_arms_get_the_scores_and_no_cleaning_arms_unless_asked(tmp_path: 
         compare = config.options["compare"]
         assert config.cleaning and compare[compare.index("--cleaning") + 1] == expected  # --scores is passed
         assert compare[compare.index("--weights") + 1] == "hardness,class-balanced"
-        assert config.parsed["compare"].combine == ["hard=hardness"]
+        assert config.parsed["compare"].config.combine == ("hard=hardness",)
     path.write_text(text.replace("hard=hardness", "nosuch=hardness"), encoding="utf-8")
     with pytest.raises(InputError, match=r"\[compare\] combine = 'nosuch=hardness': no such strategy"):
         _load(path)

@@ -14,12 +14,11 @@ from conftest import make_noisy_dataset
 
 from engine.cli import main
 from engine.cli.common import SAMPLE_DIR
-from engine.cli.run import PIPELINES, subcommand_parsers
+from engine.cli.run import PIPELINES
 from engine.errors import InputError
 from engine.pipeline import load_config, run_pipeline
 from engine.sizes import allocate, subsample
 
-PARSERS = subcommand_parsers()
 SHIPPED = Path(str(PIPELINES / "strategies.toml"))
 
 CONFIG = """
@@ -65,7 +64,7 @@ def _config(folder: Path, *, data: str = "", text: str = CONFIG, k: int = 3, n: 
 
 
 def _load(path: Path, *overrides: str):
-    return load_config(path, parsers=PARSERS, default_data=Path(str(SAMPLE_DIR)), overrides=overrides)
+    return load_config(path, default_data=Path(str(SAMPLE_DIR)), overrides=overrides)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -118,8 +117,8 @@ def test_set_overrides_any_key_and_data_files_from_the_current_folder(tmp_path: 
     monkeypatch.chdir(tmp_path)
     config = _load(path, "data.train=elsewhere/train.csv", "oof.folds=4", "compare.seeds=[1, 2]", "augment.eda.n=3")
     assert config.train == other / "train.csv" and config.classes.k == 2 and sum(config.classes.counts) == 120
-    assert config.parsed["oof"].folds == 4 and config.parsed["augment.eda"].n == 3
-    assert config.parsed["compare"].seeds == (1, 2)
+    assert config.parsed["oof"].config.n_folds == 4 and config.parsed["augment.eda"].config.n == 3
+    assert config.parsed["compare"].config.seeds == (1, 2)
 
 
 def test_limit_like_names_an_earlier_strategy(tmp_path: Path):

@@ -60,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def subcommand_parsers() -> dict[str, argparse.ArgumentParser]:
-    """Each hardaug subcommand's own parser, to check a pipeline's tables against."""
+    """Each hardaug subcommand's own parser (the tests check engine.pipeline_options' tables against them)."""
     from engine.cli import build_parser
 
     action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
@@ -73,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.stage_process import run_stage
 
     path = args.config or Path(str(PIPELINES / "cpu.toml"))
-    config = load_config(
-        path, parsers=subcommand_parsers(), default_data=Path(str(SAMPLE_DIR)), overrides=args.overrides
-    )
+    config = load_config(path, default_data=Path(str(SAMPLE_DIR)), overrides=args.overrides)
     if args.dry_run:
         plan = run_pipeline(config, run_stage, dry_run=True)["plan"]
         print(f"plan of {path} (output: {config.out}); nothing is run or written:")
