@@ -64,6 +64,7 @@ from typing import Any
 
 import polars as pl
 
+from engine import __version__
 from engine.errors import InputError
 from engine.io import atomic_path, json_text
 
@@ -113,8 +114,6 @@ def fingerprint(kind: str, options: Mapping[str, Any], inputs: Mapping[str, pl.D
     """The identity of a job: what it does (`kind`, `options`: JSON-able), what it reads (`inputs`: frames,
     files or folders by content, None for an input not given), and the code that does it (the hardaug and
     polars versions: polars' row hash may change between its releases, which only makes a job run anew)."""
-    from engine import __version__
-
     digest = hashlib.sha256(
         json.dumps(
             {"kind": kind, "options": options, "hardaug": __version__, "polars": pl.__version__},

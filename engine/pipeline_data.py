@@ -15,7 +15,9 @@ from pathlib import Path
 
 from engine import mine as m
 from engine.errors import InputError
+from engine.io import read_table
 from engine.pipeline_options import StageOptions
+from engine.validate import prepare_dataset
 
 
 @dataclass(frozen=True)
@@ -36,9 +38,6 @@ def read_classes(path: Path, *, train: Path, predictions: Path | None, parsed: M
     """The training data's classes, read with the options of the stage that reads them first (oof, or mine
     when [data] predictions skips oof). A file the stage would refuse is refused here, naming [data]."""
     import numpy as np
-
-    from engine.io import read_table
-    from engine.validate import prepare_dataset
 
     try:
         if predictions is None:

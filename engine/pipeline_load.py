@@ -20,7 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine import sizes as sz
+from engine.arms import CLEANING_ARMS, check_strategy_name
 from engine.errors import InputError
+from engine.pipeline_data import check_with_data, read_classes
 from engine.pipeline_options import COMMANDS, STEP_OPTIONS, StageOptions, build_selection, build_stage, table_argv
 
 log = logging.getLogger(__name__)
@@ -111,8 +114,6 @@ def load_config(
         if not isinstance(table, dict):
             raise InputError(f"{path}: 'augment.{method}' must be a table ([augment.{method}]), not a value.")
 
-    from engine import sizes as sz
-
     data_table = dict(raw.get("data", {}))
     sizes, size_seeds = sz.parse_sizes(path, data_table.pop("sizes", None), data_table.pop("size-seeds", None))
     data = _data(data_table, path, default_data)
@@ -193,7 +194,6 @@ def load_config(
             f"{path}: [compare] cleaning needs the suspected label errors, which [mine] no-label-issues = true "
             "turns off; remove one of the two."
         )
-    from engine.pipeline_data import check_with_data, read_classes
 
     classes = read_classes(path, train=data["train"], predictions=data["predictions"], parsed=parsed)
     check_with_data(path, classes, parsed, selections)
@@ -257,8 +257,6 @@ def _strategies(
 ) -> tuple[dict[str, tuple[str, ...]], dict[str, StageOptions]]:
     """[strategies] name = "selection steps": each read as hardaug mine reads them after the [mine] options;
     returns the steps and the options of each. `--limit-like NAME` names an earlier strategy."""
-    from engine.arms import check_strategy_name
-
     if not table:
         raise InputError(f"{path}: [strategies] is empty; name at least one, e.g. notebook = '--preset notebook'.")
     strategies: dict[str, tuple[str, ...]] = {}
@@ -294,8 +292,6 @@ def _split_like(word: str) -> list[str]:
 
 def _check_compare(path: Path, args: StageOptions, strategies: list[str]) -> None:
     """What compare would refuse only after every stage ran: a budget for no strategy, unknown cleaning arms."""
-    from engine.arms import CLEANING_ARMS
-
     for name in args.get("budget"):
         if name not in strategies:
             raise InputError(f"{path}: [compare] budget = {name!r}: no such strategy; the strategies are {strategies}.")

@@ -12,9 +12,14 @@ from typing import Any
 
 import polars as pl
 
-from engine.io import write_parquet
+from engine.filters import load_dataset
+from engine.filters.judge import expected_markers, read_folds, save_fold_models
+from engine.filters.label import LabelModel
+from engine.io import atomic_path, write_parquet
+from engine.oof.refit import refit_tfidf_folds
 from engine.pipeline_load import LIKE_FLAGS, PipelineConfig
 from engine.pipeline_options import StageOptions
+from engine.tfidf import FIT
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +253,6 @@ def shared_label_model(args: StageOptions, train: Path, *, oof: Output | None = 
     config = args.config  # the FilterConfig `hardaug filter` builds from these options
     if not config.label_check or config.label_model != "tfidf" or args.get("save_label_model") is not None:
         return None
-    from engine.tfidf import FIT
 
     columns = {name: args.get(name) for name in ("text_col", "label_col", "id_col")}
     tfidf = config.tfidf  # what `hardaug filter` trains (no flags: FilterConfig's default)
@@ -265,9 +269,6 @@ def shared_label_model(args: StageOptions, train: Path, *, oof: Output | None = 
 
 
 def _train_label_model(folder: Path, inputs: list[Path], *, tfidf: Any, columns: dict, processes: int = 1) -> None:
-    from engine.filters import load_dataset
-    from engine.filters.label import LabelModel
-
     frame, names = load_dataset(inputs[0], **columns)
     if len(inputs) == 1:
         log.info("label model: training TF-IDF on %d texts, shared by every filter stage", frame.height)
@@ -275,9 +276,6 @@ def _train_label_model(folder: Path, inputs: list[Path], *, tfidf: Any, columns:
             folder / LABEL_MODEL
         )
         return
-    from engine.filters.judge import expected_markers, read_folds, save_fold_models
-    from engine.io import atomic_path
-    from engine.oof.refit import refit_tfidf_folds
 
     folds = read_folds(inputs[1], frame, names)
     log.info("label model: refitting %d TF-IDF fold models on %d texts", int(folds.max()) + 1, frame.height)

@@ -16,10 +16,11 @@ from typing import Any
 
 import engine
 from engine.errors import InputError
-from engine.io import write_json
+from engine.io import write_json, write_text
 from engine.jobs import Job, locked, path_digest
 from engine.pipeline_load import PipelineConfig
 from engine.pipeline_plan import Arg, Output, Stage, empty_output, mine_stages, not_compared, plan
+from engine.sizes import run_sizes
 
 log = logging.getLogger(__name__)
 
@@ -169,8 +170,6 @@ def run_pipeline(config: PipelineConfig, run_command: Callable[[list[str]], Any]
     nothing and returns {"plan": [...]}: each stage, whether it is cached, runs, or waits for an earlier
     stage's output to know its key, and its command."""
     if config.sizes:
-        from engine.sizes import run_sizes
-
         return run_sizes(config, run_command, dry_run=dry_run)
     runner = Runner(config.out, run_command, dry_run=dry_run)
     if dry_run:
@@ -273,8 +272,6 @@ def collect_results(
 def write_not_compared(md: Path, js: Path, skipped: Mapping[str, list[str]]) -> None:
     """Add the strategies that kept no rows to the gathered comparison (.md and .json): each is a row
     "0 kept, not compared" naming the stages that emptied it."""
-    from engine.io import write_text
-
     lines = ["", "| strategy | kept | emptied by |", "|---|---|---|"]
     lines += [f"| {arm} | 0 kept, not compared | {', '.join(stages)} |" for arm, stages in skipped.items()]
     text = md.read_text(encoding="utf-8") if md.exists() else "No arm had rows to compare.\n"

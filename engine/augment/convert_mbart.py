@@ -27,6 +27,13 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from engine.augment.backtranslate import (
+    LANGUAGE_CODES,
+    BacktranslateConfig,
+    BackTranslator,
+    model_vocabulary,
+    read_model_folder,
+)
 from engine.errors import InputError
 from engine.io import check_writable
 from engine.models import refuse_custom_code, resolve_model, safe_load
@@ -118,8 +125,6 @@ def check_mbart_config(config: dict, source: str) -> None:
 
 
 def _check_tokenizer(tokenizer, config: dict, source: str) -> None:
-    from engine.augment.backtranslate import LANGUAGE_CODES
-
     missing = [c for c in ("ko_KR", "en_XX") if tokenizer.convert_tokens_to_ids(c) in (None, tokenizer.unk_token_id)]
     if missing or type(tokenizer).__name__ not in MBART50_TOKENIZERS:
         raise InputError(
@@ -214,8 +219,6 @@ def _sentencepiece_file(src: str, local: bool) -> Path | None:
 
 def _check_converted(path: Path, vocab_size: int) -> None:
     """The converted folder starts decoding with </s> and has the whole vocabulary."""
-    from engine.augment.backtranslate import model_vocabulary, read_model_folder
-
     read_model_folder(path)  # decoder start token, model.bin, tokenizer files
     found = len(model_vocabulary(path) or [])
     if found != vocab_size:
@@ -223,8 +226,6 @@ def _check_converted(path: Path, vocab_size: int) -> None:
 
 
 def _smoke_test(path: Path) -> None:
-    from engine.augment.backtranslate import BacktranslateConfig, BackTranslator
-
     config = BacktranslateConfig(path, compute_type="default", threads=1, max_output_tokens=4, beam_size=1)
     with BackTranslator(config) as translator:
         (hypothesis,) = translator.translate(["안녕하세요"], source_lang="ko_KR", target_lang="en_XX")[0]

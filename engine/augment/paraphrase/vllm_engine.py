@@ -18,6 +18,7 @@ from engine.augment.paraphrase.config import (
 )
 from engine.augment.paraphrase.model import ModelInfo, check_block_size, check_model, max_position
 from engine.cores import core_ids, usable_cores
+from engine.lifetime import children_die_with_this_process
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,6 @@ class VllmParaphraser(Paraphraser):
         super().__init__(config, info)
         self._set_env()
         from vllm import LLM
-
-        from engine.lifetime import children_die_with_this_process
 
         children_die_with_this_process()  # EngineCore / Worker must not outlive a killed command
         max_len = config.max_model_len
