@@ -91,6 +91,29 @@ def tiny_berts(tmp_path_factory) -> dict[str, Path]:
     }
 
 
+def refused(code: int, capsys, *patterns: str, exit_code: int = 2) -> str:
+    """The command stopped with one error line (progress bars aside) holding every pattern."""
+    err = capsys.readouterr().err
+    assert code == exit_code, err
+    assert "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("hardaug ")]
+    assert len(errors) == 1, f"expected one error line, got {err!r}"
+    for pattern in patterns:
+        assert pattern in errors[0], f"{pattern!r} not in {errors[0]!r}"
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """torch on one thread for a module's tests (the machine is shared; results do not depend on it)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 _EVERY_TEST = pytest.StashKey[dict[str, list[bool]]]()
 
 

@@ -17,6 +17,7 @@ import polars as pl
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 pytest.importorskip("transformers")
 
 from engine.cli import main  # noqa: E402
@@ -28,14 +29,6 @@ SAMPLE = Path(str(SAMPLE_DIR))
 ROOT = Path(__file__).resolve().parents[1]
 # small and quick, with a learning rate at which the tiny model leaves the majority class (real differences)
 RECIPE = ["--epochs", "2", "--lr", "1e-3", "--warmup-steps", "2", "--train-batch-size", "8", "--max-length", "32"]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from conftest import refused
 
 from engine.cli import main
 from engine.io import write_parquet
@@ -29,18 +30,6 @@ NAMES = ["neg", "strong neg", "pos", "strong pos"]  # sorted: neg, pos, strong n
 # ------------------------------------------------------------------------------------------------ helpers
 def snapshot(*paths: Path) -> dict[Path, bytes]:
     return {p: p.read_bytes() for p in paths}
-
-
-def refused(code: int, capsys, *patterns: str, exit_code: int = 2) -> str:
-    """The command stopped with one error line (progress bars aside) holding every pattern."""
-    err = capsys.readouterr().err
-    assert code == exit_code, err
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith("hardaug ")]
-    assert len(errors) == 1, f"expected one error line, got {err!r}"
-    for pattern in patterns:
-        assert pattern in errors[0], f"{pattern!r} not in {errors[0]!r}"
-    return errors[0]
 
 
 def unchanged(before: dict[Path, bytes]) -> None:

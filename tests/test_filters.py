@@ -20,19 +20,12 @@ from engine.filters.dedup import char_ngram_tfidf, keep_first, normalize_texts, 
 from engine.filters.label import LabelModel
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 pytest.importorskip("sentence_transformers")
 
 # The bundled nsmc4 sample (CC0): real reviews, present in every checkout, so nothing is skipped in CI.
 DATA = Path(__file__).resolve().parents[1] / "engine" / "data" / "sample"
 OFF = {"similarity": False, "label_check": False, "dedup_train": False, "dedup_augmented": False}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

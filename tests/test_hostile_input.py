@@ -17,23 +17,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from conftest import refused
 
 from engine.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "engine" / "data" / "sample"
-
-
-def refused(code: int, capsys, *patterns: str, exit_code: int = 2) -> str:
-    """The command stopped with one error line (progress bars aside) holding every pattern."""
-    err = capsys.readouterr().err
-    assert code == exit_code, err
-    assert "Traceback" not in err
-    errors = [line for line in err.splitlines() if line.startswith("hardaug ")]
-    assert len(errors) == 1, f"expected one error line, got {err!r}"
-    for pattern in patterns:
-        assert pattern in errors[0], f"{pattern!r} not in {errors[0]!r}"
-    return errors[0]
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 pytest.importorskip("transformers")
 
 from engine import mine as m  # noqa: E402
@@ -28,14 +29,6 @@ from engine.validate import prepare_dataset  # noqa: E402
 DATA = Path(__file__).resolve().parents[1] / "engine" / "data" / "sample"
 NAMES = ["0", "1", "2", "3"]
 TIMINGS = {"seconds", "train_seconds", "train_samples_per_s"}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
