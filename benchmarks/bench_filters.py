@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from machine import load_average, run_record
+from machine import data_file, load_average, run_record
 
 from engine.cores import threads_for
 from engine.filters.dedup import char_ngram_tfidf, find_near_duplicates, keep_first
@@ -240,7 +240,6 @@ def markdown(r: dict) -> str:
 # ------------------------------------------------------------------------------------------------ main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    data = ROOT.parent / "shared" / "data" / "nsmc4"
     p.add_argument("--quick", action="store_true", help="small sizes, one repeat: checks the script end to end")
     p.add_argument("--aug", type=int, default=None, help="augmented texts (default 100000; quick 5000)")
     p.add_argument("--orig", type=int, default=None, help="original texts (default 275000 = all; quick 20000)")
@@ -253,8 +252,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: usable cores)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--train", type=Path, default=data / "train.csv")
-    p.add_argument("--test", type=Path, default=data / "test.csv")
+    p.add_argument("--train", type=Path, default=data_file("train.csv"))
+    p.add_argument("--test", type=Path, default=data_file("test.csv"))
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args(argv)
     full = dict(aug=100_000, orig=275_000, slice_aug=40, slice_orig=2000, repeats=3, embed_pairs=2000, naive_pairs=200)

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import polars as pl
-from machine import describe, load_average, run_record
+from machine import data_file, describe, load_average, run_record
 
 from engine.io import read_table
 from engine.mine import PRESETS, load_predictions, score, select
@@ -464,7 +464,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rows", type=int, default=275_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "nsmc4" / "train.csv")
+    p.add_argument("--data", type=Path, default=data_file("train.csv"))
     p.add_argument("--skip-oof", action="store_true", help="leave out the background TF-IDF OOF figures")
     p.add_argument("--oof-log", type=Path, default=ROOT / "runs" / "nsmc4_oof.log")
     p.add_argument("--oof-metrics", type=Path, default=ROOT / "runs" / "nsmc4_oof" / "metrics.json")

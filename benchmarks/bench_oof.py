@@ -33,7 +33,7 @@ from time import perf_counter
 
 import numpy as np
 import polars as pl
-from machine import describe, load_average, run_record
+from machine import data_file, describe, load_average, run_record
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("grouped", "shuffled", "fixed")
@@ -173,7 +173,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     p.add_argument("--vocab-size", type=int, default=8000, help="WordPiece size of the built model")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "nsmc4" / "train.csv")
+    p.add_argument("--data", type=Path, default=data_file("train.csv"))
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results", help="folder for oof.json / oof.md")
     args = p.parse_args(argv)
     if args.quick:

@@ -37,7 +37,7 @@ from pathlib import Path
 from time import perf_counter
 
 import numpy as np
-from machine import describe, load_average, versions
+from machine import data_file, describe, load_average, versions
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score
 from threadpoolctl import threadpool_limits
@@ -332,9 +332,8 @@ def parse_args(argv):
     p.add_argument("--processes", type=int, default=2, help="processes to compare with one (default 2)")
     p.add_argument("--skip", nargs="*", default=[], choices=["vectorize", "solvers", "warm_start", "processes"])
     p.add_argument("--seed", type=int, default=0)
-    data = ROOT.parent / "shared" / "data" / "nsmc4"
-    p.add_argument("--train", type=Path, default=data / "train.csv")
-    p.add_argument("--test", type=Path, default=data / "test.csv")
+    p.add_argument("--train", type=Path, default=data_file("train.csv"))
+    p.add_argument("--test", type=Path, default=data_file("test.csv"))
     p.add_argument("--name", default=None, help="results file name (default oof_levers[_quick])")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = p.parse_args(argv)

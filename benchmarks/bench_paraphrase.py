@@ -40,7 +40,7 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from machine import describe, load_average
+from machine import data_file, describe, load_average
 from machine import versions as package_versions
 
 from engine.cores import usable_cores
@@ -603,7 +603,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tokens", type=int, default=32, help="tokens per answer, EOS ignored (default 32)")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats per engine (default 3)")
     p.add_argument("--engines", default=",".join(ENGINES), help=f"comma-separated subset of {','.join(ENGINES)}")
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "nsmc4" / "test.csv")
+    p.add_argument("--data", type=Path, default=data_file("test.csv"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--kv-cache-gib", type=float, default=None, help="vLLM KV cache (CPU default 2 GiB)")
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9)

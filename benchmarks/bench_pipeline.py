@@ -33,10 +33,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
-from machine import describe, load_average, versions
+from machine import data_file, describe, load_average, versions
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "nsmc4"
 
 SETTINGS = {
     "today": {"solver": "lbfgs", "tol": 0.0001, "processes": 1},
@@ -269,8 +268,8 @@ def parse_args(argv):
         help="fit the filters' label model and compare's baseline model on the training data: are they the same?",
     )
     p.add_argument("--only-shared-model", action="store_true", help="only --check-shared-model (no pipeline runs)")
-    p.add_argument("--train", type=Path, default=DATA / "train.csv")
-    p.add_argument("--test", type=Path, default=DATA / "test.csv")
+    p.add_argument("--train", type=Path, default=data_file("train.csv"))
+    p.add_argument("--test", type=Path, default=data_file("test.csv"))
     p.add_argument("--work", type=Path, default=ROOT / "runs" / "bench_pipeline", help="run folders and logs")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--name", default="pipeline", help="results file name (default pipeline)")

@@ -15,18 +15,19 @@ from engine.cores import usable_cores
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_NSMC4 = ROOT.parent / "shared" / "data" / "nsmc4"  # beside this project's own checkout only
-SAMPLE_TRAIN = ROOT / "engine" / "data" / "sample" / "train.csv"  # bundled: 20,001 real nsmc4 reviews
+SAMPLE = ROOT / "engine" / "data" / "sample"  # bundled: 20,001 training and 5,000 test nsmc4 reviews
+SAMPLE_TRAIN = SAMPLE / "train.csv"
 
 
-def data_file(name: str) -> Path:
+def data_file(name: str, fallback: Path | None = None) -> Path:
     """The reviews a benchmark reads by default: `name` (train.csv, test.csv) from $HARDAUG_BENCH_DATA if set,
-    else from ../shared/data/nsmc4 beside this checkout, else the bundled sample's train.csv, which every
-    install has (a user's GPU node has no ../shared). `--data` still picks any file."""
+    else from ../shared/data/nsmc4 beside this checkout, else `fallback` (default: the bundled sample's file
+    of that name), which every install has (a user's machine has no ../shared). A flag still picks any file."""
     folder = os.environ.get("HARDAUG_BENCH_DATA")
     for candidate in ([Path(folder) / name] if folder else []) + [SHARED_NSMC4 / name]:
         if candidate.is_file():
             return candidate
-    return SAMPLE_TRAIN
+    return fallback if fallback is not None else SAMPLE / name
 
 
 def cpu_name() -> str:
